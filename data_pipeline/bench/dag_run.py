@@ -1,0 +1,125 @@
+"""Measure one run of the ``driver_features`` DAG (``airflow dags test``) per task.
+
+    uv run python data_pipeline/bench/dag_run.py --drivers 1000 --hours 24 [--online-store URL]
+
+Generates the example world (seed 42, normal scenario) for the interval into a temporary data
+folder, runs the DAG once with conf ``{"start", "end"}`` against a temporary Airflow home
+(SQLite), and prints each task's duration (from Airflow's metadata; includes the task's start-up
+in the ``dags test`` process), the step's own time (its summary), and the materialization numbers
+(the task's XCom). Default online store: SQLite in the temporary folder. With a Redis URL a
+unique Feast project is used and its keys are deleted afterwards.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pandas as pd
+
+from data_pipeline.batch.testing import (
+    delete_redis_project,
+    isolated_settings,
+    subprocess_env,
+    unique_project,
+    write_world,
+)
+from data_pipeline.example_source import ExampleSourceConfig
+
+DAGS = Path(__file__).resolve().parents[1] / "dags"
+DAG_ID = "driver_features"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--drivers", type=int, default=1000)
+    parser.add_argument("--hours", type=int, default=24)
+    parser.add_argument("--start", default="2024-01-01T00:00:00+00:00")
+    parser.add_argument("--online-store", default="", help="redis://… (default: SQLite)")
+    args = parser.parse_args()
+    start = datetime.fromisoformat(args.start).astimezone(UTC)
+    end = start + timedelta(hours=args.hours)
+    with tempfile.TemporaryDirectory(prefix="dp-bench-") as tmp:
+        root = Path(tmp)
+        values: dict[str, str] = {}
+        if args.online_store:
+            values = {"online_store_url": args.online_store, "feast_project": unique_project()}
+        settings = isolated_settings(root / "data", **values)
+        began = time.perf_counter()
+        write_world(
+            settings, ExampleSourceConfig(n_drivers=args.drivers, start=start, end=end)
+        )
+        print(f"generate + write: {time.perf_counter() - began:.1f} s")
+        home = root / "airflow"
+        bundles = [
+            {
+                "name": "data_pipeline",
+                "classpath": "airflow.dag_processing.bundles.local.LocalDagBundle",
+                "kwargs": {"path": str(DAGS), "refresh_interval": 30},
+            }
+        ]
+        env = {k: v for k, v in subprocess_env(settings).items() if not k.startswith("AIRFLOW")}
+        env.update(
+            AIRFLOW_HOME=str(home),
+            AIRFLOW__CORE__LOAD_EXAMPLES="False",
+            AIRFLOW__CORE__DAGS_FOLDER=str(home / "dags"),
+            AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=f"sqlite:///{home / 'airflow.db'}",
+            AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST=json.dumps(bundles),
+        )
+        airflow = str(Path(sys.executable).parent / "airflow")
+        subprocess.run([airflow, "db", "migrate"], env=env, check=True, capture_output=True)
+        conf = {"start": start.isoformat(), "end": end.isoformat()}
+        began = time.perf_counter()
+        result = subprocess.run(
+            [airflow, "dags", "test", DAG_ID, end.isoformat(), "-c", json.dumps(conf)],
+            env=env,
+            capture_output=True,
+            text=True,
+        )
+        wall = time.perf_counter() - began
+        try:
+            if result.returncode != 0:
+                print((result.stdout + result.stderr)[-4000:])
+                return 1
+            with sqlite3.connect(home / "airflow.db") as db:
+                tasks = db.execute(
+                    "SELECT task_id, state, start_date, end_date FROM task_instance "
+                    "WHERE dag_id = ? ORDER BY start_date",
+                    (DAG_ID,),
+                ).fetchall()
+                xcom = dict(
+                    db.execute(
+                        "SELECT task_id, value FROM xcom WHERE dag_id = ? AND key = 'return_value'",
+                        (DAG_ID,),
+                    ).fetchall()
+                )
+        finally:
+            if args.online_store:
+                delete_redis_project(args.online_store, settings.feast_project)
+        print(f"interval {start.isoformat()} to {end.isoformat()} ({args.hours} h), "
+              f"{args.drivers} drivers, online store {settings.effective_online_store_url}")
+        print(f"airflow dags test wall time: {wall:.1f} s")
+        summaries = {
+            task: json.loads(value) if isinstance(value, str | bytes) else value
+            for task, value in xcom.items()
+        }
+        print(f"  {'task':<12} {'state':<8} {'task':>8} {'step':>8}")
+        for task, state, t0, t1 in tasks:
+            seconds = (pd.Timestamp(t1) - pd.Timestamp(t0)).total_seconds()
+            step = (summaries.get(task) or {}).get("seconds")
+            step_text = f"{step:6.2f} s" if isinstance(step, int | float) else "       -"
+            print(f"  {task:<12} {state:<8} {seconds:6.2f} s {step_text}")
+        for task in ("validate", "materialize"):
+            print(f"  {task}: {json.dumps(summaries.get(task))}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

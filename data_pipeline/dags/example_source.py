@@ -1,0 +1,50 @@
+"""Example source: write the next hour of the example world, so scheduled pipeline runs find data.
+
+The run for ``[h - 1 h, h)`` (it starts at ``h``) runs ``data-pipeline emit --hour h``: the
+driver statistics delivered in ``[h, h + 1 h)`` — which the ``driver_features`` run for that hour
+ingests at ``h + 1 h`` — and the bookings of ``[h - 1 h, h)``. The world is configured by
+``MLOPS_EXAMPLE_SEED``, ``_DRIVERS``, ``_SCENARIO``, ``_BOOKINGS_PER_HOUR``, ``_DRIFT_START``.
+Conf ``{"hour": "2024-01-01T05:00:00Z"}`` emits another hour (manual REST triggers).
+
+For history, generate a whole period at once instead: ``data-pipeline generate --start … --end …``.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from airflow.sdk import CronDataIntervalTimetable, Param, dag, get_current_context, task
+
+DAG_ID = "example_source"
+
+
+def _start_date() -> datetime:
+    value = os.environ.get("MLOPS_DATA_DAG_START_DATE", "").strip() or "2024-01-01"
+    parsed = datetime.fromisoformat(value)
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed
+
+
+@dag(
+    dag_id=DAG_ID,
+    schedule=CronDataIntervalTimetable("0 * * * *", timezone="UTC"),
+    start_date=_start_date(),
+    catchup=False,
+    max_active_runs=1,
+    doc_md=__doc__,
+    tags=["data", "example"],
+    default_args={"retries": 1, "retry_delay": timedelta(seconds=30)},
+    params={"hour": Param(None, type=["null", "string"], description="ISO 8601, whole UTC hour")},
+)
+def example_source() -> None:
+    @task
+    def emit() -> dict[str, Any]:
+        from data_pipeline.dag_support import emit_task
+
+        return emit_task(get_current_context())
+
+    emit()
+
+
+example_source()

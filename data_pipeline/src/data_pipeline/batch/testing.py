@@ -1,0 +1,122 @@
+"""Test support for the batch pipeline: isolated settings, worlds in the source, store readers.
+
+Used by this component's tests and by other components' integration tests that need features.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow.dataset as ds
+
+from data_pipeline.example_source.config import ExampleSourceConfig
+from data_pipeline.example_source.generator import ExampleData, generate
+from data_pipeline.example_source.sinks import PostgresSource, open_source, write_example_data
+from data_pipeline.feature_store import (
+    FEATURE_NAMES,
+    FEATURE_SERVICE,
+    JOIN_KEY,
+    OFFLINE_COLUMNS,
+    feature_store,
+    offline_table_dir,
+)
+from data_pipeline.settings import DataPipelineSettings
+
+#: Read at import: before test fixtures scrub MLOPS_* from the environment.
+TEST_POSTGRES_URL = os.environ.get("MLOPS_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432")
+TEST_REDIS_URL = os.environ.get("MLOPS_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+def unique_project(prefix: str = "test_dp") -> str:
+    return f"{prefix}_{uuid.uuid4().hex[:10]}"
+
+
+def isolated_settings(data_dir: Path, **values: Any) -> DataPipelineSettings:
+    """Settings that read no env file: local files under ``data_dir``, the SQLite online store
+    ``<data_dir>/feast/online.db`` unless ``online_store_url`` says otherwise."""
+    base: dict[str, Any] = {
+        "data_dir": data_dir,
+        "database_url": "",
+        "redis_url": "",
+        "online_store_url": f"sqlite:///{data_dir / 'feast' / 'online.db'}",
+        "feast_project": "driver_ranking",
+    }
+    base.update(values)
+    return DataPipelineSettings(_env_file=None, **base)  # type: ignore[call-arg]
+
+
+def subprocess_env(settings: DataPipelineSettings) -> dict[str, str]:
+    """The environment a ``data-pipeline`` / ``airflow`` subprocess needs to use ``settings``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLOPS_")}
+    env.update(
+        {
+            "MLOPS_DATA_DIR": str(settings.data_dir),
+            "MLOPS_DATABASE_URL": settings.database_url,
+            "MLOPS_DATABASE_PREFIX": settings.database_prefix,
+            "MLOPS_ONLINE_STORE_URL": settings.online_store_url,
+            "MLOPS_FEAST_PROJECT": settings.feast_project,
+            "MLOPS_ENV_FILE": str(settings.data_dir / "no-such.env"),
+            "MLOPS_VALIDATION_MAX_FAILURE_RATE": str(settings.validation_max_failure_rate),
+            "MLOPS_VALIDATION_MIN_ROWS_PER_HOUR": str(settings.validation_min_rows_per_hour),
+        }
+    )
+    return env
+
+
+def write_world(settings: DataPipelineSettings, config: ExampleSourceConfig) -> ExampleData:
+    """Generate ``config``'s slice and write it to the settings' example source."""
+    data = generate(config)
+    source = open_source(settings)
+    try:
+        write_example_data(source, data)
+    finally:
+        if isinstance(source, PostgresSource):
+            source.close()
+    return data
+
+
+def read_offline(settings: DataPipelineSettings) -> pd.DataFrame:
+    """Every row of the offline table (all files), with ``OFFLINE_COLUMNS``."""
+    root = offline_table_dir(settings)
+    if not root.is_dir():
+        return pd.DataFrame({c: pd.Series(dtype=t) for c, t in OFFLINE_COLUMNS.items()})
+    table = ds.dataset(root, format="parquet", partitioning="hive").to_table(
+        columns=list(OFFLINE_COLUMNS)
+    )
+    frame: pd.DataFrame = table.to_pandas()
+    return frame.sort_values(["event_timestamp", "driver_id", "created"], ignore_index=True)
+
+
+def latest_offline(settings: DataPipelineSettings) -> pd.DataFrame:
+    """Per driver, the offline row Feast considers latest (event time, then ``created``)."""
+    frame = read_offline(settings).sort_values([JOIN_KEY, "event_timestamp", "created"])
+    return frame.drop_duplicates(JOIN_KEY, keep="last").set_index(JOIN_KEY).sort_index()
+
+
+def online_values(settings: DataPipelineSettings, driver_ids: Iterable[int]) -> pd.DataFrame:
+    """The online features of the model's feature service, indexed by driver."""
+    store = feature_store(settings)
+    rows = [{JOIN_KEY: int(d)} for d in driver_ids]
+    frame = store.get_online_features(
+        features=store.get_feature_service(FEATURE_SERVICE), entity_rows=rows
+    ).to_df()
+    return frame.set_index(JOIN_KEY)[list(FEATURE_NAMES)].sort_index()
+
+
+def delete_redis_project(url: str, project: str) -> int:
+    """Delete the online rows of a Feast project from Redis (keys end with the project name)."""
+    import redis
+
+    client = redis.Redis.from_url(url)
+    try:
+        keys = list(client.scan_iter(match=b"*" + project.encode(), count=1000))
+        if keys:
+            client.delete(*keys)
+        return len(keys)
+    finally:
+        client.close()

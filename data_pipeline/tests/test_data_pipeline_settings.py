@@ -1,0 +1,43 @@
+"""DataPipelineSettings reads MLOPS_* from the environment and .env."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from data_pipeline.settings import DataPipelineSettings
+
+
+def test_defaults(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    settings = DataPipelineSettings()
+    assert settings.data_dir == tmp_path / ".mlops"
+    assert not settings.uses_postgres
+    assert settings.source_dir == tmp_path / ".mlops" / "source"
+    assert settings.source_database_url is None
+    assert settings.source_location == str(tmp_path / ".mlops" / "source")
+
+
+def test_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MLOPS_DATA_DIR", str(tmp_path / "state"))
+    monkeypatch.setenv("MLOPS_DATABASE_URL", "postgresql://postgres:s3cret@db.example:5432")
+    settings = DataPipelineSettings()
+    assert settings.source_dir == tmp_path / "state" / "source"
+    assert settings.uses_postgres
+    assert settings.source_database_url == "postgresql://postgres:s3cret@db.example:5432/mlops_data"
+    assert "s3cret" not in settings.source_location
+
+
+def test_empty_values_mean_defaults_and_dotenv_is_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / ".env").write_text(
+        "MLOPS_DATA_DIR=\nMLOPS_DATABASE_URL=postgresql://u@h:5432/other\nUNRELATED=1\n"
+    )
+    settings = DataPipelineSettings()
+    assert settings.data_dir == tmp_path / ".mlops"
+    # a database in the server URL is replaced by the data database
+    assert settings.source_database_url == "postgresql://u@h:5432/mlops_data"

@@ -1,0 +1,183 @@
+"""The data pipeline's DAGs: they parse thin, the run interval comes from the data interval or the
+conf, and one real ``airflow dags test`` run of ``driver_features`` succeeds end to end."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from data_pipeline import feature_store as fs
+from data_pipeline.batch import ValidationFailed
+from data_pipeline.batch.testing import (
+    isolated_settings,
+    latest_offline,
+    online_values,
+    subprocess_env,
+    write_world,
+)
+from data_pipeline.dag_support import ConfError, resolve_interval, run_task
+from data_pipeline.example_source import ExampleSourceConfig
+
+DAGS = Path(__file__).resolve().parents[1] / "dags"
+DAG_ID = "driver_features"
+STEPS = ["ingest", "validate", "transform", "publish", "apply", "materialize"]
+
+PARSE = """
+import json, sys
+from airflow.dag_processing.dagbag import DagBag
+bag = DagBag(dag_folder=sys.argv[1])
+print(json.dumps({
+    "errors": {k: str(v) for k, v in bag.import_errors.items()},
+    "dags": {
+        dag_id: {
+            "edges": sorted([t.task_id, d] for t in dag.tasks for d in t.downstream_task_ids),
+            "params": sorted(dag.params.keys()),
+            "max_active_runs": dag.max_active_runs,
+            "timetable": type(dag.timetable).__name__,
+        }
+        for dag_id, dag in bag.dags.items()
+    },
+    "heavy": sorted(m for m in sys.modules
+                    if m.split(".")[0] in ("data_pipeline", "feast", "pandas", "pandera",
+                                           "pyarrow", "dask")),
+}))
+"""
+
+
+def _airflow_env(home: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
+    bundles = [
+        {
+            "name": "data_pipeline",
+            "classpath": "airflow.dag_processing.bundles.local.LocalDagBundle",
+            "kwargs": {"path": str(DAGS), "refresh_interval": 30},
+        }
+    ]
+    env.update(
+        AIRFLOW_HOME=str(home),
+        AIRFLOW__CORE__LOAD_EXAMPLES="False",
+        AIRFLOW__CORE__DAGS_FOLDER=str(home / "dags"),
+        AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=f"sqlite:///{home / 'airflow.db'}",
+        AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST=json.dumps(bundles),
+    )
+    return env
+
+
+def test_every_dag_file_parses_thin(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-W", "ignore", "-c", PARSE, str(DAGS)],
+        env=_airflow_env(tmp_path / "airflow"),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    parsed = json.loads(result.stdout.strip().splitlines()[-1])
+    assert parsed["errors"] == {}
+    assert len(parsed["dags"]) == len(list(DAGS.glob("*.py")))
+    dag = parsed["dags"][DAG_ID]
+    assert dag["edges"] == sorted([a, b] for a, b in itertools.pairwise(STEPS))
+    assert dag["params"] == ["end", "start"]
+    assert dag["max_active_runs"] == 1
+    assert dag["timetable"] == "CronDataIntervalTimetable"
+    assert parsed["heavy"] == []  # nothing heavy imported when the DAG files are parsed
+
+
+def test_run_interval_from_conf_or_data_interval() -> None:
+    start = datetime(2024, 1, 1, 5, tzinfo=UTC)
+    interval = resolve_interval({"start": None, "end": None}, start, start + timedelta(hours=1))
+    assert (interval.start, interval.end) == (start, start + timedelta(hours=1))
+    conf = {"start": "2024-01-02T00:00:00Z", "end": "2024-01-03"}
+    interval = resolve_interval(conf, start, start + timedelta(hours=1))
+    assert interval.id == "20240102T00-20240103T00"
+    with pytest.raises(ConfError, match="no data interval"):
+        resolve_interval({}, None, None)
+    with pytest.raises(ConfError, match="no data interval"):
+        resolve_interval({}, start, start)  # a manual run: empty interval
+    with pytest.raises(ConfError, match="both"):
+        resolve_interval({"start": "2024-01-02"}, start, start + timedelta(hours=1))
+    with pytest.raises(ConfError, match="whole UTC hour"):
+        resolve_interval({"start": "2024-01-02T00:10Z", "end": "2024-01-03"}, None, None)
+
+
+def test_a_rejected_batch_fails_the_task_without_retry(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from airflow.sdk.exceptions import AirflowFailException
+
+    settings = isolated_settings(tmp_path)
+    for name, value in subprocess_env(settings).items():
+        if name.startswith("MLOPS_"):
+            monkeypatch.setenv(name, value)
+    context = {"params": {"start": "2024-01-01T00:00Z", "end": "2024-01-01T01:00Z"}}
+    ingested = run_task("ingest", context)
+    assert ingested["rows"] == 0
+    with pytest.raises(AirflowFailException, match="min_rows") as failed:
+        run_task("validate", context)
+    assert isinstance(failed.value.__cause__, ValidationFailed)
+    with pytest.raises(AirflowFailException, match="no data interval"):
+        run_task("ingest", {"params": {}})
+
+
+def _task_runs(home: Path) -> dict[str, tuple[str, float]]:
+    with sqlite3.connect(home / "airflow.db") as db:
+        (run_id,) = db.execute(
+            "SELECT run_id FROM dag_run WHERE dag_id = ? ORDER BY id DESC LIMIT 1", (DAG_ID,)
+        ).fetchone()
+        rows = db.execute(
+            "SELECT task_id, state, start_date, end_date FROM task_instance "
+            "WHERE dag_id = ? AND run_id = ?",
+            (DAG_ID, run_id),
+        ).fetchall()
+    return {
+        task: (state, (pd.Timestamp(end) - pd.Timestamp(start)).total_seconds())
+        for task, state, start, end in rows
+    }
+
+
+@pytest.mark.integration
+def test_driver_features_dag_run_with_airflow_dags_test(tmp_path: Path) -> None:
+    t0 = datetime(2024, 8, 1, tzinfo=UTC)
+    settings = isolated_settings(tmp_path / "data")
+    config = ExampleSourceConfig(
+        seed=9, n_drivers=100, start=t0, end=t0 + timedelta(hours=3), bookings_per_hour=5
+    )
+    write_world(settings, config)
+    home = tmp_path / "airflow"
+    env = {**_airflow_env(home), **subprocess_env(settings)}
+    airflow = str(Path(sys.executable).parent / "airflow")
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [airflow, *args], env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path
+        )
+
+    migrate = run("db", "migrate")
+    assert migrate.returncode == 0, migrate.stdout[-2000:] + migrate.stderr[-2000:]
+    conf = {"start": "2024-08-01T00:00:00Z", "end": "2024-08-01T03:00:00Z"}
+    result = run("dags", "test", DAG_ID, "2024-08-01T03:00:00+00:00", "-c", json.dumps(conf))
+    log = result.stdout + result.stderr
+    assert result.returncode == 0, log[-4000:]
+    tasks = _task_runs(home)
+    assert {task: state for task, (state, _) in tasks.items()} == dict.fromkeys(STEPS, "success")
+    print("task seconds:", {task: round(s, 2) for task, (_, s) in tasks.items()})
+    # the conf's interval was processed, and every driver has its latest features online
+    assert (settings.pipeline_dir / "driver_hourly_stats" / "20240801T00-20240801T03").is_dir()
+    assert len(latest_offline(settings)) == 100
+    online = online_values(settings, config.driver_ids)
+    assert online.notna().all().all()
+    pd.testing.assert_frame_equal(
+        online,
+        latest_offline(settings)[list(fs.FEATURE_NAMES)],
+        check_dtype=False,
+        check_names=False,
+    )

@@ -1,0 +1,134 @@
+"""``model-serving``: the serving component's command line.
+
+    model-serving serve [--host H] [--port P]     the prediction API (uvicorn, one worker)
+    model-serving check                           print the effective settings (no secrets) and
+                                                  exit 1 when the service could not start
+    model-serving batch-predict [--drivers F] [--interval-start T] [--interval-end T]
+                                [--output DIR]    score drivers with the champion for one interval
+                                                  (the batch DAG's step)
+
+Exit codes: 0 ok, 1 a problem the message names (bad settings, no model, ...), 2 usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+
+from model_serving.settings import ServingSettings
+
+
+def _settings(**overrides: object) -> ServingSettings:
+    from pydantic import ValidationError
+
+    try:
+        return ServingSettings.load(**{k: v for k, v in overrides.items() if v is not None})
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
+        )
+        print(f"model-serving: invalid settings: {problems}", file=sys.stderr)
+        raise SystemExit(1) from None
+
+
+def serve(args: argparse.Namespace) -> int:
+    settings = _settings(mlops_bind_host=args.host, serving_port=args.port)
+    problem = settings.auth_problem()
+    if problem:
+        print(f"model-serving: {problem}", file=sys.stderr)
+        return 1
+    # one OpenMP/BLAS thread per process unless told otherwise (see STACK-FACTS: oversubscription)
+    os.environ.setdefault("OMP_NUM_THREADS", str(settings.serving_model_threads))
+
+    import uvicorn
+
+    from model_serving.app import create_app
+    from model_serving.logs import UVICORN_LOG_CONFIG, configure_logging
+
+    configure_logging(settings.serving_log_level)
+    app = create_app(settings)
+    uvicorn.run(
+        app,
+        host=settings.mlops_bind_host,
+        port=settings.serving_port,
+        workers=1,
+        access_log=False,
+        log_config=UVICORN_LOG_CONFIG,
+        log_level=settings.serving_log_level.lower(),
+        proxy_headers=False,
+        server_header=False,
+        timeout_graceful_shutdown=10,
+    )
+    return 0
+
+
+def check(args: argparse.Namespace) -> int:
+    settings = _settings()
+    shown = settings.model_dump(mode="json")
+    shown["serving_api_key"] = "***" if settings.serving_api_key.get_secret_value() else ""
+    print(json.dumps(shown, indent=2, sort_keys=True))
+    problem = settings.auth_problem()
+    if problem:
+        print(f"model-serving: {problem}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def batch_predict(args: argparse.Namespace) -> int:
+    from model_serving.batch import BatchError, run_batch
+
+    settings = _settings()
+    try:
+        result = run_batch(
+            settings,
+            drivers_file=args.drivers,
+            interval_start=args.interval_start,
+            interval_end=args.interval_end,
+            output_dir=args.output,
+        )
+    except BatchError as exc:
+        print(f"model-serving batch-predict: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps(result, indent=2, default=str))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="model-serving", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("serve", help="run the prediction API")
+    p.add_argument("--host", default=None, help="bind address (default MLOPS_BIND_HOST)")
+    p.add_argument("--port", type=int, default=None, help="port (default SERVING_PORT)")
+    p.set_defaults(func=serve)
+    p = sub.add_parser("check", help="print the effective settings and check them")
+    p.set_defaults(func=check)
+    p = sub.add_parser("batch-predict", help="score drivers with the champion, write a table")
+    p.add_argument("--drivers", default=None,
+                   help="a file of driver ids (CSV with a driver_id column, or one id a line); "
+                   "default: every driver in the online store")
+    p.add_argument("--interval-start", default=None,
+                   help="ISO time; default: one hour before the interval's end")
+    p.add_argument("--interval-end", default=None,
+                   help="ISO time: features as of then, and the key of the output file "
+                   "(one file per interval, replaced by a re-run); default: the current hour")
+    p.add_argument("--output", default=None,
+                   help="folder of the result table "
+                   "(default <MLOPS_DATA_DIR>/offline/driver_predictions)")
+    p.set_defaults(func=batch_predict)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    # Importing feast imports gunicorn, whose setproctitle call overwrites /proc/<pid>/environ
+    # unless SPT_NOENV is set: the platform finds its processes by their environment.
+    os.environ.setdefault("SPT_NOENV", "1")
+    args = build_parser().parse_args(argv)
+    code: int = args.func(args)
+    return code
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

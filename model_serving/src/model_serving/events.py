@@ -1,0 +1,189 @@
+"""Prediction and feedback events: the one schema (version 1) of what the serving API did.
+
+The serving API (producer) and the monitoring service (consumer) both import this module;
+nothing else defines the events.
+
+Two Redis streams (names in ``ServingSettings``; defaults ``mlops:serving:predictions`` and
+``mlops:serving:feedback``). A stream entry is a flat map of strings with three fields:
+
+==============  ===============================================================================
+field           meaning
+==============  ===============================================================================
+type            ``prediction`` or ``feedback``
+schema_version  ``"1"``; a consumer refuses versions it does not know (never guesses)
+data            the event as JSON (the models below), UTF-8
+==============  ===============================================================================
+
+``PredictionEvent``: one per answered ``POST /v1/predict``: request id, time, the model (name,
+version, alias) that answered, the feature values it used per scored driver, every score (best
+first), the chosen driver, the candidates it could not score (unknown to the online store, or
+with features older than the feature view's TTL) and, with shadow scoring on, the challenger's
+scores of the same candidates.
+
+``FeedbackEvent``: one per accepted ``POST /v1/feedback``: the booking's request id, the driver
+and whether the trip was completed; ``model`` is the model that answered that request when this
+serving process still remembers it, else null (join on ``request_id``).
+
+Versioning: a change that a version-1 consumer could misread (a renamed, removed or re-typed
+field) is a new ``schema_version``. Adding an optional field is not.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+
+SCHEMA_VERSION: Literal[1] = 1
+PREDICTION: Literal["prediction"] = "prediction"
+FEEDBACK: Literal["feedback"] = "feedback"
+
+DEFAULT_PREDICTION_STREAM = "mlops:serving:predictions"
+DEFAULT_FEEDBACK_STREAM = "mlops:serving:feedback"
+
+Role = Literal["champion", "challenger"]
+FeatureValue = float | int | str | bool | None
+
+
+class MalformedEvent(ValueError):
+    """A stream entry that is not a valid version-1 serving event (``reason`` says why)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def _to_utc(value: datetime) -> datetime:
+    return value.astimezone(UTC)
+
+
+UtcDatetime = Annotated[AwareDatetime, AfterValidator(_to_utc)]
+DriverId = Annotated[int, Field(ge=1, le=2**63 - 1)]
+
+_frozen = ConfigDict(frozen=True, extra="forbid")
+
+
+class ModelRef(BaseModel):
+    """A registered model version and the alias it was served under."""
+
+    model_config = _frozen
+
+    name: str
+    version: str
+    alias: Role
+
+
+class DriverScore(BaseModel):
+    model_config = _frozen
+
+    driver_id: DriverId
+    score: float
+
+
+class ScoredCandidate(BaseModel):
+    """A scored candidate with the feature values the model saw (model input columns)."""
+
+    model_config = _frozen
+
+    driver_id: DriverId
+    score: float
+    features: dict[str, FeatureValue]
+    #: event time of the candidate's features in the online store
+    feature_time: UtcDatetime | None = None
+
+
+class ShadowScores(BaseModel):
+    """The challenger's scores of the same candidates, computed off the request path."""
+
+    model_config = _frozen
+
+    model: ModelRef
+    scores: list[DriverScore]
+    best_driver_id: DriverId
+
+
+class PredictionEvent(BaseModel):
+    model_config = _frozen
+
+    type: Literal["prediction"] = PREDICTION
+    schema_version: Literal[1] = SCHEMA_VERSION
+    request_id: str
+    time: UtcDatetime
+    model: ModelRef
+    #: every scored candidate, best first
+    candidates: list[ScoredCandidate]
+    best_driver_id: DriverId
+    unknown_driver_ids: list[DriverId] = []
+    stale_driver_ids: list[DriverId] = []
+    shadow: ShadowScores | None = None
+    #: the whole request as measured by the service, milliseconds
+    latency_ms: float | None = None
+
+
+class FeedbackEvent(BaseModel):
+    model_config = _frozen
+
+    type: Literal["feedback"] = FEEDBACK
+    schema_version: Literal[1] = SCHEMA_VERSION
+    request_id: str
+    time: UtcDatetime
+    driver_id: DriverId
+    trip_completed: bool
+    model: ModelRef | None = None
+
+
+Event = PredictionEvent | FeedbackEvent
+
+
+def encode(event: Event) -> dict[str, str]:
+    """The Redis stream fields of an event (every value a string)."""
+    return {
+        "type": event.type,
+        "schema_version": str(event.schema_version),
+        "data": event.model_dump_json(),
+    }
+
+
+def _text(value: object) -> str:
+    if isinstance(value, bytes):
+        return value.decode("utf-8")
+    if isinstance(value, str):
+        return value
+    raise TypeError(f"expected bytes or str, got {type(value).__name__}")
+
+
+def decode(fields: Mapping[Any, Any]) -> Event:
+    """Parse a stream entry's fields (bytes or str); raise ``MalformedEvent`` naming the
+    problem for anything that is not a version-1 prediction or feedback event."""
+    try:
+        text = {_text(k): _text(v) for k, v in fields.items()}
+    except (UnicodeDecodeError, TypeError) as exc:
+        raise MalformedEvent(f"not UTF-8 text: {exc}") from None
+    kind, version, data = text.get("type"), text.get("schema_version"), text.get("data")
+    if version != str(SCHEMA_VERSION):
+        raise MalformedEvent(f"schema_version: {version!r} is not a version this consumer knows")
+    model: type[PredictionEvent] | type[FeedbackEvent]
+    if kind == PREDICTION:
+        model = PredictionEvent
+    elif kind == FEEDBACK:
+        model = FeedbackEvent
+    else:
+        raise MalformedEvent(f"type: {kind!r} is neither {PREDICTION!r} nor {FEEDBACK!r}")
+    if data is None:
+        raise MalformedEvent("data: missing")
+    try:
+        payload = json.loads(data)
+    except ValueError as exc:
+        raise MalformedEvent(f"data: not JSON ({exc})") from None
+    if not isinstance(payload, dict) or payload.get("type", kind) != kind:
+        raise MalformedEvent("data: not an object of the entry's type")
+    try:
+        return model.model_validate(payload)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'event'}: {e['msg']}" for e in exc.errors()
+        )
+        raise MalformedEvent(problems) from None

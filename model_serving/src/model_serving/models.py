@@ -1,0 +1,411 @@
+"""Registered model versions: resolve an alias, download, load, warm up, cache locally.
+
+Loading contract: ``models:/<name>@<alias>`` is resolved with ``MlflowClient``; the version's
+artifacts are downloaded once into the local model cache (``<MLOPS_DATA_DIR>/serving/
+model-cache/<name>/<version>/``; versions are immutable, so a cached copy is never stale). A
+version with the ``sklearn`` flavor is loaded as the raw estimator (``mlflow.sklearn``) and
+scored with ``predict_proba(X)[:, positive class]`` on a float matrix in signature column order;
+any other flavor goes through ``mlflow.pyfunc`` with a DataFrame typed from the signature.
+
+Input columns and their types come from the model's input signature; the feature service from
+the version's ``features.service`` tag (set by the training pipeline), else the run's tag of that
+name, else the configured default.
+
+``champion.json`` in the cache folder records the last champion that was loaded and warmed:
+when the registry is unreachable at start, the service starts from it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import tempfile
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from model_serving.compiled import compile_hgb, probe_inputs
+
+log = logging.getLogger("model_serving.models")
+
+# Estimators fitted on DataFrames warn on every call with a plain matrix; this package always
+# passes the signature's columns in the signature's order (the warning's concern).
+warnings.filterwarnings("ignore", message="X does not have valid feature names")
+
+Source = Literal["registry", "cache"]
+Scorer = Callable[[np.ndarray], np.ndarray]
+
+#: error codes MLflow uses when a model, version or alias does not exist
+NOT_FOUND_CODES = frozenset({"RESOURCE_DOES_NOT_EXIST", "NOT_FOUND", "INVALID_PARAMETER_VALUE"})
+FEATURE_SERVICE_TAG = "features.service"
+POINTER = "champion.json"
+META = "serving.json"
+#: signature types that are integers (a pyfunc model refuses them as floats)
+INTEGER_TYPES = {"long": "int64", "integer": "int32"}
+NUMPY_TYPES = {"double": "float64", "float": "float32", "boolean": "bool", **INTEGER_TYPES}
+
+
+class ModelLoadError(RuntimeError):
+    """A model version cannot be served (the message says why)."""
+
+
+class RegistryUnavailable(RuntimeError):
+    """The model registry did not answer."""
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A model version ready to score: immutable, shared by every request that uses it."""
+
+    name: str
+    version: str
+    alias: str
+    flavor: str
+    #: what computes the scores: compiled-hgb, sklearn or pyfunc
+    scorer_kind: str
+    columns: tuple[str, ...]
+    column_types: tuple[str, ...]
+    feature_service: str
+    source: Source
+    path: Path
+    run_id: str | None
+    loaded_at: datetime
+    load_seconds: float
+    scorer: Scorer = field(repr=False, compare=False)
+    #: set when bound to a feature reader: reader feature positions of ``columns``
+    positions: tuple[int, ...] = ()
+    reader: Any = field(default=None, repr=False, compare=False)
+
+    def score(self, matrix: np.ndarray) -> np.ndarray:
+        return self.scorer(matrix)
+
+    def with_alias(self, alias: str) -> LoadedModel:
+        return replace(self, alias=alias)
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "version": self.version,
+            "alias": self.alias,
+            "flavor": self.flavor,
+            "scorer": self.scorer_kind,
+            "feature_service": self.feature_service,
+            "input_columns": list(self.columns),
+            "source": self.source,
+            "run_id": self.run_id,
+            "loaded_at": self.loaded_at.isoformat(),
+            "load_seconds": round(self.load_seconds, 3),
+            "feature_reader": getattr(self.reader, "kind", None),
+        }
+
+
+def configure_mlflow_http(timeout_s: float) -> Callable[[], None]:
+    """Registry calls fail fast instead of MLflow's default minutes of retries: the watcher
+    polls again anyway, and a request never waits on the registry. MLflow reads these from the
+    process environment; values already set win. Returns a function that restores them."""
+    wanted = {
+        "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+        "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0",
+        "MLFLOW_HTTP_REQUEST_TIMEOUT": str(max(1, round(timeout_s))),
+    }
+    added = [name for name in wanted if name not in os.environ]
+    for name in added:
+        os.environ[name] = wanted[name]
+
+    def restore() -> None:
+        for name in added:
+            os.environ.pop(name, None)
+
+    return restore
+
+
+def make_client(tracking_uri: str) -> Any:
+    from mlflow.tracking import MlflowClient
+
+    uri = tracking_uri.strip() or None
+    return MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
+def _is_not_found(exc: BaseException) -> bool:
+    return getattr(exc, "error_code", None) in NOT_FOUND_CODES
+
+
+def resolve_alias(client: Any, name: str, alias: str) -> str | None:
+    """The version ``alias`` points at; None when the model or the alias does not exist.
+    Raises ``RegistryUnavailable`` when the registry does not answer."""
+    try:
+        return str(client.get_model_version_by_alias(name, alias).version)
+    except Exception as exc:
+        if _is_not_found(exc):
+            return None
+        raise RegistryUnavailable(f"{type(exc).__name__}: {_short(exc)}") from exc
+
+
+def registered_aliases(client: Any, name: str) -> dict[str, str]:
+    try:
+        model = client.get_registered_model(name)
+    except Exception as exc:
+        if _is_not_found(exc):
+            return {}
+        raise RegistryUnavailable(f"{type(exc).__name__}: {_short(exc)}") from exc
+    return {alias: str(version) for alias, version in model.aliases.items()}
+
+
+def _short(exc: BaseException, limit: int = 300) -> str:
+    text = " ".join(str(exc).split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+# --- the local cache ----------------------------------------------------------------------
+
+
+def version_dir(cache_dir: Path, name: str, version: str) -> Path:
+    return cache_dir / name / str(version)
+
+
+def fetch_version(client: Any, tracking_uri: str, cache_dir: Path, name: str, version: str) -> Path:
+    """The version's model folder in the local cache, downloaded when not there yet."""
+    target = version_dir(cache_dir, name, version)
+    if (target / META).is_file() and (target / "model" / "MLmodel").is_file():
+        return target
+    import mlflow.artifacts
+
+    try:
+        details = client.get_model_version(name, version)
+    except Exception as exc:
+        if _is_not_found(exc):
+            raise ModelLoadError(f"{name} has no version {version}") from None
+        raise RegistryUnavailable(f"{type(exc).__name__}: {_short(exc)}") from exc
+    tags = dict(details.tags or {})
+    feature_service = tags.get(FEATURE_SERVICE_TAG)
+    if not feature_service and details.run_id:
+        try:
+            feature_service = client.get_run(details.run_id).data.tags.get(FEATURE_SERVICE_TAG)
+        except Exception:
+            feature_service = None
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{version}-", dir=target.parent))
+    try:
+        uri = tracking_uri.strip() or None
+        try:
+            # the version's artifact location from this client: a models:/ URI would be
+            # resolved against MLflow's process-global registry URI instead
+            location = client.get_model_version_download_uri(name, version)
+            downloaded = mlflow.artifacts.download_artifacts(
+                artifact_uri=location,
+                dst_path=str(staging / "download"),
+                tracking_uri=uri,
+                registry_uri=uri,
+            )
+            Path(downloaded).rename(staging / "model")
+        except Exception as exc:
+            raise RegistryUnavailable(
+                f"downloading {name} v{version}: {type(exc).__name__}: {_short(exc)}"
+            ) from exc
+        if not (staging / "model" / "MLmodel").is_file():
+            raise ModelLoadError(f"{name} v{version} has no MLmodel file")
+        meta = {
+            "name": name,
+            "version": str(version),
+            "run_id": details.run_id,
+            "feature_service": feature_service,
+            "tags": tags,
+            "downloaded_at": datetime.now(UTC).isoformat(),
+        }
+        (staging / META).write_text(json.dumps(meta, indent=2))
+        if target.exists():
+            shutil.rmtree(target)
+        staging.rename(target)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
+def write_pointer(cache_dir: Path, model: LoadedModel) -> None:
+    """Record ``model`` as the last loaded champion (atomic replace)."""
+    folder = cache_dir / model.name
+    folder.mkdir(parents=True, exist_ok=True)
+    data = {
+        "name": model.name,
+        "version": model.version,
+        "path": str(model.path),
+        "recorded_at": datetime.now(UTC).isoformat(),
+    }
+    tmp = folder / f".{POINTER}.tmp"
+    tmp.write_text(json.dumps(data, indent=2))
+    tmp.replace(folder / POINTER)
+
+
+def read_pointer(cache_dir: Path, name: str) -> Path | None:
+    """The cached folder of the last champion, when there is a usable one."""
+    pointer = cache_dir / name / POINTER
+    try:
+        data = json.loads(pointer.read_text())
+        path = Path(data["path"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if (path / META).is_file() and (path / "model" / "MLmodel").is_file():
+        return path
+    return None
+
+
+def prune_cache(cache_dir: Path, name: str, keep: int, protect: set[str]) -> None:
+    """Delete all but the ``keep`` newest cached versions (never one in ``protect``)."""
+    folder = cache_dir / name
+    if not folder.is_dir():
+        return
+    versions = sorted(
+        (p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")),
+        key=lambda p: p.stat().st_mtime,
+        reverse=True,
+    )
+    for old in versions[keep:]:
+        if old.name not in protect:
+            shutil.rmtree(old, ignore_errors=True)
+
+
+# --- loading ------------------------------------------------------------------------------
+
+
+def _positive_index(classes: Any) -> int:
+    values = list(classes)
+    for candidate in (1, True, "1", "True", "true"):
+        if candidate in values:
+            return values.index(candidate)
+    return len(values) - 1
+
+
+def _sklearn_scorer(estimator: Any, *, compiled: bool) -> tuple[Scorer, str]:
+    """The estimator's positive-class probability, and which implementation computes it:
+    ``compiled-hgb`` (``model_serving.compiled``, only when it reproduces the estimator's own
+    numbers exactly on probe inputs) or ``sklearn`` (the estimator's ``predict_proba``)."""
+    if not hasattr(estimator, "predict_proba"):
+        raise ModelLoadError(f"{type(estimator).__name__} has no predict_proba")
+    index = _positive_index(getattr(estimator, "classes_", [0, 1]))
+    predict_proba = estimator.predict_proba
+
+    def score(matrix: np.ndarray) -> np.ndarray:
+        return np.asarray(predict_proba(matrix)[:, index], dtype=np.float64)
+
+    if compiled:
+        fast = compile_hgb(estimator)
+        if fast is not None:
+            probe = probe_inputs(fast)
+            if np.array_equal(fast.positive_proba(probe), score(probe)):
+                return fast.positive_proba, "compiled-hgb"
+            log.warning("compiled predictor differs from %s: using scikit-learn's",
+                        type(estimator).__name__)
+    return score, "sklearn"
+
+
+def _pyfunc_scorer(model: Any, columns: tuple[str, ...], types: tuple[str, ...]) -> Scorer:
+    import pandas as pd
+
+    dtypes = [NUMPY_TYPES.get(t, "float64") for t in types]
+
+    def score(matrix: np.ndarray) -> np.ndarray:
+        pairs = zip(columns, dtypes, strict=True)
+        frame = pd.DataFrame({c: matrix[:, i].astype(d) for i, (c, d) in enumerate(pairs)})
+        output = model.predict(frame)
+        if isinstance(output, pd.DataFrame):
+            output = output.to_numpy()
+        array = np.asarray(output, dtype=np.float64)
+        if array.ndim == 2:
+            array = array[:, -1]
+        return array
+
+    return score
+
+
+def load_version(
+    path: Path,
+    *,
+    alias: str,
+    source: Source,
+    default_feature_service: str,
+    compiled: bool = True,
+) -> LoadedModel:
+    """Load a cached version folder (``fetch_version``'s result) and warm it up."""
+    from mlflow.models import Model
+
+    began = time.perf_counter()
+    try:
+        meta = json.loads((path / META).read_text())
+        model_dir = path / "model"
+        mlmodel = Model.load(str(model_dir / "MLmodel"))
+    except (OSError, ValueError) as exc:
+        raise ModelLoadError(f"cached model at {path} is unreadable: {exc}") from exc
+    schema = mlmodel.get_input_schema()  # type: ignore[no-untyped-call]
+    if schema is None or not schema.has_input_names():
+        raise ModelLoadError(
+            f"{meta['name']} v{meta['version']} has no input signature with column names"
+        )
+    columns = tuple(schema.input_names())
+    types = tuple(str(getattr(t, "name", t)) for t in schema.input_types())
+    try:
+        if "sklearn" in mlmodel.flavors:
+            import mlflow.sklearn
+
+            flavor = "sklearn"
+            scorer, kind = _sklearn_scorer(
+                mlflow.sklearn.load_model(str(model_dir)), compiled=compiled
+            )
+        else:
+            import mlflow.pyfunc
+
+            flavor = kind = "pyfunc"
+            scorer = _pyfunc_scorer(mlflow.pyfunc.load_model(str(model_dir)), columns, types)
+    except ModelLoadError:
+        raise
+    except Exception as exc:
+        raise ModelLoadError(
+            f"loading {meta['name']} v{meta['version']}: {type(exc).__name__}: {_short(exc)}"
+        ) from exc
+    loaded = LoadedModel(
+        name=str(meta["name"]),
+        version=str(meta["version"]),
+        alias=alias,
+        flavor=flavor,
+        scorer_kind=kind,
+        columns=columns,
+        column_types=types,
+        feature_service=str(meta.get("feature_service") or default_feature_service),
+        source=source,
+        path=path,
+        run_id=meta.get("run_id"),
+        loaded_at=datetime.now(UTC),
+        load_seconds=0.0,
+        scorer=scorer,
+    )
+    warm_up(loaded)
+    return replace(loaded, load_seconds=time.perf_counter() - began)
+
+
+def warm_up(model: LoadedModel, rounds: int = 3) -> None:
+    """First calls of a model are slow (lazy initialisation, caches): make them here, off the
+    request path, and refuse a model that cannot score a plain matrix of its input width."""
+    width = len(model.columns)
+    for rows in (1, 5, 1):
+        matrix = np.full((rows, width), 0.5, dtype=np.float64)
+        for _ in range(rounds):
+            try:
+                scores = model.score(matrix)
+            except Exception as exc:
+                raise ModelLoadError(
+                    f"{model.name} v{model.version} fails on a {rows}x{width} input: "
+                    f"{type(exc).__name__}: {_short(exc)}"
+                ) from exc
+            if scores.shape != (rows,):
+                raise ModelLoadError(
+                    f"{model.name} v{model.version} returned scores of shape {scores.shape} "
+                    f"for {rows} rows"
+                )

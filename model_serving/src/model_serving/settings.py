@@ -1,0 +1,156 @@
+"""The serving component's one settings object (pydantic-settings).
+
+Values come from, in order of precedence: keyword arguments, the process environment, the env
+file (``MLOPS_ENV_FILE`` when set, else ``.env`` in the working directory), the defaults below.
+Every field is read from the environment variable of the same name in upper case
+(``serving_port`` <- ``SERVING_PORT``); the platform-wide ones keep their platform names
+(``MLOPS_DATA_DIR``, ``MLOPS_ONLINE_STORE_URL``, ``MLOPS_REDIS_URL``, ``MLFLOW_TRACKING_URI``,
+``MLOPS_BIND_HOST``).
+
+Secrets: ``SERVING_API_KEY`` has no usable default. With ``SERVING_AUTH_REQUIRED=true`` (the
+default) the service refuses to start without one.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import AliasChoices, Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+FeatureReaderKind = Literal["auto", "redis", "feast"]
+
+
+def env_file() -> Path:
+    """The env file: ``MLOPS_ENV_FILE`` when set, else ``.env`` in the working directory."""
+    override = os.environ.get("MLOPS_ENV_FILE", "").strip()
+    return Path(override) if override else Path(".env")
+
+
+class ServingSettings(BaseSettings):
+    """Everything the prediction service reads from its environment."""
+
+    model_config = SettingsConfigDict(
+        extra="ignore",
+        env_file_encoding="utf-8",
+        env_ignore_empty=True,
+        populate_by_name=True,
+    )
+
+    # --- platform-wide ---------------------------------------------------------------------
+    mlops_data_dir: Path = Field(default=Path(".mlops"))
+    mlops_online_store_url: str = ""
+    mlops_redis_url: str = ""
+    mlflow_tracking_uri: str = Field(
+        default="",
+        validation_alias=AliasChoices("MLFLOW_TRACKING_URI", "MLOPS_MLFLOW_TRACKING_URI"),
+    )
+    mlops_bind_host: str = "127.0.0.1"
+
+    # --- the HTTP server -------------------------------------------------------------------
+    serving_port: int = Field(default=8172, ge=1, le=65535)
+    serving_api_key: SecretStr = Field(default=SecretStr(""))
+    #: False only for local experiments: every /v1 route is then open
+    serving_auth_required: bool = True
+    #: largest accepted request body, bytes (413 above)
+    serving_max_body_bytes: int = Field(default=64 * 1024, ge=1024)
+    #: most candidates one /v1/predict may rank
+    serving_max_candidates: int = Field(default=200, ge=1, le=10_000)
+    serving_log_level: str = "INFO"
+    #: log one line per request (JSON, with the request id)
+    serving_access_log: bool = True
+
+    # --- the model -------------------------------------------------------------------------
+    serving_model_name: str = "driver_ranking"
+    serving_champion_alias: str = "champion"
+    serving_challenger_alias: str = "challenger"
+    #: feature service when the model version does not name one (tag ``features.service``)
+    serving_feature_service: str = "driver_ranking_v1"
+    #: how often the watcher asks the registry where the aliases point, seconds
+    serving_poll_interval_s: float = Field(default=10.0, gt=0, le=30.0)
+    #: timeout of one registry call (MLflow's HTTP client), seconds
+    serving_registry_timeout_s: float = Field(default=5.0, gt=0, le=120)
+    #: threads one model call may use (OpenMP/BLAS); 1 avoids oversubscription
+    serving_model_threads: int = Field(default=1, ge=1, le=256)
+    #: score HistGradientBoosting classifiers with the vectorised predictor (identical numbers,
+    #: checked at load; see model_serving.compiled)
+    serving_compiled_models: bool = True
+    #: last loaded champions kept in the local model cache
+    serving_model_cache_keep: int = Field(default=3, ge=1, le=50)
+
+    # --- traffic ---------------------------------------------------------------------------
+    #: share of requests the challenger answers, percent (sticky per request id)
+    serving_canary_percent: float = Field(default=0.0, ge=0.0, le=100.0)
+    #: score every champion-answered request with the challenger too, off the request path
+    serving_shadow: bool = False
+    serving_shadow_queue: int = Field(default=1000, ge=1)
+
+    # --- features --------------------------------------------------------------------------
+    #: auto: direct Redis read when the online store is Redis, else Feast's SDK
+    serving_feature_reader: FeatureReaderKind = "auto"
+    #: socket timeout of the online store reads, seconds
+    serving_online_store_timeout_s: float = Field(default=0.5, gt=0, le=30)
+
+    # --- events ----------------------------------------------------------------------------
+    #: Redis of the event streams (empty: MLOPS_REDIS_URL, else the online store's Redis)
+    serving_events_redis_url: str = ""
+    serving_events_prediction_stream: str = "mlops:serving:predictions"
+    serving_events_feedback_stream: str = "mlops:serving:feedback"
+    #: events held in memory while the sink is slow or down; more are dropped and counted
+    serving_events_buffer: int = Field(default=10_000, ge=1)
+    #: approximate length each stream is trimmed to (XADD MAXLEN ~)
+    serving_events_stream_maxlen: int = Field(default=1_000_000, ge=1000)
+    #: feedback requests remember which model answered the last this many request ids
+    serving_request_memory: int = Field(default=100_000, ge=0)
+
+    @model_validator(mode="after")
+    def _check(self) -> ServingSettings:
+        self.serving_log_level = self.serving_log_level.upper()
+        if self.serving_champion_alias == self.serving_challenger_alias:
+            raise ValueError("SERVING_CHAMPION_ALIAS and SERVING_CHALLENGER_ALIAS must differ")
+        return self
+
+    @classmethod
+    def load(cls, **values: Any) -> ServingSettings:
+        """Settings from the environment and the env file, overridden by ``values``."""
+        return cls(_env_file=env_file(), **values)  # type: ignore[call-arg]
+
+    # --- derived ---------------------------------------------------------------------------
+    @property
+    def data_dir(self) -> Path:
+        return self.mlops_data_dir.expanduser().resolve()
+
+    @property
+    def state_dir(self) -> Path:
+        """Where serving keeps its own state: ``<MLOPS_DATA_DIR>/serving``."""
+        return self.data_dir / "serving"
+
+    @property
+    def model_cache_dir(self) -> Path:
+        return self.state_dir / "model-cache"
+
+    @property
+    def events_redis_url(self) -> str:
+        """Redis of the event streams; empty when there is none (events are then dropped)."""
+        if self.serving_events_redis_url:
+            return self.serving_events_redis_url
+        if self.mlops_redis_url:
+            return self.mlops_redis_url
+        if self.mlops_online_store_url.startswith(("redis://", "rediss://", "unix://")):
+            return self.mlops_online_store_url
+        return ""
+
+    @property
+    def needs_challenger(self) -> bool:
+        return self.serving_canary_percent > 0 or self.serving_shadow
+
+    def auth_problem(self) -> str | None:
+        """Why the service must not start as configured, or None."""
+        if self.serving_auth_required and not self.serving_api_key.get_secret_value():
+            return (
+                "SERVING_API_KEY is empty: set it in the env file (run.sh generates one) or "
+                "set SERVING_AUTH_REQUIRED=false for a local experiment"
+            )
+        return None

@@ -1,0 +1,187 @@
+"""The event sink: prediction and feedback events to Redis streams, off the request path.
+
+A request only appends a small closure to an in-memory buffer (``submit``: no I/O, no
+serialisation). A background thread builds the events (``model_serving.events``), validates
+them against the schema and writes them in pipelined batches (``XADD … MAXLEN ~ n``).
+
+When Redis is slow or down the thread backs off and keeps the unsent events; the buffer holds
+at most ``SERVING_EVENTS_BUFFER`` events, and an event that finds it full is dropped and counted
+(``serving_events_dropped_total{reason="buffer_full"}``). Predictions never wait for the sink.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from model_serving.events import Event, encode
+from model_serving.metrics import ServingMetrics
+
+log = logging.getLogger("model_serving.sink")
+
+EventBuilder = Callable[[], Event]
+
+
+class EventSink:
+    def __init__(
+        self,
+        url: str,
+        streams: dict[str, str],
+        *,
+        bound: int,
+        maxlen: int,
+        metrics: ServingMetrics,
+        batch: int = 500,
+        timeout: float = 1.0,
+    ) -> None:
+        self.url = url
+        self.streams = streams
+        self.bound = bound
+        self.maxlen = maxlen
+        self.metrics = metrics
+        self.batch = batch
+        # (type, a builder, or the fields of an event already encoded by a failed write)
+        self._buffer: deque[tuple[str, EventBuilder | dict[str, str]]] = deque()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._client = (
+            redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout,
+                                 retry=Retry(NoBackoff(), 0))
+            if url
+            else None
+        )
+        self.up: bool | None = None
+        self.last_error: str | None = None
+        self.written = 0
+
+    @property
+    def enabled(self) -> bool:
+        return self._client is not None
+
+    def describe(self) -> dict[str, object]:
+        return {
+            "enabled": self.enabled,
+            "up": self.up,
+            "buffered": len(self._buffer),
+            "bound": self.bound,
+            "last_error": self.last_error,
+            "streams": dict(self.streams),
+        }
+
+    # --- the request path ----------------------------------------------------------------
+    def submit(self, kind: str, build: EventBuilder) -> bool:
+        """Queue an event; False (and counted) when it is dropped."""
+        if self._client is None:
+            self.metrics.events_dropped.labels(kind, "no_sink").inc()
+            return False
+        if len(self._buffer) >= self.bound:
+            self.metrics.events_dropped.labels(kind, "buffer_full").inc()
+            return False
+        self._buffer.append((kind, build))
+        if len(self._buffer) >= self.batch:
+            self._wake.set()
+        return True
+
+    # --- the writer thread ---------------------------------------------------------------
+    def start(self) -> None:
+        if self._client is None or self._thread is not None:
+            return
+        self._thread = threading.Thread(target=self._run, name="event-sink", daemon=True)
+        self._thread.start()
+
+    def stop(self, flush_timeout: float = 3.0) -> None:
+        """Stop the writer after trying to flush what is buffered for ``flush_timeout``."""
+        if self._thread is None:
+            return
+        deadline = time.monotonic() + flush_timeout
+        while self._buffer and self.up is not False and time.monotonic() < deadline:
+            self._wake.set()
+            time.sleep(0.02)
+        self._stop.set()
+        self._wake.set()
+        self._thread.join(flush_timeout + 2.0)
+        self._thread = None
+        if self._client is not None:
+            self._client.close()
+
+    def flush(self, timeout: float = 5.0) -> bool:
+        """Wait until the buffer is empty (tests, shutdown); True when it emptied."""
+        deadline = time.monotonic() + timeout
+        while self._buffer and time.monotonic() < deadline:
+            self._wake.set()
+            time.sleep(0.01)
+        return not self._buffer
+
+    def _run(self) -> None:
+        backoff = 0.0
+        while not self._stop.is_set():
+            if backoff:
+                self._stop.wait(backoff)
+            else:
+                self._wake.wait(0.05)
+            self._wake.clear()
+            while self._buffer and not self._stop.is_set():
+                if not self._write_batch():
+                    backoff = min(max(backoff * 2, 0.2), 5.0)
+                    break
+                backoff = 0.0
+            self.metrics.events_buffered.set(len(self._buffer))
+
+    def _write_batch(self) -> bool:
+        assert self._client is not None
+        taken: list[tuple[str, EventBuilder | dict[str, str]]] = []
+        while self._buffer and len(taken) < self.batch:
+            taken.append(self._buffer.popleft())
+        entries: list[tuple[str, dict[str, str]]] = []
+        for kind, item in taken:
+            if isinstance(item, dict):
+                entries.append((kind, item))
+                continue
+            try:
+                entries.append((kind, encode(item())))
+            except Exception as exc:  # a bug, not an outage: never retried
+                self.metrics.events_dropped.labels(kind, "invalid").inc()
+                log.error("dropping a %s event that does not fit the schema: %s", kind, exc)
+        if not entries:
+            return True
+        try:
+            with self._client.pipeline(transaction=False) as pipe:
+                for kind, fields in entries:
+                    pipe.xadd(
+                        self.streams[kind],
+                        fields,  # type: ignore[arg-type]
+                        maxlen=self.maxlen,
+                        approximate=True,
+                    )
+                pipe.execute()
+        except redis.RedisError as exc:
+            # keep them (already built: cheap to retry), oldest first, within the bound
+            room = max(0, self.bound - len(self._buffer))
+            keep, lost = entries[:room], entries[room:]
+            for kind, fields in reversed(keep):
+                self._buffer.appendleft((kind, fields))
+            for kind, _ in lost:
+                self.metrics.events_dropped.labels(kind, "buffer_full").inc()
+            if self.up is not False:
+                log.warning("event sink down (%s): buffering up to %d events", exc, self.bound)
+            self.up = False
+            self.last_error = f"{type(exc).__name__}: {exc}"
+            self.metrics.sink_up.set(0)
+            return False
+        if self.up is False:
+            log.info("event sink back up")
+        self.up = True
+        self.metrics.sink_up.set(1)
+        for kind, _ in entries:
+            self.metrics.events_written.labels(kind).inc()
+        self.written += len(entries)
+        return True
+

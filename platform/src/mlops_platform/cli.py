@@ -1,0 +1,114 @@
+"""`mlops <service|all> <up|down|restart|status|logs>`: the operator's entry point behind run.sh."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Protocol
+
+from mlops_platform.envfile import ensure_env_file
+from mlops_platform.paths import REPO_ROOT
+from mlops_platform.runtimes.docker import DockerRuntime, compose_command
+from mlops_platform.runtimes.local import LocalRuntime, PlatformError
+from mlops_platform.services import Context, Service, resolve, service_names
+from mlops_platform.settings import PlatformSettings
+from mlops_platform.system_packages import MissingSystemPackage
+
+ACTIONS = ("up", "down", "restart", "status", "logs")
+
+
+class Runtime(Protocol):
+    name: str
+
+    def up(self, services: list[Service], *, build: bool) -> None: ...
+    def down(self, services: list[Service], *, volumes: bool, everything: bool) -> None: ...
+    def status(self, services: list[Service]) -> bool: ...
+    def logs(self, service: Service, *, follow: bool, lines: int) -> int: ...
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="run.sh",
+        description="Run the MLOps platform's services (local processes or docker compose).",
+        epilog="MLOPS_RUNTIME=auto|local|docker picks the runtime (default auto).",
+    )
+    p.add_argument("service", choices=["all", *service_names()], help="a service, or all")
+    p.add_argument("action", choices=ACTIONS)
+    p.add_argument("--build", action="store_true", help="docker: rebuild images before up")
+    p.add_argument("--volumes", action="store_true", help="down: also delete the service's data")
+    p.add_argument("--no-follow", action="store_true", help="logs: print and exit")
+    p.add_argument("--lines", type=int, default=200, help="logs: how many lines to show")
+    return p
+
+
+def env_file_path() -> Path:
+    override = os.environ.get("MLOPS_ENV_FILE")
+    return Path(override).resolve() if override else REPO_ROOT / ".env"
+
+
+def choose_runtime(ctx: Context) -> Runtime:
+    wanted = ctx.settings.mlops_runtime
+    compose = compose_command() if wanted in ("auto", "docker") else None
+    if wanted == "docker":
+        if compose is None:
+            raise PlatformError(
+                "MLOPS_RUNTIME=docker but no working container engine with compose was found "
+                "(`docker info` failed); start the engine or use MLOPS_RUNTIME=local"
+            )
+        print("runtime: docker (MLOPS_RUNTIME=docker)")
+        return DockerRuntime(ctx, compose)
+    if wanted == "auto" and compose is not None:
+        print("runtime: docker (auto: a working container engine and compose were found)")
+        return DockerRuntime(ctx, compose)
+    reason = "MLOPS_RUNTIME=local" if wanted == "local" else "auto: no working container engine"
+    print(f"runtime: local ({reason})")
+    return LocalRuntime(ctx)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    env_file = env_file_path()
+    if args.action in ("up", "restart"):
+        result = ensure_env_file(REPO_ROOT / ".env.example", env_file)
+        if result.created:
+            print(f"wrote {env_file} with {len(result.generated)} fresh secrets "
+                  f"({', '.join(result.generated)})")
+    settings = PlatformSettings.load(env_file)
+    ctx = Context(settings=settings, env_file=env_file)
+    services = resolve(args.service)
+    everything = args.service == "all"
+    try:
+        runtime = choose_runtime(ctx)
+        if args.action in ("up", "restart"):
+            missing = settings.missing_secrets()
+            if missing:
+                raise PlatformError(
+                    f"empty secrets in {env_file}: {', '.join(missing)}; set them or delete the "
+                    "file to have fresh ones generated"
+                )
+        started = time.monotonic()
+        if args.action == "up":
+            runtime.up(services, build=args.build)
+            print(f"up in {time.monotonic() - started:.1f}s")
+        elif args.action == "down":
+            runtime.down(services, volumes=args.volumes, everything=everything)
+        elif args.action == "restart":
+            runtime.down(services, volumes=False, everything=everything)
+            runtime.up(services, build=args.build)
+        elif args.action == "status":
+            return 0 if runtime.status(services) else 1
+        elif args.action == "logs":
+            if everything:
+                raise PlatformError("logs takes one service: ./run.sh <service> logs")
+            return runtime.logs(services[0], follow=not args.no_follow, lines=args.lines)
+    except (PlatformError, MissingSystemPackage) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

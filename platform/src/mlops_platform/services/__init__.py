@@ -1,0 +1,37 @@
+"""The platform's services, in start order. Add a service here to make run.sh manage it."""
+
+from __future__ import annotations
+
+from mlops_platform.services.airflow import AirflowService
+from mlops_platform.services.base import Check, Context, Program, Service
+from mlops_platform.services.feast import FeastOnlineStoreService
+from mlops_platform.services.mlflow import MlflowService
+from mlops_platform.services.prom_graf import PrometheusService
+from mlops_platform.services.serving import ServingService
+from mlops_platform.services.stream import StreamService
+
+SERVICES: tuple[Service, ...] = (
+    FeastOnlineStoreService(),
+    MlflowService(),
+    PrometheusService(),
+    AirflowService(),
+    ServingService(),
+    StreamService(),
+)
+
+
+def service_names() -> list[str]:
+    return [service.name for service in SERVICES]
+
+
+def resolve(name: str) -> list[Service]:
+    """`all` or one service name -> the services to act on, in start order."""
+    if name == "all":
+        return list(SERVICES)
+    for service in SERVICES:
+        if service.name == name:
+            return [service]
+    raise KeyError(f"unknown service {name!r}; choose one of: all, {', '.join(service_names())}")
+
+
+__all__ = ["SERVICES", "Check", "Context", "Program", "Service", "resolve", "service_names"]

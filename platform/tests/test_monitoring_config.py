@@ -1,0 +1,871 @@
+"""Checks of the monitoring configuration in platform/prometheus and platform/alertmanager.
+
+Real tools throughout: promtool and amtool (Debian packages `prometheus` and
+`prometheus-alertmanager`) and a real Alertmanager for the inhibition rule. A missing tool fails
+the test with the package to install; nothing is skipped.
+
+The StatsD mapping is checked against the exporter the local runtime runs: Debian 12 packages no
+statsd_exporter, so the platform ships its own bridge (mlops_platform.statsd_bridge) that reads the
+same mapping file with statsd_exporter's rules (the docker runtime runs the upstream
+prom/statsd-exporter image). `test_statsd_mapping_maps_airflow_names_offline` resolves the Airflow
+samples with the bridge's mapper; `test_statsd_exporter_maps_airflow_metrics` sends them to a
+running bridge over UDP and reads its /metrics page.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from importlib.util import find_spec
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from mlops_platform.statsd_bridge import MetricKind, MetricMapper
+
+REPO = Path(__file__).resolve().parents[2]
+PROM_DIR = REPO / "platform" / "prometheus"
+PROMETHEUS_YML = PROM_DIR / "prometheus.yml"
+RULES_DIR = PROM_DIR / "rules"
+RULE_TESTS_DIR = PROM_DIR / "tests"
+TARGETS_DIR = PROM_DIR / "targets"
+STATSD_MAPPING = PROM_DIR / "statsd_mapping.yml"
+ALERTMANAGER_YML = REPO / "platform" / "alertmanager" / "alertmanager.yml"
+
+RULE_FILES = sorted(RULES_DIR.glob("*.yml"))
+RULE_TEST_FILES = sorted(RULE_TESTS_DIR.glob("*.yml"))
+
+# job -> (docker target, service label) for the docker runtime's committed target files.
+DOCKER_TARGETS = {
+    "prometheus": ("prometheus:9090", "prometheus"),
+    "alertmanager": ("alertmanager:9093", "alertmanager"),
+    "mlflow": ("mlflow:5000", "mlflow"),
+    "airflow": ("statsd-exporter:9102", "airflow"),
+    "serving": ("serving:8172", "serving"),
+    "monitoring": ("monitoring:8309", "monitoring"),
+}
+SEVERITIES = {"critical", "warning"}
+
+# What the local runtime runs in place of statsd_exporter (see the module docstring).
+STATSD_BRIDGE = [sys.executable, "-m", "mlops_platform.statsd_bridge"]
+
+
+# --------------------------------------------------------------------------------------- helpers
+
+
+def require_binary(*names: str, package: str) -> str:
+    """Path of the first of `names` on PATH; fail (never skip) naming the package when none is."""
+    for name in names:
+        path = shutil.which(name)
+        if path:
+            return path
+    pytest.fail(
+        f"{' / '.join(names)} not found on PATH: install the Debian package `{package}` "
+        f"(apt-get install -y {package})"
+    )
+
+
+def run(cmd: list[str], timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
+
+
+def load_yaml(path: Path) -> Any:
+    return yaml.safe_load(path.read_text())
+
+
+def free_port(kind: int = socket.SOCK_STREAM) -> int:
+    with socket.socket(socket.AF_INET, kind) as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def http_get(url: str, timeout: float = 2.0) -> str:
+    with urllib.request.urlopen(url, timeout=timeout) as resp:
+        body: bytes = resp.read()
+        return body.decode()
+
+
+_EXPOSITION_LINE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})?\s+(\S+)(?:\s+\d+)?$")
+_EXPOSITION_LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
+
+
+def parse_exposition(text: str) -> list[tuple[str, dict[str, str], float]]:
+    """Samples of a Prometheus text exposition as (name, labels, value).
+
+    (A parser of its own, not prometheus_client's: the exporter under test serves its page with
+    prometheus_client, so the check reads it independently.)
+    """
+    samples = []
+    for line in text.splitlines():
+        if not line.strip() or line.startswith("#"):
+            continue
+        found = _EXPOSITION_LINE.match(line)
+        assert found, f"unparseable exposition line: {line!r}"
+        name, raw_labels, value = found.groups()
+        labels = {
+            k: v.encode().decode("unicode_escape")
+            for k, v in _EXPOSITION_LABEL.findall(raw_labels or "")
+        }
+        samples.append((name, labels, float(value)))
+    return samples
+
+
+def wait_http(url: str, proc: subprocess.Popen[str], deadline_s: float = 20.0) -> None:
+    deadline = time.monotonic() + deadline_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            _, err = proc.communicate(timeout=5)
+            pytest.fail(f"{proc.args!r} exited with {proc.returncode}: {err[-2000:]}")
+        try:
+            http_get(url)
+            return
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            time.sleep(0.1)
+    pytest.fail(f"{url} did not answer within {deadline_s}s")
+
+
+def stop(proc: subprocess.Popen[str]) -> str:
+    """Stop a process this test started (by its pid) and return its stderr."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+    _, err = proc.communicate(timeout=5)
+    return err or ""
+
+
+def all_alert_rules() -> list[dict[str, Any]]:
+    rules: list[dict[str, Any]] = []
+    for path in RULE_FILES:
+        for group in load_yaml(path)["groups"]:
+            rules.extend(r for r in group["rules"] if "alert" in r)
+    return rules
+
+
+# ------------------------------------------------------------------------------ prometheus.yml
+
+
+def test_promtool_check_config_is_clean() -> None:
+    promtool = require_binary("promtool", package="prometheus")
+    res = run([promtool, "check", "config", str(PROMETHEUS_YML)])
+    out = res.stdout + res.stderr
+    assert res.returncode == 0, out
+    # promtool resolves rule and file_sd paths relative to the file and warns when a file is missing
+    assert "WARNING" not in out, out
+    assert "SUCCESS" in out, out
+
+
+def test_prometheus_config_is_relative_and_file_sd_only() -> None:
+    config = load_yaml(PROMETHEUS_YML)
+    assert config["global"]["scrape_interval"] == "15s"
+    assert config["global"]["evaluation_interval"] == "15s"
+    assert config["rule_files"] == ["rules/*.yml"]
+
+    jobs = {job["job_name"]: job for job in config["scrape_configs"]}
+    assert set(jobs) == set(DOCKER_TARGETS)
+    for name, job in jobs.items():
+        assert "static_configs" not in job, f"job {name}: targets must come from file_sd"
+        assert job["file_sd_configs"] == [
+            {"files": [f"targets/{name}.json"], "refresh_interval": "30s"}
+        ], name
+        assert job.get("metrics_path", "/metrics") == "/metrics", name
+
+    managers = config["alerting"]["alertmanagers"]
+    assert [m["file_sd_configs"][0]["files"] for m in managers] == [["targets/alertmanager.json"]]
+
+
+def test_target_files_have_the_expected_shape() -> None:
+    files = {p.stem: p for p in TARGETS_DIR.glob("*.json")}
+    assert set(files) == set(DOCKER_TARGETS), "one target file per scrape job"
+    for job, path in files.items():
+        groups = json.loads(path.read_text())
+        assert isinstance(groups, list) and groups, path
+        for group in groups:
+            assert set(group) == {"targets", "labels"}, path
+            assert isinstance(group["targets"], list) and group["targets"], path
+            for target in group["targets"]:
+                assert re.fullmatch(r"[a-z0-9.-]+:\d{1,5}", target), (path, target)
+            assert isinstance(group["labels"], dict), path
+            assert all(isinstance(v, str) for v in group["labels"].values()), path
+        expected_target, expected_service = DOCKER_TARGETS[job]
+        assert groups == [{"targets": [expected_target], "labels": {"service": expected_service}}]
+
+
+# ----------------------------------------------------------------------------------- rules
+
+
+def test_promtool_check_rules() -> None:
+    promtool = require_binary("promtool", package="prometheus")
+    assert RULE_FILES, f"no rule files in {RULES_DIR}"
+    res = run([promtool, "check", "rules", *map(str, RULE_FILES)])
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "SUCCESS" in res.stdout, res.stdout
+
+
+@pytest.mark.parametrize("test_file", RULE_TEST_FILES, ids=lambda p: p.name)
+def test_promtool_rule_unit_tests(test_file: Path) -> None:
+    promtool = require_binary("promtool", package="prometheus")
+    res = run([promtool, "test", "rules", str(test_file)])
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "SUCCESS" in res.stdout, res.stdout
+
+
+def test_rule_unit_test_files_exist() -> None:
+    assert RULE_TEST_FILES, f"no promtool test files in {RULE_TESTS_DIR}"
+
+
+def test_every_alert_is_documented_with_a_runbook() -> None:
+    alerts = all_alert_rules()
+    assert {a["alert"] for a in alerts} >= {"TargetDown", "AirflowDagRunFailed"}
+    for alert in alerts:
+        name = alert["alert"]
+        assert alert.get("labels", {}).get("severity") in SEVERITIES, name
+        annotations = alert.get("annotations", {})
+        for key in ("summary", "description", "runbook_url"):
+            assert str(annotations.get(key, "")).strip(), f"{name}: annotation {key} is missing"
+        runbook = REPO / annotations["runbook_url"]
+        assert runbook.is_file(), f"{name}: runbook {annotations['runbook_url']} does not exist"
+        assert name in runbook.read_text(), f"{name}: runbook {runbook} does not mention it"
+
+
+def test_every_alert_has_firing_and_quiet_unit_tests() -> None:
+    fires: set[str] = set()
+    quiet: set[str] = set()
+    for path in RULE_TEST_FILES:
+        for case in load_yaml(path)["tests"]:
+            for check in case.get("alert_rule_test", []):
+                (fires if check.get("exp_alerts") else quiet).add(check["alertname"])
+    names = {a["alert"] for a in all_alert_rules()}
+    assert names <= fires, f"alerts never shown firing: {sorted(names - fires)}"
+    assert names <= quiet, f"alerts never shown quiet: {sorted(names - quiet)}"
+
+
+# ----------------------------------------------------------------------------- alertmanager
+
+
+def test_amtool_check_config() -> None:
+    amtool = require_binary("amtool", package="prometheus-alertmanager")
+    res = run([amtool, "check-config", str(ALERTMANAGER_YML)])
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "SUCCESS" in res.stdout, res.stdout
+
+
+@pytest.mark.parametrize(
+    ("labels", "receiver"),
+    [
+        (["alertname=TargetDown", "severity=critical", "service=mlflow"], "critical"),
+        (["alertname=AirflowDagRunFailed", "severity=warning", "service=airflow"], "default"),
+        (["alertname=Unknown"], "default"),
+    ],
+)
+def test_alertmanager_routes_by_severity(labels: list[str], receiver: str) -> None:
+    amtool = require_binary("amtool", package="prometheus-alertmanager")
+    res = run(
+        [
+            amtool,
+            "config",
+            "routes",
+            "test",
+            f"--config.file={ALERTMANAGER_YML}",
+            f"--verify.receivers={receiver}",
+            *labels,
+        ]
+    )
+    assert res.returncode == 0, res.stdout + res.stderr
+
+
+def test_alertmanager_groups_by_alertname_and_service() -> None:
+    route = load_yaml(ALERTMANAGER_YML)["route"]
+    assert route["receiver"] == "default"
+    assert route["group_by"] == ["alertname", "service"]
+
+
+@pytest.fixture
+def alertmanager(tmp_path: Path) -> Iterator[str]:
+    binary = require_binary(
+        "prometheus-alertmanager", "alertmanager", package="prometheus-alertmanager"
+    )
+    port = free_port()
+    proc = subprocess.Popen(
+        [
+            binary,
+            f"--config.file={ALERTMANAGER_YML}",
+            f"--storage.path={tmp_path / 'am-data'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+            "--cluster.listen-address=",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_http(f"{url}/-/ready", proc)
+        yield url
+    finally:
+        stop(proc)
+
+
+@pytest.mark.integration
+def test_alertmanager_inhibits_warnings_of_a_down_service(alertmanager: str) -> None:
+    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    alerts: list[dict[str, Any]] = [
+        {"labels": {"alertname": "TargetDown", "severity": "critical", "service": "airflow"}},
+        {
+            "labels": {
+                "alertname": "AirflowDagRunFailed",
+                "severity": "warning",
+                "service": "airflow",
+                "dag_id": "training",
+            }
+        },
+        {"labels": {"alertname": "SomeWarning", "severity": "warning", "service": "serving"}},
+    ]
+    for alert in alerts:
+        alert["startsAt"] = now
+    req = urllib.request.Request(
+        f"{alertmanager}/api/v2/alerts",
+        data=json.dumps(alerts).encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    with urllib.request.urlopen(req, timeout=5) as resp:
+        assert resp.status == 200
+
+    deadline = time.monotonic() + 10
+    states: dict[str, str] = {}
+    while time.monotonic() < deadline:
+        got = json.loads(http_get(f"{alertmanager}/api/v2/alerts"))
+        states = {a["labels"]["alertname"]: a["status"]["state"] for a in got}
+        if len(states) == 3 and states["AirflowDagRunFailed"] == "suppressed":
+            break
+        time.sleep(0.2)
+    assert states == {
+        "TargetDown": "active",
+        "AirflowDagRunFailed": "suppressed",  # same service as the TargetDown
+        "SomeWarning": "active",  # another service: not inhibited
+    }
+
+
+# ---------------------------------------------------------------------------- statsd mapping
+
+
+def airflow_registry() -> dict[str, dict[str, Any]]:
+    """Airflow's own metric registry (names, legacy names, variables) from the installed package."""
+    spec = find_spec("airflow")
+    assert spec and spec.submodule_search_locations, "apache-airflow is not installed"
+    path = (
+        Path(next(iter(spec.submodule_search_locations)))
+        / "_shared/observability/metrics/metrics_template.yaml"
+    )
+    assert path.is_file(), f"Airflow's metric registry moved: {path} is missing"
+    return {m["name"]: m for m in load_yaml(path)["metrics"]}
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One metric Airflow emits, and what the mapping must turn it into."""
+
+    metric: str  # the name in Airflow's registry
+    variables: dict[str, str]  # values of the registry's name_variables
+    statsd_type: str  # c | g | ms
+    value: float
+    expected_name: str  # the Prometheus metric name the mapping gives it
+    expected_labels: dict[str, str] = field(default_factory=dict)
+
+    def statsd_name(self, registry: dict[str, dict[str, Any]]) -> str:
+        """The name Airflow sends: its legacy name (variables in it) if any, with the prefix."""
+        entry = registry[self.metric]
+        legacy = entry.get("legacy_name", "-")
+        name = self.metric if legacy == "-" else legacy
+        values = {k: v.replace(".", "__") for k, v in self.variables.items()}
+        return "airflow." + name.format(**values)
+
+
+SAMPLES = [
+    Sample(
+        "dagrun.duration.success",
+        {"dag_id": "training"},
+        "ms",
+        1500,
+        "airflow_dagrun_duration_seconds",
+        {"dag_id": "training", "state": "success"},
+    ),
+    Sample(
+        "dagrun.duration.failed",
+        {"dag_id": "training"},
+        "ms",
+        2500,
+        "airflow_dagrun_duration_seconds",
+        {"dag_id": "training", "state": "failed"},
+    ),
+    Sample(
+        "dagrun.schedule_delay",
+        {"dag_id": "training"},
+        "ms",
+        200,
+        "airflow_dagrun_schedule_delay_seconds",
+        {"dag_id": "training"},
+    ),
+    Sample(
+        "dagrun.first_task_scheduling_delay",
+        {"dag_id": "training"},
+        "ms",
+        300,
+        "airflow_dagrun_first_task_scheduling_delay_seconds",
+        {"dag_id": "training"},
+    ),
+    Sample(
+        "dagrun.dependency-check",
+        {"dag_id": "training"},
+        "ms",
+        20,
+        "airflow_dagrun_dependency_check_seconds",
+        {"dag_id": "training"},
+    ),
+    Sample("scheduler.dagruns.running", {}, "g", 2, "airflow_scheduler_dagruns_running"),
+    Sample(
+        "ti.start",
+        {"dag_id": "training", "task_id": "train"},
+        "c",
+        1,
+        "airflow_ti_start_total",
+        {"dag_id": "training", "task_id": "train"},
+    ),
+    Sample(
+        "ti.finish",
+        {"dag_id": "training", "task_id": "train", "state": "failed"},
+        "c",
+        1,
+        "airflow_ti_finish_total",
+        {"dag_id": "training", "task_id": "train", "state": "failed"},
+    ),
+    # a task inside a task group: Airflow sends "grp.validate" as "grp__validate"
+    Sample(
+        "ti.finish",
+        {"dag_id": "data_pipeline", "task_id": "grp.validate", "state": "success"},
+        "c",
+        1,
+        "airflow_ti_finish_total",
+        {"dag_id": "data_pipeline", "task_id": "grp__validate", "state": "success"},
+    ),
+    Sample("ti_successes", {}, "c", 1, "airflow_ti_successes_total"),
+    Sample("ti_failures", {}, "c", 1, "airflow_ti_failures_total"),
+    Sample("previously_succeeded", {}, "c", 1, "airflow_ti_previously_succeeded_total"),
+    Sample(
+        "task.duration",
+        {"dag_id": "training", "task_id": "train"},
+        "ms",
+        4000,
+        "airflow_task_duration_seconds",
+        {"dag_id": "training", "task_id": "train"},
+    ),
+    Sample(
+        "task.scheduled_duration",
+        {"dag_id": "training", "task_id": "train"},
+        "ms",
+        100,
+        "airflow_task_scheduled_duration_seconds",
+        {"dag_id": "training", "task_id": "train"},
+    ),
+    Sample(
+        "task.queued_duration",
+        {"dag_id": "training", "task_id": "train"},
+        "ms",
+        100,
+        "airflow_task_queued_duration_seconds",
+        {"dag_id": "training", "task_id": "train"},
+    ),
+    *(
+        Sample(
+            f"ti.{state}",
+            {"queue": "default", "dag_id": "training", "task_id": "train"},
+            "g",
+            1,
+            "airflow_task_instances",
+            {"state": state, "queue": "default", "dag_id": "training", "task_id": "train"},
+        )
+        for state in ("scheduled", "queued", "running", "deferred")
+    ),
+    Sample(
+        "scheduler.tasks.killed_externally",
+        {},
+        "c",
+        1,
+        "airflow_scheduler_tasks_killed_externally_total",
+    ),
+    Sample(
+        "operator_failures",
+        {"operator_name": "PythonOperator"},
+        "c",
+        1,
+        "airflow_operator_failures_total",
+        {"operator": "PythonOperator"},
+    ),
+    Sample(
+        "operator_successes",
+        {"operator_name": "BashOperator"},
+        "c",
+        1,
+        "airflow_operator_successes_total",
+        {"operator": "BashOperator"},
+    ),
+    Sample("scheduler_heartbeat", {}, "c", 1, "airflow_scheduler_heartbeat_total"),
+    Sample("dag_processor_heartbeat", {}, "c", 1, "airflow_dag_processor_heartbeat_total"),
+    Sample("triggerer_heartbeat", {}, "c", 1, "airflow_triggerer_heartbeat_total"),
+    Sample("scheduler.tasks.starving", {}, "g", 0, "airflow_scheduler_tasks_starving"),
+    Sample("scheduler.tasks.executable", {}, "g", 3, "airflow_scheduler_tasks_executable"),
+    Sample(
+        "scheduler.scheduler_loop_duration",
+        {},
+        "ms",
+        50,
+        "airflow_scheduler_loop_duration_seconds",
+    ),
+    Sample(
+        "scheduler.critical_section_duration",
+        {},
+        "ms",
+        5,
+        "airflow_scheduler_critical_section_duration_seconds",
+    ),
+    Sample(
+        "scheduler.orphaned_tasks.cleared",
+        {},
+        "c",
+        1,
+        "airflow_scheduler_orphaned_tasks_total",
+        {"action": "cleared"},
+    ),
+    Sample(
+        "scheduler.orphaned_tasks.adopted",
+        {},
+        "c",
+        1,
+        "airflow_scheduler_orphaned_tasks_total",
+        {"action": "adopted"},
+    ),
+    Sample(
+        "executor.open_slots",
+        {"executor_class_name": "LocalExecutor"},
+        "g",
+        28,
+        "airflow_executor_open_slots",
+        {"executor": "LocalExecutor"},
+    ),
+    Sample(
+        "executor.queued_tasks",
+        {"executor_class_name": "LocalExecutor"},
+        "g",
+        1,
+        "airflow_executor_queued_tasks",
+        {"executor": "LocalExecutor"},
+    ),
+    Sample(
+        "executor.running_tasks",
+        {"executor_class_name": "LocalExecutor"},
+        "g",
+        3,
+        "airflow_executor_running_tasks",
+        {"executor": "LocalExecutor"},
+    ),
+    *(
+        Sample(
+            f"pool.{state}_slots",
+            {"pool_name": "default_pool"},
+            "g",
+            4,
+            "airflow_pool_slots",
+            {"pool": "default_pool", "state": state},
+        )
+        for state in ("open", "queued", "running", "deferred", "scheduled")
+    ),
+    Sample(
+        "pool.starving_tasks",
+        {"pool_name": "default_pool"},
+        "g",
+        0,
+        "airflow_pool_starving_tasks",
+        {"pool": "default_pool"},
+    ),
+    Sample("dag_processing.import_errors", {}, "g", 1, "airflow_dag_processing_import_errors"),
+    Sample("dagbag_size", {}, "g", 5, "airflow_dagbag_size"),
+    Sample(
+        "dag_processing.total_parse_time",
+        {},
+        "g",
+        2.5,
+        "airflow_dag_processing_total_parse_time_seconds",
+    ),
+    Sample(
+        "dag_processing.file_path_queue_size",
+        {},
+        "g",
+        0,
+        "airflow_dag_processing_file_path_queue_size",
+    ),
+    Sample(
+        "dag_processing.processor_timeouts",
+        {},
+        "c",
+        1,
+        "airflow_dag_processing_processor_timeouts_total",
+    ),
+    Sample(
+        "dag_processing.last_duration",
+        {"bundle_name": "dags-folder", "file_name": "training_dag"},
+        "ms",
+        800,
+        "airflow_dag_processing_last_duration_seconds",
+        {"bundle": "dags-folder", "file": "training_dag"},
+    ),
+    Sample(
+        "dag_processing.last_run.seconds_ago",
+        {"file_name": "training_dag"},
+        "g",
+        12,
+        "airflow_dag_processing_last_run_seconds_ago",
+        {"file": "training_dag"},
+    ),
+    Sample(
+        "triggers.running",
+        {"hostname": "worker-1"},
+        "g",
+        0,
+        "airflow_triggers_running",
+        {"hostname": "worker-1"},
+    ),
+    Sample("triggers.succeeded", {}, "c", 1, "airflow_triggers_succeeded_total"),
+    Sample("triggers.failed", {}, "c", 1, "airflow_triggers_failed_total"),
+]
+
+# Names Airflow also sends that must NOT be exported (modern duplicates without variables, a
+# counter Airflow decrements, per-job counters).
+DROPPED = [
+    "airflow.ti.finish",
+    "airflow.ti.start",
+    "airflow.dagrun.duration.failed",
+    "airflow.dagrun.duration.success",
+    "airflow.task.duration",
+    "airflow.executor.open_slots",
+    "airflow.pool.open_slots",
+    "airflow.operator_failures",
+    "airflow.dag_processing.processes",
+    "airflow.job_start",
+]
+
+
+def family(sample_name: str) -> str:
+    """The metric a histogram's exposition sample belongs to."""
+    return re.sub(r"_(bucket|sum|count)$", "", sample_name)
+
+
+def sample_name_and_value(sample: Sample) -> tuple[str, float]:
+    """The exposition sample that shows `sample` arrived, and its expected value."""
+    if sample.statsd_type == "ms":
+        # statsd_exporter turns milliseconds into seconds
+        return sample.expected_name + "_sum", sample.value / 1000
+    return sample.expected_name, sample.value
+
+
+def test_samples_follow_airflows_registry() -> None:
+    """Every sample is a metric of the installed Airflow, with exactly its name variables."""
+    registry = airflow_registry()
+    for sample in SAMPLES:
+        assert sample.metric in registry, f"Airflow no longer emits {sample.metric}"
+        entry = registry[sample.metric]
+        legacy = entry.get("legacy_name", "-")
+        if legacy != "-":
+            assert set(sample.variables) == set(entry.get("name_variables", [])), sample.metric
+        expected_type = {"c": "counter", "g": "gauge", "ms": "timer"}[sample.statsd_type]
+        assert entry["type"] == expected_type, sample.metric
+    # the names the alerts and the issue depend on, spelled as Airflow spells them
+    by_metric = {s.metric: s.statsd_name(registry) for s in SAMPLES}
+    assert by_metric["dagrun.duration.failed"] == "airflow.dagrun.duration.failed.training"
+    assert by_metric["dagrun.duration.success"] == "airflow.dagrun.duration.success.training"
+    assert by_metric["ti_failures"] == "airflow.ti_failures"
+    assert by_metric["scheduler_heartbeat"] == "airflow.scheduler_heartbeat"
+    assert by_metric["dag_processing.import_errors"] == "airflow.dag_processing.import_errors"
+
+
+# statsd_exporter's own validation of a mapping file (pkg/mapper): glob match lines, metric and
+# label names.
+_GLOB_COMPONENT = r"[a-zA-Z_](-?[a-zA-Z0-9_])*"
+_GLOB_LINE = re.compile(rf"^(\*\.|{_GLOB_COMPONENT}\.)+(\*|{_GLOB_COMPONENT})$")
+_TEMPLATE = r"(\$\{?\d+\}?)"
+_METRIC_NAME = re.compile(rf"^([a-zA-Z_]|{_TEMPLATE})([a-zA-Z0-9_]|{_TEMPLATE})*$")
+_LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]+$")
+_CAPTURE = re.compile(r"\$\{?(\d+)\}?")
+
+
+def mapping_config() -> dict[str, Any]:
+    config: dict[str, Any] = load_yaml(STATSD_MAPPING)
+    return config
+
+
+def test_statsd_mapping_is_valid() -> None:
+    config = mapping_config()
+    assert config["defaults"]["observer_type"] == "histogram"
+    mappings: list[dict[str, Any]] = config["mappings"]
+    assert mappings, "no mappings"
+    seen: dict[str, tuple[str, frozenset[str]]] = {}
+    for i, m in enumerate(mappings):
+        where = f"mapping {i} ({m.get('match')})"
+        assert _METRIC_NAME.match(m["name"]), where
+        labels: dict[str, str] = m.get("labels") or {}
+        assert all(_LABEL_NAME.match(k) for k in labels), where
+        match_type = m.get("match_type", config["defaults"].get("match_type", "glob"))
+        if match_type == "glob":
+            assert _GLOB_LINE.match(m["match"]), f"{where}: invalid glob"
+            captures = m["match"].split(".").count("*")
+        else:
+            assert match_type == "regex", where
+            captures = re.compile(m["match"]).groups
+            if m.get("action") != "drop":
+                assert m["match"].startswith("^") and m["match"].endswith("$"), (
+                    f"{where}: statsd_exporter searches regexes unanchored; anchor them"
+                )
+        for value in labels.values():
+            for ref in _CAPTURE.findall(str(value)):
+                assert 1 <= int(ref) <= captures, f"{where}: ${ref} but {captures} captures"
+        buckets = (m.get("histogram_options") or {}).get("buckets")
+        if buckets is not None:
+            assert buckets == sorted(set(buckets)), f"{where}: buckets must increase"
+        if m.get("action") == "drop":
+            continue
+        # one metric name = one help text and one label set, or the exporter refuses samples
+        key = (str(m.get("help", "")), frozenset(labels))
+        assert seen.setdefault(m["name"], key) == key, f"{where}: conflicts on {m['name']}"
+    last = mappings[-1]
+    assert (last["match"], last.get("match_type"), last.get("action")) == (".", "regex", "drop")
+
+
+STATSD_KINDS: dict[str, MetricKind] = {"c": "counter", "g": "gauge", "ms": "observer"}
+
+
+@functools.cache
+def statsd_mapper() -> MetricMapper:
+    """The mapping file as the bridge reads it (the bridge's own mapper, not a copy of it)."""
+    return MetricMapper.from_file(STATSD_MAPPING)
+
+
+def matching_mapping(name: str, statsd_type: str) -> int | None:
+    """Index of the mapping the exporter applies to `name` (a metric of `statsd_type`)."""
+    result = statsd_mapper().lookup(name, STATSD_KINDS[statsd_type])
+    return None if result is None else result.mapping.index
+
+
+def resolve_offline(name: str, statsd_type: str) -> tuple[str, dict[str, str]] | None:
+    """(metric name, labels) the exporter exports for `name`; None when it is dropped."""
+    result = statsd_mapper().lookup(name, STATSD_KINDS[statsd_type])
+    if result is None or result.mapping.action == "drop":
+        return None
+    return result.name, dict(result.labels)
+
+
+def test_statsd_mapping_loads_cleanly_in_the_bridge() -> None:
+    """The bridge accepts the file and finds no rule that an earlier rule shadows."""
+    assert statsd_mapper().warnings == []
+
+
+def test_statsd_mapping_maps_airflow_names_offline() -> None:
+    """The samples through the bridge's mapper, without a process (see the module docstring)."""
+    registry = airflow_registry()
+    for sample in SAMPLES:
+        name = sample.statsd_name(registry)
+        assert resolve_offline(name, sample.statsd_type) == (
+            sample.expected_name,
+            sample.expected_labels,
+        ), name
+    for name in DROPPED:
+        for statsd_type in STATSD_KINDS:
+            assert resolve_offline(name, statsd_type) is None, f"{name} should be dropped"
+
+
+def test_every_statsd_mapping_is_exercised_by_a_sample() -> None:
+    """So the integration test below checks every rule against a running exporter."""
+    registry = airflow_registry()
+    hit = {matching_mapping(s.statsd_name(registry), s.statsd_type) for s in SAMPLES}
+    for i, m in enumerate(mapping_config()["mappings"]):
+        if m.get("action") != "drop":
+            assert i in hit, f"no sample for mapping {i} ({m['match']})"
+
+
+@pytest.fixture
+def statsd_exporter() -> Iterator[tuple[int, str]]:
+    """The platform's StatsD bridge on loopback, free ports, this repo's mapping; stopped by pid.
+
+    Started with upstream statsd_exporter's flags, as the local runtime starts it.
+    """
+    http_port = free_port()
+    udp_port = free_port(socket.SOCK_DGRAM)
+    proc = subprocess.Popen(
+        [
+            *STATSD_BRIDGE,
+            f"--web.listen-address=127.0.0.1:{http_port}",
+            f"--statsd.listen-udp=127.0.0.1:{udp_port}",
+            "--statsd.listen-tcp=",
+            f"--statsd.mapping-config={STATSD_MAPPING}",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    log = ""
+    try:
+        wait_http(f"http://127.0.0.1:{http_port}/metrics", proc)
+        yield udp_port, f"http://127.0.0.1:{http_port}/metrics"
+    finally:
+        log = stop(proc)
+    assert "will never be matched" not in log, log
+    assert "level=error" not in log, log
+
+
+@pytest.mark.integration
+def test_statsd_exporter_maps_airflow_metrics(statsd_exporter: tuple[int, str]) -> None:
+    udp_port, metrics_url = statsd_exporter
+    registry = airflow_registry()
+    lines = [f"{s.statsd_name(registry)}:{s.value:g}|{s.statsd_type}" for s in SAMPLES]
+    lines += [f"{name}:1|c" for name in DROPPED]
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        for line in lines:  # one datagram per line, as the Python statsd client sends them
+            sock.sendto(line.encode(), ("127.0.0.1", udp_port))
+
+    # UDP is processed asynchronously: poll until every sample shows up (or time runs out)
+    exposed: list[tuple[str, dict[str, str], float]] = []
+    missing: list[str] = ["nothing scraped yet"]
+    deadline = time.monotonic() + 15
+    while missing and time.monotonic() < deadline:
+        time.sleep(0.2)
+        exposed = parse_exposition(http_get(metrics_url))
+        missing = []
+        for sample in SAMPLES:
+            key, want = sample_name_and_value(sample)
+            got = [
+                value
+                for name, labels, value in exposed
+                if name == key and labels == sample.expected_labels
+            ]
+            if got != [pytest.approx(want)]:
+                missing.append(f"{key}{sample.expected_labels} = {want:g}, got {got}")
+    assert not missing, "\n".join(missing)
+
+    exported = {family(name) for name, _, _ in exposed if name.startswith("airflow")}
+    expected = {s.expected_name for s in SAMPLES}
+    assert exported == expected, f"unexpected: {sorted(exported - expected)}"

@@ -1,0 +1,669 @@
+"""Tests of the StatsD-to-Prometheus bridge the local runtime runs in place of statsd_exporter.
+
+Unit tests of the line parser and the mapper (against the real mapping file,
+platform/prometheus/statsd_mapping.yml) and one integration test that runs the bridge as a process
+on free loopback ports and sends it Airflow-shaped datagrams.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from prometheus_client import generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+
+from mlops_platform.statsd_bridge import (
+    LOG,
+    Bridge,
+    Event,
+    MappingError,
+    MetricMapper,
+    escape_metric_name,
+    main,
+    parse_line,
+)
+
+REPO = Path(__file__).resolve().parents[2]
+STATSD_MAPPING = REPO / "platform" / "prometheus" / "statsd_mapping.yml"
+
+
+@pytest.fixture(scope="module")
+def mapper() -> MetricMapper:
+    return MetricMapper.from_file(STATSD_MAPPING)
+
+
+def bridge_for(config: str | None = None) -> Bridge:
+    """A bridge on its own registry: the real mapping file, or `config` (YAML)."""
+    if config is None:
+        return Bridge(MetricMapper.from_file(STATSD_MAPPING))
+    return Bridge(MetricMapper.from_yaml(config))
+
+
+def value(bridge: Bridge, name: str, **labels: str) -> float | None:
+    found: float | None = bridge.registry.get_sample_value(name, labels)
+    return found
+
+
+def exported_names(bridge: Bridge) -> set[str]:
+    text = generate_latest(bridge.registry).decode()
+    return {
+        sample.name
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if not sample.name.startswith(("statsd_bridge_", "process_"))
+    }
+
+
+# ---------------------------------------------------------------------------------- parsing
+
+
+@pytest.mark.parametrize(
+    ("line", "kind", "number", "relative", "repeat"),
+    [
+        ("a.b:3|c", "counter", 3, False, 1),
+        ("a.b:1|c|@0.1", "counter", 10, False, 1),  # sampled: value / rate
+        ("a.b:2|c|@0", "counter", 2, False, 1),  # @0 means unsampled, as upstream
+        ("a.b:42|g", "gauge", 42, False, 1),
+        ("a.b:-3|g", "gauge", -3, True, 1),  # signed gauges are relative updates
+        ("a.b:+2.5|g", "gauge", 2.5, True, 1),
+        ("a.b:1|g|@0.5", "gauge", 1, False, 1),  # rate ignored on gauges
+        ("a.b:1500|ms", "observer", 1.5, False, 1),  # timers: milliseconds -> seconds
+        ("a.b:1500|h", "observer", 1500, False, 1),  # histograms and distributions as sent
+        ("a.b:1500|d", "observer", 1500, False, 1),
+        ("a.b:100|ms|@0.25", "observer", 0.1, False, 4),  # sampled timer: observed 1/rate times
+        ("a.b:1e3|ms|T1656581400", "observer", 1.0, False, 1),  # DogStatsD timestamp ignored
+    ],
+)
+def test_parse_sample_types(
+    line: str, kind: str, number: float, relative: bool, repeat: int
+) -> None:
+    parsed = parse_line(line)
+    assert parsed.errors == []
+    assert parsed.events == [Event("a.b", kind, number, {}, relative, repeat)]  # type: ignore[arg-type]
+
+
+def test_parse_multi_value_lines_and_tags() -> None:
+    assert [e.value for e in parse_line("a:1|c:2|c").events] == [1, 2]
+    assert [e.value for e in parse_line("a:1:2:3000|ms").events] == [0.001, 0.002, 3]
+    tags = {"env": "prod", "team": "ml"}
+    for line in (
+        "a.b:1|c|#env:prod,team:ml",  # DogStatsD
+        "a.b,env=prod,team=ml:1|c",  # InfluxDB
+        "a.b#env=prod,team=ml:1|c",  # Librato
+        "a.b[env=prod,team=ml]:1|c",  # SignalFX
+    ):
+        parsed = parse_line(line)
+        assert parsed.errors == [], line
+        assert parsed.events == [Event("a.b", "counter", 1, tags)], line
+    # a malformed tag is skipped and counted, the sample is kept
+    parsed = parse_line("a.b:1|c|#env:prod,oops")
+    assert (parsed.events[0].labels, parsed.tag_errors) == ({"env": "prod"}, 1)
+
+
+@pytest.mark.parametrize(
+    ("line", "reason"),
+    [
+        ("no_colon_here", "malformed_line"),
+        (":1|c", "malformed_line"),
+        ("a.b:1", "not_enough_parts_after_colon"),
+        ("a.b:one|c", "malformed_value"),
+        ("a.b: 1|c", "malformed_value"),
+        ("a.b:1|s", "illegal_event"),  # sets are not supported (neither upstream)
+        ("a.b:1|zz", "illegal_event"),
+        ("a.b:1|", "illegal_event"),
+        ("a.b:1|c|@x", "invalid_sample_factor"),
+        ("a.b:1|c|@-1", "invalid_sample_factor"),
+        ("a.b:1|c|x", "invalid_sample_factor"),
+        ("a.b:1|c||", "malformed_component"),
+        ("a.b:1:2|c", "invalid_extended_aggregate_type"),
+        ("a.b,env=x:1|c|#team:y", "mixed_tagging_styles"),
+        ("a.b:1|c|c", "malformed_container_id"),
+        ("a.b:1|c|Tsoon", "malformed_timestamp"),
+    ],
+)
+def test_malformed_lines_are_rejected_with_a_reason(line: str, reason: str) -> None:
+    parsed = parse_line(line)
+    assert parsed.events == []
+    assert parsed.errors == [reason]
+
+
+@pytest.mark.parametrize(
+    ("name", "escaped"),
+    [
+        ("airflow.ti.finish", "airflow_ti_finish"),
+        ("dependency-check", "dependency_check"),
+        ("a--b", "a_b"),  # a run of dashes is one underscore, as upstream
+        ("1st.metric", "_1st_metric"),
+        ("caf\u00e9:x", "caf__x"),
+        ("", ""),
+    ],
+)
+def test_escape_metric_name_like_upstream(name: str, escaped: str) -> None:
+    assert escape_metric_name(name) == escaped
+
+
+# ----------------------------------------------------------------------------- the real mapping
+
+# One StatsD name per Airflow metric family (as Airflow 3 sends the legacy names, prefix airflow),
+# and the metric and labels the mapping file documents for it.
+AIRFLOW = [
+    ("airflow.dagrun.duration.success.training", "observer",
+     "airflow_dagrun_duration_seconds", {"dag_id": "training", "state": "success"}),
+    ("airflow.dagrun.duration.failed.training", "observer",
+     "airflow_dagrun_duration_seconds", {"dag_id": "training", "state": "failed"}),
+    ("airflow.dagrun.schedule_delay.training", "observer",
+     "airflow_dagrun_schedule_delay_seconds", {"dag_id": "training"}),
+    ("airflow.dagrun.training.first_task_scheduling_delay", "observer",
+     "airflow_dagrun_first_task_scheduling_delay_seconds", {"dag_id": "training"}),
+    ("airflow.dagrun.dependency-check.training", "observer",
+     "airflow_dagrun_dependency_check_seconds", {"dag_id": "training"}),
+    ("airflow.scheduler.dagruns.running", "gauge", "airflow_scheduler_dagruns_running", {}),
+    ("airflow.ti.start.training.train", "counter",
+     "airflow_ti_start_total", {"dag_id": "training", "task_id": "train"}),
+    ("airflow.ti.finish.training.train.failed", "counter",
+     "airflow_ti_finish_total", {"dag_id": "training", "task_id": "train", "state": "failed"}),
+    ("airflow.ti.finish.data_pipeline.grp__validate.success", "counter",
+     "airflow_ti_finish_total",
+     {"dag_id": "data_pipeline", "task_id": "grp__validate", "state": "success"}),
+    ("airflow.ti_successes", "counter", "airflow_ti_successes_total", {}),
+    ("airflow.ti_failures", "counter", "airflow_ti_failures_total", {}),
+    ("airflow.previously_succeeded", "counter", "airflow_ti_previously_succeeded_total", {}),
+    ("airflow.dag.training.train.duration", "observer",
+     "airflow_task_duration_seconds", {"dag_id": "training", "task_id": "train"}),
+    ("airflow.dag.training.train.scheduled_duration", "observer",
+     "airflow_task_scheduled_duration_seconds", {"dag_id": "training", "task_id": "train"}),
+    ("airflow.dag.training.train.queued_duration", "observer",
+     "airflow_task_queued_duration_seconds", {"dag_id": "training", "task_id": "train"}),
+    *(
+        (f"airflow.ti.{state}.default.training.train", "gauge", "airflow_task_instances",
+         {"state": state, "queue": "default", "dag_id": "training", "task_id": "train"})
+        for state in ("scheduled", "queued", "running", "deferred")
+    ),
+    ("airflow.scheduler.tasks.killed_externally", "counter",
+     "airflow_scheduler_tasks_killed_externally_total", {}),
+    ("airflow.scheduler_heartbeat", "counter", "airflow_scheduler_heartbeat_total", {}),
+    ("airflow.dag_processor_heartbeat", "counter", "airflow_dag_processor_heartbeat_total", {}),
+    ("airflow.triggerer_heartbeat", "counter", "airflow_triggerer_heartbeat_total", {}),
+    ("airflow.scheduler.tasks.starving", "gauge", "airflow_scheduler_tasks_starving", {}),
+    ("airflow.scheduler.tasks.executable", "gauge", "airflow_scheduler_tasks_executable", {}),
+    ("airflow.scheduler.scheduler_loop_duration", "observer",
+     "airflow_scheduler_loop_duration_seconds", {}),
+    ("airflow.scheduler.critical_section_duration", "observer",
+     "airflow_scheduler_critical_section_duration_seconds", {}),
+    ("airflow.scheduler.orphaned_tasks.cleared", "counter",
+     "airflow_scheduler_orphaned_tasks_total", {"action": "cleared"}),
+    ("airflow.scheduler.orphaned_tasks.adopted", "counter",
+     "airflow_scheduler_orphaned_tasks_total", {"action": "adopted"}),
+    *(
+        (f"airflow.executor.{m}.LocalExecutor", "gauge", f"airflow_executor_{m}",
+         {"executor": "LocalExecutor"})
+        for m in ("open_slots", "queued_tasks", "running_tasks")
+    ),
+    *(
+        (f"airflow.pool.{state}_slots.default_pool", "gauge", "airflow_pool_slots",
+         {"pool": "default_pool", "state": state})
+        for state in ("open", "queued", "running", "deferred", "scheduled")
+    ),
+    ("airflow.pool.starving_tasks.default_pool", "gauge",
+     "airflow_pool_starving_tasks", {"pool": "default_pool"}),
+    ("airflow.dag_processing.import_errors", "gauge", "airflow_dag_processing_import_errors", {}),
+    ("airflow.dagbag_size", "gauge", "airflow_dagbag_size", {}),
+    ("airflow.dag_processing.total_parse_time", "gauge",
+     "airflow_dag_processing_total_parse_time_seconds", {}),
+    ("airflow.dag_processing.file_path_queue_size", "gauge",
+     "airflow_dag_processing_file_path_queue_size", {}),
+    ("airflow.dag_processing.processor_timeouts", "counter",
+     "airflow_dag_processing_processor_timeouts_total", {}),
+    ("airflow.dag_processing.last_duration.dags-folder.training_dag", "observer",
+     "airflow_dag_processing_last_duration_seconds",
+     {"bundle": "dags-folder", "file": "training_dag"}),
+    ("airflow.dag_processing.last_run.seconds_ago.training_dag", "gauge",
+     "airflow_dag_processing_last_run_seconds_ago", {"file": "training_dag"}),
+    ("airflow.triggers.running.worker-1", "gauge",
+     "airflow_triggers_running", {"hostname": "worker-1"}),
+    ("airflow.triggers.succeeded", "counter", "airflow_triggers_succeeded_total", {}),
+    ("airflow.triggers.failed", "counter", "airflow_triggers_failed_total", {}),
+    ("airflow.operator_failures_PythonOperator", "counter",
+     "airflow_operator_failures_total", {"operator": "PythonOperator"}),
+    ("airflow.operator_successes_BashOperator", "counter",
+     "airflow_operator_successes_total", {"operator": "BashOperator"}),
+]  # fmt: skip
+
+# What Airflow also sends and the file drops: the modern names without variables, a counter
+# Airflow decrements, per-job counters.
+DROPPED = [
+    "airflow.ti.finish",
+    "airflow.dagrun.duration.failed",
+    "airflow.task.duration",
+    "airflow.executor.open_slots",
+    "airflow.operator_failures",
+    "airflow.dag_processing.processes",
+    "airflow.job_start",
+]
+
+
+def test_real_mapping_file_loads_without_warnings(mapper: MetricMapper) -> None:
+    assert mapper.warnings == []
+    assert mapper.defaults.observer_type == "histogram"
+    assert mapper.mappings[-1].action == "drop"
+
+
+@pytest.mark.parametrize(
+    ("statsd_name", "kind", "name", "labels"), AIRFLOW, ids=[a[0] for a in AIRFLOW]
+)
+def test_airflow_metric_maps_to_the_documented_name_and_labels(
+    mapper: MetricMapper, statsd_name: str, kind: str, name: str, labels: dict[str, str]
+) -> None:
+    result = mapper.lookup(statsd_name, kind)  # type: ignore[arg-type]
+    assert result is not None and result.mapping.action == "map", statsd_name
+    assert (result.name, dict(result.labels)) == (name, labels)
+
+
+def test_every_mapping_is_reachable(mapper: MetricMapper) -> None:
+    """A name built from each glob is mapped by that rule (no earlier rule shadows it)."""
+    for m in mapper.mappings:
+        if m.glob is None:
+            continue
+        name = ".".join(f"v{i}" if part == "*" else part for i, part in enumerate(m.glob))
+        for kind in ("counter", "gauge", "observer"):
+            result = mapper.lookup(name, kind)
+            assert result is not None and result.mapping.index == m.index, (m.match, kind)
+
+
+@pytest.mark.parametrize("name", DROPPED)
+def test_unmapped_airflow_names_are_dropped(mapper: MetricMapper, name: str) -> None:
+    result = mapper.lookup(name, "counter")
+    assert result is not None and result.mapping.action == "drop"
+    bridge = Bridge(mapper)
+    bridge.handle_packet(f"{name}:1|c\n{name}:5|g\n{name}:5|ms".encode())
+    assert exported_names(bridge) == set()
+    assert value(bridge, "statsd_bridge_events_actions_total", action="drop") == 3
+
+
+def test_timers_are_exported_in_seconds_with_the_mappings_buckets() -> None:
+    bridge = bridge_for()
+    bridge.handle_packet(b"airflow.dag.training.train.duration:4000|ms")
+    labels = {"dag_id": "training", "task_id": "train"}
+    assert value(bridge, "airflow_task_duration_seconds_sum", **labels) == 4.0
+    assert value(bridge, "airflow_task_duration_seconds_count", **labels) == 1
+    # task buckets: 0.5, 1, 5, ... (not the defaults' 0.01, 0.05, ...)
+    assert value(bridge, "airflow_task_duration_seconds_bucket", le="1.0", **labels) == 0
+    assert value(bridge, "airflow_task_duration_seconds_bucket", le="5.0", **labels) == 1
+    assert value(bridge, "airflow_task_duration_seconds_bucket", le="0.01", **labels) is None
+    # a mapping without histogram_options gets the defaults' buckets
+    bridge.handle_packet(b"airflow.scheduler.scheduler_loop_duration:50|ms")
+    assert value(bridge, "airflow_scheduler_loop_duration_seconds_bucket", le="0.05") == 1
+    assert value(bridge, "airflow_scheduler_loop_duration_seconds_bucket", le="0.01") == 0
+
+
+def test_sampling_rate_scales_counters_and_repeats_timers() -> None:
+    bridge = bridge_for()
+    bridge.handle_packet(b"airflow.ti_failures:1|c|@0.25\nairflow.ti_failures:1|c")
+    assert value(bridge, "airflow_ti_failures_total") == 5
+    bridge.handle_packet(b"airflow.scheduler.critical_section_duration:5|ms|@0.5")
+    assert value(bridge, "airflow_scheduler_critical_section_duration_seconds_count") == 2
+    assert value(bridge, "airflow_scheduler_critical_section_duration_seconds_sum") == 0.01
+
+
+def test_gauges_set_and_add() -> None:
+    bridge = bridge_for()
+    name = "airflow.executor.open_slots.LocalExecutor"
+    bridge.handle_packet(f"{name}:10|g\n{name}:-3|g\n{name}:+1|g".encode())
+    assert value(bridge, "airflow_executor_open_slots", executor="LocalExecutor") == 8
+    bridge.handle_packet(f"{name}:4|g".encode())
+    assert value(bridge, "airflow_executor_open_slots", executor="LocalExecutor") == 4
+
+
+def test_malformed_lines_are_counted_and_do_not_stop_the_rest() -> None:
+    bridge = bridge_for()
+    bridge.handle_packet(
+        b"garbage\nairflow.ti_failures:1|c\nairflow.ti_failures:x|c\n\xff\xfe:1|c\r\n\n"
+    )
+    bridge.handle_line("airflow.ti_failures:-1|c")  # negative counters are refused
+    assert value(bridge, "airflow_ti_failures_total") == 1
+    assert value(bridge, "statsd_bridge_lines_total", outcome="malformed") == 3
+    assert value(bridge, "statsd_bridge_lines_total", outcome="parsed") == 2
+    assert value(bridge, "statsd_bridge_sample_errors_total", reason="malformed_line") == 2
+    assert value(bridge, "statsd_bridge_sample_errors_total", reason="malformed_value") == 1
+    assert value(bridge, "statsd_bridge_event_errors_total", reason="illegal_negative_counter") == 1
+    assert value(bridge, "statsd_bridge_udp_packets_total") == 1
+
+
+def test_random_input_never_breaks_the_bridge_or_its_exposition() -> None:
+    """Seeded fuzzing: odd names, values, types, tags and bytes are counted, never raised."""
+    rng = random.Random(20240601)
+    parts = ["airflow", "ti", "finish", "a", "x_total", "y_bucket", "1st", "dag-1", "\u00e9", "",
+             "*", "statsd_bridge_lines", "process_open_fds"]  # fmt: skip
+    values = ["1", "-1", "+2", "1.5", "nan", "inf", "1e400", "x", ""]
+    types = ["c", "g", "ms", "h", "d", "s", ""]
+    extras = ["@0.5", "@0", "@1e-300", "@x", "#le:1", "#quantile:0.5", "#__r:1", "#env:prod",
+              "#bad", "c:abc", "T123", "Tx", ""]  # fmt: skip
+    bridges = [bridge_for(), bridge_for("mappings: []")]
+    for _ in range(3000):
+        name = ".".join(rng.choice(parts) for _ in range(rng.randint(1, 6)))
+        name += rng.choice(["", "", "", ",env=prod", "[le=3]", "#k=v"])
+        sample = f"{rng.choice(values)}|{rng.choice(types)}"
+        sample += "".join("|" + rng.choice(extras) for _ in range(rng.randint(0, 2)))
+        data = f"{name}:{sample}".encode()
+        if rng.random() < 0.05:
+            data = bytes(rng.randrange(256) for _ in range(rng.randint(1, 40)))
+        for bridge in bridges:
+            bridge.handle_packet(data)
+    for bridge in bridges:
+        assert value(bridge, "statsd_bridge_sample_errors_total", reason="internal_error") is None
+        text = generate_latest(bridge.registry).decode()
+        names = [family.name for family in text_string_to_metric_families(text)]
+        assert len(names) == len(set(names)), "a metric family is exported twice"
+    assert value(bridges[1], "statsd_bridge_events_conflict_total", type="observer")
+
+
+def test_no_created_series_are_exported() -> None:
+    bridge = bridge_for()
+    bridge.handle_packet(b"airflow.ti_failures:1|c\nairflow.dag.d.t.duration:1|ms")
+    assert exported_names(bridge) == {
+        "airflow_ti_failures_total",
+        *(f"airflow_task_duration_seconds_{s}" for s in ("bucket", "count", "sum")),
+    }
+
+
+# ------------------------------------------------------------------------- mapping semantics
+
+
+def test_unmatched_names_are_escaped_and_counters_get_total() -> None:
+    bridge = bridge_for("mappings: []")
+    bridge.handle_packet(b"my.app-requests:2|c\nmy.queue.size:7|g\nmy.req.time:250|ms")
+    assert value(bridge, "my_app_requests_total") == 2
+    assert value(bridge, "my_queue_size") == 7
+    # no observer type anywhere: a summary, as upstream
+    assert value(bridge, "my_req_time_sum") == 0.25
+    assert value(bridge, "my_req_time_bucket", le="+Inf") is None
+    assert value(bridge, "statsd_bridge_events_unmapped_total") == 3
+
+
+def test_first_matching_glob_wins_and_globs_come_before_regexes() -> None:
+    mapper = MetricMapper.from_yaml(
+        """
+mappings:
+  - match: .
+    match_type: regex
+    name: regex_catch_all
+  - match: app.*.requests
+    name: first
+    labels: {svc: "$1"}
+  - match: app.web.*
+    name: second
+    labels: {what: "${1}"}
+  - match: app.web.requests
+    name: never
+"""
+    )
+    assert [w for w in mapper.warnings if "will never be matched" in w] == [
+        "mapping 3 (app.web.requests) will never be matched: mapping 1 (app.*.requests) "
+        "comes first and matches every name it matches"
+    ]
+    result = mapper.lookup("app.web.requests", "counter")
+    assert result and (result.name, dict(result.labels)) == ("first", {"svc": "web"})
+    result = mapper.lookup("app.web.errors", "counter")
+    assert result and (result.name, dict(result.labels)) == ("second", {"what": "errors"})
+    result = mapper.lookup("app.web.errors.extra", "counter")
+    assert result and result.name == "regex_catch_all"
+
+
+def test_without_ordering_the_most_specific_glob_wins() -> None:
+    mapper = MetricMapper.from_yaml(
+        """
+defaults: {glob_disable_ordering: true}
+mappings:
+  - {match: "app.*.*", name: generic}
+  - {match: "app.web.*", name: web}
+  - {match: "app.*.requests", name: requests}
+"""
+    )
+    found = {
+        n: mapper.lookup(n, "counter") for n in ("app.web.requests", "app.db.requests", "app.db.x")
+    }
+    assert {n: r.name if r else None for n, r in found.items()} == {
+        "app.web.requests": "web",  # a literal component beats "*", leftmost first
+        "app.db.requests": "requests",
+        "app.db.x": "generic",
+    }
+    assert not [w for w in mapper.warnings if "never" in w]  # order does not shadow here
+
+
+def test_regex_substitution_follows_go() -> None:
+    mapper = MetricMapper.from_yaml(
+        r"""
+mappings:
+  - match: ^svc\.(?P<service>[a-z]+)\.(\w+)$
+    match_type: regex
+    name: svc_${2}_total
+    labels: {service: "$service", both: "$1-$2", missing: "$9", literal: "$$1", odd: "$1x"}
+"""
+    )
+    result = mapper.lookup("svc.api.calls", "counter")
+    assert result is not None
+    assert result.name == "svc_calls_total"
+    assert dict(result.labels) == {
+        "service": "api", "both": "api-calls", "missing": "", "literal": "$1", "odd": "",
+    }  # fmt: skip
+
+
+def test_match_metric_type_honor_labels_and_scale() -> None:
+    bridge = bridge_for(
+        """
+mappings:
+  - {match: "job.*.duration", match_metric_type: gauge, name: job_last_duration_seconds,
+     scale: 0.001, labels: {job: "$1"}}
+  - {match: "job.*.duration", name: job_duration_seconds, observer_type: histogram,
+     labels: {job: "$1", env: default}, honor_labels: true}
+"""
+    )
+    bridge.handle_packet(b"job.etl.duration:1500|g\njob.etl.duration:2|h|#env:prod")
+    assert value(bridge, "job_last_duration_seconds", job="etl") == 1.5
+    assert value(bridge, "job_duration_seconds_sum", job="etl", env="prod") == 2
+
+
+def test_conflicting_label_sets_and_types_are_dropped_and_counted() -> None:
+    bridge = bridge_for(
+        """
+mappings:
+  - {match: "a.*", name: shared, labels: {one: "$1"}}
+  - {match: "b.*.*", name: shared, labels: {one: "$1", two: "$2"}}
+"""
+    )
+    bridge.handle_packet(b"a.one:1|c\nb.one.two:1|c\na.one:2|g\nc.d:1|g\nc.d:1|c")
+    assert value(bridge, "shared_total", one="one") == 1
+    assert value(bridge, "shared_total", one="one", two="two") is None
+    assert value(bridge, "c_d") == 1
+    assert value(bridge, "c_d_total") is None
+    assert value(bridge, "statsd_bridge_events_conflict_total", type="counter") == 2
+    assert value(bridge, "statsd_bridge_events_conflict_total", type="gauge") == 1
+    # the bridge's own metric names are not for StatsD clients either
+    bridge.handle_line("statsd_bridge_udp_packets:1|g")
+    assert value(bridge, "statsd_bridge_events_conflict_total", type="gauge") == 2
+
+
+@pytest.mark.parametrize(
+    ("config", "problem"),
+    [
+        ("mappings: [", "not valid YAML"),
+        ("- just a list", "top level: expected a mapping"),
+        ("mappings: {match: a.b}", "mappings: expected a list"),
+        ("mappings: [{match: a.b}]", "mappings[0] (match 'a.b'): name"),
+        ("mappings: [{match: 'a b.c', name: x}]", "invalid glob"),
+        ("mappings: [{match: 'solo', name: x}]", "invalid glob"),
+        ("mappings: [{match: '(', match_type: regex, name: x}]", "invalid regular expression"),
+        ("mappings: [{match: a.b, name: 'bad-name'}]", "not a valid Prometheus name"),
+        ("mappings: [{match: a.b, name: x, labels: {bad-label: v}}]", "invalid label name"),
+        ("mappings: [{match: a.b, name: x, action: keep}]", "action: expected one of map, drop"),
+        ("mappings: [{match: a.b, name: x, observer_type: gauge}]", "observer_type"),
+        ("mappings: [{match: a.b, name: x, histogram_options: {buckets: [2, 1]}}]", "increasing"),
+        (
+            "defaults: {observer_type: histogram}\n"
+            "mappings: [{match: a.b, name: x, summary_options: {quantiles: []}}]",
+            "cannot use histogram observer and summary options",
+        ),
+    ],
+)
+def test_invalid_mapping_files_are_refused_naming_the_problem(config: str, problem: str) -> None:
+    with pytest.raises(MappingError, match="^mapping config: .*" + re.escape(problem)):
+        MetricMapper.from_yaml(config)
+
+
+@pytest.fixture
+def bridge_logger() -> Iterator[None]:
+    """Undo main()'s logging setup (its handler writes to the captured stderr of one test)."""
+    saved = LOG.handlers[:], LOG.propagate, LOG.level
+    yield
+    LOG.handlers[:], LOG.propagate = saved[0], saved[1]
+    LOG.setLevel(saved[2])
+
+
+@pytest.mark.usefixtures("bridge_logger")
+def test_main_exits_non_zero_for_a_missing_or_invalid_mapping_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    missing = tmp_path / "nope.yml"
+    assert main([f"--statsd.mapping-config={missing}"]) == 1
+    err = capsys.readouterr().err
+    assert "level=error" in err and f"mapping config {missing} does not exist" in err
+    broken = tmp_path / "broken.yml"
+    broken.write_text("mappings: [{match: a.b}]\n")
+    assert main([f"--statsd.mapping-config={broken}"]) == 1
+    assert f"mapping config {broken}: mappings[0] (match 'a.b'): name" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as excinfo:
+        main(["--statsd.listen-udp=nonsense"])
+    assert excinfo.value.code == 2
+    assert "expected HOST:PORT" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------- integration
+
+
+def free_port(kind: int = socket.SOCK_STREAM) -> int:
+    with socket.socket(socket.AF_INET, kind) as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def scrape(url: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    with urllib.request.urlopen(url, timeout=2) as resp:
+        text = resp.read().decode()
+    return {
+        (s.name, frozenset(s.labels.items())): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+@pytest.mark.integration
+def test_bridge_process_maps_airflow_datagrams() -> None:
+    http_port, udp_port = free_port(), free_port(socket.SOCK_DGRAM)
+    proc = subprocess.Popen(
+        [
+            sys.executable, "-m", "mlops_platform.statsd_bridge",
+            f"--web.listen-address=127.0.0.1:{http_port}",
+            f"--statsd.listen-udp=127.0.0.1:{udp_port}",
+            f"--statsd.mapping-config={STATSD_MAPPING}",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{http_port}/metrics"
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            assert proc.poll() is None, proc.communicate(timeout=5)[1]
+            try:
+                scrape(url)
+                break
+            except (urllib.error.URLError, ConnectionError):
+                assert time.monotonic() < deadline, "the bridge did not serve /metrics in 20s"
+                time.sleep(0.1)
+
+        datagrams = [
+            # several lines per datagram, as a buffering StatsD client sends them
+            b"airflow.ti.finish.training.train.failed:1|c\n"
+            b"airflow.ti.finish.data_pipeline.grp__validate.success:1|c\n"
+            b"airflow.dagrun.duration.failed.training:2500|ms\n",
+            b"airflow.scheduler_heartbeat:1|c|@0.5",
+            b"airflow.executor.open_slots.LocalExecutor:32|g\n"
+            b"airflow.executor.open_slots.LocalExecutor:-4|g",
+            b"airflow.ti.finish:1|c\nairflow.job_start:1|c",  # dropped
+            b"this is not statsd\nairflow.ti_failures:oops|c",  # malformed
+            b"airflow.ti_failures:1|c",
+        ]
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            for datagram in datagrams:
+                sock.sendto(datagram, ("127.0.0.1", udp_port))
+
+        def key(name: str, **labels: str) -> tuple[str, frozenset[tuple[str, str]]]:
+            return name, frozenset(labels.items())
+
+        expected = {
+            key("airflow_ti_finish_total", dag_id="training", task_id="train", state="failed"): 1,
+            key(
+                "airflow_ti_finish_total",
+                dag_id="data_pipeline",
+                task_id="grp__validate",
+                state="success",
+            ): 1,
+            key("airflow_dagrun_duration_seconds_sum", dag_id="training", state="failed"): 2.5,
+            key("airflow_dagrun_duration_seconds_count", dag_id="training", state="failed"): 1,
+            key(
+                "airflow_dagrun_duration_seconds_bucket",
+                dag_id="training",
+                state="failed",
+                le="5.0",
+            ): 1,
+            key("airflow_scheduler_heartbeat_total"): 2,
+            key("airflow_executor_open_slots", executor="LocalExecutor"): 28,
+            key("airflow_ti_failures_total"): 1,
+            key("statsd_bridge_lines_total", outcome="malformed"): 2,
+            key("statsd_bridge_events_actions_total", action="drop"): 2,
+            key("statsd_bridge_udp_packets_total"): len(datagrams),
+        }
+        got: dict[tuple[str, frozenset[tuple[str, str]]], float] = {}
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            got = scrape(url)
+            if all(got.get(k) == v for k, v in expected.items()):
+                break
+            time.sleep(0.1)
+        assert {k: got.get(k) for k in expected} == expected
+        # only what was mapped is exported: no dropped names, no _created series
+        families = {re.sub(r"_(bucket|sum|count)$", "", name) for name, _ in got}
+        assert {f for f in families if f.startswith("airflow")} == {
+            "airflow_ti_finish_total",
+            "airflow_dagrun_duration_seconds",
+            "airflow_scheduler_heartbeat_total",
+            "airflow_executor_open_slots",
+            "airflow_ti_failures_total",
+        }
+    finally:
+        # stop it by its pid, the way supervisord does
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+        try:
+            returncode = proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+            raise
+        err = proc.communicate(timeout=5)[1]
+    assert returncode == 0, err
+    assert "level=error" not in err, err
+    assert "received SIGTERM, stopping" in err, err
