@@ -8,18 +8,13 @@ and is deleted afterwards; nothing else on the Redis or in MLflow is touched.
 from __future__ import annotations
 
 import os
-import threading
-import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 import redis
-import uvicorn
-from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from ms_fixtures import (
     API_KEY,
@@ -27,15 +22,14 @@ from ms_fixtures import (
     REDIS_URL,
     STALE_DRIVERS,
     MlflowServer,
-    auth,
     build_store,
     drop_project_keys,
-    free_port,
     register_model,
     start_mlflow,
     unique_name,
     write_features,
 )
+from ms_harness import Harness, LiveServer, SettingsFactory, Streams, start_live
 from threadpoolctl import threadpool_limits
 
 from model_serving.app import create_app
@@ -107,35 +101,11 @@ def shared_model(mlflow_server: MlflowServer) -> str:
     return name
 
 
-@dataclass
-class Streams:
-    """Event stream keys made for one test, deleted afterwards."""
-
-    client: redis.Redis
-    made: list[str] = field(default_factory=list)
-
-    def new(self) -> tuple[str, str]:
-        base = unique_name("ms_test_events")
-        pair = (f"{base}:predictions", f"{base}:feedback")
-        self.made.extend(pair)
-        return pair
-
-    def entries(self, key: str) -> list[dict[bytes, bytes]]:
-        return [fields for _, fields in self.client.xrange(key)]
-
-    def cleanup(self) -> None:
-        if self.made:
-            self.client.delete(*self.made)
-
-
 @pytest.fixture
 def streams(redis_client: redis.Redis) -> Iterator[Streams]:
     made = Streams(redis_client)
     yield made
     made.cleanup()
-
-
-SettingsFactory = Callable[..., ServingSettings]
 
 
 @pytest.fixture
@@ -160,29 +130,6 @@ def make_settings(
     return factory
 
 
-@dataclass
-class Harness:
-    """An app with its lifespan running, and a client for it."""
-
-    app: FastAPI
-    client: TestClient
-
-    @property
-    def service(self) -> Any:
-        return self.app.state.service
-
-    @property
-    def settings(self) -> ServingSettings:
-        settings: ServingSettings = self.service.settings
-        return settings
-
-    def predict(self, driver_ids: list[int], request_id: str | None = None) -> Any:
-        body: dict[str, Any] = {"driver_ids": driver_ids}
-        if request_id is not None:
-            body["request_id"] = request_id
-        return self.client.post("/v1/predict", json=body, headers=auth())
-
-
 @pytest.fixture
 def harness(
     feature_store: Any, streams: Streams
@@ -201,41 +148,6 @@ def harness(
     yield start
     for client in reversed(started):
         client.__exit__(None, None, None)
-
-
-@dataclass
-class LiveServer:
-    """The app on a real uvicorn port, in a thread of the test process."""
-
-    app: FastAPI
-    server: uvicorn.Server
-    thread: threading.Thread
-    url: str
-
-    @property
-    def service(self) -> Any:
-        return self.app.state.service
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(20)
-
-
-def start_live(app: FastAPI) -> LiveServer:
-    port = free_port()
-    config = uvicorn.Config(
-        app, host="127.0.0.1", port=port, log_config=None, access_log=False, lifespan="on",
-        timeout_graceful_shutdown=5,
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, name=f"uvicorn-{port}", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 60
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("uvicorn did not start")
-        time.sleep(0.05)
-    return LiveServer(app, server, thread, f"http://127.0.0.1:{port}")
 
 
 @pytest.fixture

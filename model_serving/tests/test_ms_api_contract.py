@@ -8,7 +8,6 @@ import time
 from typing import Any
 
 import pytest
-from conftest import Harness, SettingsFactory, Streams
 from ms_fixtures import (
     FEATURES,
     STALE_DRIVERS,
@@ -17,6 +16,7 @@ from ms_fixtures import (
     metric_value,
     wait_for,
 )
+from ms_harness import Harness, SettingsFactory, Streams
 
 from model_serving import events
 

@@ -12,7 +12,6 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import Harness, LiveServer, SettingsFactory
 from mlflow.tracking import MlflowClient
 from ms_fixtures import (
     MlflowServer,
@@ -23,6 +22,7 @@ from ms_fixtures import (
     unique_name,
     wait_for,
 )
+from ms_harness import Harness, LiveServer, SettingsFactory
 
 pytestmark = pytest.mark.integration
 

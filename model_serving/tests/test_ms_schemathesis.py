@@ -13,8 +13,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import LiveServer, SettingsFactory
 from ms_fixtures import API_KEY
+from ms_harness import LiveServer, SettingsFactory
 
 pytestmark = pytest.mark.integration
 

@@ -10,8 +10,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
-from conftest import Harness, SettingsFactory, Streams
 from ms_fixtures import REDIS_URL, TcpProxy, auth, metric_value, wait_for
+from ms_harness import Harness, SettingsFactory, Streams
 
 from model_serving import events
 

@@ -9,8 +9,8 @@ from typing import Any
 import mlflow.sklearn
 import numpy as np
 import pytest
-from conftest import Harness, SettingsFactory, Streams
 from ms_fixtures import FEATURES, metric_value, wait_for
+from ms_harness import Harness, SettingsFactory, Streams
 
 from model_serving import events
 from model_serving.app import canary_bucket

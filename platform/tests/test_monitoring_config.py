@@ -49,12 +49,13 @@ RULE_TEST_FILES = sorted(RULE_TESTS_DIR.glob("*.yml"))
 
 # job -> (docker target, service label) for the docker runtime's committed target files.
 DOCKER_TARGETS = {
-    "prometheus": ("prometheus:9090", "prometheus"),
-    "alertmanager": ("alertmanager:9093", "alertmanager"),
-    "mlflow": ("mlflow:5000", "mlflow"),
-    "airflow": ("statsd-exporter:9102", "airflow"),
-    "serving": ("serving:8172", "serving"),
-    "monitoring": ("monitoring:8309", "monitoring"),
+    "prometheus": (["prometheus:9090"], "prometheus"),
+    "alertmanager": (["alertmanager:9093"], "alertmanager"),
+    "mlflow": (["mlflow:5000"], "mlflow"),
+    "airflow": (["statsd-exporter:9102"], "airflow"),
+    "serving": (["serving:8172"], "serving"),
+    "monitoring": (["monitoring:8309"], "monitoring"),
+    "stream": (["stream-producer:8311", "stream-consumer:8312"], "stream"),
 }
 SEVERITIES = {"critical", "warning"}
 
@@ -203,8 +204,8 @@ def test_target_files_have_the_expected_shape() -> None:
                 assert re.fullmatch(r"[a-z0-9.-]+:\d{1,5}", target), (path, target)
             assert isinstance(group["labels"], dict), path
             assert all(isinstance(v, str) for v in group["labels"].values()), path
-        expected_target, expected_service = DOCKER_TARGETS[job]
-        assert groups == [{"targets": [expected_target], "labels": {"service": expected_service}}]
+        expected_targets, expected_service = DOCKER_TARGETS[job]
+        assert groups == [{"targets": expected_targets, "labels": {"service": expected_service}}]
 
 
 # ----------------------------------------------------------------------------------- rules
