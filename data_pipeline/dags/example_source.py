@@ -4,7 +4,9 @@ The run for ``[h - 1 h, h)`` (it starts at ``h``) runs ``data-pipeline emit --ho
 driver statistics delivered in ``[h, h + 1 h)`` — which the ``driver_features`` run for that hour
 ingests at ``h + 1 h`` — and the bookings of ``[h - 1 h, h)``. The world is configured by
 ``MLOPS_EXAMPLE_SEED``, ``_DRIVERS``, ``_SCENARIO``, ``_BOOKINGS_PER_HOUR``, ``_DRIFT_START``.
-Conf ``{"hour": "2024-01-01T05:00:00Z"}`` emits another hour (manual REST triggers).
+Conf ``{"hour": "2024-01-01T05:00:00Z"}`` emits another hour (manual REST triggers); conf
+``{"start": "...", "end": "..."}`` (whole UTC hours) writes that whole period of history, statistics
+and bookings alike (``./run.sh all up`` does this on a fresh platform).
 
 For history, generate a whole period at once instead: ``data-pipeline generate --start … --end …``.
 """
@@ -35,7 +37,11 @@ def _start_date() -> datetime:
     doc_md=__doc__,
     tags=["data", "example"],
     default_args={"retries": 1, "retry_delay": timedelta(seconds=30)},
-    params={"hour": Param(None, type=["null", "string"], description="ISO 8601, whole UTC hour")},
+    params={
+        "hour": Param(None, type=["null", "string"], description="ISO 8601, whole UTC hour"),
+        "start": Param(None, type=["null", "string"], description="history: first hour, UTC"),
+        "end": Param(None, type=["null", "string"], description="history: end hour, exclusive"),
+    },
 )
 def example_source() -> None:
     @task

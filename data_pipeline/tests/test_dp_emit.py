@@ -11,10 +11,11 @@ import pytest
 
 from data_pipeline.batch import Interval
 from data_pipeline.batch.ingest import ingest
-from data_pipeline.batch.testing import isolated_settings
+from data_pipeline.batch.testing import isolated_settings, subprocess_env
 from data_pipeline.cli import main
+from data_pipeline.dag_support import emit_task
 from data_pipeline.example_source import BOOKINGS, ExampleSourceConfig, generate, open_source
-from data_pipeline.example_source.emit import emit_hour
+from data_pipeline.example_source.emit import emit_hour, emit_period
 
 HOUR = datetime(2024, 9, 2, 7, tzinfo=UTC)
 H = timedelta(hours=1)
@@ -60,3 +61,57 @@ def test_emit_cli_rejects_a_partial_hour(
         main(["emit", "--hour", "2024-09-02T07:00Z"])
     assert drift.value.code == 2
     assert "needs drift_start" in capsys.readouterr().err
+
+
+def test_emit_period_writes_the_whole_world_of_the_period(tmp_path: Path) -> None:
+    settings = isolated_settings(tmp_path, example_drivers=30, example_seed=5)
+    start, end = HOUR, HOUR + 30 * H  # more than one 24-hour chunk
+    summary = emit_period(settings, start, end)
+    truth = generate(ExampleSourceConfig(seed=5, n_drivers=30, start=start, end=end))
+    assert summary["rows"] == {table: len(frame) for table, frame in truth.tables().items()}
+    source = open_source(settings)
+    pd.testing.assert_frame_equal(source.read(BOOKINGS, start, end), truth.bookings)
+    assert emit_period(settings, start, end)["rows"] == summary["rows"]  # idempotent
+    assert len(source.read(BOOKINGS, start, end)) == len(truth.bookings)
+
+
+def test_emit_task_takes_a_period_an_hour_or_the_data_interval(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from airflow.sdk.exceptions import AirflowFailException
+
+    settings = isolated_settings(tmp_path)
+    for name, value in subprocess_env(settings).items():
+        if name.startswith("MLOPS_"):
+            monkeypatch.setenv(name, value)
+    monkeypatch.setenv("MLOPS_EXAMPLE_DRIVERS", "20")
+    period = emit_task({"params": {"start": "2024-09-02T00:00Z", "end": "2024-09-02T03:00Z"}})
+    assert period["start"] == "2024-09-02T00:00:00+00:00"
+    assert period["end"] == "2024-09-02T03:00:00+00:00"
+    assert period["rows"]["driver_hourly_stats"] == 3 * 20
+    hour = emit_task({"params": {"hour": "2024-09-02T05:00Z"}})
+    assert hour["hour"] == "2024-09-02T05:00:00+00:00"
+    scheduled = emit_task({"params": {}, "data_interval_end": HOUR})
+    assert scheduled["hour"] == HOUR.isoformat()
+    with pytest.raises(AirflowFailException, match="one of them"):
+        emit_task({"params": {"hour": "2024-09-02T05:00Z", "start": "2024-09-02T00:00Z"}})
+    with pytest.raises(AirflowFailException, match="both"):
+        emit_task({"params": {"start": "2024-09-02T00:00Z"}})
+    with pytest.raises(AirflowFailException, match="no data interval"):
+        emit_task({"params": {}})
+
+
+def test_generate_writes_the_configured_world_by_default(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("MLOPS_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("MLOPS_ENV_FILE", str(tmp_path / "no.env"))
+    monkeypatch.setenv("MLOPS_EXAMPLE_DRIVERS", "12")
+    monkeypatch.setenv("MLOPS_EXAMPLE_BOOKINGS_PER_HOUR", "4")
+    assert main(["generate", "--start", "2024-09-02T00:00Z", "--end", "2024-09-02T02:00Z"]) == 0
+    out = capsys.readouterr().out
+    assert "driver_hourly_stats: 24 rows" in out and "bookings: 8 rows" in out
+    # the command line wins over the settings
+    assert main(["generate", "--start", "2024-09-02T00:00Z", "--end", "2024-09-02T01:00Z",
+                 "--drivers", "7"]) == 0
+    assert "driver_hourly_stats: 7 rows" in capsys.readouterr().out

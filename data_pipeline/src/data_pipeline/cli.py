@@ -85,15 +85,26 @@ def _world_options() -> argparse.ArgumentParser:
     group.add_argument(
         "--scenario",
         choices=[s.value for s in Scenario],
-        default=Scenario.NORMAL.value,
-        help="scenario (default: normal)",
-    )
-    group.add_argument("--seed", type=_non_negative_int, default=42, help="seed (default: 42)")
-    group.add_argument(
-        "--drivers", type=_positive_int, default=1000, help="number of drivers (default: 1000)"
+        default=None,
+        help="scenario (default: MLOPS_EXAMPLE_SCENARIO, normal)",
     )
     group.add_argument(
-        "--bookings-per-hour", type=_non_negative_int, default=30, help="(default: 30)"
+        "--seed",
+        type=_non_negative_int,
+        default=None,
+        help="seed (default: MLOPS_EXAMPLE_SEED, 42)",
+    )
+    group.add_argument(
+        "--drivers",
+        type=_positive_int,
+        default=None,
+        help="number of drivers (default: MLOPS_EXAMPLE_DRIVERS, 1000)",
+    )
+    group.add_argument(
+        "--bookings-per-hour",
+        type=_non_negative_int,
+        default=None,
+        help="(default: MLOPS_EXAMPLE_BOOKINGS_PER_HOUR, 30)",
     )
     group.add_argument(
         "--candidates", type=_positive_int, default=5, help="candidates per booking (default: 5)"
@@ -102,7 +113,8 @@ def _world_options() -> argparse.ArgumentParser:
         "--drift-start",
         type=parse_time,
         default=None,
-        help="absolute UTC hour the drift scenarios start at (required for them)",
+        help="absolute UTC hour the drift scenarios start at (required for them; default: "
+        "MLOPS_EXAMPLE_DRIFT_START)",
     )
     group.add_argument("--null-rate", type=_rate, default=None, help="dirty: null values")
     group.add_argument("--out-of-range-rate", type=_rate, default=None, help="dirty: bad values")
@@ -260,7 +272,15 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _config(args: argparse.Namespace) -> Any:
+    """The world of the command line; options not given come from the ``MLOPS_EXAMPLE_*``
+    settings, so that ``generate`` writes the same world as ``emit`` and the stream."""
     from data_pipeline.example_source.config import DirtyRates, ExampleSourceConfig
+    from data_pipeline.settings import DataPipelineSettings
+
+    world = DataPipelineSettings()
+
+    def given(value: Any, default: Any) -> Any:
+        return default if value is None else value
 
     rates = {
         name: getattr(args, attr)
@@ -274,14 +294,14 @@ def _config(args: argparse.Namespace) -> Any:
     }
     try:
         return ExampleSourceConfig(
-            seed=args.seed,
-            n_drivers=args.drivers,
+            seed=given(args.seed, world.example_seed),
+            n_drivers=given(args.drivers, world.example_drivers),
             start=args.start,
             end=args.end,
-            bookings_per_hour=args.bookings_per_hour,
+            bookings_per_hour=given(args.bookings_per_hour, world.example_bookings_per_hour),
             candidates_per_booking=args.candidates,
-            scenario=args.scenario,
-            drift_start=args.drift_start,
+            scenario=given(args.scenario, world.example_scenario),
+            drift_start=given(args.drift_start, world.example_drift_start),
             dirty_rates=DirtyRates(**rates),
         )
     except ValidationError as exc:
@@ -294,35 +314,21 @@ def _config(args: argparse.Namespace) -> Any:
 
 
 def _cmd_generate(args: argparse.Namespace) -> int:
-    import pandas as pd
-
-    from data_pipeline.example_source.generator import generate
-    from data_pipeline.example_source.sinks import open_source, write_example_data
+    from data_pipeline.example_source.emit import write_period
+    from data_pipeline.example_source.sinks import open_source
 
     config = _config(args)
     began = time.perf_counter()
     source = open_source()
     print(f"source: {source.location}")
-    counts: dict[str, int] = {}
-    manifests: list[pd.DataFrame] = []
-    step = timedelta(hours=args.chunk_hours)
-    chunk_start = config.start
-    while chunk_start < config.end:
-        chunk_end = min(chunk_start + step, config.end)
-        data = generate(config.with_period(chunk_start, chunk_end))
-        for table, n in write_example_data(source, data).items():
-            counts[table] = counts.get(table, 0) + n
-        if not data.dirty_manifest.empty:
-            manifests.append(data.dirty_manifest)
-        chunk_start = chunk_end
+    counts, manifest = write_period(source, config, args.chunk_hours)
     elapsed = time.perf_counter() - began
     for table, n in counts.items():
         print(f"{table}: {n} rows")
     if config.scenario.value == "dirty":
-        manifest = pd.concat(manifests, ignore_index=True) if manifests else None
-        by_defect = {} if manifest is None else manifest["defect"].value_counts().to_dict()
+        by_defect = {} if manifest.empty else manifest["defect"].value_counts().to_dict()
         print("dirty rows: " + json.dumps(dict(sorted(by_defect.items()))))
-        if args.manifest is not None and manifest is not None:
+        if args.manifest is not None and not manifest.empty:
             args.manifest.parent.mkdir(parents=True, exist_ok=True)
             manifest.to_csv(args.manifest, index=False)
             print(f"manifest: {args.manifest}")

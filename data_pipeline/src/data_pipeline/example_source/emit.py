@@ -1,5 +1,8 @@
 """Emit the example world hour by hour, so that scheduled pipeline runs find new data.
 
+``emit_period(settings, start, end)`` writes a whole period of history at once (what
+``./run.sh all up`` asks the ``example_source`` DAG for on a fresh platform).
+
 ``emit_hour(settings, hour)`` writes to the configured source:
 
 - the driver statistics *delivered* in ``[hour, hour + 1 h)`` (``created`` in that hour; clean rows
@@ -19,10 +22,17 @@ import time
 from datetime import datetime, timedelta
 from typing import Any
 
+import pandas as pd
+
 from data_pipeline.example_source.config import ExampleSourceConfig, to_utc_hour
 from data_pipeline.example_source.generator import generate
 from data_pipeline.example_source.schema import BOOKING_CANDIDATES, BOOKINGS, DRIVER_HOURLY_STATS
-from data_pipeline.example_source.sinks import PostgresSource, open_source
+from data_pipeline.example_source.sinks import (
+    PostgresSource,
+    SourceWriter,
+    open_source,
+    write_example_data,
+)
 from data_pipeline.settings import DataPipelineSettings
 
 _HOUR = timedelta(hours=1)
@@ -63,6 +73,54 @@ def emit_hour(settings: DataPipelineSettings, hour: datetime) -> dict[str, Any]:
     return {
         "step": "emit",
         "hour": hour.isoformat(),
+        "source": source.location,
+        "rows": counts,
+        "scenario": settings.example_scenario,
+        "seconds": round(time.perf_counter() - began, 3),
+    }
+
+
+def write_period(
+    source: SourceWriter, config: ExampleSourceConfig, chunk_hours: int = 24
+) -> tuple[dict[str, int], pd.DataFrame]:
+    """Generate ``config``'s period ``chunk_hours`` at a time and write every table to ``source``.
+
+    Returns the rows written per table and the dirty-row manifest of the whole period (empty
+    unless the scenario is ``dirty``). Chunks give exactly the rows of one big ``generate``.
+    """
+    if chunk_hours < 1:
+        raise ValueError(f"chunk_hours must be at least 1 (got {chunk_hours})")
+    counts: dict[str, int] = {}
+    manifests: list[pd.DataFrame] = []
+    step = timedelta(hours=chunk_hours)
+    chunk_start = config.start
+    while chunk_start < config.end:
+        chunk_end = min(chunk_start + step, config.end)
+        data = generate(config.with_period(chunk_start, chunk_end))
+        for table, n in write_example_data(source, data).items():
+            counts[table] = counts.get(table, 0) + n
+        if not data.dirty_manifest.empty:
+            manifests.append(data.dirty_manifest)
+        chunk_start = chunk_end
+    manifest = pd.concat(manifests, ignore_index=True) if manifests else pd.DataFrame()
+    return counts, manifest
+
+
+def emit_period(settings: DataPipelineSettings, start: datetime, end: datetime) -> dict[str, Any]:
+    """Write the ``MLOPS_EXAMPLE_*`` world of ``[start, end)`` (whole UTC hours) to the source:
+    statistics and bookings alike, as ``data-pipeline generate`` does. Idempotent."""
+    began = time.perf_counter()
+    config = world_config(settings, start, end)
+    source = open_source(settings)
+    try:
+        counts, _ = write_period(source, config)
+    finally:
+        if isinstance(source, PostgresSource):
+            source.close()
+    return {
+        "step": "emit",
+        "start": config.start.isoformat(),
+        "end": config.end.isoformat(),
         "source": source.location,
         "rows": counts,
         "scenario": settings.example_scenario,
