@@ -21,17 +21,16 @@ from ms_fixtures import (
     FRESH_DRIVERS,
     REDIS_URL,
     STALE_DRIVERS,
-    MlflowServer,
     build_store,
     drop_project_keys,
     register_model,
-    start_mlflow,
     unique_name,
     write_features,
 )
 from ms_harness import Harness, LiveServer, SettingsFactory, Streams, start_live
 from threadpoolctl import threadpool_limits
 
+from mlops_platform.testing import MlflowServer, start_mlflow
 from model_serving.app import create_app
 from model_serving.settings import ServingSettings
 

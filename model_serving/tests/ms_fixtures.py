@@ -12,14 +12,10 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
-import subprocess
-import sys
 import threading
 import time
-import urllib.request
 import uuid
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -135,55 +131,6 @@ def unique_name(prefix: str) -> str:
 
 
 # --- MLflow -------------------------------------------------------------------------------
-
-
-@dataclass
-class MlflowServer:
-    url: str
-    process: subprocess.Popen[bytes]
-    folder: Path
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(5)
-
-
-def start_mlflow(folder: Path, port: int | None = None, timeout: float = 60.0) -> MlflowServer:
-    folder.mkdir(parents=True, exist_ok=True)
-    port = port or free_port()
-    mlflow_bin = str(Path(sys.executable).parent / "mlflow")
-    log = open(folder / "mlflow.log", "wb")  # noqa: SIM115 - the process owns it
-    process = subprocess.Popen(
-        [
-            mlflow_bin, "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-            "--backend-store-uri", f"sqlite:///{folder / 'mlflow.db'}",
-            "--serve-artifacts", "--artifacts-destination", str(folder / "artifacts"),
-        ],
-        env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    server = MlflowServer(url, process, folder)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            tail = (folder / "mlflow.log").read_text()[-2000:]
-            raise RuntimeError(f"mlflow server exited: {tail}")
-        try:
-            with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
-                if response.status == 200:
-                    return server
-        except OSError:
-            time.sleep(0.3)
-    server.stop()
-    raise RuntimeError("mlflow server did not become healthy")
 
 
 def training_frame(n: int = 600, seed: int = 0, flip: bool = False) -> tuple[pd.DataFrame, Any]:

@@ -17,7 +17,6 @@ import pandas as pd
 import pytest
 from ms_fixtures import (
     FEATURES,
-    MlflowServer,
     build_store,
     drop_project_keys,
     register_model,
@@ -26,6 +25,7 @@ from ms_fixtures import (
     unique_name,
 )
 
+from mlops_platform.testing import MlflowServer
 from model_serving.batch import BatchError, interval_file, run_batch, table_dir
 from model_serving.settings import ServingSettings
 

@@ -14,7 +14,6 @@ import httpx
 import pytest
 from mlflow.tracking import MlflowClient
 from ms_fixtures import (
-    MlflowServer,
     TcpProxy,
     auth,
     metric_value,
@@ -23,6 +22,8 @@ from ms_fixtures import (
     wait_for,
 )
 from ms_harness import Harness, LiveServer, SettingsFactory
+
+from mlops_platform.testing import MlflowServer
 
 pytestmark = pytest.mark.integration
 

@@ -9,15 +9,8 @@ started once per session by the integration tests and stopped by its pid.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
-import signal
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -26,6 +19,7 @@ from typing import Any
 import pytest
 from tp_fixtures import CRIPPLED, SMALL_END, SMALL_START, World, make_world, small_settings
 
+from mlops_platform.testing import start_mlflow
 from training_pipeline import steps
 from training_pipeline.settings import TrainingSettings
 
@@ -84,70 +78,14 @@ def fresh_run(trained_runs: dict[str, Path], tmp_path: Path) -> Callable[[str], 
 # --- a real MLflow server -------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="session")
 def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A real MLflow server (SQLite backend, served artifacts) on a free loopback port."""
-    root = tmp_path_factory.mktemp("mlflow")
-    port = _free_port()
-    mlflow_bin = Path(sys.executable).parent / "mlflow"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "MLOPS_"))}
-    env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] = "false"
-    log = (root / "server.log").open("w")
-    process = subprocess.Popen(
-        [
-            str(mlflow_bin),
-            "server",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--workers",
-            "1",
-            "--backend-store-uri",
-            f"sqlite:///{root / 'mlflow.db'}",
-            "--serve-artifacts",
-            "--artifacts-destination",
-            str(root / "artifacts"),
-        ],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{port}"
+    server = start_mlflow(tmp_path_factory.mktemp("mlflow"))
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(
-                    f"mlflow server exited: {(root / 'server.log').read_text()[-2000:]}"
-                )
-            try:
-                with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError("mlflow server did not become healthy within 60 s")
-            time.sleep(0.3)
-        yield url
+        yield server.url
     finally:
-        # the server's own process group (uvicorn worker included), by its pid
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=10)
-        log.close()
+        server.stop()
 
 
 @pytest.fixture

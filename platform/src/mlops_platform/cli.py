@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 from typing import Protocol
 
+from mlops_platform.bootstrap import BootstrapError, BootstrapPlan, bootstrap
 from mlops_platform.envfile import ensure_env_file
 from mlops_platform.paths import REPO_ROOT
 from mlops_platform.runtimes.docker import DockerRuntime, compose_command
@@ -68,6 +69,17 @@ def choose_runtime(ctx: Context) -> Runtime:
     return LocalRuntime(ctx)
 
 
+def run_bootstrap(settings: PlatformSettings) -> None:
+    """After `all up`: bring the example project to a served champion when there is none."""
+    if settings.mlops_bootstrap == "off":
+        return
+    result = bootstrap(settings, BootstrapPlan.load(settings.bootstrap_plan), wait_for_serving=True)
+    if result.ran:
+        print(f"* bootstrap: done in {result.seconds:.0f} s: {result.detail} is served")
+    else:
+        print(f"* bootstrap: not needed ({result.detail})")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     env_file = env_file_path()
@@ -92,19 +104,23 @@ def main(argv: list[str] | None = None) -> int:
         started = time.monotonic()
         if args.action == "up":
             runtime.up(services, build=args.build)
+            if everything:
+                run_bootstrap(settings)
             print(f"up in {time.monotonic() - started:.1f}s")
         elif args.action == "down":
             runtime.down(services, volumes=args.volumes, everything=everything)
         elif args.action == "restart":
             runtime.down(services, volumes=False, everything=everything)
             runtime.up(services, build=args.build)
+            if everything:
+                run_bootstrap(settings)
         elif args.action == "status":
             return 0 if runtime.status(services) else 1
         elif args.action == "logs":
             if everything:
                 raise PlatformError("logs takes one service: ./run.sh <service> logs")
             return runtime.logs(services[0], follow=not args.no_follow, lines=args.lines)
-    except (PlatformError, MissingSystemPackage) as exc:
+    except (PlatformError, MissingSystemPackage, BootstrapError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     return 0

@@ -9,9 +9,10 @@ from typing import Literal
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from mlops_platform.paths import REPO_ROOT
+from mlops_platform.paths import PLATFORM_DIR, REPO_ROOT
 
 Runtime = Literal["auto", "local", "docker"]
+Bootstrap = Literal["auto", "off"]
 
 
 class PlatformSettings(BaseSettings):
@@ -27,6 +28,9 @@ class PlatformSettings(BaseSettings):
     mlops_bind_host: str = "127.0.0.1"
     mlops_data_dir: str = ""
     compose_project_name: str = "mlops"
+    # `all up` on a platform with no champion runs the bootstrap plan (mlops_platform.bootstrap)
+    mlops_bootstrap: Bootstrap = "auto"
+    mlops_bootstrap_plan: str = ""
 
     airflow_port: int = 8080
     mlflow_port: int = 5000
@@ -64,6 +68,14 @@ class PlatformSettings(BaseSettings):
         raw = self.mlops_data_dir.strip()
         path = Path(raw).expanduser() if raw else REPO_ROOT / ".mlops"
         return path if path.is_absolute() else (REPO_ROOT / path)
+
+    @property
+    def bootstrap_plan(self) -> Path:
+        raw = self.mlops_bootstrap_plan.strip()
+        if not raw:
+            return PLATFORM_DIR / "bootstrap.yml"
+        path = Path(raw).expanduser()
+        return path if path.is_absolute() else REPO_ROOT / path
 
     def database_name(self, component: str) -> str:
         return f"{self.mlops_database_prefix}_{component}"

@@ -4,10 +4,13 @@ Used by the platform tests and the end-to-end tests (tests/e2e)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import socket
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -55,8 +58,11 @@ class Stack:
             MLOPS_RUNTIME="local",
             MLOPS_ENV_FILE=str(self.env_file),
             MLOPS_DATA_DIR=str(self.data_dir),
-            **self.extra_env,
+            # the foundation's tests want the services, not the example project's first model
+            # (the end-to-end tests switch it on)
+            MLOPS_BOOTSTRAP="off",
         )
+        env.update(self.extra_env)
         return env
 
     def run(self, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
@@ -154,3 +160,60 @@ def postgres_server_url() -> str:
 def redis_server_url() -> str:
     """The Redis server tests may use (with their own key prefixes)."""
     return os.environ.get("MLOPS_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+@dataclass
+class MlflowServer:
+    """A real MLflow tracking server (SQLite backend, served artifacts) on a loopback port."""
+
+    url: str
+    process: subprocess.Popen[bytes]
+    folder: Path
+
+    def stop(self) -> None:
+        """Stop the server's own process group (its uvicorn worker too), by its pid."""
+        if self.process.poll() is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGTERM)
+        try:
+            self.process.wait(20)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(10)
+
+
+def start_mlflow(folder: Path, port: int | None = None, timeout: float = 60.0) -> MlflowServer:
+    """Start `mlflow server` with its state under `folder` (lean: no job runner, one worker)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    port = port or free_ports(1)[0]
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "MLOPS_"))}
+    env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] = "false"
+    with open(folder / "mlflow.log", "wb") as log:
+        process = subprocess.Popen(
+            [
+                str(Path(sys.executable).parent / "mlflow"), "server",
+                "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+                "--backend-store-uri", f"sqlite:///{folder / 'mlflow.db'}",
+                "--serve-artifacts", "--artifacts-destination", str(folder / "artifacts"),
+            ],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    server = MlflowServer(f"http://127.0.0.1:{port}", process, folder)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            tail = (folder / "mlflow.log").read_text(errors="replace")[-2000:]
+            raise RuntimeError(f"mlflow server exited: {tail}")
+        try:
+            with urllib.request.urlopen(f"{server.url}/health", timeout=2) as response:
+                if response.status == 200:
+                    return server
+        except OSError:
+            time.sleep(0.3)
+    server.stop()
+    raise RuntimeError(f"mlflow server did not become healthy within {timeout:.0f} s")

@@ -1,0 +1,123 @@
+"""The bootstrap plan (what `./run.sh all up` runs when there is no champion) and its pieces.
+
+The whole bootstrap against a running platform is exercised by the end-to-end test
+(tests/e2e, `make e2e`); here: the committed plan is valid and names real DAGs and params, the
+window and conf rendering, and the registry check against a real MLflow server.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from mlops_platform.bootstrap import (
+    BootstrapError,
+    BootstrapPlan,
+    alias_version,
+    history_window,
+    render_conf,
+)
+from mlops_platform.paths import COMPONENT_DAG_FOLDERS, PLATFORM_DIR, REPO_ROOT
+from mlops_platform.settings import PlatformSettings
+from mlops_platform.testing import MlflowServer, start_mlflow
+
+
+def _dag_params() -> dict[str, set[str]]:
+    """dag_id -> its declared params, read from the DAG files' source (no Airflow import)."""
+    found: dict[str, set[str]] = {}
+    for folder in COMPONENT_DAG_FOLDERS:
+        for path in (REPO_ROOT / folder / "dags").glob("*.py"):
+            tree = ast.parse(path.read_text())
+            for node in ast.walk(tree):
+                if not (isinstance(node, ast.Call) and getattr(node.func, "id", "") == "dag"):
+                    continue
+                kwargs = {kw.arg: kw.value for kw in node.keywords}
+                dag_id = kwargs.get("dag_id")
+                params = kwargs.get("params")
+                if isinstance(dag_id, ast.Constant):
+                    dag_name = str(dag_id.value)
+                elif isinstance(dag_id, ast.Name):  # DAG_ID = "..."
+                    dag_name = next(
+                        str(n.value.value)
+                        for n in tree.body
+                        if isinstance(n, ast.Assign)
+                        and isinstance(n.value, ast.Constant)
+                        and any(getattr(t, "id", "") == dag_id.id for t in n.targets)
+                    )
+                else:
+                    continue
+                keys = set()
+                if isinstance(params, ast.Dict):
+                    keys = {str(k.value) for k in params.keys if isinstance(k, ast.Constant)}
+                found[dag_name] = keys
+    return found
+
+
+def test_the_committed_plan_names_real_dags_and_their_params() -> None:
+    plan = BootstrapPlan.load(PLATFORM_DIR / "bootstrap.yml")
+    assert PlatformSettings().bootstrap_plan == PLATFORM_DIR / "bootstrap.yml"
+    dags = _dag_params()
+    assert [run.dag for run in plan.runs] == [
+        "example_source", "driver_features", "driver_ranking_training",
+    ]
+    for run in plan.runs:
+        assert run.dag in dags, f"no DAG {run.dag} in any component's dags/ folder"
+        assert set(run.conf) <= dags[run.dag], (run.dag, set(run.conf) - dags[run.dag])
+    assert set(plan.unpause) <= set(dags)
+    assert plan.model == "driver_ranking" and plan.alias == "champion"
+
+
+def test_a_bad_plan_is_refused_with_the_file_named(tmp_path: Path) -> None:
+    bad = tmp_path / "plan.yml"
+    bad.write_text("model: m\nruns: []\n")
+    with pytest.raises(BootstrapError, match=str(bad)):
+        BootstrapPlan.load(bad)
+    bad.write_text("model: m\nruns: [{dag: d, bogus: 1}]\n")
+    with pytest.raises(BootstrapError, match="bogus"):
+        BootstrapPlan.load(bad)
+    with pytest.raises(BootstrapError, match="No such file"):
+        BootstrapPlan.load(tmp_path / "missing.yml")
+
+
+def test_history_window_ends_at_the_current_whole_hour() -> None:
+    start, end = history_window(14, datetime(2026, 3, 9, 17, 42, 7, tzinfo=UTC))
+    assert end == datetime(2026, 3, 9, 17, tzinfo=UTC)
+    assert start == datetime(2026, 2, 23, 17, tzinfo=UTC)
+
+
+def test_render_conf_fills_placeholders_at_any_depth() -> None:
+    conf = {"start": "{start}", "nested": {"list": ["{end}", 3]}, "n": 1, "none": None}
+    assert render_conf(conf, {"start": "S", "end": "E"}) == {
+        "start": "S", "nested": {"list": ["E", 3]}, "n": 1, "none": None,
+    }
+    with pytest.raises(KeyError):
+        render_conf({"x": "{unknown}"}, {"start": "S"})
+
+
+@pytest.fixture(scope="module")
+def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowServer]:
+    server = start_mlflow(tmp_path_factory.mktemp("mlflow"))
+    yield server
+    server.stop()
+
+
+@pytest.mark.integration
+def test_alias_version_reads_the_registry(mlflow_server: MlflowServer) -> None:
+    client = MlflowClient(mlflow_server.url, registry_uri=mlflow_server.url)
+    assert alias_version(mlflow_server.url, "bootstrap_test_model", "champion") is None
+    client.create_registered_model("bootstrap_test_model")
+    assert alias_version(mlflow_server.url, "bootstrap_test_model", "champion") is None
+    experiment = client.create_experiment("bootstrap_test")
+    run = client.create_run(experiment)
+    version = client.create_model_version(
+        "bootstrap_test_model", source=f"runs:/{run.info.run_id}/model", run_id=run.info.run_id
+    )
+    client.set_registered_model_alias("bootstrap_test_model", "champion", version.version)
+    assert alias_version(mlflow_server.url, "bootstrap_test_model", "champion") == "1"
+    with pytest.raises(BootstrapError, match="unreachable"):
+        alias_version("http://127.0.0.1:9", "bootstrap_test_model", "champion", timeout=2)
