@@ -24,7 +24,7 @@ from mlops_platform.services import service_names
 
 REPO = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = REPO / "docker-compose.yml"
-PROFILES = ("mlflow", "airflow", "feast", "prom-graf", "serving", "stream")
+PROFILES = ("mlflow", "airflow", "feast", "prom-graf", "serving", "stream", "traffic")
 
 SECRETS = {
     "AIRFLOW_ADMIN_PASSWORD": "test-airflow-admin-pw",
@@ -46,6 +46,7 @@ PORTS = {
     "SERVING_PORT": "18172",
     "STREAM_PRODUCER_METRICS_PORT": "18311",
     "STREAM_CONSUMER_METRICS_PORT": "18312",
+    "DISPATCH_METRICS_PORT": "18313",
 }
 # service -> (port variable, container port)
 PUBLISHED = {
@@ -59,6 +60,7 @@ PUBLISHED = {
     "serving": ("SERVING_PORT", 8172),
     "stream-producer": ("STREAM_PRODUCER_METRICS_PORT", 8311),
     "stream-consumer": ("STREAM_CONSUMER_METRICS_PORT", 8312),
+    "traffic": ("DISPATCH_METRICS_PORT", 8313),
 }
 PROFILE_SERVICES = {
     "mlflow": {"postgres", "mlflow"},
@@ -74,6 +76,7 @@ PROFILE_SERVICES = {
     "prom-graf": {"prometheus", "alertmanager", "statsd-exporter", "grafana"},
     "serving": {"serving"},
     "stream": {"stream-producer", "stream-consumer"},
+    "traffic": {"traffic"},
 }
 DAG_BUNDLES = {"data_pipeline", "training_pipeline", "model_serving"}
 AIRFLOW_SERVICES = PROFILE_SERVICES["airflow"] - {"postgres"}

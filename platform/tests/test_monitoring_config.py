@@ -56,6 +56,7 @@ DOCKER_TARGETS = {
     "serving": (["serving:8172"], "serving"),
     "monitoring": (["monitoring:8309"], "monitoring"),
     "stream": (["stream-producer:8311", "stream-consumer:8312"], "stream"),
+    "traffic": (["traffic:8313"], "traffic"),
 }
 SEVERITIES = {"critical", "warning"}
 

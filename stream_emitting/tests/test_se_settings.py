@@ -68,3 +68,18 @@ def test_env_file_from_mlops_env_file_and_environment_wins(
 def test_bad_settings_are_refused(overrides: dict[str, object], message: str) -> None:
     with pytest.raises(ValidationError, match=message):
         ProducerSettings.load(**overrides)
+
+
+def test_the_world_follows_the_example_settings_unless_the_stream_has_its_own(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("MLOPS_EXAMPLE_SCENARIO", "concept_drift")
+    monkeypatch.setenv("MLOPS_EXAMPLE_SEED", "7")
+    monkeypatch.setenv("MLOPS_EXAMPLE_DRIFT_START", "2026-01-01T00:00:00Z")
+    settings = ProducerSettings.load()
+    assert settings.scenario == Scenario.CONCEPT_DRIFT and settings.seed == 7
+    assert settings.drift_start is not None and settings.drift_start.year == 2026
+    monkeypatch.setenv("MLOPS_STREAM_SCENARIO", "dirty")
+    monkeypatch.setenv("MLOPS_STREAM_SEED", "8")
+    settings = ProducerSettings.load()
+    assert settings.scenario == Scenario.DIRTY and settings.seed == 8

@@ -7,7 +7,8 @@ Batch pipeline (``--start``/``--end``: UTC, whole hours, ``end`` exclusive)::
     data-pipeline run --start T --end T      # all six steps in order
 
 Example data: ``data-pipeline generate|oracle``; ``data-pipeline emit --hour T`` (one hour of the
-configured example world, what the ``example_source`` DAG runs).
+configured example world, what the ``example_source`` DAG runs); ``data-pipeline dispatch`` (live
+bookings against the prediction API, outcomes as feedback: the launcher's ``traffic`` service).
 
 Exit codes: 0 success, 1 the step failed (validation rejected the batch, the source is
 unreachable, an earlier step has not run, …), 2 bad input (arguments, an interval not on whole
@@ -197,10 +198,71 @@ def build_parser() -> argparse.ArgumentParser:
     )
     emit.add_argument("--hour", type=parse_time, required=True, help="a whole UTC hour")
     emit.set_defaults(handler=_cmd_emit)
+
+    dispatch = commands.add_parser(
+        "dispatch",
+        help="the example company's live bookings: rankings from the API, outcomes as feedback",
+        description=(
+            "Send bookings to the prediction API at MLOPS_DISPATCH_RATE a second, assign a "
+            "driver, draw the trip's outcome from the example world's true model and report it "
+            "as feedback after a label delay (see data_pipeline.example_source.dispatcher). "
+            "Runs until SIGTERM or --max-bookings; /metrics on DISPATCH_METRICS_PORT (0: off)."
+        ),
+    )
+    dispatch.add_argument("--max-bookings", type=_positive_int, default=None)
+    dispatch.set_defaults(handler=_cmd_dispatch)
     from data_pipeline.stream_consumer.cli import add_parser as add_stream_consume
 
     add_stream_consume(commands)
     return parser
+
+
+def _cmd_dispatch(args: argparse.Namespace) -> int:
+    import logging
+    import signal
+    import threading
+
+    from prometheus_client import start_http_server
+
+    from data_pipeline.example_source.dispatcher import (
+        Dispatcher,
+        DispatchMetrics,
+        online_feature_reader,
+        serving_client,
+    )
+    from data_pipeline.settings import DataPipelineSettings
+
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # a line per request otherwise
+    settings = DataPipelineSettings()
+    if not settings.serving_api_key.get_secret_value():
+        raise UsageError("SERVING_API_KEY is empty: the prediction API needs its key")
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
+    signal.signal(signal.SIGINT, lambda signum, frame: stop.set())
+    metrics = DispatchMetrics()
+    server = None
+    if settings.dispatch_metrics_port:
+        server, _ = start_http_server(
+            settings.dispatch_metrics_port, addr=settings.bind_host, registry=metrics.registry
+        )
+    print(
+        f"dispatching {settings.dispatch_rate:g} bookings/s to "
+        f"{settings.dispatch_serving_base_url} (scenario {settings.example_scenario}, explore "
+        f"{settings.dispatch_explore:g}); metrics on port {settings.dispatch_metrics_port}",
+        flush=True,
+    )
+    try:
+        with serving_client(settings) as client:
+            dispatcher = Dispatcher(settings, client, online_feature_reader(settings), metrics)
+            done = dispatcher.run(stop, args.max_bookings)
+    finally:
+        if server is not None:
+            server.shutdown()
+    print(f"dispatched {done} bookings", flush=True)
+    return 0
 
 
 def _cmd_emit(args: argparse.Namespace) -> int:

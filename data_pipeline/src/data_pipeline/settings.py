@@ -11,7 +11,7 @@ import re
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from pydantic import AliasChoices, Field, field_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     DotEnvSettingsSource,
@@ -94,6 +94,31 @@ class DataPipelineSettings(BaseSettings):
     example_bookings_per_hour: int = Field(default=30, ge=0)
     example_drift_start: datetime | None = None
 
+    # -- the example company's dispatcher (``data-pipeline dispatch``, the ``traffic`` service) ----
+    #: bookings a second sent to the prediction API
+    dispatch_rate: float = Field(default=5.0, gt=0.0, le=1000.0)
+    dispatch_candidates: int = Field(default=5, ge=1, le=200)
+    #: share of bookings assigned to a random scored candidate instead of the ranking's best
+    dispatch_explore: float = Field(default=0.3, ge=0.0, le=1.0)
+    dispatch_label_delay_min_s: float = Field(default=5.0, ge=0.0)
+    dispatch_label_delay_max_s: float = Field(default=30.0, ge=0.0)
+    dispatch_seed: int | None = Field(default=None, ge=0)
+    #: the prediction API (empty: ``http://<MLOPS_BIND_HOST>:<SERVING_PORT>``)
+    dispatch_serving_url: str = ""
+    dispatch_timeout_s: float = Field(default=5.0, gt=0.0)
+    dispatch_metrics_port: int = Field(
+        default=8313,
+        ge=0,
+        le=65535,
+        validation_alias=AliasChoices("DISPATCH_METRICS_PORT", "MLOPS_DISPATCH_METRICS_PORT"),
+    )
+    serving_port: int = Field(
+        default=8172, ge=1, le=65535, validation_alias=AliasChoices("SERVING_PORT")
+    )
+    serving_api_key: SecretStr = Field(
+        default=SecretStr(""), validation_alias=AliasChoices("SERVING_API_KEY")
+    )
+
     @classmethod
     def settings_customise_sources(
         cls,
@@ -134,6 +159,22 @@ class DataPipelineSettings(BaseSettings):
             or self.redis_url
             or f"redis://{self.bind_host}:{self.redis_port}/0"
         )
+
+    @property
+    def dispatch_serving_base_url(self) -> str:
+        return (
+            self.dispatch_serving_url.strip().rstrip("/")
+            or f"http://{self.bind_host}:{self.serving_port}"
+        )
+
+    @model_validator(mode="after")
+    def _label_delays(self) -> DataPipelineSettings:
+        if self.dispatch_label_delay_max_s < self.dispatch_label_delay_min_s:
+            raise ValueError(
+                "dispatch_label_delay_max_s must not be below dispatch_label_delay_min_s "
+                f"({self.dispatch_label_delay_max_s} < {self.dispatch_label_delay_min_s})"
+            )
+        return self
 
     @property
     def max_lateness(self) -> timedelta:

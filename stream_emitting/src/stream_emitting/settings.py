@@ -24,7 +24,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Self
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from stream_emitting.events import DEFAULT_STREAM
@@ -80,8 +80,18 @@ class ProducerSettings(BrokerSettings):
     """The producer: rate, scenario and the drivers it reports on."""
 
     rate: float = Field(default=10.0, gt=0.0, le=100_000.0, validation_alias="MLOPS_STREAM_RATE")
-    scenario: Scenario = Field(default=Scenario.NORMAL, validation_alias="MLOPS_STREAM_SCENARIO")
-    seed: int = Field(default=42, ge=0, lt=2**63, validation_alias="MLOPS_STREAM_SEED")
+    # The world: the stream's own variable, else the example world's (MLOPS_EXAMPLE_*), so that
+    # one setting switches the batch data, the stream and the example traffic together.
+    scenario: Scenario = Field(
+        default=Scenario.NORMAL,
+        validation_alias=AliasChoices("MLOPS_STREAM_SCENARIO", "MLOPS_EXAMPLE_SCENARIO"),
+    )
+    seed: int = Field(
+        default=42,
+        ge=0,
+        lt=2**63,
+        validation_alias=AliasChoices("MLOPS_STREAM_SEED", "MLOPS_EXAMPLE_SEED"),
+    )
     #: the drivers reported on (the example world's drivers are 1001 .. 1000 + n)
     driver_id_min: int = Field(
         default=DRIVER_ID_OFFSET, ge=DRIVER_ID_OFFSET, validation_alias="MLOPS_STREAM_DRIVER_ID_MIN"
@@ -90,7 +100,10 @@ class ProducerSettings(BrokerSettings):
         default=2000, ge=DRIVER_ID_OFFSET, validation_alias="MLOPS_STREAM_DRIVER_ID_MAX"
     )
     #: covariate_drift starts here (UTC); empty: from the producer's start
-    drift_start: datetime | None = Field(default=None, validation_alias="MLOPS_STREAM_DRIFT_START")
+    drift_start: datetime | None = Field(
+        default=None,
+        validation_alias=AliasChoices("MLOPS_STREAM_DRIFT_START", "MLOPS_EXAMPLE_DRIFT_START"),
+    )
     #: dirty: fraction of events emitted malformed, and of valid events sent twice
     dirty_rate: float = Field(
         default=0.05, ge=0.0, le=1.0, validation_alias="MLOPS_STREAM_DIRTY_RATE"

@@ -9,6 +9,7 @@ from mlops_platform.services.mlflow import MlflowService
 from mlops_platform.services.prom_graf import PrometheusService
 from mlops_platform.services.serving import ServingService
 from mlops_platform.services.stream import StreamService
+from mlops_platform.services.traffic import TrafficService
 
 SERVICES: tuple[Service, ...] = (
     FeastOnlineStoreService(),
@@ -17,6 +18,7 @@ SERVICES: tuple[Service, ...] = (
     AirflowService(),
     ServingService(),
     StreamService(),
+    TrafficService(),
 )
 
 
