@@ -47,10 +47,16 @@ class Clock:
         return self.t
 
 
-def serving(status: int = 200, fail: bool = False) -> tuple[httpx.MockTransport, list[Any]]:
+def serving(
+    status: int = 200, fail: bool = False, ready: list[bool] | None = None
+) -> tuple[httpx.MockTransport, list[Any]]:
     calls: list[Any] = []
+    ready = [True] if ready is None else ready
 
     def handle(request: httpx.Request) -> httpx.Response:
+        if request.method == "GET":
+            calls.append((request.url.path, None, None))
+            return httpx.Response(200 if ready[0] else 503, json={"status": "x"})
         body = json.loads(request.content)
         calls.append((request.url.path, body, request.headers.get("x-api-key")))
         if fail:
@@ -172,6 +178,25 @@ def test_run_keeps_the_rate_and_reports_every_outcome_at_the_end(tmp_path: Path)
     assert len(feedback) == 100  # the long label delay did not lose the outcomes at stop
 
 
+def test_bookings_wait_until_serving_is_ready(tmp_path: Path) -> None:
+    ready = [False]
+    transport, calls = serving(ready=ready)
+    dispatcher, clock = make(tmp_path, transport)
+    assert not dispatcher.wait_ready()
+    assert not dispatcher.wait_ready()  # not asked again within the poll interval
+    assert [c[0] for c in calls] == ["/health/ready"]
+    ready[0] = True
+    clock.t = 2.0
+    assert not dispatcher.wait_ready()  # still within the interval
+    clock.t = 4.0
+    assert dispatcher.wait_ready()
+    assert value(dispatcher.metrics, "dispatch_serving_ready") == 1
+    ready[0] = False
+    clock.t = 100.0
+    assert dispatcher.wait_ready()  # once ready, every later request counts
+    assert [c[0] for c in calls].count("/health/ready") == 2
+
+
 def test_dispatch_cli_against_a_real_http_server(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -183,6 +208,12 @@ def test_dispatch_cli_against_a_real_http_server(
     seen: list[tuple[str, str | None]] = []
 
     class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            seen.append((self.path, None))
+            self.send_response(200 if self.path == "/health/ready" else 404)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
         def do_POST(self) -> None:
             body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
             seen.append((self.path, self.headers.get("X-API-Key")))
@@ -221,7 +252,8 @@ def test_dispatch_cli_against_a_real_http_server(
         assert "dispatched 5 bookings" in capsys.readouterr().out
         assert [p for p, _ in seen].count("/v1/predict") == 5
         assert [p for p, _ in seen].count("/v1/feedback") == 5
-        assert {key for _, key in seen} == {"secret-key"}
+        assert {key for path, key in seen if path != "/health/ready"} == {"secret-key"}
+        assert seen[0] == ("/health/ready", None)
         monkeypatch.setenv("SERVING_API_KEY", "")
         with pytest.raises(SystemExit) as no_key:
             main(["dispatch", "--max-bookings", "1"])

@@ -75,7 +75,7 @@ def run_bootstrap(settings: PlatformSettings) -> None:
         return
     result = bootstrap(settings, BootstrapPlan.load(settings.bootstrap_plan), wait_for_serving=True)
     if result.ran:
-        print(f"* bootstrap: done in {result.seconds:.0f} s: {result.detail} is served")
+        print(f"* bootstrap: done in {result.seconds:.0f} s: {result.detail}, and serving answers")
     else:
         print(f"* bootstrap: not needed ({result.detail})")
 

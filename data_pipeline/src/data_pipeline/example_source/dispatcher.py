@@ -15,10 +15,13 @@ This is the example project's product traffic (``data-pipeline dispatch``; the l
 5. report it with ``POST /v1/feedback`` after a label delay drawn from
    ``[MLOPS_DISPATCH_LABEL_DELAY_MIN_S, _MAX_S]`` (trips take time).
 
+Bookings start once ``GET /health/ready`` answers 200 (a fresh platform has no champion for its
+first minutes); from then on every request counts, and one answered 5xx or not answered at all is
+a failure.
+
 So the monitoring side sees predictions and later labels with a known ground truth, and a scenario
 switch (``concept_drift``) really degrades a model trained before it. ``/metrics`` (port
-``DISPATCH_METRICS_PORT``) counts bookings, requests by route and status, failures and trips;
-a failed request is one answered 5xx or not answered at all.
+``DISPATCH_METRICS_PORT``) counts bookings, requests by route and status, failures and trips.
 """
 
 from __future__ import annotations
@@ -48,6 +51,9 @@ from data_pipeline.example_source.model import (
 from data_pipeline.settings import DataPipelineSettings
 
 log = logging.getLogger("data_pipeline.dispatch")
+
+#: seconds between readiness checks of the serving API before the first booking
+READY_POLL_S = 3.0
 
 
 class FeatureReader(Protocol):
@@ -100,6 +106,11 @@ class DispatchMetrics:
         self.pending = Gauge(
             "dispatch_feedback_pending", "Outcomes waiting for their label delay", registry=r
         )
+        self.serving_ready = Gauge(
+            "dispatch_serving_ready",
+            "1 once the serving API answered ready and bookings started, 0 while waiting for it",
+            registry=r,
+        )
 
 
 @dataclass(order=True)
@@ -129,6 +140,8 @@ class Dispatcher:
         self._clock = clock
         self._now = now
         self._due: list[_Due] = []
+        self.ready = False
+        self._next_ready_check = 0.0
         self.driver_ids = np.arange(
             DRIVER_ID_OFFSET, DRIVER_ID_OFFSET + settings.example_drivers, dtype=np.int64
         )
@@ -203,6 +216,24 @@ class Dispatcher:
         self.metrics.pending.set(len(self._due))
         return sent
 
+    def wait_ready(self) -> bool:
+        """True once serving answered ``/health/ready`` with 200 (checked every few seconds
+        until then; never again after)."""
+        if self.ready:
+            return True
+        now = self._clock()
+        if now < self._next_ready_check:
+            return False
+        self._next_ready_check = now + READY_POLL_S
+        try:
+            self.ready = self.client.get("/health/ready").status_code == 200
+        except httpx.HTTPError:
+            self.ready = False
+        if self.ready:
+            log.info("serving is ready: bookings start")
+        self.metrics.serving_ready.set(int(self.ready))
+        return self.ready
+
     def run(self, stop: threading.Event, max_bookings: int | None = None) -> int:
         """Book at the configured rate until ``stop`` (or ``max_bookings``); then report every
         outcome still waiting. Returns the number of bookings attempted."""
@@ -214,6 +245,9 @@ class Dispatcher:
             wait = next_at - self._clock()
             if wait > 0 and stop.wait(wait):
                 break
+            if not self.wait_ready():
+                next_at = self._clock() + interval
+                continue
             self.book()
             done += 1
             next_at += interval
