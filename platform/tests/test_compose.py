@@ -409,9 +409,13 @@ def test_monitoring_mounts_the_shared_configs(services: dict[str, dict[str, Any]
     assert "--config.file=/etc/prometheus/prometheus.yml" in prometheus["command"]
     assert (REPO / "platform/prometheus/prometheus.yml").is_file()
     alertmanager = services["alertmanager"]
-    alertmanager_dir = mounts(alertmanager)["/etc/alertmanager"]
-    assert Path(alertmanager_dir["source"]) == REPO / "platform/alertmanager"
+    # the committed file unless run.sh points MLOPS_ALERTMANAGER_CONFIG at its rendering
+    alertmanager_file = mounts(alertmanager)["/etc/alertmanager/alertmanager.yml"]
+    assert Path(alertmanager_file["source"]) == REPO / "platform/alertmanager/alertmanager.yml"
+    assert alertmanager_file["read_only"] is True
     assert "--config.file=/etc/alertmanager/alertmanager.yml" in alertmanager["command"]
+    # the retraining webhook's token: a compose secret from .env, where alertmanager.yml reads it
+    assert [s["source"] for s in alertmanager["secrets"]] == ["monitoring_webhook_secret"]
     exporter = services["statsd-exporter"]
     mapping = mounts(exporter)["/etc/statsd/statsd_mapping.yml"]
     assert Path(mapping["source"]) == REPO / "platform/prometheus/statsd_mapping.yml"

@@ -365,6 +365,158 @@ def test_alertmanager_inhibits_warnings_of_a_down_service(alertmanager: str) -> 
     }
 
 
+# --------------------------------------------------------------- rendered alertmanager.yml
+
+SECRET = "test-webhook-secret-0123456789"
+
+
+def rendered(tmp_path: Path, env: str, webhook_url: str | None) -> Path:
+    from mlops_platform import alerting
+
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    env_file = tmp_path / "test.env"
+    env_file.write_text(env)
+    config = alerting.render(
+        alerting.load_base(ALERTMANAGER_YML),
+        alerting.AlertingSettings.load(env_file),
+        webhook_url=webhook_url,
+    )
+    return alerting.write_config(config, tmp_path / "alertmanager.yml")
+
+
+def receiver(config: dict[str, Any], name: str) -> dict[str, Any]:
+    found: dict[str, Any] = next(r for r in config["receivers"] if r["name"] == name)
+    return found
+
+
+@pytest.mark.parametrize(
+    ("labels", "receivers"),
+    [
+        (["alertname=ModelQualityDegraded", "action=retrain", "severity=warning"],
+         "retrain,default"),
+        (["alertname=DataDriftSustained", "action=retrain", "severity=critical"],
+         "retrain,critical"),
+        (["alertname=ServingHighLatency", "severity=warning", "service=serving"], "default"),
+    ],
+)
+def test_retrain_alerts_reach_the_trigger_and_people(labels: list[str], receivers: str) -> None:
+    amtool = require_binary("amtool", package="prometheus-alertmanager")
+    res = run([amtool, "config", "routes", "test", f"--config.file={ALERTMANAGER_YML}",
+               f"--verify.receivers={receivers}", *labels])
+    assert res.returncode == 0, res.stdout + res.stderr
+
+
+def test_rendering_for_the_local_runtime_is_valid_and_keeps_secrets_private(
+    tmp_path: Path,
+) -> None:
+    url = "http://127.0.0.1:18309/v1/alerts/retrain"
+    path = rendered(tmp_path, f"MONITORING_WEBHOOK_SECRET={SECRET}\n", url)
+    assert path.stat().st_mode & 0o777 == 0o600
+    config = load_yaml(path)
+    [hook] = receiver(config, "retrain")["webhook_configs"]
+    assert hook["url"] == url
+    assert hook["http_config"] == {"authorization": {"type": "Bearer", "credentials": SECRET}}
+    # nothing else changed, and no delivery integration without its variables
+    assert config["route"] == load_yaml(ALERTMANAGER_YML)["route"]
+    for name in ("default", "critical"):
+        assert set(receiver(config, name)) == {"name"}
+    amtool = require_binary("amtool", package="prometheus-alertmanager")
+    res = run([amtool, "check-config", str(path)])
+    assert res.returncode == 0 and "SUCCESS" in res.stdout, res.stdout + res.stderr
+
+
+def test_slack_and_email_receivers_come_from_the_env_file(tmp_path: Path) -> None:
+    from mlops_platform import alerting
+
+    env = (
+        "ALERT_SLACK_WEBHOOK_URL=https://hooks.slack.example/services/T0/B0/XYZ\n"
+        "ALERT_SLACK_CHANNEL=#oncall\n"
+        "ALERT_EMAIL_TO=oncall@example.org\n"
+        "ALERT_SMTP_SMARTHOST=smtp.example.org:587\n"
+        "ALERT_SMTP_USERNAME=alerts\n"
+        "ALERT_SMTP_AUTH_PASS=smtp-pass\n"
+    )
+    path = rendered(tmp_path, env, None)
+    config = load_yaml(path)
+    # the docker runtime keeps the committed webhook (URL and compose secret file)
+    assert receiver(config, "retrain") == receiver(load_yaml(ALERTMANAGER_YML), "retrain")
+    for name in ("critical", "default"):
+        [slack] = receiver(config, name)["slack_configs"]
+        assert slack["api_url"].endswith("/XYZ") and slack["channel"] == "#oncall"
+    [email] = receiver(config, "critical")["email_configs"]
+    assert email["to"] == "oncall@example.org" and email["auth_password"] == "smtp-pass"
+    assert "email_configs" not in receiver(config, "default")
+    amtool = require_binary("amtool", package="prometheus-alertmanager")
+    res = run([amtool, "check-config", str(path)])
+    assert res.returncode == 0 and "SUCCESS" in res.stdout, res.stdout + res.stderr
+    with pytest.raises(ValueError, match="ALERT_SMTP_SMARTHOST"):
+        rendered(tmp_path / "bad", "ALERT_EMAIL_TO=oncall@example.org\n", None)
+    assert alerting.RETRAIN_PATH in receiver(config, "retrain")["webhook_configs"][0]["url"]
+
+
+@pytest.mark.integration
+def test_alertmanager_delivers_retrain_alerts_with_the_bearer_token(tmp_path: Path) -> None:
+    """A real Alertmanager with the rendered config; a loopback HTTP server stands in for the
+    monitoring service's trigger (tested against Alertmanager in monitoring_service's tests)."""
+    import http.server
+    import threading
+
+    got: list[tuple[str | None, dict[str, Any]]] = []
+
+    class Receiver(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            got.append((self.headers.get("Authorization"), body))
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    path = rendered(
+        tmp_path,
+        f"MONITORING_WEBHOOK_SECRET={SECRET}\n",
+        f"http://127.0.0.1:{server.server_port}/v1/alerts/retrain",
+    )
+    binary = require_binary(
+        "prometheus-alertmanager", "alertmanager", package="prometheus-alertmanager"
+    )
+    port = free_port()
+    proc = subprocess.Popen(
+        [binary, f"--config.file={path}", f"--storage.path={tmp_path / 'am-data'}",
+         f"--web.listen-address=127.0.0.1:{port}", "--cluster.listen-address="],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_http(f"{url}/-/ready", proc)
+        now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        alerts = [
+            {"labels": {"alertname": "ModelQualityDegraded", "action": "retrain",
+                        "severity": "warning", "service": "monitoring", "model_version": "3"},
+             "annotations": {"summary": "quality"}, "startsAt": now},
+            {"labels": {"alertname": "ServingHighLatency", "severity": "warning",
+                        "service": "serving"}, "startsAt": now},
+        ]
+        req = urllib.request.Request(f"{url}/api/v2/alerts", data=json.dumps(alerts).encode(),
+                                     headers={"Content-Type": "application/json"}, method="POST")
+        with urllib.request.urlopen(req, timeout=5) as resp:
+            assert resp.status == 200
+        deadline = time.monotonic() + 40  # group_wait of the retrain route: 10 s
+        while not got and time.monotonic() < deadline:
+            time.sleep(0.2)
+    finally:
+        stop(proc)
+        server.shutdown()
+    assert got, "Alertmanager sent nothing to the retraining webhook"
+    auth, payload = got[0]
+    assert auth == f"Bearer {SECRET}"
+    assert payload["receiver"] == "retrain" and payload["status"] == "firing"
+    assert [a["labels"]["alertname"] for a in payload["alerts"]] == ["ModelQualityDegraded"]
+
+
 # ---------------------------------------------------------------------------- statsd mapping
 
 

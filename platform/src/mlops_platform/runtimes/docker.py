@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from mlops_platform import alerting
 from mlops_platform.health import http_probe, redis_probe, wait_healthy
 from mlops_platform.paths import REPO_ROOT
 from mlops_platform.runtimes.local import PlatformError
@@ -53,10 +54,21 @@ class DockerRuntime:
             cmd += ["--profile", service.name]
         cmd += list(args)
         print("  $ " + " ".join(cmd[len(self.compose) :]), flush=True)
-        code = subprocess.run(cmd).returncode
+        env = {**os.environ, "MLOPS_ALERTMANAGER_CONFIG": str(self.alertmanager_config())}
+        code = subprocess.run(cmd, env=env).returncode
         if check and code != 0:
             raise PlatformError(f"docker compose {args[0]} failed with exit code {code}")
         return code
+
+    def alertmanager_config(self) -> Path:
+        """alertmanager.yml rendered with the env file's optional receivers (the committed
+        webhook URL to the monitoring container stays), in the data folder."""
+        config = alerting.render(
+            alerting.load_base(), alerting.AlertingSettings.load(self.ctx.env_file),
+            webhook_url=None,
+        )
+        target = self.ctx.data_dir / "alertmanager" / "alertmanager.yml"
+        return alerting.write_config(config, target)
 
     def checks(self, service: Service) -> list[Check]:
         s = self.ctx.settings

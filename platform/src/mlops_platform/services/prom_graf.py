@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 import sys
 from pathlib import Path
 
 import yaml
 
+from mlops_platform import alerting
 from mlops_platform.health import http_probe
 from mlops_platform.paths import PLATFORM_DIR
 from mlops_platform.services.base import Check, Context, Program, Service
@@ -54,11 +56,26 @@ class PrometheusService(Service):
         (state / "prometheus.yml").write_text(yaml.safe_dump(config, sort_keys=False))
         for sub in ("prometheus-data", "alertmanager-data"):
             (state / sub).mkdir(exist_ok=True)
+        alerting.write_config(self.alertmanager_config(ctx), state / "alertmanager.yml")
+
+    @staticmethod
+    def alertmanager_config(ctx: Context) -> dict[str, object]:
+        """The committed alertmanager.yml for this machine: the retraining webhook to the local
+        monitoring service, its token and the optional receivers from the env file."""
+        s = ctx.settings
+        return alerting.render(
+            alerting.load_base(),
+            alerting.AlertingSettings.load(ctx.env_file),
+            webhook_url=f"{s.url(s.monitoring_port)}{alerting.RETRAIN_PATH}",
+        )
 
     def programs(self, ctx: Context) -> list[Program]:
         s = ctx.settings
         state = ctx.data_dir / self.name
         host = s.mlops_bind_host
+        am_config = state / "alertmanager.yml"
+        rendered = yaml.safe_dump(self.alertmanager_config(ctx), sort_keys=True).encode()
+        digest = hashlib.sha256(rendered).hexdigest()[:16]
         return [
             Program(
                 "prometheus",
@@ -76,12 +93,14 @@ class PrometheusService(Service):
                 "alertmanager",
                 [
                     "/usr/bin/prometheus-alertmanager",
-                    f"--config.file={PLATFORM_DIR / 'alertmanager' / 'alertmanager.yml'}",
+                    f"--config.file={am_config}",
                     f"--storage.path={state / 'alertmanager-data'}",
                     f"--web.listen-address={host}:{s.alertmanager_port}",
                     f"--web.external-url=http://{host}:{s.alertmanager_port}/",
                     "--cluster.listen-address=",
                 ],
+                # a changed rendered config (a new webhook secret, Slack configured) restarts it
+                {"MLOPS_CONFIG_DIGEST": digest},
             ),
             # Debian has no statsd_exporter package: the platform's own bridge reads the same
             # mapping file (the docker runtime runs the upstream prom/statsd-exporter image).
