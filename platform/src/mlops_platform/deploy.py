@@ -170,8 +170,9 @@ SYNC_PATHS: tuple[str, ...] = (
 
 
 def gitlab_globs(paths: Sequence[str]) -> list[str]:
-    """The `rules: changes:` patterns GitLab (and gitlab-ci-local) match for `paths`."""
-    return [f"{p}**/*" if p.endswith("/") else p for p in paths]
+    """The `rules: changes:` patterns GitLab (and gitlab-ci-local) match for `paths`, in order,
+    without repeats."""
+    return list(dict.fromkeys(f"{p}**/*" if p.endswith("/") else p for p in paths))
 
 
 def component_changes(component: Component) -> list[str]:
