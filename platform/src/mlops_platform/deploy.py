@@ -531,10 +531,14 @@ class Deployment:
         if "airflow" not in self.profiles:
             raise DeployError(f"{self.environment} runs no airflow profile: no training "
                               "pipeline to run the command")
+        if not reason.strip():
+            raise DeployError("a model promotion or rollback needs a reason (MODEL_REASON): it "
+                              "is recorded in the promotion log")
         argv = ["training-pipeline", action]
         if action == "promote":
             if not version or not version.isdigit():
-                raise DeployError(f"promote needs a model version number, got {version!r}")
+                raise DeployError(f"promote needs a registered model version number "
+                                  f"(MODEL_VERSION), got {version!r}")
             argv.append(version)
         argv += ["--reason", reason, "--actor", actor]
         return [Step(f"model-{action}", f"{action} the served model in {self.environment}", [
