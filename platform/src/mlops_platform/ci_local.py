@@ -26,6 +26,9 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+import yaml
 
 from mlops_platform.paths import REPO_ROOT
 
@@ -185,21 +188,46 @@ def host_variables() -> dict[str, str]:
     }
 
 
+#: The file `run_jobs` hands gitlab-ci-local (untracked: invisible to `rules: changes:`).
+LOCAL_VARIANT = ".gitlab-ci.local-run.yml"
+
+
+def local_variant(ci_config: str, host: Mapping[str, str]) -> str:
+    """.gitlab-ci.yml for the shell executor on this machine: the same jobs, scripts and rules,
+    without `services:` (service containers need a Docker engine, which gitlab-ci-local asks for
+    even with --force-shell-executor) and with `host`'s values for the variables that point at
+    those services and at uv's cache."""
+    config: dict[str, Any] = yaml.safe_load(ci_config)
+    config.setdefault("variables", {}).update(host)
+    for job in config.values():
+        if isinstance(job, dict):
+            job.pop("services", None)
+            variables = job.get("variables")
+            if isinstance(variables, dict):
+                for key in host.keys() & variables.keys():
+                    variables[key] = host[key]
+    return yaml.safe_dump(config, sort_keys=False, width=100)
+
+
 def run_jobs(repo: Path, jobs: Sequence[str], pipeline: Pipeline = BRANCH_PUSH) -> float:
     """Runs `jobs` with the shell executor; returns the seconds it took. Raises when a job is
-    not selected by the rules or fails."""
+    not selected by the rules (of the real .gitlab-ci.yml) or fails."""
     listed = list_jobs(repo, pipeline)
     unselected = [job for job in jobs if listed.get(job, "never") == "never"]
     if unselected:
         raise CiLocalError(f"not selected by the rules for this change: {unselected}")
-    variables = Pipeline(pipeline.name, {**host_variables(), **pipeline.variables},
-                         pipeline.unset)
+    host = host_variables()
+    (repo / LOCAL_VARIANT).write_text(
+        local_variant((repo / ".gitlab-ci.yml").read_text(encoding="utf-8"), host),
+        encoding="utf-8",
+    )
+    variables = Pipeline(pipeline.name, {**host, **pipeline.variables}, pipeline.unset)
     uv_dir = str(Path(shutil.which("uv") or Path.home() / ".local/bin/uv").parent)
     env = {**os.environ, "PATH": f"{uv_dir}{os.pathsep}{os.environ.get('PATH', os.defpath)}"}
     started = time.monotonic()
     result = subprocess.run(
-        [*gitlab_ci_local(), "--force-shell-executor", "--no-color", "--timestamps",
-         *variables.options(), *jobs],
+        [*gitlab_ci_local(), "--file", LOCAL_VARIANT, "--force-shell-executor", "--no-color",
+         "--timestamps", *variables.options(), *jobs],
         cwd=repo, env=env,
     )
     elapsed = time.monotonic() - started
