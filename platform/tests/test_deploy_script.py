@@ -19,7 +19,7 @@ import threading
 import tomllib
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
@@ -347,7 +347,7 @@ class FakeStack(http.server.BaseHTTPRequestHandler):
 
     ready = True
     api_key = "the-serving-key"
-    predictions: list[dict[str, Any]] = []
+    predictions: ClassVar[list[dict[str, Any]]] = []
 
     def log_message(self, *args: Any) -> None:
         pass

@@ -268,7 +268,8 @@ def pipeline(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., set[str]
                                       branch=branch)
         jobs = ci_local.list_jobs(repo, kind)
         assert set(jobs) == set(jobs_of(yaml.safe_load(CI_FILE.read_text())))
-        return ci_local.selected(jobs)
+        picked: set[str] = ci_local.selected(jobs)
+        return picked
 
     return run
 

@@ -33,6 +33,7 @@ docker on the host).
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import shlex
@@ -340,7 +341,8 @@ class Target:
         if self.transport == "local":
             return Command((*argv, *sources, f"{self.path}/{destination}"))
         shell = shlex.join(["ssh", "-p", self.port, *self.ssh_options])
-        return Command((*argv, "-e", shell, *sources, f"{self.destination}:{self.path}/{destination}"))
+        remote = f"{self.destination}:{self.path}/{destination}"
+        return Command((*argv, "-e", shell, *sources, remote))
 
 
 class Deployment:
@@ -491,7 +493,7 @@ class Deployment:
     def smoke_step(self) -> Step:
         """Health endpoints of every deployed profile, then one prediction."""
         t = self.target
-        url = f"http://127.0.0.1:{{port}}{{path}}"
+        url = "http://127.0.0.1:{port}{path}"
         endpoints = {
             "mlflow": [("MLFLOW_PORT", "/health")],
             "airflow": [("AIRFLOW_PORT", "/api/v2/monitor/health")],
@@ -513,7 +515,7 @@ class Deployment:
                                                            "ping")))
         if "serving" in self.profiles:
             ids = [int(i) for i in self.setting("SMOKE_DRIVER_IDS").split(",") if i.strip()]
-            body = '{"request_id": "smoke-' + self.environment + '", "driver_ids": ' + str(ids) + "}"
+            body = json.dumps({"request_id": f"smoke-{self.environment}", "driver_ids": ids})
             predict = url.format(port=self.setting("SERVING_PORT"), path="/v1/predict")
             # the key is read on the host from its .env and handed to curl on standard input:
             # it never appears on a command line, in the job log or in this script's output
