@@ -448,8 +448,8 @@ def test_real_deploy_fails_when_the_smoke_test_fails(local_host: dict[str, Any])
     result = deploy("deploy", "dev", "--settings-file", str(local_host["settings"]),
                     env=local_host["env"])
     assert result.returncode == 1
-    assert "step smoke failed" in result.stderr
-    assert "/health/ready" in result.stdout.splitlines()[-1]
+    assert "step smoke failed (exit 22): serving: GET http://127.0.0.1:" in result.stderr
+    assert result.stderr.rstrip().endswith("/health/ready")
     assert FakeStack.predictions == []  # stopped at the first failing check
 
 
@@ -468,6 +468,6 @@ def test_real_smoke_fails_with_a_wrong_api_key(local_host: dict[str, Any]) -> No
     result = deploy("smoke", "dev", "--settings-file", str(local_host["settings"]),
                     env=local_host["env"])
     assert result.returncode == 1
-    assert "step smoke failed" in result.stderr
+    assert "step smoke failed" in result.stderr and "/v1/predict" in result.stderr
     assert FakeStack.predictions == []
 

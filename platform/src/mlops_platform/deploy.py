@@ -40,7 +40,7 @@ import shlex
 import subprocess
 import sys
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
@@ -288,6 +288,7 @@ class Command:
     argv: tuple[str, ...]
     stdin: str | None = None
     stdin_shown: str | None = None  # what the dry run prints for stdin (None: print it)
+    label: str = ""  # what a failure reports (default: the program)
 
     def render(self) -> str:
         text = shlex.join(self.argv)
@@ -508,8 +509,8 @@ class Deployment:
         for profile in self.profiles:
             for variable, path in endpoints.get(profile, []):
                 target = url.format(port=self.setting(variable), path=path)
-                step.commands.append(t.remote(shlex.join(self._curl("--output", "/dev/null",
-                                                                    target))))
+                check = t.remote(shlex.join(self._curl("--output", "/dev/null", target)))
+                step.commands.append(replace(check, label=f"{profile}: GET {target}"))
             if profile == "feast":
                 step.commands.append(t.remote(self.compose("exec", "-T", "redis", "redis-cli",
                                                            "ping")))
@@ -523,10 +524,12 @@ class Deployment:
             curl = shlex.join(self._curl("--header", "@-", "--header",
                                          "Content-Type: application/json", "--data", body,
                                          predict))
-            step.commands.append(t.remote(
+            prediction = t.remote(
                 f"{key} && test -n \"$key\" && printf 'X-API-Key: %s\\n' \"$key\" | {curl} "
                 "| grep -q '\"best_driver_id\"'"
-            ))
+            )
+            step.commands.append(replace(prediction, label=f"serving: POST {predict} (a "
+                                         "prediction with SERVING_API_KEY from the host's .env)"))
         return step
 
     def model_steps(self, action: str, version: str | None, reason: str, actor: str) -> list[Step]:
@@ -562,8 +565,8 @@ def run_steps(steps: Sequence[Step], *, dry_run: bool, repo: Path) -> None:
                 continue
             result = subprocess.run(command.argv, input=command.stdin, text=True, cwd=repo)
             if result.returncode != 0:
-                raise DeployError(f"step {step.name} failed (exit {result.returncode}): "
-                                  f"{shlex.join(command.argv[:1])} …")
+                what = command.label or shlex.join(command.argv[:1])
+                raise DeployError(f"step {step.name} failed (exit {result.returncode}): {what}")
     print("dry run: nothing was executed" if dry_run else "done", flush=True)
 
 
