@@ -5,7 +5,7 @@ UV_RUN := source platform/scripts/bootstrap.sh && ensure_uv && uv run --frozen
 PYTEST_PATHS := platform/tests data_pipeline/tests training_pipeline/tests model_serving/tests \
 	monitoring_service/tests stream_emitting/tests tests
 
-.PHONY: help setup up down status test test-fast lint format clean-data
+.PHONY: help setup up down status test test-fast lint format ci-local deploy-dry-run clean-data
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | \
@@ -34,6 +34,14 @@ lint: setup ## ruff and mypy over every component
 	@$(UV_RUN) ruff check .
 	@$(UV_RUN) mypy platform/src data_pipeline/src training_pipeline/src model_serving/src \
 		monitoring_service/src stream_emitting/src
+
+ci-local: setup ## run .gitlab-ci.yml's lint and test jobs under gitlab-ci-local (serving and data pipeline changes)
+	@$(UV_RUN) python -m mlops_platform.ci_local run
+
+deploy-dry-run: ## print what deploys of HEAD to dev, staging (default branch) and prod (tag v0.0.0) would run
+	@CI_COMMIT_REF_NAME=main deploy/deploy.sh deploy dev --dry-run && echo && \
+		CI_COMMIT_REF_NAME=main deploy/deploy.sh deploy staging --dry-run && echo && \
+		CI_COMMIT_REF_NAME=v0.0.0 CI_COMMIT_TAG=v0.0.0 deploy/deploy.sh deploy prod --dry-run
 
 format: setup ## apply ruff's automatic fixes
 	@$(UV_RUN) ruff check --fix .

@@ -15,12 +15,14 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import psycopg2
 import pytest
 import yaml
 
 from mlops_platform.services import service_names
+from mlops_platform.testing import postgres_server_url
 
 REPO = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = REPO / "docker-compose.yml"
@@ -454,7 +456,14 @@ def test_postgres_initdb_is_mounted(services: dict[str, dict[str, Any]]) -> None
     assert services["redis"]["image"].startswith("redis:7.")
 
 
-PG_SERVER = {"host": "127.0.0.1", "port": 5432, "user": "postgres"}
+def _pg_server() -> dict[str, Any]:
+    """MLOPS_TEST_POSTGRES_URL (CI points it at its postgres service), trust auth."""
+    url = urlsplit(postgres_server_url())
+    return {"host": url.hostname or "127.0.0.1", "port": url.port or 5432,
+            "user": url.username or "postgres"}
+
+
+PG_SERVER = _pg_server()
 
 
 def _databases(prefix: str) -> set[str]:

