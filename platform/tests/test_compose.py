@@ -520,3 +520,17 @@ def test_postgres_init_script_creates_the_component_databases(db_prefix: str) ->
     )
     assert bad.returncode != 0
     assert "MLOPS_DATABASE_PREFIX" in bad.stderr
+
+
+def test_every_writer_of_the_data_directory_shares_one_volume(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    """The offline store is files under MLOPS_DATA_DIR: Airflow's tasks (publish, materialize,
+    training, batch prediction), the stream consumer (streamed rows) and the example traffic
+    must all see the same folder, or training reads another offline store than the one written."""
+    sharing = [*AIRFLOW_SERVICES - {"airflow-init"}, "stream-consumer", "traffic"]
+    for name in sharing:
+        service = services[name]
+        data_dir = service["environment"]["MLOPS_DATA_DIR"]
+        mount = mounts(service)[data_dir]
+        assert mount["type"] == "volume" and mount["source"] == "mlops-data", name
