@@ -409,7 +409,7 @@ def test_retrain_alerts_reach_the_trigger_and_people(labels: list[str], receiver
 def test_rendering_for_the_local_runtime_is_valid_and_keeps_secrets_private(
     tmp_path: Path,
 ) -> None:
-    url = "http://127.0.0.1:18309/v1/alerts/retrain"
+    url = "http://127.0.0.1:18309/v1/retraining/webhook"
     path = rendered(tmp_path, f"MONITORING_WEBHOOK_SECRET={SECRET}\n", url)
     assert path.stat().st_mode & 0o777 == 0o600
     config = load_yaml(path)
@@ -478,7 +478,7 @@ def test_alertmanager_delivers_retrain_alerts_with_the_bearer_token(tmp_path: Pa
     path = rendered(
         tmp_path,
         f"MONITORING_WEBHOOK_SECRET={SECRET}\n",
-        f"http://127.0.0.1:{server.server_port}/v1/alerts/retrain",
+        f"http://127.0.0.1:{server.server_port}/v1/retraining/webhook",
     )
     binary = require_binary(
         "prometheus-alertmanager", "alertmanager", package="prometheus-alertmanager"

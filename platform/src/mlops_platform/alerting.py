@@ -34,7 +34,7 @@ RETRAIN_RECEIVER = "retrain"
 SLACK_RECEIVERS = ("critical", "default")
 EMAIL_RECEIVERS = ("critical",)
 #: the retraining trigger's route on the monitoring service
-RETRAIN_PATH = "/v1/alerts/retrain"
+RETRAIN_PATH = "/v1/retraining/webhook"
 
 
 class AlertingSettings(BaseSettings):
