@@ -6,17 +6,23 @@ Helpers live in ``mon_fixtures`` (imported by name; never ``from conftest import
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import redis
-from mon_fixtures import REDIS_URL, WEBHOOK_SECRET, MlflowServer, Streams, start_mlflow
+from mon_fixtures import (
+    REDIS_URL,
+    WEBHOOK_SECRET,
+    MlflowServer,
+    SettingsFactory,
+    Streams,
+    start_mlflow,
+)
 
 from monitoring_service.settings import MonitoringSettings
 
-SettingsFactory = Callable[..., MonitoringSettings]
 
 
 def pytest_configure(config: pytest.Config) -> None:

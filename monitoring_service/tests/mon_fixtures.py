@@ -20,7 +20,7 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -31,7 +31,6 @@ import pandas as pd
 import redis
 
 from model_serving.events import (
-    DriverScore,
     FeedbackEvent,
     ModelRef,
     PredictionEvent,
@@ -39,10 +38,13 @@ from model_serving.events import (
     encode,
 )
 
+from monitoring_service.settings import MonitoringSettings
+
+SettingsFactory = Callable[..., MonitoringSettings]
+
 REDIS_URL = os.environ.get("MLOPS_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 FEATURES = ("conv_rate", "acc_rate", "avg_daily_trips", "rating", "cancel_rate")
 WEBHOOK_SECRET = "test-webhook-secret-0123456789abcdef"
-_ = DriverScore  # re-exported for tests that build shadow scores
 
 
 def unique(prefix: str) -> str:
@@ -417,11 +419,3 @@ def wait_for(check: Any, timeout: float = 30.0, interval: float = 0.2) -> Any:
         if result or time.monotonic() > deadline:
             return result
         time.sleep(interval)
-
-
-def ids_of(entries: Sequence[Any]) -> list[str]:
-    return [e.decode() if isinstance(e, bytes) else str(e) for e in entries]
-
-
-def no_sleep() -> Iterator[None]:  # pragma: no cover - placeholder for symmetry
-    yield

@@ -144,9 +144,10 @@ class EventConsumer:
                         f"{self.settings.monitoring_max_future_skew_s:g} s in the future"
                     )
             except MalformedEvent as exc:
-                parsed.append(Parsed(kind, entry_id, None, exc.reason, original))
+                parsed.append(Parsed(kind, entry_id, None, exc.reason, original,
+                                     source=self.names[kind]))
                 continue
-            parsed.append(Parsed(kind, entry_id, event, None, original))
+            parsed.append(Parsed(kind, entry_id, event, None, original, source=self.names[kind]))
         return parsed, trimmed
 
     def process(self, entries: Sequence[Entry]) -> ApplyResult | None:

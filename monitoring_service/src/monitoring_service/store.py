@@ -135,6 +135,8 @@ class Parsed:
     event: PredictionEvent | FeedbackEvent | None
     dead_reason: str | None = None
     original: dict[str, str] = field(default_factory=dict)
+    #: the stream's name (entry ids are unique per stream); defaults to ``stream``
+    source: str = ""
 
 
 @dataclass
@@ -257,7 +259,8 @@ class Store:
                 inserted = db.execute(
                     "INSERT OR IGNORE INTO entries (stream, entry_id, ms, outcome) "
                     "VALUES (?, ?, ?, ?)",
-                    (item.stream, item.entry_id, stream_ms(item.entry_id), outcome),
+                    (item.source or item.stream, item.entry_id, stream_ms(item.entry_id),
+                     outcome),
                 ).rowcount
                 if not inserted:
                     result.duplicates[item.stream] += 1
