@@ -90,9 +90,15 @@ class Services:
         self.consumer.start()
 
     def stop(self) -> None:
-        self.consumer.join()
-        self.evaluator.stop()
-        self.references.stop()
+        """Stop the consumer (it finishes its batch), then the others without waiting long:
+        an evaluation cut off by the exit is redone after the restart (the work list is the
+        state database)."""
+        self.evaluator.stop(timeout=0)
+        self.references.stop(timeout=0)
+        self.consumer.join(timeout=15.0)
+        deadline = time.monotonic() + 5.0
+        self.evaluator.stop(timeout=max(0.0, deadline - time.monotonic()))
+        self.references.stop(timeout=max(0.0, deadline - time.monotonic()))
         self.store.close()
 
 

@@ -124,7 +124,8 @@ class Evaluator:
         self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout)
-            self._thread = None
+            if not self._thread.is_alive():
+                self._thread = None
 
     def wake(self, *_: Any) -> None:
         self._wake.set()

@@ -291,12 +291,14 @@ class ReferenceStore:
                 log.exception("reference poll failed")
             self._stop.wait(self.settings.monitoring_poll_interval_s)
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = 10.0) -> None:
         self._stop.set()
         if self._thread is not None:
-            self._thread.join(10)
-            self._thread = None
-        self._restore_env()
+            self._thread.join(timeout)
+            if not self._thread.is_alive():
+                self._thread = None
+        if self._thread is None:
+            self._restore_env()
 
     def readiness(self) -> tuple[bool, dict[str, Any]]:
         """Ready when the champion's reference is loaded, or the registry said there is no

@@ -179,7 +179,7 @@ class Store:
         self.policy = policy
         path.parent.mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
-        self._all: list[sqlite3.Connection] = []
+        self._all: list[tuple[threading.Thread, sqlite3.Connection]] = []
         self._lock = threading.Lock()
         conn = self.connection()
         conn.executescript(SCHEMA)
@@ -206,7 +206,7 @@ class Store:
             conn.execute("PRAGMA busy_timeout=30000")
             self._local.conn = conn
             with self._lock:
-                self._all.append(conn)
+                self._all.append((threading.current_thread(), conn))
         return conn
 
     @contextmanager
@@ -221,11 +221,18 @@ class Store:
         conn.execute("COMMIT")
 
     def close(self) -> None:
+        """Close the connections of this thread and of threads that have ended (a worker still
+        running keeps its own: a transaction it has open is rolled back if the process exits)."""
+        me = threading.current_thread()
         with self._lock:
-            for conn in self._all:
-                with contextlib.suppress(sqlite3.Error):
-                    conn.close()
-            self._all.clear()
+            keep = []
+            for thread, conn in self._all:
+                if thread is me or not thread.is_alive():
+                    with contextlib.suppress(sqlite3.Error):
+                        conn.close()
+                else:
+                    keep.append((thread, conn))
+            self._all = keep
         self._local = threading.local()
 
     # --- counters ------------------------------------------------------------------------------
