@@ -24,7 +24,6 @@ from mon_fixtures import (
 from monitoring_service.settings import MonitoringSettings
 
 
-
 def pytest_configure(config: pytest.Config) -> None:
     # Evidently 0.7 imports modules that warn about their own dependencies' deprecations
     for module in ("evidently", "litestar", "numpy"):
@@ -83,6 +82,7 @@ def make_settings(tmp_path: Path, streams: Streams) -> SettingsFactory:
             "monitoring_consumer_name": "test-consumer",
             "monitoring_block_ms": 100,
             "monitoring_poll_interval_s": 0.5,
+            "monitoring_label_slack_s": 0.5,
             "mlflow_tracking_uri": "http://127.0.0.1:9",  # nothing listens: unreachable
             "monitoring_registry_timeout_s": 2,
             **streams.settings_values(),

@@ -37,7 +37,6 @@ from model_serving.events import (
     ScoredCandidate,
     encode,
 )
-
 from monitoring_service.settings import MonitoringSettings
 
 SettingsFactory = Callable[..., MonitoringSettings]

@@ -6,7 +6,6 @@ errors at the HTTP edge."""
 
 from __future__ import annotations
 
-import gzip
 import math
 from collections.abc import Iterator
 from pathlib import Path

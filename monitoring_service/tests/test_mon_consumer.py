@@ -19,15 +19,12 @@ from model_serving.events import encode
 from monitoring_service.consumer import EventConsumer
 from monitoring_service.metrics import MonitoringMetrics
 from monitoring_service.store import Store
-from monitoring_service.windows import WindowPolicy
 
 pytestmark = pytest.mark.integration
 
 
 def _parts(settings: Any) -> tuple[Store, MonitoringMetrics]:
-    policy = WindowPolicy(settings.monitoring_window_size, settings.monitoring_window_seconds,
-                          settings.monitoring_label_grace_s)
-    return Store(settings.db_path, policy), MonitoringMetrics()
+    return Store(settings.db_path, settings.window_policy), MonitoringMetrics()
 
 
 def _consumer(settings: Any, store: Store, metrics: MonitoringMetrics, **kw: Any) -> EventConsumer:

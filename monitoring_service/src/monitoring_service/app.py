@@ -34,7 +34,6 @@ from monitoring_service.reference import ReferenceStore
 from monitoring_service.settings import MonitoringSettings
 from monitoring_service.store import SEP, Store
 from monitoring_service.trigger import AlertmanagerWebhook, RetrainingTrigger
-from monitoring_service.windows import WindowPolicy
 
 log = logging.getLogger("monitoring_service.app")
 
@@ -49,12 +48,7 @@ class Services:
     ) -> None:
         self.settings = settings
         self.metrics = MonitoringMetrics()
-        policy = WindowPolicy(
-            size=settings.monitoring_window_size,
-            seconds=settings.monitoring_window_seconds,
-            label_grace_s=settings.monitoring_label_grace_s,
-        )
-        self.store = Store(settings.db_path, policy)
+        self.store = Store(settings.db_path, settings.window_policy)
         self.restore_counters()
         self.references = ReferenceStore(settings, self.metrics)
         self.evaluator = Evaluator(

@@ -21,8 +21,12 @@ import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from monitoring_service.settings import MonitoringSettings
+
+if TYPE_CHECKING:
+    from monitoring_service.store import Store
 
 PROG = "monitoring-service"
 
@@ -98,16 +102,13 @@ def check(args: argparse.Namespace) -> int:
     return 1 if problems else 0
 
 
-def _store(settings: MonitoringSettings) -> object:
+def _store(settings: MonitoringSettings) -> Store:
     from monitoring_service.store import Store
-    from monitoring_service.windows import WindowPolicy
 
     if not settings.db_path.is_file():
         print(f"{PROG}: no state database at {settings.db_path}", file=sys.stderr)
         raise SystemExit(1)
-    policy = WindowPolicy(settings.monitoring_window_size, settings.monitoring_window_seconds,
-                          settings.monitoring_label_grace_s)
-    return Store(settings.db_path, policy)
+    return Store(settings.db_path, settings.window_policy)
 
 
 def _when(value: float | None) -> str:
@@ -121,10 +122,7 @@ def _num(value: object, digits: int) -> str:
 
 
 def windows(args: argparse.Namespace) -> int:
-    from monitoring_service.store import Store
-
     store = _store(_settings())
-    assert isinstance(store, Store)
     found = store.windows(args.limit)
     if args.json:
         print(json.dumps([w.summary() for w in found], indent=2, default=str))

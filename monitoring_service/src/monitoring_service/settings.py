@@ -19,12 +19,13 @@ import os
 import re
 import socket
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from model_serving.events import DEFAULT_FEEDBACK_STREAM, DEFAULT_PREDICTION_STREAM
+from monitoring_service.windows import WindowPolicy
 
 _NAME = re.compile(r"^[A-Za-z0-9._:@-]{1,100}$")
 
@@ -122,6 +123,8 @@ class MonitoringSettings(BaseSettings):
     #: labels of a window's predictions count for its quality when their feedback time is at
     #: most this long after the window's last prediction (0: quality at close, no wait)
     monitoring_label_grace_s: float = Field(default=600.0, ge=0)
+    #: quality waits this much longer for labels still in serving's event buffer, seconds
+    monitoring_label_slack_s: float = Field(default=5.0, ge=0, le=600)
     #: fewer scored candidate rows than this: no drift computed for the window
     monitoring_min_rows: int = Field(default=30, ge=1)
     #: fewer labelled rows (or one class only): no quality computed for the window
@@ -163,7 +166,7 @@ class MonitoringSettings(BaseSettings):
     #: False: every alert is answered with decision skipped (reason disabled)
     monitoring_trigger_enabled: bool = True
     #: only these alert names trigger (empty: every alert routed to the webhook)
-    monitoring_trigger_alertnames: list[str] = Field(default_factory=list)
+    monitoring_trigger_alertnames: Annotated[list[str], NoDecode] = Field(default_factory=list)
     #: no second training run within this many seconds of the last one triggered
     monitoring_trigger_cooldown_s: float = Field(default=3600.0, ge=0)
     monitoring_training_dag_id: str = "driver_ranking_training"
@@ -175,10 +178,13 @@ class MonitoringSettings(BaseSettings):
     @field_validator("monitoring_trigger_alertnames", mode="before")
     @classmethod
     def _split_names(cls, value: Any) -> Any:
+        """A comma-separated list (or a JSON list) in the environment."""
         if isinstance(value, str):
             text = value.strip()
             if text.startswith("["):
-                return value  # JSON list
+                import json
+
+                return json.loads(text)
             return [part.strip() for part in text.split(",") if part.strip()]
         return value
 
@@ -223,6 +229,15 @@ class MonitoringSettings(BaseSettings):
         if self.monitoring_db_path is not None:
             return self.monitoring_db_path.expanduser().resolve()
         return self.state_dir / "monitoring.db"
+
+    @property
+    def window_policy(self) -> WindowPolicy:
+        return WindowPolicy(
+            size=self.monitoring_window_size,
+            seconds=self.monitoring_window_seconds,
+            label_grace_s=self.monitoring_label_grace_s,
+            slack_s=self.monitoring_label_slack_s,
+        )
 
     @property
     def reports_dir(self) -> Path:

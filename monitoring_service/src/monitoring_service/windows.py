@@ -14,8 +14,9 @@ whether its events are read live or replayed after an outage.
   after downtime closes windows by event time, not by the wall clock.
 - Labels count for the window's quality when the feedback's time is at most ``label_grace_s``
   after the window's last prediction (``label_deadline``). Quality is computed once the
-  watermark has passed the deadline (plus ``SINK_SLACK_S`` for events still in serving's sink
-  buffer); a label arriving later is counted as late and does not change the window.
+  watermark has passed the deadline plus ``slack_s`` (``MONITORING_LABEL_SLACK_S``, default 5 s:
+  events still in serving's sink buffer); a label arriving later is counted as late and does
+  not change the window.
 
 States: ``open`` → ``closed`` (drift pending) → ``drifted`` (drift computed, quality waits for
 the deadline) → ``final``. With ``label_grace_s = 0`` drift and quality are computed together.
@@ -38,6 +39,7 @@ class WindowPolicy:
     size: int
     seconds: float
     label_grace_s: float
+    slack_s: float = SINK_SLACK_S
 
     def full(self, predictions: int) -> bool:
         return predictions >= self.size
@@ -56,7 +58,7 @@ class WindowPolicy:
         return last_time + self.label_grace_s
 
     def quality_due(self, deadline: float, watermark: float | None) -> bool:
-        return watermark is not None and watermark >= deadline + SINK_SLACK_S
+        return watermark is not None and watermark >= deadline + self.slack_s
 
 
 @dataclass(frozen=True)
