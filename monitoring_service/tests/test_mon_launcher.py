@@ -156,6 +156,15 @@ def test_monitoring_up_trigger_a_real_dag_run_status_logs_down(stack: Stack) -> 
         ("triggered", "alert"), ("skipped", "run_in_flight")]
     assert decisions[0]["dag_run_id"] == run_id
 
+    # end the training run (it has no data to train on here): `down` then need not wait for it
+    request = urllib.request.Request(
+        f"{stack.url('AIRFLOW_PORT')}/api/v2/dags/{DAG}/dagRuns/{run_id}",
+        data=json.dumps({"state": "failed"}).encode(), method="PATCH",
+        headers={**headers, "Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=30) as answer:
+        assert json.loads(answer.read())["state"] == "failed"
+
     assert [p for p in stack.pids() if _is_monitoring(p)]
     down = stack.run("monitoring", "down")
     assert down.returncode == 0, down.stderr
