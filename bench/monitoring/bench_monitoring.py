@@ -81,8 +81,8 @@ def bench_evidently(repeats: int, tmp: Path) -> dict[str, Any]:
     import_s = time.perf_counter() - started
     reference = rows(5000, 1)
     rng = np.random.default_rng(2)
-    reference_q = pd.DataFrame({"score": reference["score"],
-                                "label": (rng.uniform(0, 1, 5000) < reference["score"]).astype(int)})
+    labels = (rng.uniform(0, 1, 5000) < reference["score"]).astype(int)
+    reference_q = pd.DataFrame({"score": reference["score"], "label": labels})
     cfg = drift.DriftConfig()
     out: dict[str, Any] = {"import_s": round(import_s, 2)}
     for n in (1000, 5000):

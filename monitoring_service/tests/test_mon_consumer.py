@@ -226,3 +226,23 @@ def test_a_broker_outage_is_survived(
     assert store.counter("events_consumed", "prediction") == 4
     assert metrics.consumer_errors.labels("ConnectionError")._value.get() == 3
     assert consumer.up is True and "connection refused" in (consumer.last_error or "")
+
+
+def test_applied_entry_ids_are_forgotten_only_once_they_cannot_come_again(
+    make_settings: SettingsFactory, streams: Streams, redis_client: redis.Redis
+) -> None:
+    settings = make_settings()
+    store, metrics = _parts(settings)
+    consumer = _consumer(settings, store, metrics)
+    consumer.ensure_groups()
+    ids = streams.add([e for e, _ in Traffic().predictions(5)])
+    entries, _ = consumer.read()  # delivered, pending
+    assert consumer.horizon_ms(streams.predictions) == int(ids[0].split("-")[0])
+    consumer.process(entries)  # applied and acknowledged: the horizon is the last delivered
+    assert consumer.horizon_ms(streams.predictions) == int(ids[-1].split("-")[0])
+    redis_client.xgroup_destroy(streams.feedback, "monitoring")
+    assert consumer.horizon_ms(streams.feedback) is None
+    consumer.ensure_groups()
+    consumer.housekeeping()  # within the minute of margin: nothing forgotten yet
+    assert store.totals()["entries"] == 5
+    assert store.prune_entries(streams.predictions, int(ids[-1].split("-")[0]) + 1) == 5

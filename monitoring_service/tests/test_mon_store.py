@@ -237,10 +237,12 @@ def test_prune_forgets_old_state_only(tmp_path: Path) -> None:
     pruned = store.prune(
         now=recent.start.timestamp() + 10, retention_s=7 * 86400, keep_windows=2
     )
-    assert pruned["predictions"] == 4 and pruned["labels"] == 1
-    # entries are stamped with their stream id's time (here: 2023), all older than a week
-    assert pruned["entries"] == before["entries"]
-    assert pruned["windows"] == 1
+    assert pruned == {"predictions": 4, "labels": 1, "windows": 1}
+    assert store.totals()["entries"] == before["entries"]  # only prune_entries touches them
+    # entry ids: the caller names the horizon (the consumer group's oldest redeliverable entry)
+    assert store.prune_entries("prediction", ids.ms + 3) == 2  # ids ms+1, ms+2
+    assert store.prune_entries("feedback", ids.ms + 3) == 0
+    assert store.totals()["entries"] == before["entries"] - 2
     assert store.totals()["predictions"] == 2
     assert len(store.windows()) == 2
     assert json.loads(json.dumps(store.windows()[0].summary()))["predictions"] == 2

@@ -25,6 +25,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import ValidationError
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from monitoring_service.consumer import EventConsumer, redact
@@ -325,8 +326,6 @@ def create_app(
             m.webhook_requests.labels("422").inc()
             return _error(422, "invalid_payload",
                           f"not an Alertmanager v4 webhook payload: {_problems(exc)}")
-        from starlette.concurrency import run_in_threadpool
-
         outcome = await run_in_threadpool(services.trigger.handle, payload)
         status = 502 if outcome.decision == "error" else 200
         m.webhook_requests.labels(str(status)).inc()

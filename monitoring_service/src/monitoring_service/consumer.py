@@ -311,12 +311,35 @@ class EventConsumer:
         self._open_versions = set(open_by_version)
         self._last_gauges = time.monotonic()
 
+    def horizon_ms(self, name: str) -> int | None:
+        """Stream time before which every entry of ``name`` is acknowledged by the group: the
+        oldest pending entry, else the last delivered one (None: the group knows nothing)."""
+        try:
+            pending: Any = self.client.xpending(name, self.group)
+            groups: Any = self.client.xinfo_groups(name)
+        except redis.ResponseError:
+            return None
+        if pending and pending.get("pending"):
+            oldest = pending.get("min")
+            return int(_text(oldest).split("-", 1)[0]) if oldest else None
+        for group in groups:
+            if _text(group["name"]) == self.group:
+                last = _text(group.get("last-delivered-id") or "0-0")
+                return int(last.split("-", 1)[0])
+        return None
+
     def housekeeping(self) -> None:
-        """Forget what is past the retention; count labels whose prediction is unknown."""
+        """Forget what can no longer matter: applied entry ids older than the oldest entry the
+        group could deliver again (a minute of margin), final windows' rows past the retention;
+        count labels whose prediction is unknown."""
         s = self.settings
         pruned = self.store.prune(self.now(), s.monitoring_retention_s, s.monitoring_keep_windows)
+        for name in self.streams:
+            horizon = self.horizon_ms(name)
+            if horizon is not None and horizon > 60_000:
+                pruned[f"entries:{name}"] = self.store.prune_entries(name, horizon - 60_000)
         if any(pruned.values()):
-            log.info("pruned state past the retention: %s", pruned)
+            log.info("pruned state: %s", pruned)
         self.metrics.labels_unmatched.set(self.store.unmatched_labels())
         self._last_housekeeping = time.monotonic()
 

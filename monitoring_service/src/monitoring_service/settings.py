@@ -133,8 +133,8 @@ class MonitoringSettings(BaseSettings):
     monitoring_max_reports: int = Field(default=20, ge=0, le=10_000)
     #: windows remembered (summaries in /v1/windows)
     monitoring_keep_windows: int = Field(default=2000, ge=10)
-    #: predictions and labels kept for joining and de-duplication, seconds (default 7 days)
-    monitoring_retention_s: float = Field(default=7 * 86400.0, ge=3600)
+    #: labels and final windows' predictions kept (joins, late-label accounting), seconds
+    monitoring_retention_s: float = Field(default=86400.0, ge=3600)
 
     # --- drift and quality (Evidently) --------------------------------------------------------
     #: drift method for every column (empty: Evidently's choice per column type and size)

@@ -517,13 +517,11 @@ class Store:
 
     # --- housekeeping --------------------------------------------------------------------------
     def prune(self, now: float, retention_s: float, keep_windows: int) -> dict[str, int]:
-        """Forget what is older than the retention (entries, final windows' predictions,
-        labels) and window summaries beyond ``keep_windows``."""
+        """Forget final windows' predictions and labels older than the retention, and window
+        summaries beyond ``keep_windows``. (Entry ids are pruned separately, by
+        ``prune_entries``: only the consumer group knows which ones can still come again.)"""
         horizon = now - retention_s
         with self.transaction() as db:
-            entries = db.execute(
-                "DELETE FROM entries WHERE ms < ?", (int(horizon * 1000),)
-            ).rowcount
             predictions = db.execute(
                 "DELETE FROM predictions WHERE time < ? AND window_id IN "
                 "(SELECT window_id FROM windows WHERE state = 'final')",
@@ -538,8 +536,15 @@ class Store:
             for (window_id,) in old:
                 db.execute("DELETE FROM predictions WHERE window_id = ?", (window_id,))
                 db.execute("DELETE FROM windows WHERE window_id = ?", (window_id,))
-        return {"entries": entries, "predictions": predictions, "labels": labels,
-                "windows": len(old)}
+        return {"predictions": predictions, "labels": labels, "windows": len(old)}
+
+    def prune_entries(self, stream: str, before_ms: int) -> int:
+        """Forget the applied entry ids of ``stream`` older than ``before_ms``: the caller
+        guarantees none of them can be delivered again (all acknowledged)."""
+        with self.transaction() as db:
+            return int(db.execute(
+                "DELETE FROM entries WHERE stream = ? AND ms < ?", (stream, before_ms)
+            ).rowcount)
 
     def unmatched_labels(self) -> int:
         row = self.connection().execute(
