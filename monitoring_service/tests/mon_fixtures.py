@@ -280,45 +280,52 @@ def register_with_reference(
 ) -> str:
     """Register a model version whose run carries a reference laid out as the training
     pipeline logs it (``reference/reference.parquet`` + ``reference.json``, tag
-    ``monitoring.reference_path``); ``reference=None`` registers one without. The model itself
-    is a tiny logistic regression: the monitoring service never loads it."""
-    import warnings
-
-    import mlflow
-    import mlflow.sklearn
+    ``monitoring.reference_path`` on the run and the version); ``reference=None`` registers one
+    without. Only ``MlflowClient`` calls with explicit URIs: MLflow's fluent API would set
+    process-wide tracking and registry URIs that other suites in the same pytest process would
+    then inherit. The monitoring service never loads the model: a placeholder artifact is the
+    version's source."""
+    from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
-    from sklearn.linear_model import LogisticRegression
 
-    mlflow.set_tracking_uri(tracking_uri)
-    mlflow.set_registry_uri(tracking_uri)
-    mlflow.set_experiment(f"{name}-tests")
-    rows = feature_rows(50)
-    model = LogisticRegression().fit(rows[list(FEATURES)], rows["conv_rate"] > 0.5)
+    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    experiment = client.get_experiment_by_name(f"{name}-tests")
+    experiment_id = (
+        experiment.experiment_id if experiment else client.create_experiment(f"{name}-tests")
+    )
+    run = client.create_run(experiment_id)
+    run_id = run.info.run_id
+    out = folder / unique("run")
+    (out / "model").mkdir(parents=True)
+    (out / "model" / "README").write_text("placeholder: the monitoring tests never load it\n")
+    client.log_artifacts(run_id, str(out / "model"), artifact_path="model")
     tags: dict[str, str] = {}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        with mlflow.start_run():
-            if reference is not None:
-                out = folder / unique("ref")
-                out.mkdir(parents=True)
-                reference.to_parquet(out / "reference.parquet", index=False)
-                (out / "reference.json").write_text(json.dumps({
-                    "format": 1, "rows": len(reference), "source": "holdout",
-                    "feature_columns": list(FEATURES), "score_column": "score",
-                    "label_column": "trip_completed", "sampled_from": len(reference),
-                    "seed": 0, "content_hash": "test",
-                }))
-                mlflow.log_artifacts(str(out), artifact_path="reference")
-                tags = {"monitoring.reference_path": "reference/reference.parquet",
-                        "monitoring.reference_rows": str(len(reference))}
-                mlflow.set_tags(tags)
-            info = mlflow.sklearn.log_model(
-                model, name="model", pip_requirements=["scikit-learn"],
-                serialization_format=mlflow.sklearn.SERIALIZATION_FORMAT_CLOUDPICKLE,
-            )
-    version = mlflow.register_model(info.model_uri, name, tags=tags)
+    if reference is not None:
+        ref = out / "reference"
+        ref.mkdir()
+        reference.to_parquet(ref / "reference.parquet", index=False)
+        (ref / "reference.json").write_text(json.dumps({
+            "format": 1, "rows": len(reference), "source": "holdout",
+            "feature_columns": list(FEATURES), "score_column": "score",
+            "label_column": "trip_completed", "sampled_from": len(reference),
+            "seed": 0, "content_hash": "test",
+        }))
+        client.log_artifacts(run_id, str(ref), artifact_path="reference")
+        tags = {"monitoring.reference_path": "reference/reference.parquet",
+                "monitoring.reference_rows": str(len(reference))}
+        for key, value in tags.items():
+            client.set_tag(run_id, key, value)
+    client.set_terminated(run_id)
+    try:
+        client.create_registered_model(name)
+    except MlflowException as exc:
+        if exc.error_code != "RESOURCE_ALREADY_EXISTS":
+            raise
+    version = client.create_model_version(
+        name, source=f"{run.info.artifact_uri}/model", run_id=run_id, tags=tags
+    )
     if alias:
-        MlflowClient(tracking_uri).set_registered_model_alias(name, alias, version.version)
+        client.set_registered_model_alias(name, alias, version.version)
     return str(version.version)
 
 

@@ -132,7 +132,11 @@ class Evaluator:
 
     def _run(self) -> None:
         started = time.perf_counter()
-        drift.warm_up()
+        try:
+            drift.warm_up()
+        except Exception:  # not ready, and /health/ready says so; nothing is evaluated
+            log.exception("Evidently cannot be imported: no window will be evaluated")
+            return
         log.info("Evidently imported in %.1f s", time.perf_counter() - started)
         self.ready = True
         while not self._stop.is_set():

@@ -293,12 +293,13 @@ class ReferenceStore:
 
     def stop(self, timeout: float = 10.0) -> None:
         self._stop.set()
+        # the MLflow HTTP settings this object put into the process environment go at once
+        # (a process hosting several apps, like the tests, must not keep them)
+        self._restore_env()
         if self._thread is not None:
             self._thread.join(timeout)
             if not self._thread.is_alive():
                 self._thread = None
-        if self._thread is None:
-            self._restore_env()
 
     def readiness(self) -> tuple[bool, dict[str, Any]]:
         """Ready when the champion's reference is loaded, or the registry said there is no
