@@ -26,7 +26,9 @@ from mlops_platform.testing import postgres_server_url
 
 REPO = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = REPO / "docker-compose.yml"
-PROFILES = ("mlflow", "airflow", "feast", "prom-graf", "serving", "stream", "traffic")
+PROFILES = (
+    "mlflow", "airflow", "feast", "prom-graf", "serving", "monitoring", "stream", "traffic",
+)
 
 SECRETS = {
     "AIRFLOW_ADMIN_PASSWORD": "test-airflow-admin-pw",
@@ -46,6 +48,7 @@ PORTS = {
     "REDIS_PORT": "16380",
     "STATSD_EXPORTER_PORT": "19102",
     "SERVING_PORT": "18172",
+    "MONITORING_PORT": "18309",
     "STREAM_PRODUCER_METRICS_PORT": "18311",
     "STREAM_CONSUMER_METRICS_PORT": "18312",
     "DISPATCH_METRICS_PORT": "18313",
@@ -60,6 +63,7 @@ PUBLISHED = {
     "redis": ("REDIS_PORT", 6379),
     "statsd-exporter": ("STATSD_EXPORTER_PORT", 9102),
     "serving": ("SERVING_PORT", 8172),
+    "monitoring": ("MONITORING_PORT", 8309),
     "stream-producer": ("STREAM_PRODUCER_METRICS_PORT", 8311),
     "stream-consumer": ("STREAM_CONSUMER_METRICS_PORT", 8312),
     "traffic": ("DISPATCH_METRICS_PORT", 8313),
@@ -77,6 +81,7 @@ PROFILE_SERVICES = {
     "feast": {"redis"},
     "prom-graf": {"prometheus", "alertmanager", "statsd-exporter", "grafana"},
     "serving": {"serving"},
+    "monitoring": {"monitoring"},
     "stream": {"stream-producer", "stream-consumer"},
     "traffic": {"traffic"},
 }
@@ -200,13 +205,14 @@ def test_secrets_come_from_the_env_file(services: dict[str, dict[str, Any]]) -> 
     assert airflow["AIRFLOW__CORE__FERNET_KEY"] == SECRETS["AIRFLOW_FERNET_KEY"]
     assert airflow["AIRFLOW__API__SECRET_KEY"] == SECRETS["AIRFLOW_API_SECRET_KEY"]
     assert airflow["AIRFLOW__API_AUTH__JWT_SECRET"] == SECRETS["AIRFLOW_JWT_SECRET"]
-    # the admin password reaches only the one-shot that writes the passwords file
+    # the admin password reaches only the one-shot that writes the passwords file and the
+    # monitoring service, whose retraining trigger logs in to Airflow's REST API
     holders = {
         name
         for name, service in services.items()
         if SECRETS["AIRFLOW_ADMIN_PASSWORD"] in json.dumps(service)
     }
-    assert holders == {"airflow-init"}
+    assert holders == {"airflow-init", "monitoring"}
     # and no secret value is written in the compose file itself
     text = COMPOSE_FILE.read_text()
     assert not [value for value in SECRETS.values() if value in text]
@@ -534,3 +540,32 @@ def test_every_writer_of_the_data_directory_shares_one_volume(
         data_dir = service["environment"]["MLOPS_DATA_DIR"]
         mount = mounts(service)[data_dir]
         assert mount["type"] == "volume" and mount["source"] == "mlops-data", name
+
+
+# --- monitoring ---------------------------------------------------------------------------------
+
+
+def test_monitoring_service_reaches_its_neighbours(tmp_path: Path) -> None:
+    env_file = write_env(tmp_path / "test.env", MONITORING_WEBHOOK_SECRET="test-webhook-secret")
+    result = run_compose(env_file, "config", "--format", "json")
+    assert result.returncode == 0, result.stderr
+    services = json.loads(result.stdout)["services"]
+    monitoring = services["monitoring"]
+    env = monitoring["environment"]
+    assert env["MONITORING_WEBHOOK_SECRET"] == "test-webhook-secret"
+    assert env["AIRFLOW_ADMIN_PASSWORD"] == SECRETS["AIRFLOW_ADMIN_PASSWORD"]
+    assert env["AIRFLOW_ADMIN_USER"] == "operator"
+    # the Airflow api-server on its container port, MLflow and Redis by service name
+    api = services["airflow-api-server"]["environment"]
+    assert env["MONITORING_AIRFLOW_URL"] == f"http://airflow-api-server:{api['AIRFLOW__API__PORT']}"
+    assert env["MLFLOW_TRACKING_URI"] == "http://mlflow:5000"
+    assert env["MLOPS_REDIS_URL"] == "redis://redis:6379/0"
+    assert env["MONITORING_PORT"] == "8309" and env["MLOPS_BIND_HOST"] == "0.0.0.0"
+    assert mounts(monitoring)[env["MLOPS_DATA_DIR"]]["source"] == "monitoring-data"
+    assert monitoring["build"]["dockerfile"] == "monitoring_service/Dockerfile"
+    # Prometheus scrapes it by service name on that port
+    targets = json.loads((REPO / "platform/prometheus/targets/monitoring.json").read_text())
+    assert targets[0]["targets"] == ["monitoring:8309"]
+    # the secret is not required by the other profiles
+    empty = write_env(tmp_path / "empty.env")
+    assert run_compose(empty, "config", "-q", profiles=("mlflow",)).returncode == 0

@@ -28,7 +28,7 @@ HOST_SECRETS = {
     "SERVING_PORT": "1",
 }
 PREFIX = "registry.example.com/mlops/platform"
-# every profile, the monitoring service's included (its compose service is being added)
+# every profile of a built image, and the two of upstream images
 PROFILES = sorted({p for image in IMAGES for p in image.profiles} | {"feast", "prom-graf"})
 
 

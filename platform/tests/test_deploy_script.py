@@ -118,9 +118,6 @@ def test_dry_run_prints_every_step_of_a_default_branch_deploy(environment: str) 
     assert f"MLOPS_IMAGE_PREFIX={PREFIX}" in release
     assert f"MLOPS_RELEASE_SHA={HEAD}" in release
     for image in IMAGES:
-        if image.name == "monitoring":
-            assert image.tag_variable not in release  # not a profile of these environments yet
-            continue
         revision = image_revision(REPO, HEAD, image)
         assert f"{image.tag_variable}={revision}" in release
         assert f"docker pull --quiet {PREFIX}/{image.name}:{revision}" in out
@@ -150,6 +147,7 @@ def test_dry_run_prints_every_step_of_a_default_branch_deploy(environment: str) 
         "http://127.0.0.1:3000/api/health",
         "http://127.0.0.1:8172/health/live",
         "http://127.0.0.1:8172/health/ready",
+        "http://127.0.0.1:8309/metrics",
         "http://127.0.0.1:8311/metrics",
         "http://127.0.0.1:8312/metrics",
         "http://127.0.0.1:8172/v1/predict",

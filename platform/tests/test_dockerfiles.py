@@ -22,6 +22,7 @@ SERVER_IMAGES = {
         "mlops-platform", "data-pipeline", "training-pipeline", "model-serving",
     },
     "platform/mlflow/Dockerfile": {"mlops-platform"},
+    "monitoring_service/Dockerfile": {"monitoring-service"},
 }
 
 

@@ -112,6 +112,61 @@ def test_first_model_becomes_champion_with_full_lineage(
     assert len(client.search_model_versions(f"name='{settings.model_name}'")) == 1
 
 
+def test_register_logs_the_monitoring_reference(
+    registry: Registry, fresh_run: FreshRun, tmp_path: Path
+) -> None:
+    """The reference the monitoring service compares serving with: a seeded sample of the
+    holdout with the model's out-of-sample score and the label, found from the model version
+    through its run (the way the monitoring service resolves it)."""
+    import mlflow.artifacts
+    import pandas as pd
+
+    from training_pipeline import reference
+    from training_pipeline.steps import load_model
+
+    settings = registry()
+    run_dir = fresh_run("good")
+    set_run_config(run_dir, {"evaluation": {"reference_max_rows": 700}})
+    registration = steps.register(run_dir, settings)
+    client = _client(settings)
+    version = client.get_model_version(settings.model_name, registration["version"])
+    assert version.tags[reference.PATH_TAG] == "reference/reference.parquet"
+    assert version.tags[reference.ROWS_TAG] == "700"
+    run = client.get_run(version.run_id)
+    assert run.data.tags[reference.PATH_TAG] == "reference/reference.parquet"
+
+    folder = Path(mlflow.artifacts.download_artifacts(
+        run_id=version.run_id, artifact_path="reference", dst_path=str(tmp_path),
+        tracking_uri=settings.tracking_uri,
+    ))
+    frame = pd.read_parquet(folder / "reference.parquet")
+    manifest = json.loads((folder / "reference.json").read_text())
+    trained = json.loads((run_dir / RunDir.TRAIN).read_text())
+    columns = trained["feature_columns"]
+    assert manifest["feature_columns"] == columns
+    assert manifest["score_column"] == "score" and manifest["label_column"] == "trip_completed"
+    assert manifest["source"] == "holdout" and manifest["rows"] == len(frame) == 700
+    test_set = pd.read_parquet(run_dir / RunDir.TEST_SET)
+    assert manifest["sampled_from"] == len(test_set) > 700
+    assert list(frame.columns) == [*columns, "score", "trip_completed"]
+    assert frame["trip_completed"].dtype == bool
+    assert str(frame["avg_daily_trips"].dtype) == "int64"  # the types the model was trained on
+    # every row is a holdout row, scored by the registered model (out of sample)
+    model = load_model(RunDir(run_dir))
+    expected = model.predict_proba(frame[columns])[:, 1]
+    assert frame["score"].to_numpy() == pytest.approx(expected)
+    keys = test_set[columns].round(12).astype(str).agg("|".join, axis=1)
+    assert set(frame[columns].round(12).astype(str).agg("|".join, axis=1)) <= set(keys)
+    # deterministic: the same run folder gives the same sample
+    again = reference.reference_frame(
+        model, test_set, columns, "trip_completed", 700, settings.estimator.seed
+    )
+    pd.testing.assert_frame_equal(again, frame)
+    assert manifest["content_hash"] == json.loads(
+        (run_dir / "reference" / "reference.json").read_text()
+    )["content_hash"]
+
+
 def test_a_worse_candidate_is_refused_in_every_mode_and_the_champion_stays(
     registry: Registry, fresh_run: FreshRun, capsys: pytest.CaptureFixture[str]
 ) -> None:

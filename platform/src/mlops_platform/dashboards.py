@@ -229,7 +229,130 @@ PLATFORM = Dashboard(
     ),
 )
 
-DASHBOARDS: tuple[Dashboard, ...] = (SERVING, PLATFORM)
+CHAMPION = "and on (model_version) monitoring_champion_version == 1"
+
+DRIFT = Dashboard(
+    uid="mlops-drift",
+    title="Data and prediction drift",
+    description="Evidently drift per monitoring window against the served model's training "
+    "reference: every feature, the share of drifted features, the score distribution.",
+    rows=(
+        Row("The champion now", (
+            Panel("Champion version", (
+                q("max by (model_version) (monitoring_champion_version == 1)",
+                  "v{{model_version}}"),
+            ), kind="stat", width=6),
+            Panel("Share of drifted features", (
+                q(f"max by (model_version) (monitoring_drift_share {CHAMPION})",
+                  "v{{model_version}}"),
+            ), kind="stat", unit="percentunit", width=6, min=0, max=1),
+            Panel("Consecutive drifted windows", (
+                q(f"max by (model_version) (monitoring_consecutive_drifted_windows {CHAMPION})",
+                  "v{{model_version}}"),
+            ), kind="stat", width=6),
+            Panel("Dataset drift (1 = drifted)", (
+                q(f"max by (model_version) (monitoring_dataset_drift {CHAMPION})",
+                  "v{{model_version}}"),
+            ), kind="stat", width=6, min=0, max=1),
+        )),
+        Row("Per feature", (
+            Panel("Feature drift score (normed Wasserstein distance by default)", (
+                q("monitoring_feature_drift_score", "v{{model_version}} {{feature}}"),
+            ), width=12),
+            Panel("Drifted features (1 = drifted)", (
+                q("monitoring_feature_drifted", "v{{model_version}} {{feature}}"),
+            ), width=12, min=0, max=1),
+            Panel("Drift threshold per feature", (
+                q("monitoring_feature_drift_threshold", "v{{model_version}} {{feature}}"),
+            ), width=12),
+            Panel("Share of drifted features per version", (
+                q("monitoring_drift_share", "v{{model_version}}"),
+            ), unit="percentunit", width=12, min=0, max=1),
+        )),
+        Row("Predictions", (
+            Panel("Prediction (score) drift", (
+                q("monitoring_prediction_drift_score", "v{{model_version}} score"),
+            )),
+            Panel("Score drifted (1 = drifted)", (
+                q("monitoring_prediction_drifted", "v{{model_version}}"),
+            ), min=0, max=1),
+            Panel("Rows per window", (
+                q("monitoring_window_rows", "v{{model_version}} rows"),
+                q("monitoring_window_predictions", "v{{model_version}} predictions"),
+            )),
+            Panel("Windows closed by reason (1 h)", (
+                q("sum by (model_version, reason) (increase(monitoring_windows_total[1h]))",
+                  "v{{model_version}} {{reason}}"),
+            )),
+            Panel("Evidently time per evaluation", (
+                q("sum by (stage) (rate(monitoring_window_evaluation_seconds_sum[15m])) / "
+                  "sum by (stage) (rate(monitoring_window_evaluation_seconds_count[15m]))",
+                  "{{stage}}"),
+            ), unit="s"),
+            Panel("Reference rows of each version", (
+                q("monitoring_reference_rows", "v{{model_version}}"),
+            )),
+        )),
+    ),
+)
+
+QUALITY = Dashboard(
+    uid="mlops-quality",
+    title="Model quality",
+    description="Classification quality per monitoring window on the trips whose outcome came "
+    "back (feedback), label coverage and delay, and the trip completion rate.",
+    rows=(
+        Row("The champion now", (
+            Panel("ROC AUC (5 min average)", (
+                q("max by (model_version) (monitoring:champion_roc_auc:avg5m)",
+                  "v{{model_version}}"),
+            ), kind="stat", width=6, decimals=3),
+            Panel("Label coverage", (
+                q(f"max by (model_version) (monitoring_label_coverage {CHAMPION})",
+                  "v{{model_version}}"),
+            ), kind="stat", unit="percentunit", width=6),
+            Panel("Labelled rows in the newest window", (
+                q(f"max by (model_version) (monitoring_quality_labelled_rows {CHAMPION})",
+                  "v{{model_version}}"),
+            ), kind="stat", width=6),
+            Panel("Trip completion rate (15 min)", (
+                q('sum(rate(dispatch_trips_total{completed="true"}[15m])) / '
+                  "sum(rate(dispatch_trips_total[15m]))", "completed"),
+            ), kind="stat", unit="percentunit", width=6),
+        )),
+        Row("Per window", (
+            Panel("ROC AUC per model version", (
+                q("monitoring_quality_roc_auc", "v{{model_version}}"),
+            ), min=0.5, max=1),
+            Panel("Precision, recall, F1, accuracy", (
+                q("monitoring_quality_precision", "v{{model_version}} precision"),
+                q("monitoring_quality_recall", "v{{model_version}} recall"),
+                q("monitoring_quality_f1", "v{{model_version}} f1"),
+                q("monitoring_quality_accuracy", "v{{model_version}} accuracy"),
+            ), min=0, max=1),
+            Panel("Label delay percentiles", tuple(
+                quantile(phi, "monitoring_label_delay_seconds_bucket",
+                         legend=f"p{round(phi * 100)}")
+                for phi in (0.5, 0.9, 0.99)
+            ), unit="s"),
+            Panel("Labels: late and unmatched", (
+                q("sum(rate(monitoring_labels_late_total[15m])) or vector(0)", "late / s"),
+                q("max(monitoring_labels_unmatched)", "unmatched"),
+            )),
+            Panel("Trip completion by model version (15 min)", (
+                q('sum by (model_version) (rate(dispatch_trips_total{completed="true"}[15m])) / '
+                  "sum by (model_version) (rate(dispatch_trips_total[15m]))",
+                  "v{{model_version}}"),
+            ), unit="percentunit", min=0, max=1),
+            Panel("Monitoring events consumed", (
+                q("sum by (type) (rate(monitoring_events_consumed_total[5m]))", "{{type}}"),
+                q("sum(monitoring_events_backlog)", "backlog"),
+            )),
+        )),
+    ),
+)
+
+DASHBOARDS: tuple[Dashboard, ...] = (SERVING, DRIFT, QUALITY, PLATFORM)
 
 
 # ------------------------------------------------------------------------------- rendering

@@ -55,6 +55,7 @@ class PlatformSettings(BaseSettings):
     airflow_jwt_secret: SecretStr = Field(default=SecretStr(""))
     airflow_fernet_key: SecretStr = Field(default=SecretStr(""))
     serving_api_key: SecretStr = Field(default=SecretStr(""))
+    monitoring_webhook_secret: SecretStr = Field(default=SecretStr(""))
     grafana_admin_password: SecretStr = Field(default=SecretStr(""))
     postgres_password: SecretStr = Field(default=SecretStr(""))
 

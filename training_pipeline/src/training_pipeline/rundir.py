@@ -14,6 +14,7 @@ runs the same from the shell, a test or an Airflow task, on any worker that sees
   model.pkl, train.json   the fitted estimator and the split
   test_set.parquet        the holdout rows (most recent slice)
   evaluation.json, plots/ holdout metrics, calibration table, importances, PNG plots
+  reference/              the monitoring reference logged by register (training_pipeline.reference)
   registration.json       MLflow run id, model URI, registered version
   gate.json               the promotion decision
 ```

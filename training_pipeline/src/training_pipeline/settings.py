@@ -208,6 +208,8 @@ class EvaluationConfig(BaseModel):
     permutation_repeats: int = Field(default=5, ge=1, le=100)
     #: rows of the holdout used for permutation importance (0: all)
     permutation_max_rows: int = Field(default=5000, ge=0)
+    #: holdout rows logged with the model as the monitoring reference (a seeded sample; 0: all)
+    reference_max_rows: int = Field(default=5000, ge=0)
 
 
 class GateMode(StrEnum):

@@ -382,9 +382,40 @@ def _lineage_tags(
     return tags
 
 
+def _log_reference(
+    rd: RunDir,
+    settings: TrainingSettings,
+    model: Any,
+    test_set: pd.DataFrame,
+    columns: list[str],
+) -> dict[str, str]:
+    """Write the monitoring reference (``training_pipeline.reference``) into the run folder and
+    log it to the active MLflow run; returns its tags."""
+    import mlflow
+
+    from training_pipeline import reference
+
+    label = settings.dataset.label_column
+    seed = settings.estimator.seed
+    with compute_threads(settings.estimator.threads):
+        frame = reference.reference_frame(
+            model, test_set, columns, label, settings.evaluation.reference_max_rows, seed
+        )
+    manifest = reference.reference_manifest(frame, columns, label, len(test_set), seed)
+    folder = rd.file(reference.ARTIFACT_DIR)
+    folder.mkdir(exist_ok=True)
+    frame.to_parquet(folder / reference.DATA_FILE, index=False)
+    (folder / reference.MANIFEST_FILE).write_text(
+        json.dumps(manifest, indent=2, sort_keys=True), encoding="utf-8"
+    )
+    mlflow.log_artifacts(str(folder), artifact_path=reference.ARTIFACT_DIR)
+    return {reference.PATH_TAG: reference.ARTIFACT_PATH, reference.ROWS_TAG: str(len(frame))}
+
+
 def register(run_dir: Path, settings: TrainingSettings | None = None) -> dict[str, Any]:
     """Log the run to MLflow (params, metrics, plots, lineage, the model with signature, input
-    example and pip requirements, serving ``predict_proba``) and register a model version.
+    example and pip requirements, serving ``predict_proba``, the monitoring reference) and
+    register a model version.
 
     Idempotent per run folder: when ``registration.json`` names a version that exists, nothing
     is logged again (an Airflow retry does not create a second version).
@@ -453,6 +484,9 @@ def register(run_dir: Path, settings: TrainingSettings | None = None) -> dict[st
                 serialization_format=mlflow.sklearn.SERIALIZATION_FORMAT_SKOPS,
                 skops_trusted_types=trusted,
             )
+        reference_tags = _log_reference(rd, settings, model, test_set, columns)
+        tags.update(reference_tags)
+        mlflow.set_tags(reference_tags)
         run_id = run.info.run_id
     version = mlflow.register_model(
         model_info.model_uri,
@@ -460,7 +494,8 @@ def register(run_dir: Path, settings: TrainingSettings | None = None) -> dict[st
         tags={
             k: v
             for k, v in tags.items()
-            if k.startswith(("data.", "features.", "code.")) or k == "pipeline.run_dir"
+            if k.startswith(("data.", "features.", "code.", "monitoring."))
+            or k == "pipeline.run_dir"
         },
     )
     client.update_model_version(

@@ -6,6 +6,7 @@ from mlops_platform.services.airflow import AirflowService
 from mlops_platform.services.base import Check, Context, Program, Service
 from mlops_platform.services.feast import FeastOnlineStoreService
 from mlops_platform.services.mlflow import MlflowService
+from mlops_platform.services.monitoring import MonitoringService
 from mlops_platform.services.prom_graf import PrometheusService
 from mlops_platform.services.serving import ServingService
 from mlops_platform.services.stream import StreamService
@@ -17,6 +18,7 @@ SERVICES: tuple[Service, ...] = (
     PrometheusService(),
     AirflowService(),
     ServingService(),
+    MonitoringService(),
     StreamService(),
     TrafficService(),
 )

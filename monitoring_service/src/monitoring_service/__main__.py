@@ -1,0 +1,3 @@
+from monitoring_service.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,196 @@
+"""``monitoring-service``: the monitoring component's command line.
+
+    monitoring-service serve [--host H] [--port P]   the service (uvicorn, one worker): consumer,
+                                                     evaluator, reference watcher, HTTP API
+    monitoring-service check                         print the effective settings (no secrets),
+                                                     try Redis; exit 1 when serve could not start
+    monitoring-service windows [--limit N] [--json]  recent windows from the state database
+    monitoring-service report WINDOW [--kind K] [--output FILE]
+                                                     a window's Evidently HTML report
+
+Exit codes: 0 ok, 1 a problem the message names, 2 usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import os
+import sys
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from monitoring_service.settings import MonitoringSettings
+
+if TYPE_CHECKING:
+    from monitoring_service.store import Store
+
+PROG = "monitoring-service"
+
+
+def _settings(**overrides: object) -> MonitoringSettings:
+    from pydantic import ValidationError
+
+    try:
+        return MonitoringSettings.load(**{k: v for k, v in overrides.items() if v is not None})
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
+        )
+        print(f"{PROG}: invalid settings: {problems}", file=sys.stderr)
+        raise SystemExit(1) from None
+
+
+def serve(args: argparse.Namespace) -> int:
+    settings = _settings(mlops_bind_host=args.host, monitoring_port=args.port)
+    problems = settings.problems()
+    if problems:
+        for problem in problems:
+            print(f"{PROG}: {problem}", file=sys.stderr)
+        return 1
+    # Evidently and pandas: one BLAS/OpenMP thread (the service shares a small machine)
+    for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(name, "1")
+
+    import uvicorn
+
+    from model_serving.logs import UVICORN_LOG_CONFIG, configure_logging
+    from monitoring_service.app import create_app
+
+    configure_logging(settings.monitoring_log_level)
+    app = create_app(settings)
+    uvicorn.run(
+        app,
+        host=settings.mlops_bind_host,
+        port=settings.monitoring_port,
+        workers=1,
+        access_log=False,
+        log_config=UVICORN_LOG_CONFIG,
+        log_level=settings.monitoring_log_level.lower(),
+        proxy_headers=False,
+        server_header=False,
+        timeout_graceful_shutdown=10,
+    )
+    return 0
+
+
+def check(args: argparse.Namespace) -> int:
+    settings = _settings()
+    shown = settings.model_dump(mode="json")
+    for secret in ("monitoring_webhook_secret", "airflow_admin_password"):
+        shown[secret] = "***" if getattr(settings, secret).get_secret_value() else ""
+    shown["events_redis_url"] = settings.events_redis_url
+    shown["db_path"] = str(settings.db_path)
+    print(json.dumps(shown, indent=2, sort_keys=True))
+    problems = settings.problems()
+    if not problems:
+        import redis
+
+        client = redis.Redis.from_url(settings.events_redis_url, socket_timeout=3,
+                                      socket_connect_timeout=3)
+        try:
+            client.ping()
+        except redis.RedisError as exc:
+            problems.append(f"the events' Redis does not answer: {exc}")
+        finally:
+            client.close()
+    for problem in problems:
+        print(f"{PROG}: {problem}", file=sys.stderr)
+    return 1 if problems else 0
+
+
+def _store(settings: MonitoringSettings) -> Store:
+    from monitoring_service.store import Store
+
+    if not settings.db_path.is_file():
+        print(f"{PROG}: no state database at {settings.db_path}", file=sys.stderr)
+        raise SystemExit(1)
+    return Store(settings.db_path, settings.window_policy)
+
+
+def _when(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return datetime.fromtimestamp(value, UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _num(value: object, digits: int) -> str:
+    return f"{value:.{digits}f}" if isinstance(value, float) else "-"
+
+
+def windows(args: argparse.Namespace) -> int:
+    store = _store(_settings())
+    found = store.windows(args.limit)
+    if args.json:
+        print(json.dumps([w.summary() for w in found], indent=2, default=str))
+        return 0
+    print(f"{'id':>6} {'version':>8} {'state':<8} {'opened (UTC)':<19} {'preds':>6} "
+          f"{'rows':>6} {'drift':>6} {'share':>6} {'roc_auc':>8} {'coverage':>8}")
+    for w in found:
+        drift = w.drift or {}
+        quality = w.quality or {}
+        coverage = (quality.get("labels") or {}).get("coverage")
+        auc = quality.get("roc_auc")
+        share = drift.get("drift_share")
+        cells = [
+            f"{w.window_id:>6}", f"{w.model_version:>8}", f"{w.state:<8}",
+            f"{_when(w.opened_at):<19}", f"{w.predictions:>6}", f"{w.rows:>6}",
+            f"{drift.get('dataset_drift', '-')!s:>6}",
+            f"{_num(share, 2):>6}", f"{_num(auc, 4):>8}", f"{_num(coverage, 3):>8}",
+        ]
+        print(" ".join(cells))
+    return 0
+
+
+def report(args: argparse.Namespace) -> int:
+    settings = _settings()
+    path = settings.reports_dir / str(args.window) / f"{args.kind}.html.gz"
+    if not path.is_file():
+        print(f"{PROG}: no {args.kind} report for window {args.window} under "
+              f"{settings.reports_dir} (only the newest MONITORING_MAX_REPORTS are kept)",
+              file=sys.stderr)
+        return 1
+    html = gzip.decompress(path.read_bytes())
+    if args.output in (None, "-"):
+        sys.stdout.buffer.write(html)
+    else:
+        Path(args.output).write_bytes(html)
+        print(f"wrote {args.output} ({len(html)} bytes)")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=PROG, description=(__doc__ or "").split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("serve", help="run the monitoring service")
+    p.add_argument("--host", default=None, help="bind address (default MLOPS_BIND_HOST)")
+    p.add_argument("--port", type=int, default=None, help="port (default MONITORING_PORT)")
+    p.set_defaults(func=serve)
+    p = sub.add_parser("check", help="print the effective settings and check them")
+    p.set_defaults(func=check)
+    p = sub.add_parser("windows", help="list recent windows from the state database")
+    p.add_argument("--limit", type=int, default=20)
+    p.add_argument("--json", action="store_true", help="JSON instead of a table")
+    p.set_defaults(func=windows)
+    p = sub.add_parser("report", help="write a window's Evidently HTML report")
+    p.add_argument("window", type=int, help="window id (see `windows`)")
+    p.add_argument("--kind", choices=("drift", "quality"), default="drift")
+    p.add_argument("--output", default=None, help="file (default: stdout)")
+    p.set_defaults(func=report)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    # Feast (imported through model_serving) imports gunicorn, whose setproctitle call would
+    # blank /proc/<pid>/environ: the platform finds its processes by their environment.
+    os.environ.setdefault("SPT_NOENV", "1")
+    args = build_parser().parse_args(argv)
+    code: int = args.func(args)
+    return code
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

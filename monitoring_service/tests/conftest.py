@@ -1,0 +1,93 @@
+"""Fixtures of the monitoring tests: the real Redis (streams of each test's own), a real MLflow
+server per session, settings pointed at them.
+
+Helpers live in ``mon_fixtures`` (imported by name; never ``from conftest import``)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+from mon_fixtures import (
+    REDIS_URL,
+    WEBHOOK_SECRET,
+    MlflowServer,
+    SettingsFactory,
+    Streams,
+    start_mlflow,
+)
+
+from monitoring_service.settings import MonitoringSettings
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Evidently 0.7 imports modules that warn about their own dependencies' deprecations
+    for module in ("evidently", "litestar", "numpy"):
+        config.addinivalue_line("filterwarnings", f"ignore::DeprecationWarning:{module}.*")
+    config.addinivalue_line("filterwarnings", "ignore::DeprecationWarning:litestar.*")
+    config.addinivalue_line("filterwarnings", "ignore:.*numpy.core is deprecated.*")
+    config.addinivalue_line("filterwarnings", "ignore:invalid escape sequence")
+    config.addinivalue_line("filterwarnings", "ignore:Call to deprecated function 'Dependency'")
+    config.addinivalue_line("filterwarnings", "ignore:Use of deprecated class 'DependencyKwarg'")
+
+
+@pytest.fixture(autouse=True)
+def _isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Keep the developer's or CI's settings (MLOPS_*, MLFLOW_*, MONITORING_*, SERVING_*,
+    AIRFLOW_*, .env) out of the tests."""
+    for name in list(os.environ):
+        if name.startswith(
+            ("MLOPS_", "MLFLOW_", "MONITORING_", "SERVING_", "AIRFLOW_")
+        ) and not name.startswith("MLOPS_TEST_"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("MLOPS_ENV_FILE", str(tmp_path / "no.env"))
+    monkeypatch.setenv("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+
+
+@pytest.fixture(scope="session")
+def redis_client() -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(REDIS_URL)
+    client.ping()
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def streams(redis_client: redis.Redis) -> Iterator[Streams]:
+    made = Streams(redis_client)
+    yield made
+    made.cleanup()
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowServer]:
+    server = start_mlflow(tmp_path_factory.mktemp("mlflow"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def make_settings(tmp_path: Path, streams: Streams) -> SettingsFactory:
+    """Settings of a service instance of the test's own (data folder, streams); MLflow only
+    when the test passes ``mlflow_tracking_uri``."""
+
+    def factory(**overrides: Any) -> MonitoringSettings:
+        values: dict[str, Any] = {
+            "mlops_data_dir": tmp_path / "data",
+            "monitoring_webhook_secret": WEBHOOK_SECRET,
+            "monitoring_consumer_name": "test-consumer",
+            "monitoring_block_ms": 100,
+            "monitoring_poll_interval_s": 0.5,
+            "monitoring_label_slack_s": 0.5,
+            "mlflow_tracking_uri": "http://127.0.0.1:9",  # nothing listens: unreachable
+            "monitoring_registry_timeout_s": 2,
+            **streams.settings_values(),
+        }
+        values.update(overrides)
+        return MonitoringSettings(**values)
+
+    return factory
