@@ -423,7 +423,9 @@ def test_monitoring_mounts_the_shared_configs(services: dict[str, dict[str, Any]
     assert alertmanager_file["read_only"] is True
     assert "--config.file=/etc/alertmanager/alertmanager.yml" in alertmanager["command"]
     # the retraining webhook's token: a compose secret from .env, where alertmanager.yml reads it
-    assert [s["source"] for s in alertmanager["secrets"]] == ["monitoring_webhook_secret"]
+    assert [s["source"] for s in alertmanager["secrets"]] == [
+        "monitoring_webhook_secret", "alert_slack_webhook_url", "alert_smtp_auth_pass",
+    ]
     exporter = services["statsd-exporter"]
     mapping = mounts(exporter)["/etc/statsd/statsd_mapping.yml"]
     assert Path(mapping["source"]) == REPO / "platform/prometheus/statsd_mapping.yml"

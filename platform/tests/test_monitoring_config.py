@@ -370,7 +370,9 @@ def test_alertmanager_inhibits_warnings_of_a_down_service(alertmanager: str) -> 
 SECRET = "test-webhook-secret-0123456789"
 
 
-def rendered(tmp_path: Path, env: str, webhook_url: str | None) -> Path:
+def rendered(tmp_path: Path, env: str, webhook_url: str | None,
+             webhook_secret: str | None = None) -> Path:
+    """The local runtime's rendering (URL and secret given) or the docker runtime's (None)."""
     from mlops_platform import alerting
 
     tmp_path.mkdir(parents=True, exist_ok=True)
@@ -380,8 +382,10 @@ def rendered(tmp_path: Path, env: str, webhook_url: str | None) -> Path:
         alerting.load_base(ALERTMANAGER_YML),
         alerting.AlertingSettings.load(env_file),
         webhook_url=webhook_url,
+        webhook_secret=webhook_secret,
     )
-    return alerting.write_config(config, tmp_path / "alertmanager.yml")
+    return alerting.write_config(config, tmp_path / "alertmanager.yml",
+                                 private=webhook_secret is not None)
 
 
 def receiver(config: dict[str, Any], name: str) -> dict[str, Any]:
@@ -410,7 +414,7 @@ def test_rendering_for_the_local_runtime_is_valid_and_keeps_secrets_private(
     tmp_path: Path,
 ) -> None:
     url = "http://127.0.0.1:18309/v1/retraining/webhook"
-    path = rendered(tmp_path, f"MONITORING_WEBHOOK_SECRET={SECRET}\n", url)
+    path = rendered(tmp_path, "", url, SECRET)
     assert path.stat().st_mode & 0o777 == 0o600
     config = load_yaml(path)
     [hook] = receiver(config, "retrain")["webhook_configs"]
@@ -425,33 +429,58 @@ def test_rendering_for_the_local_runtime_is_valid_and_keeps_secrets_private(
     assert res.returncode == 0 and "SUCCESS" in res.stdout, res.stdout + res.stderr
 
 
-def test_slack_and_email_receivers_come_from_the_env_file(tmp_path: Path) -> None:
-    from mlops_platform import alerting
+DELIVERY_ENV = (
+    "ALERT_SLACK_WEBHOOK_URL=https://hooks.slack.example/services/T0/B0/XYZ\n"
+    "ALERT_SLACK_CHANNEL=#oncall\n"
+    "ALERT_EMAIL_TO=oncall@example.org\n"
+    "ALERT_SMTP_SMARTHOST=smtp.example.org:587\n"
+    "ALERT_SMTP_USERNAME=alerts\n"
+    "ALERT_SMTP_AUTH_PASS=smtp-pass\n"
+)
 
-    env = (
-        "ALERT_SLACK_WEBHOOK_URL=https://hooks.slack.example/services/T0/B0/XYZ\n"
-        "ALERT_SLACK_CHANNEL=#oncall\n"
-        "ALERT_EMAIL_TO=oncall@example.org\n"
-        "ALERT_SMTP_SMARTHOST=smtp.example.org:587\n"
-        "ALERT_SMTP_USERNAME=alerts\n"
-        "ALERT_SMTP_AUTH_PASS=smtp-pass\n"
-    )
-    path = rendered(tmp_path, env, None)
-    config = load_yaml(path)
-    # the docker runtime keeps the committed webhook (URL and compose secret file)
-    assert receiver(config, "retrain") == receiver(load_yaml(ALERTMANAGER_YML), "retrain")
+
+def check_config(path: Path) -> None:
+    amtool = require_binary("amtool", package="prometheus-alertmanager")
+    res = run([amtool, "check-config", str(path)])
+    assert res.returncode == 0 and "SUCCESS" in res.stdout, res.stdout + res.stderr
+
+
+def test_slack_and_email_receivers_come_from_the_env_file(tmp_path: Path) -> None:
+
+    local = rendered(tmp_path / "local", DELIVERY_ENV, "http://127.0.0.1:1/x", SECRET)
+    config = load_yaml(local)
     for name in ("critical", "default"):
         [slack] = receiver(config, name)["slack_configs"]
         assert slack["api_url"].endswith("/XYZ") and slack["channel"] == "#oncall"
     [email] = receiver(config, "critical")["email_configs"]
     assert email["to"] == "oncall@example.org" and email["auth_password"] == "smtp-pass"
     assert "email_configs" not in receiver(config, "default")
-    amtool = require_binary("amtool", package="prometheus-alertmanager")
-    res = run([amtool, "check-config", str(path)])
-    assert res.returncode == 0 and "SUCCESS" in res.stdout, res.stdout + res.stderr
+    check_config(local)
     with pytest.raises(ValueError, match="ALERT_SMTP_SMARTHOST"):
         rendered(tmp_path / "bad", "ALERT_EMAIL_TO=oncall@example.org\n", None)
-    assert alerting.RETRAIN_PATH in receiver(config, "retrain")["webhook_configs"][0]["url"]
+
+
+def test_the_docker_rendering_holds_no_secret(tmp_path: Path) -> None:
+    path = rendered(tmp_path, DELIVERY_ENV, None)
+    text = path.read_text()
+    assert "XYZ" not in text and "smtp-pass" not in text
+    assert path.stat().st_mode & 0o777 == 0o644  # the container's own user reads it
+    config = load_yaml(path)
+    # the committed webhook (URL and compose secret file) stays
+    assert receiver(config, "retrain") == receiver(load_yaml(ALERTMANAGER_YML), "retrain")
+    [slack] = receiver(config, "critical")["slack_configs"]
+    assert slack["api_url_file"] == "/run/secrets/alert_slack_webhook_url"
+    [email] = receiver(config, "critical")["email_configs"]
+    assert email["auth_password_file"] == "/run/secrets/alert_smtp_auth_pass"
+    check_config(path)
+    compose = load_yaml(REPO / "docker-compose.yml")
+    mounted = {Path(f).name for f in (
+        slack["api_url_file"], email["auth_password_file"],
+        receiver(config, "retrain")["webhook_configs"][0]["http_config"]["authorization"][
+            "credentials_file"],
+    )}
+    assert mounted <= set(compose["services"]["alertmanager"]["secrets"]) <= set(
+        compose["secrets"])
 
 
 @pytest.mark.integration
@@ -476,9 +505,7 @@ def test_alertmanager_delivers_retrain_alerts_with_the_bearer_token(tmp_path: Pa
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     path = rendered(
-        tmp_path,
-        f"MONITORING_WEBHOOK_SECRET={SECRET}\n",
-        f"http://127.0.0.1:{server.server_port}/v1/retraining/webhook",
+        tmp_path, "", f"http://127.0.0.1:{server.server_port}/v1/retraining/webhook", SECRET
     )
     binary = require_binary(
         "prometheus-alertmanager", "alertmanager", package="prometheus-alertmanager"

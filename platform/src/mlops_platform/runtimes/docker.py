@@ -62,13 +62,14 @@ class DockerRuntime:
 
     def alertmanager_config(self) -> Path:
         """alertmanager.yml rendered with the env file's optional receivers (the committed
-        webhook URL to the monitoring container stays), in the data folder."""
+        webhook to the monitoring container stays; secrets are compose secrets), in the data
+        folder."""
         config = alerting.render(
             alerting.load_base(), alerting.AlertingSettings.load(self.ctx.env_file),
-            webhook_url=None,
+            webhook_url=None, webhook_secret=None,
         )
         target = self.ctx.data_dir / "alertmanager" / "alertmanager.yml"
-        return alerting.write_config(config, target)
+        return alerting.write_config(config, target, private=False)
 
     def checks(self, service: Service) -> list[Check]:
         s = self.ctx.settings

@@ -67,6 +67,7 @@ class PrometheusService(Service):
             alerting.load_base(),
             alerting.AlertingSettings.load(ctx.env_file),
             webhook_url=f"{s.url(s.monitoring_port)}{alerting.RETRAIN_PATH}",
+            webhook_secret=s.monitoring_webhook_secret.get_secret_value(),
         )
 
     def programs(self, ctx: Context) -> list[Program]:
