@@ -5,7 +5,8 @@ UV_RUN := source platform/scripts/bootstrap.sh && ensure_uv && uv run --frozen
 PYTEST_PATHS := platform/tests data_pipeline/tests training_pipeline/tests model_serving/tests \
 	monitoring_service/tests stream_emitting/tests tests
 
-.PHONY: help setup up down status test test-fast lint format ci-local deploy-dry-run clean-data
+.PHONY: help setup up down status test test-fast e2e lint format ci-local deploy-dry-run clean-data \
+	bench-serving bench-stream bench-monitoring
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | \
@@ -29,6 +30,19 @@ test: setup ## run the whole default test suite (unit + integration against real
 
 test-fast: setup ## unit tests only (no processes started, no databases)
 	@$(UV_RUN) pytest $(wildcard $(PYTEST_PATHS)) -m "not slow and not integration"
+
+e2e: setup ## the closed loop end to end on the local runtime (about 15 minutes; tests/e2e)
+	@$(UV_RUN) pytest tests/e2e -m slow -s
+
+bench-serving: setup ## serving benchmark: this API vs mlflow models serve vs the in-process floor
+	@command -v hey >/dev/null || echo "note: the Debian package hey gives the throughput load (else a Python client)"
+	@$(UV_RUN) python bench/serving/bench_serving.py --check
+
+bench-stream: setup ## stream consumer throughput against the broker-only baseline
+	@$(UV_RUN) python -m data_pipeline.stream_consumer.bench
+
+bench-monitoring: setup ## Evidently time per window and the monitoring service's CPU and memory
+	@$(UV_RUN) python bench/monitoring/bench_monitoring.py
 
 lint: setup ## ruff and mypy over every component
 	@$(UV_RUN) ruff check .
