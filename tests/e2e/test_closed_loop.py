@@ -286,8 +286,21 @@ def test_the_loop_closes_with_no_failed_prediction(stack: Stack) -> None:
     assert scored["2"]["roc_auc"] > scored["1"]["roc_auc"] + 0.03
     assert scored["2"]["top1_accuracy"] > scored["1"]["top1_accuracy"]
 
-    # ---- every dashboard panel has data ------------------------------------------------------
+    # ---- the new champion is watched, and healthy --------------------------------------------
+    wait("a quality-evaluated window of version 2",
+         lambda: [w for w in get_json(f"{monitoring}/v1/windows?limit=50")["windows"]
+                  if w.get("quality") and w["model_version"] == "2"],
+         timeout=420)
+    auc_v2 = wait("version 2's ROC AUC in Prometheus",
+                  lambda: prom_query(stack, 'monitoring_quality_roc_auc{model_version="2"}'),
+                  timeout=120)
+    numbers["roc_auc_v2_after_switch"] = float(auc_v2[0]["value"][1])
+    assert numbers["roc_auc_v2_after_switch"] > 0.74, numbers
     time.sleep(30)  # recording rules and rate() windows over the new version's series
+    assert not [a for a in firing(stack, "ModelQualityDegraded")
+                if a["labels"]["model_version"] == "2"]
+
+    # ---- every dashboard panel has data ------------------------------------------------------
     empty = []
     for path in sorted(DASHBOARD_DIR.glob("*.json")):
         for title, expr in queries(json.loads(path.read_text())):
