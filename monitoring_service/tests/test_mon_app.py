@@ -220,7 +220,7 @@ def test_the_reference_follows_the_alias_and_a_version_without_one(
     assert "0 labelled rows" in windows["2"]["quality"]["skipped"]
     loads = metric_values(text, "monitoring_reference_loads_total")
     assert loads[(("outcome", "missing"), ("source", "registry"))] >= 1
-    assert MlflowClient(mlflow_server.url).get_model_version(model, bare).run_id
+    assert MlflowClient(mlflow_server.url, mlflow_server.url).get_model_version(model, bare).run_id
 
 
 def test_not_ready_while_the_registry_is_unreachable(

@@ -145,7 +145,7 @@ def test_training_dag_with_airflow_dags_test(
     log = good.stdout + good.stderr
     assert good.returncode == 0, log[-4000:]
     assert set(_airflow_states(airflow_home).values()) == {"success"}, log[-4000:]
-    client = MlflowClient(tracking_uri=mlflow_server)
+    client = MlflowClient(tracking_uri=mlflow_server, registry_uri=mlflow_server)
     assert client.get_model_version_by_alias(name, "champion").version == "1"
     runs = sorted((Path(feast_env["MLOPS_DATA_DIR"]) / "training/runs" / DAG_ID).iterdir())
     assert len(runs) == 1
