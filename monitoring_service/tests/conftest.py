@@ -15,12 +15,11 @@ import redis
 from mon_fixtures import (
     REDIS_URL,
     WEBHOOK_SECRET,
-    MlflowServer,
     SettingsFactory,
     Streams,
-    start_mlflow,
 )
 
+from mlops_platform.testing import MlflowServer, start_mlflow
 from monitoring_service.settings import MonitoringSettings
 
 

@@ -216,58 +216,7 @@ class Streams:
             self.client.delete(*keys)
 
 
-# --- MLflow -------------------------------------------------------------------------------------
-
-
-@dataclass
-class MlflowServer:
-    url: str
-    process: subprocess.Popen[bytes]
-    folder: Path
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(15)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(5)
-
-
-def start_mlflow(folder: Path, timeout: float = 60.0) -> MlflowServer:
-    """A real MLflow server (SQLite, served artifacts) on a free loopback port."""
-    folder.mkdir(parents=True, exist_ok=True)
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "MLOPS_"))}
-    env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] = "false"
-    log = open(folder / "mlflow.log", "wb")  # noqa: SIM115 - the process owns it
-    process = subprocess.Popen(
-        [
-            str(Path(sys.executable).parent / "mlflow"), "server", "--host", "127.0.0.1",
-            "--port", str(port), "--workers", "1",
-            "--backend-store-uri", f"sqlite:///{folder / 'mlflow.db'}",
-            "--serve-artifacts", "--artifacts-destination", str(folder / "artifacts"),
-        ],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    server = MlflowServer(f"http://127.0.0.1:{port}", process, folder)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"mlflow exited: {(folder / 'mlflow.log').read_text()[-2000:]}")
-        try:
-            with urllib.request.urlopen(f"{server.url}/health", timeout=2) as answer:
-                if answer.status == 200:
-                    return server
-        except OSError:
-            time.sleep(0.3)
-    server.stop()
-    raise RuntimeError("mlflow server did not become healthy")
+# --- MLflow (the server: mlops_platform.testing.start_mlflow) -----------------------------------
 
 
 def register_with_reference(

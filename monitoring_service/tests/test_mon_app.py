@@ -16,7 +16,6 @@ import pytest
 from fastapi.testclient import TestClient
 from mlflow.tracking import MlflowClient
 from mon_fixtures import (
-    MlflowServer,
     SettingsFactory,
     Streams,
     Traffic,
@@ -29,6 +28,7 @@ from mon_fixtures import (
 )
 from sklearn.metrics import roc_auc_score
 
+from mlops_platform.testing import MlflowServer
 from monitoring_service.app import create_app
 
 pytestmark = pytest.mark.integration

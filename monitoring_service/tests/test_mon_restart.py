@@ -22,7 +22,6 @@ from typing import Any
 import pytest
 import redis
 from mon_fixtures import (
-    MlflowServer,
     ServiceProcess,
     Streams,
     Traffic,
@@ -34,6 +33,8 @@ from mon_fixtures import (
     unique,
     wait_for,
 )
+
+from mlops_platform.testing import MlflowServer
 
 pytestmark = pytest.mark.integration
 

@@ -40,7 +40,8 @@ from mlops_platform.envfile import ensure_env_file
 from mlops_platform.paths import REPO_ROOT
 from mlops_platform.testing import Stack, get_json
 
-pytestmark = pytest.mark.slow
+# slow: not in `make test`; its own timeout (the suite's default is 15 minutes)
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(2400)]
 
 MODEL = "driver_ranking"
 DRIFT_DAYS = 3
