@@ -93,3 +93,17 @@ def test_run_folder_freezes_the_run_configuration(tmp_path: Path) -> None:
     effective = rd.settings(later)
     assert effective.split.test_fraction == 0.3  # the run's own configuration
     assert effective.tracking_uri == "http://elsewhere"  # environment fields stay current
+
+
+def test_without_a_tracking_uri_the_platforms_mlflow_is_used(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A CLI call (`training-pipeline history`, `rollback`) from the checkout talks to the MLflow
+    that `./run.sh all up` started, not to a stray ./mlruns in the working directory."""
+    assert TrainingSettings().tracking_uri == "http://127.0.0.1:5000"
+    monkeypatch.setenv("MLFLOW_PORT", "15000")
+    assert TrainingSettings().tracking_uri == "http://127.0.0.1:15000"
+    monkeypatch.setenv("MLOPS_BIND_HOST", "0.0.0.0")  # a listen address, not one to call
+    assert TrainingSettings().tracking_uri == "http://127.0.0.1:15000"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://mlflow:5000")
+    assert TrainingSettings().tracking_uri == "http://mlflow:5000"

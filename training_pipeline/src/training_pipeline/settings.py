@@ -7,8 +7,8 @@ Environment names: the top-level fields take the prefix ``MLOPS_TRAINING_``; nes
 ``__``: ``MLOPS_TRAINING_GATE__MODE=dry_run``,
 ``MLOPS_TRAINING_ESTIMATOR__HYPERPARAMETERS='{"max_iter": 50}'``,
 ``MLOPS_TRAINING_GATE__MINIMUMS='{"roc_auc": 0.75}'``. The shared platform settings keep
-their platform names: ``MLFLOW_TRACKING_URI`` (or ``MLOPS_MLFLOW_TRACKING_URI``) and
-``MLOPS_DATA_DIR``.
+their platform names: ``MLFLOW_TRACKING_URI`` (or ``MLOPS_MLFLOW_TRACKING_URI``; when neither is
+set, the platform's MLflow at ``http://<MLOPS_BIND_HOST>:<MLFLOW_PORT>``) and ``MLOPS_DATA_DIR``.
 
 Two kinds of fields:
 
@@ -291,8 +291,14 @@ class TrainingSettings(BaseSettings):
         validation_alias=AliasChoices(
             "MLOPS_TRAINING_TRACKING_URI", "MLOPS_MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_URI"
         ),
-        description="MLflow tracking server; empty: MLflow's own default (./mlruns)",
+        description="MLflow tracking server; empty: the platform's own MLflow "
+        "(http://<MLOPS_BIND_HOST>:<MLFLOW_PORT>, 127.0.0.1:5000 by default)",
     )
+    #: where the platform's MLflow listens (the launcher's settings), used when no URI is given
+    mlflow_port: int = Field(
+        default=5000, ge=1, le=65535, validation_alias=AliasChoices("MLFLOW_PORT")
+    )
+    bind_host: str = Field(default="127.0.0.1", validation_alias=AliasChoices("MLOPS_BIND_HOST"))
     data_dir: Path = Field(
         default_factory=_default_data_dir,
         validation_alias=AliasChoices("MLOPS_TRAINING_DATA_DIR", "MLOPS_DATA_DIR"),
@@ -307,6 +313,15 @@ class TrainingSettings(BaseSettings):
     validation: ValidationConfig = Field(default_factory=ValidationConfig)
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
     gate: GateConfig = Field(default_factory=GateConfig)
+
+    @model_validator(mode="after")
+    def _platform_mlflow_by_default(self) -> TrainingSettings:
+        """No tracking URI: the platform's MLflow on this machine (what `./run.sh all up`
+        started), never a stray ./mlruns next to wherever the command happens to run."""
+        if not self.tracking_uri.strip():
+            host = "127.0.0.1" if self.bind_host in ("", "0.0.0.0", "::") else self.bind_host
+            self.tracking_uri = f"http://{host}:{self.mlflow_port}"
+        return self
 
     @property
     def runs_dir(self) -> Path:
