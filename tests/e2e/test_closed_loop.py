@@ -310,8 +310,11 @@ def test_the_loop_closes_with_no_failed_prediction(stack: Stack) -> None:
     assert not empty, "panels without data:\n" + "\n".join(empty)
 
     # ---- numbers for the closing note --------------------------------------------------------
-    cpu = prom_query(stack, 'rate(process_cpu_seconds_total{job="monitoring"}[5m])')
-    rss = prom_query(stack, 'process_resident_memory_bytes{job="monitoring"}')
+    cpu = prom_query(
+        stack, 'max_over_time(rate(process_cpu_seconds_total{job="monitoring"}[5m])[10m:1m])'
+    )
+    rss = prom_query(stack, 'max_over_time(process_resident_memory_bytes{job="monitoring"}[10m])')
+    assert cpu and rss, "the monitoring service exports its process metrics"
     evidently = prom_query(
         stack,
         "sum by (stage) (monitoring_window_evaluation_seconds_sum) / "

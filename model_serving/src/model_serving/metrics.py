@@ -6,7 +6,7 @@ when no model could answer). Names start with ``serving_``.
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
 
 LATENCY_BUCKETS = (
     0.0005, 0.001, 0.0015, 0.002, 0.003, 0.004, 0.005, 0.0075, 0.01, 0.015, 0.025, 0.05,
@@ -25,6 +25,8 @@ NO_MODEL = "none"
 class ServingMetrics:
     def __init__(self) -> None:
         r = self.registry = CollectorRegistry(auto_describe=True)
+        # process_cpu_seconds_total, process_resident_memory_bytes, ... of this process
+        ProcessCollector(registry=r)
         self.requests = Counter(
             "serving_requests_total",
             "HTTP requests by route, method, status code and the model version that answered",

@@ -10,7 +10,7 @@ they do not fall back to zero on a restart.
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
 
 DELAY_BUCKETS = (
     1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 900.0, 1800.0, 3600.0, 7200.0, 21600.0,
@@ -25,6 +25,8 @@ QUALITY = ("roc_auc", "precision", "recall", "f1", "accuracy")
 class MonitoringMetrics:
     def __init__(self) -> None:
         r = self.registry = CollectorRegistry(auto_describe=True)
+        # process_cpu_seconds_total, process_resident_memory_bytes, ... of this process
+        ProcessCollector(registry=r)
         # --- events --------------------------------------------------------------------------
         self.events_consumed = Counter(
             "monitoring_events_consumed_total",

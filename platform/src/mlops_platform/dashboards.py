@@ -177,6 +177,12 @@ PLATFORM = Dashboard(
             ), kind="stat", width=6),
             Panel("Scrape target up by job", (q("min by (job) (up)", "{{job}}"),), min=0, max=1,
                   width=24),
+            Panel("CPU of the platform's services", (
+                q("sum by (job) (rate(process_cpu_seconds_total[5m]))", "{{job}}"),
+            ), unit="percentunit", description="cores used (1 = one core)"),
+            Panel("Memory of the platform's services (RSS)", (
+                q("sum by (job) (process_resident_memory_bytes)", "{{job}}"),
+            ), unit="bytes"),
         )),
         Row("Airflow", (
             Panel("DAG runs by DAG and state (1 h)", (

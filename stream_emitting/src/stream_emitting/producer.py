@@ -28,7 +28,7 @@ from datetime import UTC, datetime
 
 import numpy as np
 import redis
-from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client import CollectorRegistry, Counter, Gauge, ProcessCollector
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
@@ -143,6 +143,7 @@ class Producer:
         self.settings = settings
         self.stop = stop or threading.Event()
         self.registry = registry or CollectorRegistry()
+        ProcessCollector(registry=self.registry)  # process_cpu_seconds_total, ...
         self.metrics = _Metrics(self.registry)
         self.metrics.rate.set(settings.rate)
         self.client = client or connect(settings.broker_url)

@@ -38,7 +38,7 @@ from typing import Any, Protocol
 import httpx
 import numpy as np
 import pandas as pd
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
 
 from data_pipeline.example_source.config import DRIVER_ID_OFFSET, Scenario
 from data_pipeline.example_source.model import (
@@ -70,6 +70,8 @@ def weights_at(scenario: str, drift_start: datetime | None, at: datetime) -> Com
 class DispatchMetrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         r = self.registry = registry or CollectorRegistry()
+        # process_cpu_seconds_total, process_resident_memory_bytes, ... of this process
+        ProcessCollector(registry=r)
         self.bookings = Counter(
             "dispatch_bookings_total",
             "Bookings by outcome: assigned, no_scorable (409: no candidate could be scored), "
