@@ -27,6 +27,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -281,17 +282,21 @@ def test_the_loop_closes_with_no_failed_prediction(stack: Stack) -> None:
     assert {"1", "2"} <= versions_answered
 
     # ---- the retrained model really is better on the new world ---------------------------
-    scored = evaluate_versions(tracking, drift_start, ["1", "2"])
+    # scored on unseen post-drift data while the monitoring service fills version 2's first window
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        evaluation = pool.submit(evaluate_versions, tracking, drift_start, ["1", "2"])
+
+        # ---- the new champion is watched, and healthy ------------------------------------------
+        wait("a quality-evaluated window of version 2",
+             lambda: [w for w in get_json(f"{monitoring}/v1/windows?limit=50")["windows"]
+                      if w.get("quality") and w["model_version"] == "2"],
+             timeout=420)
+        scored = evaluation.result(timeout=600)
     numbers["post_drift_eval"] = scored
     log(f"post-drift evaluation: {scored}")
     assert scored["2"]["roc_auc"] > scored["1"]["roc_auc"] + 0.03
     assert scored["2"]["top1_accuracy"] > scored["1"]["top1_accuracy"]
 
-    # ---- the new champion is watched, and healthy --------------------------------------------
-    wait("a quality-evaluated window of version 2",
-         lambda: [w for w in get_json(f"{monitoring}/v1/windows?limit=50")["windows"]
-                  if w.get("quality") and w["model_version"] == "2"],
-         timeout=420)
     auc_v2 = wait("version 2's ROC AUC in Prometheus",
                   lambda: prom_query(stack, 'monitoring_quality_roc_auc{model_version="2"}'),
                   timeout=120)
