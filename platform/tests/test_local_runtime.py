@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from mlops_platform.runtimes.supervisor import Supervisor
 from mlops_platform.testing import (
     Stack,
     airflow_token,
@@ -90,15 +91,12 @@ def test_prometheus_scrapes_the_platform(stack: Stack) -> None:
 
 
 def supervised_pids(stack: Stack) -> dict[str, int]:
-    """Each supervised program's pid, from `status` ("process <name> RUNNING pid <n>, ...").
-    Not every process of the instance: Airflow forks and reaps workers of its own."""
-    result = stack.run("all", "status")
-    pids: dict[str, int] = {}
-    for line in result.stdout.splitlines():
-        words = line.replace(",", " ").split()
-        if words[:1] == ["process"] and "pid" in words:
-            pids[words[1]] = int(words[words.index("pid") + 1])
-    assert pids, result.stdout
+    """supervisord's pid and each program's, as the launcher's own Supervisor sees them. Not
+    every process of the instance: Airflow forks and reaps workers of its own."""
+    supervisor = Supervisor(stack.data_dir)
+    pids = {p.name: p.pid for p in supervisor.processes()}
+    assert pids, "no supervised program"
+    pids["supervisord"] = supervisor.daemon_pid() or 0
     return pids
 
 
