@@ -9,18 +9,20 @@ from __future__ import annotations
 
 import ast
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from mlflow.tracking import MlflowClient
 
+from mlops_platform.airflow_api import ScheduledInterval
 from mlops_platform.bootstrap import (
     BootstrapError,
     BootstrapPlan,
     alias_version,
     history_window,
     render_conf,
+    stand_in,
 )
 from mlops_platform.paths import COMPONENT_DAG_FOLDERS, PLATFORM_DIR, REPO_ROOT
 from mlops_platform.settings import PlatformSettings
@@ -97,6 +99,20 @@ def test_render_conf_fills_placeholders_at_any_depth() -> None:
     }
     with pytest.raises(KeyError):
         render_conf({"x": "{unknown}"}, {"start": "S"})
+
+
+def test_a_run_stands_in_only_for_a_scheduled_interval_inside_the_window() -> None:
+    start, end = datetime(2026, 3, 1, tzinfo=UTC), datetime(2026, 3, 15, tzinfo=UTC)
+
+    def hour(at: datetime) -> ScheduledInterval:
+        return ScheduledInterval(at, at, at + timedelta(hours=1))
+
+    latest = hour(end - timedelta(hours=1))
+    assert stand_in(latest, start, end) == latest
+    assert stand_in(hour(start), start, end) == hour(start)
+    assert stand_in(hour(end), start, end) is None  # the hour after the window is new data
+    assert stand_in(hour(start - timedelta(hours=1)), start, end) is None
+    assert stand_in(None, start, end) is None  # external triggers only
 
 
 @pytest.fixture(scope="module")

@@ -39,7 +39,7 @@ from mlops_platform.bootstrap import alias_version
 from mlops_platform.dashboards import DASHBOARD_DIR, queries
 from mlops_platform.envfile import ensure_env_file
 from mlops_platform.paths import REPO_ROOT
-from mlops_platform.testing import Stack, get_json
+from mlops_platform.testing import Stack, airflow_token, get_json
 
 # slow: not in `make test`; its own timeout (the suite's default is 15 minutes)
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(2400)]
@@ -119,6 +119,33 @@ def firing(stack: Stack, alertname: str) -> list[dict[str, Any]]:
     return [a for a in alerts if a["labels"].get("alertname") == alertname]
 
 
+def assert_no_hour_ran_twice(stack: Stack) -> None:
+    """The bootstrap's run of each hourly DAG took its latest scheduled hour's place.
+
+    No scheduled run repeated an hour of the bootstrap's window, and the scheduler's next
+    interval starts at or after the window's end (it did not get stuck on the stood-in hour).
+    """
+    airflow = stack.url("AIRFLOW_PORT")
+    token = airflow_token(stack, stack.env_value("AIRFLOW_ADMIN_PASSWORD"))
+    headers = {"Authorization": f"Bearer {token}"}
+
+    def utc(value: str) -> datetime:
+        return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+    for dag_id in ("example_source", "driver_features"):
+        runs = get_json(f"{airflow}/api/v2/dags/{dag_id}/dagRuns?limit=50", headers)["dag_runs"]
+        manual = [run for run in runs if run["run_type"] == "manual"]
+        assert len(manual) == 1, runs
+        window_end = utc(manual[0]["conf"]["end"])
+        repeated = [
+            run["dag_run_id"] for run in runs
+            if run["run_type"] == "scheduled" and utc(run["data_interval_end"]) <= window_end
+        ]
+        assert not repeated, f"{dag_id}: scheduled runs repeated the bootstrap's hours: {repeated}"
+        dag = get_json(f"{airflow}/api/v2/dags/{dag_id}", headers)
+        assert utc(dag["next_dagrun_data_interval_start"]) >= window_end, dag
+
+
 class Predictor:
     def __init__(self, stack: Stack) -> None:
         self.url = f"{stack.url('SERVING_PORT')}/v1/predict"
@@ -191,6 +218,7 @@ def test_the_loop_closes_with_no_failed_prediction(stack: Stack) -> None:
     predictor = Predictor(stack)
     assert alias_version(tracking, MODEL, "champion") == "1"
     assert predictor.version() == "1"
+    assert_no_hour_ran_twice(stack)
     dispatch = f"{stack.url('DISPATCH_METRICS_PORT')}/metrics"
     serving = f"{stack.url('SERVING_PORT')}/metrics"
     monitoring = stack.url("MONITORING_PORT")

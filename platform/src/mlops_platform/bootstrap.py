@@ -5,6 +5,8 @@ When the registry has no version with the served alias yet (`MLOPS_BOOTSTRAP=aut
 services are healthy: DAG runs through Airflow's REST API, one after the other, each with its conf
 (`{start}` and `{end}` stand for the history window: the last `history_days` whole UTC hours up to
 now), then unpauses the DAGs that keep the platform going and waits until serving answers ready.
+A run of a scheduled DAG takes the logical date of the DAG's next scheduled interval when that
+interval lies inside the window, so the scheduler does not run that interval a second time.
 
 The platform layer stays generic: DAG ids, confs and the model name are the plan's, not code.
 Every step is idempotent, so a bootstrap that failed half-way is simply run again by the next
@@ -26,7 +28,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
-from mlops_platform.airflow_api import AirflowClient, AirflowError
+from mlops_platform.airflow_api import AirflowClient, AirflowError, ScheduledInterval
 from mlops_platform.settings import PlatformSettings
 
 
@@ -84,6 +86,21 @@ def render_conf(conf: dict[str, Any], values: dict[str, str]) -> dict[str, Any]:
 
     rendered: dict[str, Any] = render(conf)
     return rendered
+
+
+def stand_in(
+    interval: ScheduledInterval | None, start: datetime, end: datetime
+) -> ScheduledInterval | None:
+    """The DAG's next scheduled interval when it lies inside the history window `[start, end)`.
+
+    A bootstrap run covers the whole window, so it takes that scheduled run's place (same
+    logical date and data interval; the scheduler then creates none) instead of queueing behind
+    it: an hourly DAG unpaused for the bootstrap would otherwise first run its latest hour, work
+    the bootstrap run repeats (about 40 s of the bootstrap on this machine).
+    """
+    if interval is None or not (start <= interval.start and interval.end <= end):
+        return None
+    return interval
 
 
 def alias_version(mlflow_url: str, model: str, alias: str, timeout: float = 10.0) -> str | None:
@@ -149,7 +166,10 @@ def bootstrap(
             client.wait_for_dag(planned.dag)
             print(f"  bootstrap: {planned.dag} running", flush=True)
             run = client.run_to_end(
-                planned.dag, render_conf(planned.conf, values), planned.timeout_s
+                planned.dag,
+                render_conf(planned.conf, values),
+                planned.timeout_s,
+                stand_in_for=stand_in(client.next_interval(planned.dag), start, end),
             )
             tasks = ", ".join(f"{task} {state}" for task, state in run.tasks.items())
             if run.state != "success":
