@@ -19,12 +19,14 @@ from mlops_platform.airflow_api import ScheduledInterval
 from mlops_platform.bootstrap import (
     BootstrapError,
     BootstrapPlan,
+    BootstrapResult,
     alias_version,
     history_window,
     render_conf,
     stand_in,
 )
 from mlops_platform.paths import COMPONENT_DAG_FOLDERS, PLATFORM_DIR, REPO_ROOT
+from mlops_platform.services import service_names
 from mlops_platform.settings import PlatformSettings
 from mlops_platform.testing import MlflowServer, start_mlflow
 
@@ -71,6 +73,7 @@ def test_the_committed_plan_names_real_dags_and_their_params() -> None:
         assert run.dag in dags, f"no DAG {run.dag} in any component's dags/ folder"
         assert set(run.conf) <= dags[run.dag], (run.dag, set(run.conf) - dags[run.dag])
     assert set(plan.unpause) <= set(dags)
+    assert plan.needs and set(plan.needs) <= set(service_names())
     assert plan.model == "driver_ranking" and plan.alias == "champion"
 
 
@@ -137,3 +140,55 @@ def test_alias_version_reads_the_registry(mlflow_server: MlflowServer) -> None:
     assert alias_version(mlflow_server.url, "bootstrap_test_model", "champion") == "1"
     with pytest.raises(BootstrapError, match="unreachable"):
         alias_version("http://127.0.0.1:9", "bootstrap_test_model", "champion", timeout=2)
+
+
+def test_the_background_bootstrap_starts_once_the_services_it_needs_are_healthy(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import threading
+
+    from mlops_platform import bootstrap as module
+
+    plan = BootstrapPlan.load(PLATFORM_DIR / "bootstrap.yml")
+    started = threading.Event()
+    seen: list[str] = []
+    background = module.BackgroundBootstrap(PlatformSettings(), plan)
+
+    def fake(settings: PlatformSettings, plan: BootstrapPlan, **_: object) -> BootstrapResult:
+        seen.extend(sorted(background._healthy))
+        started.set()
+        return BootstrapResult(True, "ran")
+
+    monkeypatch.setattr(module, "bootstrap", fake)
+    for name in service_names():
+        background.service_healthy(name)
+        if set(plan.needs) <= {*background._healthy}:
+            assert started.wait(10), "the bootstrap starts as soon as its needs are healthy"
+            break
+        assert not started.is_set()
+    assert set(plan.needs) <= set(seen)
+    assert "serving" not in seen  # started while serving (and what follows) was still starting
+    assert background.finish() == BootstrapResult(True, "ran")
+
+
+def test_the_background_bootstrap_raises_its_error_in_finish(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from mlops_platform import bootstrap as module
+
+    def failing(settings: PlatformSettings, plan: BootstrapPlan, **_: object) -> BootstrapResult:
+        raise BootstrapError("DAG example_source run r failed")
+
+    monkeypatch.setattr(module, "bootstrap", failing)
+    plan = BootstrapPlan.load(PLATFORM_DIR / "bootstrap.yml")
+    background = module.BackgroundBootstrap(PlatformSettings(), plan)
+    for name in plan.needs:
+        background.service_healthy(name)
+    with pytest.raises(BootstrapError, match="example_source"):
+        background.finish()
+    # a plan without needs runs when finish() is called, after every service
+    lazy = module.BackgroundBootstrap(PlatformSettings(), plan.model_copy(update={"needs": []}))
+    for name in service_names():
+        lazy.service_healthy(name)
+    with pytest.raises(BootstrapError, match="example_source"):
+        lazy.finish()

@@ -49,11 +49,11 @@ DRIFT_DAYS = 3
 # What makes the loop fast enough to watch: more traffic, short windows, short label waits.
 OVERRIDES = {
     "MLOPS_BOOTSTRAP": "auto",
-    "MLOPS_DISPATCH_RATE": "10",
+    "MLOPS_DISPATCH_RATE": "15",
     "MLOPS_DISPATCH_LABEL_DELAY_MIN_S": "1",
     "MLOPS_DISPATCH_LABEL_DELAY_MAX_S": "8",
     "MONITORING_WINDOW_SIZE": "600",
-    "MONITORING_WINDOW_SECONDS": "60",
+    "MONITORING_WINDOW_SECONDS": "30",
     "MONITORING_LABEL_GRACE_S": "12",
     "MONITORING_POLL_INTERVAL_S": "5",
     "MONITORING_TRIGGER_WINDOW_DAYS": str(DRIFT_DAYS),
@@ -146,6 +146,12 @@ def assert_no_hour_ran_twice(stack: Stack) -> None:
         assert utc(dag["next_dagrun_data_interval_start"]) >= window_end, dag
 
 
+def quality_windows(monitoring: str, version: str) -> list[dict[str, Any]]:
+    """The monitoring service's recent windows of `version` that have quality metrics."""
+    windows = get_json(f"{monitoring}/v1/windows?limit=50")["windows"]
+    return [w for w in windows if w.get("quality") and w["model_version"] == version]
+
+
 class Predictor:
     def __init__(self, stack: Stack) -> None:
         self.url = f"{stack.url('SERVING_PORT')}/v1/predict"
@@ -225,8 +231,7 @@ def test_the_loop_closes_with_no_failed_prediction(stack: Stack) -> None:
 
     # a few quality windows of the first champion on the normal world
     wait("two quality-evaluated windows of version 1",
-         lambda: len([w for w in get_json(f"{monitoring}/v1/windows?limit=50")["windows"]
-                      if w.get("quality") and w["model_version"] == "1"]) >= 2,
+         lambda: len(quality_windows(monitoring, "1")) >= 2,
          timeout=420)
     assert not firing(stack, "ModelQualityDegraded"), "the healthy champion must not alert"
     normal_auc = prom_query(stack, 'monitoring_quality_roc_auc{model_version="1"}')
@@ -315,21 +320,21 @@ def test_the_loop_closes_with_no_failed_prediction(stack: Stack) -> None:
         evaluation = pool.submit(evaluate_versions, tracking, drift_start, ["1", "2"])
 
         # ---- the new champion is watched, and healthy ------------------------------------------
-        wait("a quality-evaluated window of version 2",
-             lambda: [w for w in get_json(f"{monitoring}/v1/windows?limit=50")["windows"]
-                      if w.get("quality") and w["model_version"] == "2"],
-             timeout=420)
+        v2_windows = wait(
+            "two quality-evaluated windows of version 2",
+            lambda: found if len(found := quality_windows(monitoring, "2")) >= 2 else None,
+            timeout=420)
         scored = evaluation.result(timeout=600)
     numbers["post_drift_eval"] = scored
     log(f"post-drift evaluation: {scored}")
     assert scored["2"]["roc_auc"] > scored["1"]["roc_auc"] + 0.03
     assert scored["2"]["top1_accuracy"] > scored["1"]["top1_accuracy"]
 
-    auc_v2 = wait("version 2's ROC AUC in Prometheus",
-                  lambda: prom_query(stack, 'monitoring_quality_roc_auc{model_version="2"}'),
-                  timeout=120)
-    numbers["roc_auc_v2_after_switch"] = float(auc_v2[0]["value"][1])
-    assert numbers["roc_auc_v2_after_switch"] > 0.74, numbers
+    # the new champion's own windows are above the alert's threshold (0.72): it does not alert
+    aucs = [float(w["quality"]["roc_auc"]) for w in v2_windows]
+    numbers["roc_auc_v2_after_switch"] = round(sum(aucs) / len(aucs), 4)
+    assert numbers["roc_auc_v2_after_switch"] > 0.72, (aucs, numbers)
+    assert prom_query(stack, 'monitoring_quality_roc_auc{model_version="2"}')
     time.sleep(30)  # recording rules and rate() windows over the new version's series
     assert not [a for a in firing(stack, "ModelQualityDegraded")
                 if a["labels"]["model_version"] == "2"]

@@ -2,9 +2,9 @@
 
 When the registry has no version with the served alias yet (`MLOPS_BOOTSTRAP=auto`, the default),
 `all up` runs the bootstrap plan (`platform/bootstrap.yml`, or `MLOPS_BOOTSTRAP_PLAN`) once the
-services are healthy: DAG runs through Airflow's REST API, one after the other, each with its conf
-(`{start}` and `{end}` stand for the history window: the last `history_days` whole UTC hours up to
-now), then unpauses the DAGs that keep the platform going and waits until serving answers ready.
+services the plan `needs` are healthy, while the others are still starting: DAG runs through
+Airflow's REST API, one after the other, each with its conf (`{start}` and `{end}` stand for the
+history window: the last `history_days` whole UTC hours up to now), then unpauses the DAGs that keep the platform going and waits until serving answers ready.
 A run of a scheduled DAG takes the logical date of the DAG's next scheduled interval when that
 interval lies inside the window, so the scheduler does not run that interval a second time.
 
@@ -16,6 +16,7 @@ Every step is idempotent, so a bootstrap that failed half-way is simply run agai
 from __future__ import annotations
 
 import json
+import threading
 import time
 import urllib.error
 import urllib.parse
@@ -51,6 +52,9 @@ class BootstrapPlan(BaseModel):
     alias: str = Field(default="champion", min_length=1)
     history_days: int = Field(default=14, ge=1, le=92)
     runs: list[PlannedRun] = Field(min_length=1)
+    #: the services the runs need; the bootstrap starts once these are healthy, while the
+    #: others are still starting (empty: once every service is up)
+    needs: list[str] = Field(default_factory=list)
     unpause: list[str] = Field(default_factory=list)
     serving_ready_timeout_s: float = Field(default=120.0, gt=0)
 
@@ -202,3 +206,43 @@ def bootstrap(
             ready, detail = serving_ready(url)
     seconds = time.monotonic() - began
     return BootstrapResult(True, f"{plan.model}@{plan.alias} is version {version}", seconds)
+
+
+class BackgroundBootstrap:
+    """The bootstrap in a thread, started as soon as every service of the plan's `needs` is
+    healthy, so its DAG runs overlap the start of the services they do not need.
+
+    `service_healthy` is the runtime's callback after each healthy service; `finish` waits for
+    the bootstrap (running it now if it never started) and raises what the thread raised.
+    """
+
+    def __init__(self, settings: PlatformSettings, plan: BootstrapPlan) -> None:
+        self.settings = settings
+        self.plan = plan
+        self._healthy: set[str] = set()
+        self._thread: threading.Thread | None = None
+        self._result: BootstrapResult | None = None
+        self._error: BaseException | None = None
+
+    def service_healthy(self, name: str) -> None:
+        self._healthy.add(name)
+        if self._thread is None and self.plan.needs and set(self.plan.needs) <= self._healthy:
+            self._thread = threading.Thread(target=self._run, name="bootstrap", daemon=True)
+            self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            self._result = bootstrap(self.settings, self.plan, wait_for_serving=True)
+        except BaseException as exc:  # re-raised in the main thread by finish()
+            self._error = exc
+
+    def finish(self) -> BootstrapResult:
+        if self._thread is None:
+            self._run()
+        else:
+            self._thread.join()
+        if self._error is not None:
+            raise self._error
+        if self._result is None:
+            raise BootstrapError("the bootstrap ended without a result")
+        return self._result

@@ -6,10 +6,11 @@ import argparse
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
-from mlops_platform.bootstrap import BootstrapError, BootstrapPlan, bootstrap
+from mlops_platform.bootstrap import BackgroundBootstrap, BootstrapError, BootstrapPlan
 from mlops_platform.envfile import ensure_env_file
 from mlops_platform.paths import REPO_ROOT
 from mlops_platform.runtimes.docker import DockerRuntime, compose_command
@@ -24,7 +25,13 @@ ACTIONS = ("up", "down", "restart", "status", "logs")
 class Runtime(Protocol):
     name: str
 
-    def up(self, services: list[Service], *, build: bool) -> None: ...
+    def up(
+        self,
+        services: list[Service],
+        *,
+        build: bool,
+        on_healthy: Callable[[str], None] | None = None,
+    ) -> None: ...
     def down(self, services: list[Service], *, volumes: bool, everything: bool) -> None: ...
     def status(self, services: list[Service]) -> bool: ...
     def logs(self, service: Service, *, follow: bool, lines: int) -> int: ...
@@ -69,11 +76,16 @@ def choose_runtime(ctx: Context) -> Runtime:
     return LocalRuntime(ctx)
 
 
-def run_bootstrap(settings: PlatformSettings) -> None:
-    """After `all up`: bring the example project to a served champion when there is none."""
+def up_with_bootstrap(runtime: Runtime, services: list[Service], settings: PlatformSettings,
+                      *, build: bool) -> None:
+    """`all up`, and bring the example project to a served champion when there is none: the
+    bootstrap starts once the services its plan needs are healthy, while the others start."""
     if settings.mlops_bootstrap == "off":
+        runtime.up(services, build=build)
         return
-    result = bootstrap(settings, BootstrapPlan.load(settings.bootstrap_plan), wait_for_serving=True)
+    background = BackgroundBootstrap(settings, BootstrapPlan.load(settings.bootstrap_plan))
+    runtime.up(services, build=build, on_healthy=background.service_healthy)
+    result = background.finish()
     if result.ran:
         print(f"* bootstrap: done in {result.seconds:.0f} s: {result.detail}, and serving answers")
     else:
@@ -103,17 +115,19 @@ def main(argv: list[str] | None = None) -> int:
                 )
         started = time.monotonic()
         if args.action == "up":
-            runtime.up(services, build=args.build)
             if everything:
-                run_bootstrap(settings)
+                up_with_bootstrap(runtime, services, settings, build=args.build)
+            else:
+                runtime.up(services, build=args.build)
             print(f"up in {time.monotonic() - started:.1f}s")
         elif args.action == "down":
             runtime.down(services, volumes=args.volumes, everything=everything)
         elif args.action == "restart":
             runtime.down(services, volumes=False, everything=everything)
-            runtime.up(services, build=args.build)
             if everything:
-                run_bootstrap(settings)
+                up_with_bootstrap(runtime, services, settings, build=args.build)
+            else:
+                runtime.up(services, build=args.build)
         elif args.action == "status":
             return 0 if runtime.status(services) else 1
         elif args.action == "logs":

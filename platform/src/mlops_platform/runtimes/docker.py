@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from mlops_platform import alerting
@@ -80,7 +81,13 @@ class DockerRuntime:
             checks.append(Check("grafana", http_probe(f"{s.url(s.grafana_port)}/api/health")))
         return checks
 
-    def up(self, services: list[Service], *, build: bool) -> None:
+    def up(
+        self,
+        services: list[Service],
+        *,
+        build: bool,
+        on_healthy: Callable[[str], None] | None = None,
+    ) -> None:
         self._run(services, "up", "-d", *(["--build"] if build else []))
         for service in services:
             for check in self.checks(service):
@@ -89,6 +96,8 @@ class DockerRuntime:
                 )
                 if not health.healthy:
                     raise PlatformError(f"{service.name} did not become healthy: {health.detail}")
+            if on_healthy is not None:
+                on_healthy(service.name)
         print("\nThe platform is up (docker):")
         for service in services:
             for line in service.endpoints(self.ctx):

@@ -7,7 +7,7 @@ import json
 import os
 import shutil
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from mlops_platform.health import wait_healthy
@@ -30,13 +30,22 @@ class LocalRuntime:
         self.supervisor = Supervisor(ctx.data_dir)
 
     # -- lifecycle ----------------------------------------------------------------------
-    def up(self, services: list[Service], *, build: bool = False) -> None:
-        """Start `services` in order, each health-waited; `build` only matters for docker."""
+    def up(
+        self,
+        services: list[Service],
+        *,
+        build: bool = False,
+        on_healthy: Callable[[str], None] | None = None,
+    ) -> None:
+        """Start `services` in order, each health-waited (then `on_healthy(name)`); `build` only
+        matters for docker."""
         with self._lock():
             self.ctx.data_dir.mkdir(parents=True, exist_ok=True)
             self.supervisor.ensure_running()
             for service in services:
                 self._up_one(service)
+                if on_healthy is not None:
+                    on_healthy(service.name)
         print("\nThe platform is up:")
         for service in services:
             for line in service.endpoints(self.ctx):
