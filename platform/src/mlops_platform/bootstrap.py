@@ -4,7 +4,8 @@ When the registry has no version with the served alias yet (`MLOPS_BOOTSTRAP=aut
 `all up` runs the bootstrap plan (`platform/bootstrap.yml`, or `MLOPS_BOOTSTRAP_PLAN`) once the
 services the plan `needs` are healthy, while the others are still starting: DAG runs through
 Airflow's REST API, one after the other, each with its conf (`{start}` and `{end}` stand for the
-history window: the last `history_days` whole UTC hours up to now), then unpauses the DAGs that keep the platform going and waits until serving answers ready.
+history window: the last `history_days` whole UTC hours up to now), then unpauses the DAGs that
+keep the platform going and waits until serving answers ready.
 A run of a scheduled DAG takes the logical date of the DAG's next scheduled interval when that
 interval lies inside the window, so the scheduler does not run that interval a second time.
 
