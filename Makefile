@@ -31,7 +31,7 @@ test: setup ## run the whole default test suite (unit + integration against real
 test-fast: setup ## unit tests only (no processes started, no databases)
 	@$(UV_RUN) pytest $(wildcard $(PYTEST_PATHS)) -m "not slow and not integration"
 
-e2e: setup ## the closed loop end to end on the local runtime (about 15 minutes; tests/e2e)
+e2e: setup ## the closed loop end to end on the local runtime (about 12 minutes; tests/e2e)
 	@$(UV_RUN) pytest tests/e2e -m slow -s
 
 bench-serving: setup ## serving benchmark: this API vs mlflow models serve vs the in-process floor

@@ -1,4 +1,4 @@
-"""The closed loop, end to end, on the local runtime (`make e2e`; about 15 minutes here).
+"""The closed loop, end to end, on the local runtime (`make e2e`; about 12 minutes here).
 
 From nothing: `./run.sh all up` on an empty data folder bootstraps the example project (history,
 the data DAG, the training DAG, serving on the first champion, the stream, monitoring and the
