@@ -334,8 +334,8 @@ def test_the_loop_closes_with_no_failed_prediction(stack: Stack) -> None:
     aucs = [float(w["quality"]["roc_auc"]) for w in v2_windows]
     numbers["roc_auc_v2_after_switch"] = round(sum(aucs) / len(aucs), 4)
     assert numbers["roc_auc_v2_after_switch"] > 0.72, (aucs, numbers)
-    assert prom_query(stack, 'monitoring_quality_roc_auc{model_version="2"}')
     time.sleep(30)  # recording rules and rate() windows over the new version's series
+    assert prom_query(stack, 'monitoring_quality_roc_auc{model_version="2"}')
     assert not [a for a in firing(stack, "ModelQualityDegraded")
                 if a["labels"]["model_version"] == "2"]
 

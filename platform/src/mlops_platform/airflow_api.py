@@ -171,7 +171,7 @@ class AirflowClient:
         paused DAG. With ``stand_in_for`` (the DAG's next scheduled interval) the run carries that
         interval's logical date and data interval, so it takes the scheduled run's place: Airflow
         creates no run for a logical date that has one and schedules the interval after it.
-        When a run of that logical date exists already (HTTP 409), the run is triggered without.
+        When a run of that logical date exists already (HTTP 409), it is triggered without one.
         """
         began = time.monotonic()
         try:
