@@ -118,6 +118,18 @@ def test_a_run_stands_in_only_for_a_scheduled_interval_inside_the_window() -> No
     assert stand_in(None, start, end) is None  # external triggers only
 
 
+def test_the_next_scheduled_interval_is_read_from_the_dag_details() -> None:
+    dag = {
+        "next_dagrun_logical_date": "2026-03-14T23:00:00Z",
+        "next_dagrun_data_interval_start": "2026-03-14T23:00:00Z",
+        "next_dagrun_data_interval_end": "2026-03-15T00:00:00Z",
+    }
+    at = datetime(2026, 3, 14, 23, tzinfo=UTC)
+    assert ScheduledInterval.next_of(dag) == ScheduledInterval(at, at, at + timedelta(hours=1))
+    unscheduled = dict.fromkeys(dag)  # external triggers only: Airflow answers nulls
+    assert ScheduledInterval.next_of(unscheduled) is None
+
+
 @pytest.fixture(scope="module")
 def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowServer]:
     server = start_mlflow(tmp_path_factory.mktemp("mlflow"))
@@ -151,18 +163,20 @@ def test_the_background_bootstrap_starts_once_the_services_it_needs_are_healthy(
 
     plan = BootstrapPlan.load(PLATFORM_DIR / "bootstrap.yml")
     started = threading.Event()
+    healthy: list[str] = []
     seen: list[str] = []
     background = module.BackgroundBootstrap(PlatformSettings(), plan)
 
     def fake(settings: PlatformSettings, plan: BootstrapPlan, **_: object) -> BootstrapResult:
-        seen.extend(sorted(background._healthy))
+        seen.extend(healthy)
         started.set()
         return BootstrapResult(True, "ran")
 
     monkeypatch.setattr(module, "bootstrap", fake)
     for name in service_names():
+        healthy.append(name)
         background.service_healthy(name)
-        if set(plan.needs) <= {*background._healthy}:
+        if set(plan.needs) <= set(healthy):
             assert started.wait(10), "the bootstrap starts as soon as its needs are healthy"
             break
         assert not started.is_set()

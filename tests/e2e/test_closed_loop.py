@@ -34,12 +34,12 @@ from typing import Any
 
 import pytest
 
-from mlops_platform.airflow_api import AirflowClient
+from mlops_platform.airflow_api import AirflowClient, ScheduledInterval
 from mlops_platform.bootstrap import alias_version
 from mlops_platform.dashboards import DASHBOARD_DIR, queries
 from mlops_platform.envfile import ensure_env_file
 from mlops_platform.paths import REPO_ROOT
-from mlops_platform.testing import Stack, airflow_token, get_json
+from mlops_platform.testing import Stack, get_json
 
 # slow: not in `make test`; its own timeout (the suite's default is 15 minutes)
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(2400)]
@@ -119,31 +119,27 @@ def firing(stack: Stack, alertname: str) -> list[dict[str, Any]]:
     return [a for a in alerts if a["labels"].get("alertname") == alertname]
 
 
-def assert_no_hour_ran_twice(stack: Stack) -> None:
+def assert_no_hour_ran_twice(airflow: AirflowClient) -> None:
     """The bootstrap's run of each hourly DAG took its latest scheduled hour's place.
 
     No scheduled run repeated an hour of the bootstrap's window, and the scheduler's next
     interval starts at or after the window's end (it did not get stuck on the stood-in hour).
     """
-    airflow = stack.url("AIRFLOW_PORT")
-    token = airflow_token(stack, stack.env_value("AIRFLOW_ADMIN_PASSWORD"))
-    headers = {"Authorization": f"Bearer {token}"}
-
-    def utc(value: str) -> datetime:
-        return datetime.fromisoformat(value.replace("Z", "+00:00"))
-
+    headers = {"Authorization": f"Bearer {airflow.token()}"}
     for dag_id in ("example_source", "driver_features"):
-        runs = get_json(f"{airflow}/api/v2/dags/{dag_id}/dagRuns?limit=50", headers)["dag_runs"]
+        runs = get_json(f"{airflow.base_url}/api/v2/dags/{dag_id}/dagRuns?limit=50",
+                        headers)["dag_runs"]
         manual = [run for run in runs if run["run_type"] == "manual"]
         assert len(manual) == 1, runs
-        window_end = utc(manual[0]["conf"]["end"])
+        window_end = datetime.fromisoformat(manual[0]["conf"]["end"])
         repeated = [
             run["dag_run_id"] for run in runs
-            if run["run_type"] == "scheduled" and utc(run["data_interval_end"]) <= window_end
+            if run["run_type"] == "scheduled"
+            and datetime.fromisoformat(run["data_interval_end"]) <= window_end
         ]
         assert not repeated, f"{dag_id}: scheduled runs repeated the bootstrap's hours: {repeated}"
-        dag = get_json(f"{airflow}/api/v2/dags/{dag_id}", headers)
-        assert utc(dag["next_dagrun_data_interval_start"]) >= window_end, dag
+        scheduled = ScheduledInterval.next_of(airflow.wait_for_dag(dag_id))
+        assert scheduled is not None and scheduled.start >= window_end, (dag_id, scheduled)
 
 
 def quality_windows(monitoring: str, version: str) -> list[dict[str, Any]]:
@@ -224,7 +220,9 @@ def test_the_loop_closes_with_no_failed_prediction(stack: Stack) -> None:
     predictor = Predictor(stack)
     assert alias_version(tracking, MODEL, "champion") == "1"
     assert predictor.version() == "1"
-    assert_no_hour_ran_twice(stack)
+    airflow = AirflowClient(stack.url("AIRFLOW_PORT"), stack.env_value("AIRFLOW_ADMIN_USER"),
+                            stack.env_value("AIRFLOW_ADMIN_PASSWORD"))
+    assert_no_hour_ran_twice(airflow)
     dispatch = f"{stack.url('DISPATCH_METRICS_PORT')}/metrics"
     serving = f"{stack.url('SERVING_PORT')}/metrics"
     monitoring = stack.url("MONITORING_PORT")
@@ -248,8 +246,6 @@ def test_the_loop_closes_with_no_failed_prediction(stack: Stack) -> None:
         "MLOPS_EXAMPLE_SCENARIO": "concept_drift",
         "MLOPS_EXAMPLE_DRIFT_START": drift_start.isoformat().replace("+00:00", "Z"),
     })
-    airflow = AirflowClient(stack.url("AIRFLOW_PORT"), stack.env_value("AIRFLOW_ADMIN_USER"),
-                            stack.env_value("AIRFLOW_ADMIN_PASSWORD"))
     rewrite = airflow.run_to_end(
         "example_source",
         {"start": drift_start.isoformat(), "end": now_hour.isoformat()},
@@ -330,10 +326,10 @@ def test_the_loop_closes_with_no_failed_prediction(stack: Stack) -> None:
     assert scored["2"]["roc_auc"] > scored["1"]["roc_auc"] + 0.03
     assert scored["2"]["top1_accuracy"] > scored["1"]["top1_accuracy"]
 
-    # the new champion's own windows are above the alert's threshold (0.72): it does not alert
+    # the new champion's own windows (mean of its first two, to damp one window's noise)
     aucs = [float(w["quality"]["roc_auc"]) for w in v2_windows]
     numbers["roc_auc_v2_after_switch"] = round(sum(aucs) / len(aucs), 4)
-    assert numbers["roc_auc_v2_after_switch"] > 0.72, (aucs, numbers)
+    assert numbers["roc_auc_v2_after_switch"] > 0.74, (aucs, numbers)
     time.sleep(30)  # recording rules and rate() windows over the new version's series
     assert prom_query(stack, 'monitoring_quality_roc_auc{model_version="2"}')
     assert not [a for a in firing(stack, "ModelQualityDegraded")

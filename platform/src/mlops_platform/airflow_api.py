@@ -43,9 +43,19 @@ class ScheduledInterval:
     start: datetime
     end: datetime
 
-
-def _utc(value: str) -> datetime:
-    return datetime.fromisoformat(value.replace("Z", "+00:00")).astimezone(UTC)
+    @classmethod
+    def next_of(cls, dag: dict[str, Any]) -> ScheduledInterval | None:
+        """The next scheduled run of a DAG as ``GET /api/v2/dags/{id}`` answers it (None for a
+        DAG with external triggers only)."""
+        fields = (
+            dag.get("next_dagrun_logical_date"),
+            dag.get("next_dagrun_data_interval_start"),
+            dag.get("next_dagrun_data_interval_end"),
+        )
+        if None in fields:
+            return None
+        logical, start, end = (datetime.fromisoformat(str(f)).astimezone(UTC) for f in fields)
+        return cls(logical, start, end)
 
 
 class AirflowClient:
@@ -105,14 +115,15 @@ class AirflowClient:
         return self._token
 
     # -- the calls ------------------------------------------------------------------------
-    def wait_for_dag(self, dag_id: str, timeout: float = 120.0) -> None:
-        """Wait until the dag-processor has parsed ``dag_id`` (right after a fresh start)."""
+    def wait_for_dag(self, dag_id: str, timeout: float = 120.0) -> dict[str, Any]:
+        """Wait until the dag-processor has parsed ``dag_id`` (right after a fresh start); the
+        DAG's details (``GET /api/v2/dags/{id}``)."""
         deadline = time.monotonic() + timeout
         path = f"/api/v2/dags/{urllib.parse.quote(dag_id)}"
         while True:
             try:
-                self._call("GET", path)
-                return
+                dag: dict[str, Any] = self._call("GET", path)
+                return dag
             except AirflowError as exc:
                 if "HTTP 404" not in str(exc) or time.monotonic() > deadline:
                     raise AirflowError(f"DAG {dag_id} is not known to Airflow: {exc}") from None
@@ -120,19 +131,6 @@ class AirflowClient:
 
     def unpause(self, dag_id: str) -> None:
         self._call("PATCH", f"/api/v2/dags/{urllib.parse.quote(dag_id)}", {"is_paused": False})
-
-    def next_interval(self, dag_id: str) -> ScheduledInterval | None:
-        """The DAG's next scheduled run (None for a DAG with external triggers only)."""
-        dag = self._call("GET", f"/api/v2/dags/{urllib.parse.quote(dag_id)}")
-        fields = (
-            dag.get("next_dagrun_logical_date"),
-            dag.get("next_dagrun_data_interval_start"),
-            dag.get("next_dagrun_data_interval_end"),
-        )
-        if None in fields:
-            return None
-        logical, start, end = (_utc(str(value)) for value in fields)
-        return ScheduledInterval(logical, start, end)
 
     def trigger(
         self, dag_id: str, conf: dict[str, Any], interval: ScheduledInterval | None = None

@@ -168,13 +168,13 @@ def bootstrap(
     )
     try:
         for planned in plan.runs:
-            client.wait_for_dag(planned.dag)
+            dag = client.wait_for_dag(planned.dag)
             print(f"  bootstrap: {planned.dag} running", flush=True)
             run = client.run_to_end(
                 planned.dag,
                 render_conf(planned.conf, values),
                 planned.timeout_s,
-                stand_in_for=stand_in(client.next_interval(planned.dag), start, end),
+                stand_in_for=stand_in(ScheduledInterval.next_of(dag), start, end),
             )
             tasks = ", ".join(f"{task} {state}" for task, state in run.tasks.items())
             if run.state != "success":
