@@ -50,13 +50,15 @@ TICK = os.sysconf("SC_CLK_TCK")
 
 def rows(n: int, seed: int, shift: float = 0.0) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
-    frame = pd.DataFrame({
-        "conv_rate": rng.uniform(0, 1, n) + shift,
-        "acc_rate": rng.uniform(0, 1, n),
-        "avg_daily_trips": rng.integers(0, 60, n).astype(np.int64),
-        "rating": rng.uniform(1, 5, n),
-        "cancel_rate": rng.uniform(0, 0.3, n),
-    })
+    frame = pd.DataFrame(
+        {
+            "conv_rate": rng.uniform(0, 1, n) + shift,
+            "acc_rate": rng.uniform(0, 1, n),
+            "avg_daily_trips": rng.integers(0, 60, n).astype(np.int64),
+            "rating": rng.uniform(1, 5, n),
+            "cancel_rate": rng.uniform(0, 0.3, n),
+        }
+    )
     logit = 3 * frame["conv_rate"] + frame["rating"] - 3 - 4 * frame["cancel_rate"]
     frame["score"] = 1 / (1 + np.exp(-logit))
     return frame
@@ -87,8 +89,12 @@ def bench_evidently(repeats: int, tmp: Path) -> dict[str, Any]:
     out: dict[str, Any] = {"import_s": round(import_s, 2)}
     for n in (1000, 5000):
         current = rows(n, 3, shift=0.1)
-        labelled = pd.DataFrame({"score": current["score"],
-                                 "label": (rng.uniform(0, 1, n) < current["score"]).astype(int)})
+        labelled = pd.DataFrame(
+            {
+                "score": current["score"],
+                "label": (rng.uniform(0, 1, n) < current["score"]).astype(int),
+            }
+        )
         timings: dict[str, list[float]] = {"drift": [], "quality": [], "html": [], "floor": []}
         for i in range(repeats):
             t = time.perf_counter()
@@ -123,11 +129,25 @@ def start_mlflow(folder: Path) -> tuple[subprocess.Popen[bytes], str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "MLOPS_"))}
     env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] = "false"
     process = subprocess.Popen(
-        [str(Path(sys.executable).parent / "mlflow"), "server", "--host", "127.0.0.1",
-         "--port", str(port), "--workers", "1",
-         "--backend-store-uri", f"sqlite:///{folder / 'mlflow.db'}",
-         "--serve-artifacts", "--artifacts-destination", str(folder / "artifacts")],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        [
+            str(Path(sys.executable).parent / "mlflow"),
+            "server",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+            "--backend-store-uri",
+            f"sqlite:///{folder / 'mlflow.db'}",
+            "--serve-artifacts",
+            "--artifacts-destination",
+            str(folder / "artifacts"),
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
     )
     url = f"http://127.0.0.1:{port}"
     wait_http(f"{url}/health", 60)
@@ -158,9 +178,18 @@ def register(url: str, name: str, folder: Path) -> None:
     ref_dir = folder / "reference"
     ref_dir.mkdir()
     reference.to_parquet(ref_dir / "reference.parquet", index=False)
-    (ref_dir / "reference.json").write_text(json.dumps({
-        "format": 1, "rows": 5000, "source": "holdout", "feature_columns": FEATURES,
-        "score_column": "score", "label_column": "trip_completed"}))
+    (ref_dir / "reference.json").write_text(
+        json.dumps(
+            {
+                "format": 1,
+                "rows": 5000,
+                "source": "holdout",
+                "feature_columns": FEATURES,
+                "score_column": "score",
+                "label_column": "trip_completed",
+            }
+        )
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         with mlflow.start_run():
@@ -168,8 +197,11 @@ def register(url: str, name: str, folder: Path) -> None:
             mlflow.set_tag("monitoring.reference_path", "reference/reference.parquet")
             model = LogisticRegression().fit(reference[FEATURES], reference["trip_completed"])
             info = mlflow.sklearn.log_model(
-                model, name="model", pip_requirements=["scikit-learn"],
-                serialization_format=mlflow.sklearn.SERIALIZATION_FORMAT_CLOUDPICKLE)
+                model,
+                name="model",
+                pip_requirements=["scikit-learn"],
+                serialization_format=mlflow.sklearn.SERIALIZATION_FORMAT_CLOUDPICKLE,
+            )
     version = mlflow.register_model(info.model_uri, name)
     MlflowClient(url).set_registered_model_alias(name, "champion", version.version)
 
@@ -205,19 +237,34 @@ def events(n: int, start: datetime, model: str, seed: int) -> list[tuple[str, di
     out: list[tuple[str, dict[str, str]]] = []
     rng = np.random.default_rng(seed)
     for i in range(n):
-        chunk = frame.iloc[i * 5:(i + 1) * 5].sort_values("score", ascending=False)
+        chunk = frame.iloc[i * 5 : (i + 1) * 5].sort_values("score", ascending=False)
         when = start + timedelta(milliseconds=i)
         event = PredictionEvent(
-            request_id=uuid.uuid4().hex, time=when,
+            request_id=uuid.uuid4().hex,
+            time=when,
             model=ModelRef(name=model, version="1", alias="champion"),
-            candidates=[ScoredCandidate(driver_id=j + 1, score=float(r.score), features={
-                "conv_rate": float(r.conv_rate), "acc_rate": float(r.acc_rate),
-                "avg_daily_trips": int(r.avg_daily_trips), "rating": float(r.rating),
-                "cancel_rate": float(r.cancel_rate)}) for j, r in enumerate(chunk.itertuples())],
+            candidates=[
+                ScoredCandidate(
+                    driver_id=j + 1,
+                    score=float(r.score),
+                    features={
+                        "conv_rate": float(r.conv_rate),
+                        "acc_rate": float(r.acc_rate),
+                        "avg_daily_trips": int(r.avg_daily_trips),
+                        "rating": float(r.rating),
+                        "cancel_rate": float(r.cancel_rate),
+                    },
+                )
+                for j, r in enumerate(chunk.itertuples())
+            ],
             best_driver_id=1,
         )
-        label = FeedbackEvent(request_id=event.request_id, time=when + timedelta(seconds=1),
-                              driver_id=1, trip_completed=bool(rng.uniform() < chunk.iloc[0].score))
+        label = FeedbackEvent(
+            request_id=event.request_id,
+            time=when + timedelta(seconds=1),
+            driver_id=1,
+            trip_completed=bool(rng.uniform() < chunk.iloc[0].score),
+        )
         out.append(("p", encode(event)))
         out.append(("f", encode(label)))
     return out
@@ -244,23 +291,37 @@ def bench_service(rate: int, duration: float, window: int, tmp: Path) -> dict[st
         model = f"bench_{uuid.uuid4().hex[:6]}"
         register(mlflow_url, model, tmp)
         port = free_port()
-        env = {k: v for k, v in os.environ.items()
-               if not k.startswith(("MLOPS_", "MONITORING_", "SERVING_", "MLFLOW_"))}
-        env.update({
-            "MLOPS_ENV_FILE": str(tmp / "none.env"), "MLOPS_DATA_DIR": str(tmp / "data"),
-            "MONITORING_PORT": str(port), "MONITORING_WEBHOOK_SECRET": "bench-secret",
-            "MONITORING_EVENTS_REDIS_URL": REDIS_URL,
-            "MONITORING_PREDICTION_STREAM": streams["p"],
-            "MONITORING_FEEDBACK_STREAM": streams["f"],
-            "MONITORING_DEAD_LETTER_STREAM": f"{prefix}:dead",
-            "MONITORING_MODEL_NAME": model, "MLFLOW_TRACKING_URI": mlflow_url,
-            "MONITORING_WINDOW_SIZE": str(window), "MONITORING_LABEL_GRACE_S": "2",
-            "MONITORING_LOG_LEVEL": "WARNING", "SPT_NOENV": "1",
-        })
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(("MLOPS_", "MONITORING_", "SERVING_", "MLFLOW_"))
+        }
+        env.update(
+            {
+                "MLOPS_ENV_FILE": str(tmp / "none.env"),
+                "MLOPS_DATA_DIR": str(tmp / "data"),
+                "MONITORING_PORT": str(port),
+                "MONITORING_WEBHOOK_SECRET": "bench-secret",
+                "MONITORING_EVENTS_REDIS_URL": REDIS_URL,
+                "MONITORING_PREDICTION_STREAM": streams["p"],
+                "MONITORING_FEEDBACK_STREAM": streams["f"],
+                "MONITORING_DEAD_LETTER_STREAM": f"{prefix}:dead",
+                "MONITORING_MODEL_NAME": model,
+                "MLFLOW_TRACKING_URI": mlflow_url,
+                "MONITORING_WINDOW_SIZE": str(window),
+                "MONITORING_LABEL_GRACE_S": "2",
+                "MONITORING_LOG_LEVEL": "WARNING",
+                "SPT_NOENV": "1",
+            }
+        )
         started = time.monotonic()
         service = subprocess.Popen(
-            [str(Path(sys.executable).parent / "monitoring-service"), "serve"], env=env,
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+            [str(Path(sys.executable).parent / "monitoring-service"), "serve"],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
         url = f"http://127.0.0.1:{port}"
         wait_http(f"{url}/health/live", 60)
         live_s = time.monotonic() - started
@@ -348,13 +409,14 @@ def main() -> int:
         if not args.skip_service:
             service_tmp = tmp / "service"
             service_tmp.mkdir()
-            results["service"] = bench_service(args.rate, args.duration, args.window,
-                                               service_tmp)
+            results["service"] = bench_service(args.rate, args.duration, args.window, service_tmp)
             print(json.dumps(results["service"], indent=2), flush=True)
             idle, load = results["service"]["idle"], results["service"]["load"]
-            print(f"\nCPU under load / idle: {load['cpu_percent']} % / {idle['cpu_percent']} %;"
-                  f" RSS under load / idle: {load['rss_mib_median']} / {idle['rss_mib_median']}"
-                  " MiB")
+            print(
+                f"\nCPU under load / idle: {load['cpu_percent']} % / {idle['cpu_percent']} %;"
+                f" RSS under load / idle: {load['rss_mib_median']} / {idle['rss_mib_median']}"
+                " MiB"
+            )
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))
     return 0

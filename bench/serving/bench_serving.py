@@ -55,7 +55,9 @@ MODEL = "bench_driver_ranking"
 CANDIDATES = [11, 22, 33, 44, 55]
 VENV_BIN = Path(sys.executable).parent
 SINGLE_THREAD: dict[str, str | None] = {
-    "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+    "OMP_NUM_THREADS": "1",
+    "OPENBLAS_NUM_THREADS": "1",
+    "MKL_NUM_THREADS": "1",
 }
 
 
@@ -94,13 +96,16 @@ def start(name: str, command: list[str], env: dict[str, str | None], folder: Pat
     logfile = folder / f"{name}.log"
     # the environment's console scripts first: `mlflow models serve` execs `uvicorn`
     merged: dict[str, str | None] = {
-        **os.environ, "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}", **env,
+        **os.environ,
+        "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+        **env,
     }
     with logfile.open("wb") as out:
         process = subprocess.Popen(
             command,
             env={k: v for k, v in merged.items() if v is not None},
-            stdout=out, stderr=subprocess.STDOUT,
+            stdout=out,
+            stderr=subprocess.STDOUT,
             start_new_session=True,  # its own process group: stop() ends its children too
         )
     return Proc(name, process, logfile)
@@ -129,24 +134,27 @@ def feature_frame(ids: list[int], seed: int) -> Any:
 
     rng = np.random.default_rng(seed)
     now = datetime.now(UTC)
-    return pd.DataFrame({
-        "driver_id": np.array(ids, dtype=np.int64),
-        "event_timestamp": [now] * len(ids),
-        "created": [now] * len(ids),
-        "conv_rate": rng.uniform(0, 1, len(ids)),
-        "acc_rate": rng.uniform(0, 1, len(ids)),
-        "avg_daily_trips": rng.integers(0, 60, len(ids)).astype(np.int64),
-        "rating": rng.uniform(1, 5, len(ids)),
-        "cancel_rate": rng.uniform(0, 0.3, len(ids)),
-    })
+    return pd.DataFrame(
+        {
+            "driver_id": np.array(ids, dtype=np.int64),
+            "event_timestamp": [now] * len(ids),
+            "created": [now] * len(ids),
+            "conv_rate": rng.uniform(0, 1, len(ids)),
+            "acc_rate": rng.uniform(0, 1, len(ids)),
+            "avg_daily_trips": rng.integers(0, 60, len(ids)).astype(np.int64),
+            "rating": rng.uniform(1, 5, len(ids)),
+            "cancel_rate": rng.uniform(0, 0.3, len(ids)),
+        }
+    )
 
 
 def setup_store(data_dir: Path, project: str) -> Any:
     from data_pipeline.feature_store import FEATURE_VIEW, apply, feature_store
     from data_pipeline.settings import DataPipelineSettings
 
-    settings = DataPipelineSettings(data_dir=data_dir, online_store_url=REDIS_URL,
-                                    feast_project=project, database_url="")
+    settings = DataPipelineSettings(
+        data_dir=data_dir, online_store_url=REDIS_URL, feast_project=project, database_url=""
+    )
     apply(settings)
     store = feature_store(settings)
     store.write_to_online_store(FEATURE_VIEW, feature_frame(list(range(1, 1001)), seed=7))
@@ -186,16 +194,20 @@ def register(tracking_uri: str, kind: str) -> str:
         signature = infer_signature(frame.head(5), model.predict_proba(frame.head(5)))
         with mlflow.start_run():
             info = mlflow.sklearn.log_model(
-                model, name="model", signature=signature,
+                model,
+                name="model",
+                signature=signature,
                 pip_requirements=["scikit-learn", "skops"],
                 pyfunc_predict_fn="predict_proba",
                 serialization_format=mlflow.sklearn.SERIALIZATION_FORMAT_SKOPS,
                 skops_trusted_types=list(sio.get_untrusted_types(data=sio.dumps(model))),
             )
-    version = str(mlflow.register_model(
-        info.model_uri, MODEL, tags={"features.service": FEATURE_SERVICE}).version)
-    MlflowClient(tracking_uri, tracking_uri).set_registered_model_alias(MODEL, "champion",
-                                                                        version)
+    version = str(
+        mlflow.register_model(
+            info.model_uri, MODEL, tags={"features.service": FEATURE_SERVICE}
+        ).version
+    )
+    MlflowClient(tracking_uri, tracking_uri).set_registered_model_alias(MODEL, "champion", version)
     return version
 
 
@@ -219,12 +231,24 @@ class Throughput:
 
 
 def hey_throughput(target: Target, concurrency: int, seconds: float) -> Throughput:
-    command = ["hey", "-z", f"{seconds}s", "-c", str(concurrency), "-m", "POST",
-               "-T", "application/json", "-d", target.body.decode()]
+    command = [
+        "hey",
+        "-z",
+        f"{seconds}s",
+        "-c",
+        str(concurrency),
+        "-m",
+        "POST",
+        "-T",
+        "application/json",
+        "-d",
+        target.body.decode(),
+    ]
     for key, value in target.headers.items():
         command += ["-H", f"{key}: {value}"]
-    out = subprocess.run([*command, target.url], capture_output=True, text=True,
-                         timeout=seconds + 60).stdout
+    out = subprocess.run(
+        [*command, target.url], capture_output=True, text=True, timeout=seconds + 60
+    ).stdout
     rps = float(next(line.split()[-1] for line in out.splitlines() if "Requests/sec" in line))
     codes: dict[int, int] = {}
     for line in out.splitlines():
@@ -236,8 +260,7 @@ def hey_throughput(target: Target, concurrency: int, seconds: float) -> Throughp
     return Throughput(rps, ok, sum(codes.values()) - ok, "hey")
 
 
-async def _request(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                   raw: bytes) -> int:
+async def _request(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, raw: bytes) -> int:
     writer.write(raw)
     await writer.drain()
     status_line = await reader.readline()
@@ -257,8 +280,12 @@ def raw_request(target: Target) -> tuple[str, int, bytes]:
     from urllib.parse import urlsplit
 
     parts = urlsplit(target.url)
-    head = [f"POST {parts.path} HTTP/1.1", f"Host: {parts.hostname}:{parts.port}",
-            "Content-Type: application/json", f"Content-Length: {len(target.body)}"]
+    head = [
+        f"POST {parts.path} HTTP/1.1",
+        f"Host: {parts.hostname}:{parts.port}",
+        "Content-Type: application/json",
+        f"Content-Length: {len(target.body)}",
+    ]
     head += [f"{k}: {v}" for k, v in target.headers.items()]
     raw = ("\r\n".join(head) + "\r\n\r\n").encode() + target.body
     return parts.hostname or "127.0.0.1", parts.port or 80, raw
@@ -279,8 +306,9 @@ async def _closed_loop(target: Target, concurrency: int, seconds: float) -> Thro
     began = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(concurrency)))
     total = counts["ok"] + counts["errors"]
-    return Throughput(total / (time.perf_counter() - began), counts["ok"], counts["errors"],
-                      "python")
+    return Throughput(
+        total / (time.perf_counter() - began), counts["ok"], counts["errors"], "python"
+    )
 
 
 def throughput(target: Target, concurrency: int, seconds: float) -> Throughput:
@@ -346,8 +374,9 @@ def percentile(sorted_values: list[float], q: float) -> float:
 # --- (c) the in-process floor ---------------------------------------------------------------
 
 
-def floor(store: Any, tracking_uri: str, version: str, folder: Path, seconds: float,
-          *, compiled: bool) -> dict[str, float]:
+def floor(
+    store: Any, tracking_uri: str, version: str, folder: Path, seconds: float, *, compiled: bool
+) -> dict[str, float]:
     from threadpoolctl import threadpool_limits
 
     from model_serving.features import make_reader
@@ -355,10 +384,14 @@ def floor(store: Any, tracking_uri: str, version: str, folder: Path, seconds: fl
     from model_serving.shadow import feature_matrix
 
     threadpool_limits(1)
-    path = fetch_version(make_client(tracking_uri), tracking_uri, folder / "cache", MODEL,
-                         version)
-    model = load_version(path, alias="champion", source="registry",
-                         default_feature_service="driver_ranking_v1", compiled=compiled)
+    path = fetch_version(make_client(tracking_uri), tracking_uri, folder / "cache", MODEL, version)
+    model = load_version(
+        path,
+        alias="champion",
+        source="registry",
+        default_feature_service="driver_ranking_v1",
+        compiled=compiled,
+    )
     reader = make_reader(store, model.feature_service, "auto", 1.0)
     names = reader.spec.feature_names
     positions = tuple(names.index(c) for c in model.columns)
@@ -420,8 +453,12 @@ class Variant:
 
 VARIANTS = [
     Variant("a", "(a) model-serving /v1/predict", "serving", SINGLE_THREAD),
-    Variant("a_sklearn", "(a') same, scikit-learn scorer", "serving",
-            {**SINGLE_THREAD, "SERVING_COMPILED_MODELS": "false"}),
+    Variant(
+        "a_sklearn",
+        "(a') same, scikit-learn scorer",
+        "serving",
+        {**SINGLE_THREAD, "SERVING_COMPILED_MODELS": "false"},
+    ),
     Variant("b", "(b) mlflow models serve", "mlflow", SINGLE_THREAD),
     Variant("b_default_threads", "(b') same, default OpenMP threads", "mlflow", {}),
 ]
@@ -442,17 +479,34 @@ def main(argv: list[str] | None = None) -> int:
     project = f"bench_{uuid.uuid4().hex[:10]}"
     streams = [f"{project}:predictions", f"{project}:feedback"]
     log(f"working folder {folder}; Feast project {project} on {REDIS_URL}")
-    results: dict[str, Any] = {"model": args.model, "candidates": len(CANDIDATES),
-                               "load_tool": "hey" if shutil.which("hey") else "python"}
+    results: dict[str, Any] = {
+        "model": args.model,
+        "candidates": len(CANDIDATES),
+        "load_tool": "hey" if shutil.which("hey") else "python",
+    }
     try:
         with processes() as started:
             mlflow_port = free_port()
-            mlflow = start("mlflow", [
-                str(VENV_BIN / "mlflow"), "server", "--host", "127.0.0.1",
-                "--port", str(mlflow_port), "--workers", "1",
-                "--backend-store-uri", f"sqlite:///{folder / 'mlflow.db'}",
-                "--serve-artifacts", "--artifacts-destination", str(folder / "artifacts"),
-            ], {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}, folder)
+            mlflow = start(
+                "mlflow",
+                [
+                    str(VENV_BIN / "mlflow"),
+                    "server",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(mlflow_port),
+                    "--workers",
+                    "1",
+                    "--backend-store-uri",
+                    f"sqlite:///{folder / 'mlflow.db'}",
+                    "--serve-artifacts",
+                    "--artifacts-destination",
+                    str(folder / "artifacts"),
+                ],
+                {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
+                folder,
+            )
             started.append(mlflow)
             tracking = f"http://127.0.0.1:{mlflow_port}"
             data_dir = folder / "data"
@@ -471,40 +525,67 @@ def main(argv: list[str] | None = None) -> int:
             for variant in VARIANTS:
                 port = free_port()
                 if variant.kind == "serving":
-                    proc = start(variant.key, [str(VENV_BIN / "model-serving"), "serve"], {
-                        **variant.env,
-                        "MLOPS_ENV_FILE": str(folder / "no.env"),
-                        "MLOPS_DATA_DIR": str(data_dir),
-                        "MLOPS_ONLINE_STORE_URL": REDIS_URL,
-                        "MLOPS_FEAST_PROJECT": project,
-                        "MLOPS_DATABASE_URL": "",
-                        "MLFLOW_TRACKING_URI": tracking,
-                        "MLOPS_BIND_HOST": "127.0.0.1",
-                        "SERVING_PORT": str(port),
-                        "SERVING_API_KEY": API_KEY,
-                        "SERVING_MODEL_NAME": MODEL,
-                        "SERVING_EVENTS_REDIS_URL": REDIS_URL,
-                        "SERVING_EVENTS_PREDICTION_STREAM": streams[0],
-                        "SERVING_EVENTS_FEEDBACK_STREAM": streams[1],
-                    }, folder)
+                    proc = start(
+                        variant.key,
+                        [str(VENV_BIN / "model-serving"), "serve"],
+                        {
+                            **variant.env,
+                            "MLOPS_ENV_FILE": str(folder / "no.env"),
+                            "MLOPS_DATA_DIR": str(data_dir),
+                            "MLOPS_ONLINE_STORE_URL": REDIS_URL,
+                            "MLOPS_FEAST_PROJECT": project,
+                            "MLOPS_DATABASE_URL": "",
+                            "MLFLOW_TRACKING_URI": tracking,
+                            "MLOPS_BIND_HOST": "127.0.0.1",
+                            "SERVING_PORT": str(port),
+                            "SERVING_API_KEY": API_KEY,
+                            "SERVING_MODEL_NAME": MODEL,
+                            "SERVING_EVENTS_REDIS_URL": REDIS_URL,
+                            "SERVING_EVENTS_PREDICTION_STREAM": streams[0],
+                            "SERVING_EVENTS_FEEDBACK_STREAM": streams[1],
+                        },
+                        folder,
+                    )
                     ready = f"http://127.0.0.1:{port}/health/ready"
-                    target = Target(variant.label, f"http://127.0.0.1:{port}/v1/predict",
-                                    json.dumps({"driver_ids": CANDIDATES}).encode(),
-                                    {"X-API-Key": API_KEY})
+                    target = Target(
+                        variant.label,
+                        f"http://127.0.0.1:{port}/v1/predict",
+                        json.dumps({"driver_ids": CANDIDATES}).encode(),
+                        {"X-API-Key": API_KEY},
+                    )
                 else:
                     env = dict(variant.env)
                     for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
                         env.setdefault(name, None)  # unset: the libraries' default
-                    proc = start(variant.key, [
-                        str(VENV_BIN / "mlflow"), "models", "serve",
-                        "-m", f"models:/{MODEL}/{version}", "--env-manager", "local",
-                        "--host", "127.0.0.1", "-p", str(port), "--workers", "1",
-                    ], {**env, "MLFLOW_TRACKING_URI": tracking}, folder)
+                    proc = start(
+                        variant.key,
+                        [
+                            str(VENV_BIN / "mlflow"),
+                            "models",
+                            "serve",
+                            "-m",
+                            f"models:/{MODEL}/{version}",
+                            "--env-manager",
+                            "local",
+                            "--host",
+                            "127.0.0.1",
+                            "-p",
+                            str(port),
+                            "--workers",
+                            "1",
+                        ],
+                        {**env, "MLFLOW_TRACKING_URI": tracking},
+                        folder,
+                    )
                     ready = f"http://127.0.0.1:{port}/health"
-                    target = Target(variant.label, f"http://127.0.0.1:{port}/invocations",
-                                    json.dumps({"dataframe_split": {
-                                        "columns": list(FEATURE_NAMES), "data": rows}}).encode(),
-                                    {})
+                    target = Target(
+                        variant.label,
+                        f"http://127.0.0.1:{port}/invocations",
+                        json.dumps(
+                            {"dataframe_split": {"columns": list(FEATURE_NAMES), "data": rows}}
+                        ).encode(),
+                        {},
+                    )
                 started.append(proc)
                 try:
                     wait_http(proc, ready)
@@ -513,8 +594,9 @@ def main(argv: list[str] | None = None) -> int:
                     proc.stop()
             log("in-process floor")
             results["c"] = floor(store, tracking, version, folder, args.duration, compiled=True)
-            results["c_sklearn"] = floor(store, tracking, version, folder, args.duration,
-                                         compiled=False)
+            results["c_sklearn"] = floor(
+                store, tracking, version, folder, args.duration, compiled=False
+            )
     finally:
         drop_keys(project, streams)
         shutil.rmtree(folder, ignore_errors=True)
@@ -535,8 +617,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def measure(target: Target, args: argparse.Namespace) -> dict[str, Any]:
-    check = urllib.request.Request(target.url, data=target.body,
-                                   headers={**target.headers, "Content-Type": "application/json"})
+    check = urllib.request.Request(
+        target.url, data=target.body, headers={**target.headers, "Content-Type": "application/json"}
+    )
     with urllib.request.urlopen(check, timeout=10) as response:
         assert response.status == 200, target.name
     log(f"{target.name}: warm-up")
@@ -545,13 +628,20 @@ def measure(target: Target, args: argparse.Namespace) -> dict[str, Any]:
     tp = throughput(target, args.concurrency, args.duration)
     log(f"{target.name}: latency at {args.rate:g} requests/s")
     lat = fixed_rate(target, args.rate, args.duration)
-    return {"label": target.name, "rps": tp.rps, "ok": tp.ok, "errors": tp.errors + int(
-        lat["errors"]), **lat}
+    return {
+        "label": target.name,
+        "rps": tp.rps,
+        "ok": tp.ok,
+        "errors": tp.errors + int(lat["errors"]),
+        **lat,
+    }
 
 
 def report(r: dict[str, Any], args: argparse.Namespace) -> str:
-    head = (f"{'':38} {'RPS @c' + str(args.concurrency):>10} {'p50 @' + f'{args.rate:g}/s':>12} "
-            f"{'p99 @' + f'{args.rate:g}/s':>12} {'errors':>7}")
+    head = (
+        f"{'':38} {'RPS @c' + str(args.concurrency):>10} {'p50 @' + f'{args.rate:g}/s':>12} "
+        f"{'p99 @' + f'{args.rate:g}/s':>12} {'errors':>7}"
+    )
     lines = [
         f"serving benchmark: {r['model']} model (the training pipeline's default estimator), "
         f"{r['candidates']} candidates, one worker per server; load tool {r['load_tool']}",
@@ -560,13 +650,19 @@ def report(r: dict[str, Any], args: argparse.Namespace) -> str:
     ]
     for variant in VARIANTS:
         v = r[variant.key]
-        lines.append(f"{variant.label:38} {v['rps']:10.0f} {v['p50_ms']:10.2f}ms "
-                     f"{v['p99_ms']:10.2f}ms {v['errors']:7d}")
-    for key, label in (("c", "(c) in-process floor (no HTTP)"),
-                       ("c_sklearn", "(c') same, scikit-learn scorer")):
+        lines.append(
+            f"{variant.label:38} {v['rps']:10.0f} {v['p50_ms']:10.2f}ms "
+            f"{v['p99_ms']:10.2f}ms {v['errors']:7d}"
+        )
+    for key, label in (
+        ("c", "(c) in-process floor (no HTTP)"),
+        ("c_sklearn", "(c') same, scikit-learn scorer"),
+    ):
         v = r[key]
-        lines.append(f"{label:38} {v['calls_per_s']:10.0f} {v['p50_ms']:10.2f}ms "
-                     f"{v['p99_ms']:10.2f}ms {'':>7}")
+        lines.append(
+            f"{label:38} {v['calls_per_s']:10.0f} {v['p50_ms']:10.2f}ms "
+            f"{v['p99_ms']:10.2f}ms {'':>7}"
+        )
     a = r["a"]
     lines += [
         "",
@@ -576,8 +672,8 @@ def report(r: dict[str, Any], args: argparse.Namespace) -> str:
         "out-of-the-box threads)",
         f"(a)/(c)  throughput: {r['ratio_a_over_floor_rps']:.2f} of the in-process floor",
         f"(a) p99 at {args.rate:g}/s: {a['p99_ms']:.2f} ms  (target <= 10 ms)",
-        "targets: " + ", ".join(f"{k}: {'met' if v else 'MISSED'}"
-                                for k, v in r["targets"].items()),
+        "targets: "
+        + ", ".join(f"{k}: {'met' if v else 'MISSED'}" for k, v in r["targets"].items()),
     ]
     return "\n".join(lines)
 

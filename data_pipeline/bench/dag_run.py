@@ -53,9 +53,7 @@ def main() -> int:
             values = {"online_store_url": args.online_store, "feast_project": unique_project()}
         settings = isolated_settings(root / "data", **values)
         began = time.perf_counter()
-        write_world(
-            settings, ExampleSourceConfig(n_drivers=args.drivers, start=start, end=end)
-        )
+        write_world(settings, ExampleSourceConfig(n_drivers=args.drivers, start=start, end=end))
         print(f"generate + write: {time.perf_counter() - began:.1f} s")
         home = root / "airflow"
         bundles = [
@@ -103,8 +101,10 @@ def main() -> int:
         finally:
             if args.online_store:
                 delete_redis_project(args.online_store, settings.feast_project)
-        print(f"interval {start.isoformat()} to {end.isoformat()} ({args.hours} h), "
-              f"{args.drivers} drivers, online store {settings.effective_online_store_url}")
+        print(
+            f"interval {start.isoformat()} to {end.isoformat()} ({args.hours} h), "
+            f"{args.drivers} drivers, online store {settings.effective_online_store_url}"
+        )
         print(f"airflow dags test wall time: {wall:.1f} s")
         summaries = {
             task: json.loads(value) if isinstance(value, str | bytes) else value

@@ -32,11 +32,21 @@ from data_pipeline.example_source.model import (
 )
 
 DRIFT = datetime(2026, 1, 1, 12, tzinfo=UTC)
-GOOD = {"conv_rate": 0.9, "acc_rate": 0.95, "avg_daily_trips": 14, "rating": 4.9,
-        "cancel_rate": 0.01}
+GOOD = {
+    "conv_rate": 0.9,
+    "acc_rate": 0.95,
+    "avg_daily_trips": 14,
+    "rating": 4.9,
+    "cancel_rate": 0.01,
+}
 # busy and converting well: the concept drift flips the effect of the trip count
-BUSY = {"conv_rate": 0.8, "acc_rate": 0.75, "avg_daily_trips": 30, "rating": 4.5,
-        "cancel_rate": 0.08}
+BUSY = {
+    "conv_rate": 0.8,
+    "acc_rate": 0.75,
+    "avg_daily_trips": 30,
+    "rating": 4.5,
+    "cancel_rate": 0.08,
+}
 
 
 class Clock:
@@ -67,23 +77,40 @@ def serving(
             return httpx.Response(status, json={"error": "x", "message": "y"})
         ids = body["driver_ids"]
         scores = [{"driver_id": d, "score": 1.0 - i / 10} for i, d in enumerate(sorted(ids))]
-        return httpx.Response(200, json={
-            "request_id": f"r{len(calls)}", "best_driver_id": scores[0]["driver_id"],
-            "scores": scores, "model": {"name": "m", "version": "7", "alias": "champion"},
-        })
+        return httpx.Response(
+            200,
+            json={
+                "request_id": f"r{len(calls)}",
+                "best_driver_id": scores[0]["driver_id"],
+                "scores": scores,
+                "model": {"name": "m", "version": "7", "alias": "champion"},
+            },
+        )
 
     return httpx.MockTransport(handle), calls
 
 
 def make(tmp_path: Path, transport: httpx.MockTransport, **values: Any) -> tuple[Dispatcher, Clock]:
-    values = {"example_drivers": 50, "dispatch_seed": 1, "dispatch_label_delay_min_s": 5,
-              "dispatch_label_delay_max_s": 10, **values}
+    values = {
+        "example_drivers": 50,
+        "dispatch_seed": 1,
+        "dispatch_label_delay_min_s": 5,
+        "dispatch_label_delay_max_s": 10,
+        **values,
+    }
     settings = isolated_settings(tmp_path, **values)
-    client = httpx.Client(transport=transport, base_url="http://serving",
-                          headers={"X-API-Key": "k"})
+    client = httpx.Client(
+        transport=transport, base_url="http://serving", headers={"X-API-Key": "k"}
+    )
     clock = Clock()
-    return Dispatcher(settings, client, lambda driver: dict(GOOD), DispatchMetrics(),
-                      clock=clock, now=lambda: DRIFT), clock
+    return Dispatcher(
+        settings,
+        client,
+        lambda driver: dict(GOOD),
+        DispatchMetrics(),
+        clock=clock,
+        now=lambda: DRIFT,
+    ), clock
 
 
 def value(metrics: DispatchMetrics, name: str, **labels: str) -> float:
@@ -139,19 +166,23 @@ def test_outcomes_follow_the_true_model_of_the_scenario(tmp_path: Path) -> None:
     assert p_normal - p_drift > 0.3
     for scenario, expected in (("normal", p_normal), ("concept_drift", p_drift)):
         transport, _ = serving()
-        dispatcher, _ = make(tmp_path / scenario, transport, example_scenario=scenario,
-                             example_drift_start=DRIFT)
+        dispatcher, _ = make(
+            tmp_path / scenario, transport, example_scenario=scenario, example_drift_start=DRIFT
+        )
         dispatcher.features = lambda driver: dict(BUSY)
         outcomes = [dispatcher.book()["trip_completed"] for _ in range(2000)]  # type: ignore[index]
         assert abs(np.mean(outcomes) - expected) < 0.03, scenario
 
 
-@pytest.mark.parametrize(("status", "fail", "outcome", "failures"), [
-    (409, False, "no_scorable", 0),
-    (503, False, "failed", 1),
-    (422, False, "failed", 0),
-    (200, True, "failed", 1),
-])
+@pytest.mark.parametrize(
+    ("status", "fail", "outcome", "failures"),
+    [
+        (409, False, "no_scorable", 0),
+        (503, False, "failed", 1),
+        (422, False, "failed", 0),
+        (200, True, "failed", 1),
+    ],
+)
 def test_refusals_and_failures_are_counted_and_nothing_is_assigned(
     tmp_path: Path, status: int, fail: bool, outcome: str, failures: int
 ) -> None:
@@ -167,8 +198,13 @@ def test_refusals_and_failures_are_counted_and_nothing_is_assigned(
 
 def test_run_keeps_the_rate_and_reports_every_outcome_at_the_end(tmp_path: Path) -> None:
     transport, calls = serving()
-    dispatcher, _ = make(tmp_path, transport, dispatch_rate=200.0,
-                         dispatch_label_delay_min_s=60, dispatch_label_delay_max_s=60)
+    dispatcher, _ = make(
+        tmp_path,
+        transport,
+        dispatch_rate=200.0,
+        dispatch_label_delay_min_s=60,
+        dispatch_label_delay_max_s=60,
+    )
     dispatcher._clock = time.monotonic  # real time for the rate
     began = time.monotonic()
     assert dispatcher.run(threading.Event(), max_bookings=100) == 100
@@ -219,9 +255,12 @@ def test_dispatch_cli_against_a_real_http_server(
             seen.append((self.path, self.headers.get("X-API-Key")))
             if self.path == "/v1/predict":
                 d = body["driver_ids"][0]
-                answer = {"request_id": "x", "best_driver_id": d,
-                          "scores": [{"driver_id": d, "score": 0.5}],
-                          "model": {"name": "m", "version": "1", "alias": "champion"}}
+                answer = {
+                    "request_id": "x",
+                    "best_driver_id": d,
+                    "scores": [{"driver_id": d, "score": 0.5}],
+                    "model": {"name": "m", "version": "1", "alias": "champion"},
+                }
                 code = 200
             else:
                 answer, code = {"status": "accepted"}, 202
@@ -241,10 +280,13 @@ def test_dispatch_cli_against_a_real_http_server(
     try:
         monkeypatch.setattr(module, "online_feature_reader", lambda s: lambda d: dict(GOOD))
         for name, val in {
-            "MLOPS_ENV_FILE": str(tmp_path / "no.env"), "MLOPS_DATA_DIR": str(tmp_path),
+            "MLOPS_ENV_FILE": str(tmp_path / "no.env"),
+            "MLOPS_DATA_DIR": str(tmp_path),
             "MLOPS_DISPATCH_SERVING_URL": f"http://127.0.0.1:{server.server_port}",
-            "SERVING_API_KEY": "secret-key", "DISPATCH_METRICS_PORT": "0",
-            "MLOPS_DISPATCH_RATE": "100", "MLOPS_DISPATCH_LABEL_DELAY_MAX_S": "0",
+            "SERVING_API_KEY": "secret-key",
+            "DISPATCH_METRICS_PORT": "0",
+            "MLOPS_DISPATCH_RATE": "100",
+            "MLOPS_DISPATCH_LABEL_DELAY_MAX_S": "0",
             "MLOPS_DISPATCH_LABEL_DELAY_MIN_S": "0",
         }.items():
             monkeypatch.setenv(name, val)

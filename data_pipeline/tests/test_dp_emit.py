@@ -112,6 +112,18 @@ def test_generate_writes_the_configured_world_by_default(
     out = capsys.readouterr().out
     assert "driver_hourly_stats: 24 rows" in out and "bookings: 8 rows" in out
     # the command line wins over the settings
-    assert main(["generate", "--start", "2024-09-02T00:00Z", "--end", "2024-09-02T01:00Z",
-                 "--drivers", "7"]) == 0
+    assert (
+        main(
+            [
+                "generate",
+                "--start",
+                "2024-09-02T00:00Z",
+                "--end",
+                "2024-09-02T01:00Z",
+                "--drivers",
+                "7",
+            ]
+        )
+        == 0
+    )
     assert "driver_hourly_stats: 7 rows" in capsys.readouterr().out

@@ -123,7 +123,9 @@ def test_repo_config_of_each_backend(tmp_path: Path) -> None:
     assert local.repo_path == tmp_path
     prefix = f"mlops_test_{uuid.uuid4().hex[:12]}"
     settings = isolated_settings(
-        tmp_path, database_url=TEST_POSTGRES_URL, database_prefix=prefix,
+        tmp_path,
+        database_url=TEST_POSTGRES_URL,
+        database_prefix=prefix,
         online_store_url="redis://:s3cret@127.0.0.1:6390/2",
     )
     try:

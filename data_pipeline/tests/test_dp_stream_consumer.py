@@ -124,15 +124,26 @@ def test_valid_events_are_applied_once_and_acknowledged(
     assert sorted(sink.event_ids) == sorted(e.event_id for e in events)
     frame = sink.frames[0]
     assert list(frame.columns) == [
-        "event_id", "driver_id", "event_timestamp", "created",
-        "conv_rate", "acc_rate", "avg_daily_trips", "rating", "cancel_rate",
+        "event_id",
+        "driver_id",
+        "event_timestamp",
+        "created",
+        "conv_rate",
+        "acc_rate",
+        "avg_daily_trips",
+        "rating",
+        "cancel_rate",
     ]
     assert str(frame["event_timestamp"].dtype) == "datetime64[ns, UTC]"
     assert str(frame["avg_daily_trips"].dtype) == "int64"
     info: Any = client.xinfo_groups(stream)
     assert info[0]["pending"] == 0 and info[0]["lag"] == 0
     assert counters(client, c.settings) == {
-        "consumed": 25, "applied": 25, "duplicates": 0, "dead_lettered": 0, "trimmed": 0,
+        "consumed": 25,
+        "applied": 25,
+        "duplicates": 0,
+        "dead_lettered": 0,
+        "trimmed": 0,
     }
     # the final flush wrote every applied row to the offline store, once
     rows = offline_rows(offline_root)
@@ -170,9 +181,7 @@ def test_malformed_events_go_to_the_dead_letter_stream_with_reason_and_fields(
     assert len(offline_rows(offline_root)) == 1
 
 
-def test_duplicates_are_applied_once(
-    client: redis.Redis, stream: str, offline_root: Path
-) -> None:
+def test_duplicates_are_applied_once(client: redis.Redis, stream: str, offline_root: Path) -> None:
     a, b = make_event(1), make_event(2, driver_id=1002)
     # the same event twice in one batch, and again in a later batch
     add(client, stream, a, a, b)
@@ -336,8 +345,14 @@ def test_offline_flush_waits_for_rows_or_time_and_partitions_by_date(
     assert files[0].split("/")[1] == files[1].split("/")[1]  # one flush, one name
     assert len(offline_rows(offline_root)) == 4
     assert list(pd.read_parquet(offline_root / files[0]).columns) == [
-        "driver_id", "event_timestamp", "created",
-        "conv_rate", "acc_rate", "avg_daily_trips", "rating", "cancel_rate",
+        "driver_id",
+        "event_timestamp",
+        "created",
+        "conv_rate",
+        "acc_rate",
+        "avg_daily_trips",
+        "rating",
+        "cancel_rate",
     ]
     add(client, stream, *[make_event(10 + i) for i in range(3)])
     c2 = consumer(stream, offline_root, offline_flush_rows=3, offline_flush_interval_s=3600)

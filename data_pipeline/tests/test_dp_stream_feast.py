@@ -151,8 +151,14 @@ def test_an_event_changes_online_features_within_seconds(
         driver = 1777
         online_values(feast_world, [driver])  # warm the reading side: time the consumer only
         now = datetime.now(UTC).replace(microsecond=0)
-        first = make_event(1, driver_id=driver, at=now - timedelta(seconds=30), conv_rate=0.1234,
-                           avg_daily_trips=77, event_id=f"feast:{uuid.uuid4().hex}")
+        first = make_event(
+            1,
+            driver_id=driver,
+            at=now - timedelta(seconds=30),
+            conv_rate=0.1234,
+            avg_daily_trips=77,
+            event_id=f"feast:{uuid.uuid4().hex}",
+        )
         client.xadd(stream, first.encode())  # type: ignore[arg-type]
         latency = wait_for(
             lambda: online_values(feast_world, [driver])[driver] == features_of(first), 10
@@ -160,12 +166,20 @@ def test_an_event_changes_online_features_within_seconds(
         assert latency is not None and latency < 5.0, latency
         print(f"\nonline features changed {latency * 1000:.0f} ms after the event was emitted")
 
-        second = make_event(2, driver_id=driver, at=now - timedelta(seconds=10), rating=3.21,
-                            event_id=f"feast:{uuid.uuid4().hex}")
+        second = make_event(
+            2,
+            driver_id=driver,
+            at=now - timedelta(seconds=10),
+            rating=3.21,
+            event_id=f"feast:{uuid.uuid4().hex}",
+        )
         client.xadd(stream, second.encode())  # type: ignore[arg-type]
-        assert wait_for(
-            lambda: online_values(feast_world, [driver])[driver] == features_of(second), 10
-        ) is not None
+        assert (
+            wait_for(
+                lambda: online_values(feast_world, [driver])[driver] == features_of(second), 10
+            )
+            is not None
+        )
 
         # malformed: dead-lettered with its reason; the online value does not move
         bad = {**make_event(3, driver_id=driver, at=now).encode(), "rating": "9.5"}
@@ -177,8 +191,13 @@ def test_an_event_changes_online_features_within_seconds(
         assert online_values(feast_world, [driver])[driver] == features_of(second)
 
         # an older event arriving late does not overwrite the newer online value
-        late = make_event(4, driver_id=driver, at=now - timedelta(seconds=20), conv_rate=0.9,
-                          event_id=f"feast:{uuid.uuid4().hex}")
+        late = make_event(
+            4,
+            driver_id=driver,
+            at=now - timedelta(seconds=20),
+            conv_rate=0.9,
+            event_id=f"feast:{uuid.uuid4().hex}",
+        )
         client.xadd(stream, late.encode())  # type: ignore[arg-type]
         assert wait_for(lambda: consumer.stats.applied == 3, 10) is not None
         assert online_values(feast_world, [driver])[driver] == features_of(second)
@@ -202,9 +221,11 @@ def test_an_event_changes_online_features_within_seconds(
             ],
         }
     )
-    history = store.get_historical_features(
-        entity_df=entity_df, features=list(fs.MODEL_FEATURES)
-    ).to_df().sort_values("event_timestamp")
+    history = (
+        store.get_historical_features(entity_df=entity_df, features=list(fs.MODEL_FEATURES))
+        .to_df()
+        .sort_values("event_timestamp")
+    )
     assert history["conv_rate"].tolist() == [first.conv_rate, second.conv_rate]
     assert history["rating"].tolist() == [first.rating, second.rating]
 
@@ -292,26 +313,42 @@ def test_kill_9_mid_stream_loses_nothing_and_applies_nothing_twice(
         assert wait_for(lambda: counters(client, stream).get("consumed", 0) >= 800, 60, 0.01)
         os.kill(first.pid, signal.SIGKILL)
         first.wait(timeout=10)
-        kills.append({"consumed": counters(client, stream)["consumed"],
-                      "pending": int(client.xpending(stream, "data-pipeline")["pending"])})  # type: ignore[index]
+        kills.append(
+            {
+                "consumed": counters(client, stream)["consumed"],
+                "pending": int(client.xpending(stream, "data-pipeline")["pending"]),
+            }
+        )  # type: ignore[index]
 
         # restart under the same name: it resumes its own pending entries
         second = consumer_process(feast_world, stream, "first", log)
         assert wait_for(lambda: counters(client, stream)["consumed"] >= 2400, 90, 0.01)
         os.kill(second.pid, signal.SIGKILL)
         second.wait(timeout=10)
-        kills.append({"consumed": counters(client, stream)["consumed"],
-                      "pending": int(client.xpending(stream, "data-pipeline")["pending"])})  # type: ignore[index]
+        kills.append(
+            {
+                "consumed": counters(client, stream)["consumed"],
+                "pending": int(client.xpending(stream, "data-pipeline")["pending"]),
+            }
+        )  # type: ignore[index]
 
         # restart under another name: the dead consumer's entries must be claimed
-        third = consumer_process(feast_world, stream, "second", log,
-                                 MLOPS_STREAM_CLAIM_MIN_IDLE_MS="500",
-                                 MLOPS_STREAM_CLAIM_INTERVAL_S="1")
+        third = consumer_process(
+            feast_world,
+            stream,
+            "second",
+            log,
+            MLOPS_STREAM_CLAIM_MIN_IDLE_MS="500",
+            MLOPS_STREAM_CLAIM_INTERVAL_S="1",
+        )
         producer.join(timeout=60)
         done = wait_for(
-            lambda: counters(client, stream).get("consumed", 0) == total
-            and client.xlen(f"{stream}:data-pipeline:offline") == 0,
-            120, 0.2,
+            lambda: (
+                counters(client, stream).get("consumed", 0) == total
+                and client.xlen(f"{stream}:data-pipeline:offline") == 0
+            ),
+            120,
+            0.2,
         )
         third.send_signal(signal.SIGTERM)
         out, _ = third.communicate(timeout=60)
@@ -345,8 +382,9 @@ def test_kill_9_mid_stream_loses_nothing_and_applies_nothing_twice(
     expected = {(e.driver_id, pd.Timestamp(e.event_timestamp)) for e in valid}
     assert set(keys) == expected
     by_key = rows.set_index(["driver_id", "event_timestamp"])["conv_rate"]
-    assert all(by_key[(e.driver_id, pd.Timestamp(e.event_timestamp))] == e.conv_rate
-               for e in valid[::97])
+    assert all(
+        by_key[(e.driver_id, pd.Timestamp(e.event_timestamp))] == e.conv_rate for e in valid[::97]
+    )
 
     # online: every driver holds its latest event
     latest = {e.driver_id: e for e in valid}  # events are in time order

@@ -33,8 +33,11 @@ DAG_ID = "driver_batch_prediction"
     params={
         "start": Param(None, type=["null", "string"], description="ISO 8601, UTC, whole hour"),
         "end": Param(None, type=["null", "string"], description="exclusive, ISO 8601, UTC"),
-        "drivers_file": Param(None, type=["null", "string"],
-                              description="CSV of driver ids instead of the active drivers"),
+        "drivers_file": Param(
+            None,
+            type=["null", "string"],
+            description="CSV of driver ids instead of the active drivers",
+        ),
     },
 )
 def driver_batch_prediction() -> None:

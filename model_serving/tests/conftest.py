@@ -108,9 +108,7 @@ def streams(redis_client: redis.Redis) -> Iterator[Streams]:
 
 
 @pytest.fixture
-def make_settings(
-    tmp_path: Path, mlflow_server: MlflowServer, streams: Streams
-) -> SettingsFactory:
+def make_settings(tmp_path: Path, mlflow_server: MlflowServer, streams: Streams) -> SettingsFactory:
     def factory(**overrides: Any) -> ServingSettings:
         predictions, feedback = streams.new()
         values: dict[str, Any] = {
@@ -130,9 +128,7 @@ def make_settings(
 
 
 @pytest.fixture
-def harness(
-    feature_store: Any, streams: Streams
-) -> Iterator[Callable[[ServingSettings], Harness]]:
+def harness(feature_store: Any, streams: Streams) -> Iterator[Callable[[ServingSettings], Harness]]:
     """Factory: start an app for the given settings (the test's Feast store injected). Depends
     on ``streams`` so that the apps stop (and flush their events) before the keys are deleted."""
     started: list[TestClient] = []
@@ -150,9 +146,7 @@ def harness(
 
 
 @pytest.fixture
-def live(
-    feature_store: Any, streams: Streams
-) -> Iterator[Callable[[ServingSettings], LiveServer]]:
+def live(feature_store: Any, streams: Streams) -> Iterator[Callable[[ServingSettings], LiveServer]]:
     servers: list[LiveServer] = []
 
     def start(settings: ServingSettings, store: Any = feature_store) -> LiveServer:

@@ -90,7 +90,12 @@ class LiveServer:
 def start_live(app: FastAPI) -> LiveServer:
     port = free_port()
     config = uvicorn.Config(
-        app, host="127.0.0.1", port=port, log_config=None, access_log=False, lifespan="on",
+        app,
+        host="127.0.0.1",
+        port=port,
+        log_config=None,
+        access_log=False,
+        lifespan="on",
         timeout_graceful_shutdown=5,
     )
     server = uvicorn.Server(config)

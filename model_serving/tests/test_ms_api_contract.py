@@ -43,7 +43,9 @@ def test_predict_ranks_candidates_best_first(api: Harness) -> None:
     assert len(set(values)) > 1  # a real model, not a constant
     assert body["best_driver_id"] == scores[0]["driver_id"]
     assert body["model"] == {
-        "name": api.settings.serving_model_name, "version": "1", "alias": "champion",
+        "name": api.settings.serving_model_name,
+        "version": "1",
+        "alias": "champion",
     }
     assert body["unknown_driver_ids"] == [] and body["stale_driver_ids"] == []
 
@@ -83,10 +85,14 @@ def test_unknown_and_stale_drivers_are_reported_counted_and_left_out(api: Harnes
     assert body["unknown_driver_ids"] == [UNKNOWN_DRIVER]
     assert body["stale_driver_ids"] == [stale]
     text = api.client.get("/metrics").text
-    assert metric_value(text, "serving_unscorable_drivers_total", reason="unknown",
-                        model_version="1") == 1
-    assert metric_value(text, "serving_unscorable_drivers_total", reason="stale",
-                        model_version="1") == 1
+    assert (
+        metric_value(text, "serving_unscorable_drivers_total", reason="unknown", model_version="1")
+        == 1
+    )
+    assert (
+        metric_value(text, "serving_unscorable_drivers_total", reason="stale", model_version="1")
+        == 1
+    )
 
 
 def test_no_scorable_candidate_is_a_4xx_that_says_so(api: Harness) -> None:
@@ -95,8 +101,10 @@ def test_no_scorable_candidate_is_a_4xx_that_says_so(api: Harness) -> None:
     body = response.json()
     assert body["error"] == "no_scorable_candidates"
     assert "none of the 2 candidates can be scored" in body["message"]
-    assert body["details"] == {"unknown_driver_ids": [UNKNOWN_DRIVER],
-                               "stale_driver_ids": [STALE_DRIVERS[1]]}
+    assert body["details"] == {
+        "unknown_driver_ids": [UNKNOWN_DRIVER],
+        "stale_driver_ids": [STALE_DRIVERS[1]],
+    }
     text = api.client.get("/metrics").text
     assert metric_value(text, "serving_no_scorable_candidates_total", model_version="1") == 1
 
@@ -150,8 +158,9 @@ def test_feedback_is_accepted_and_written_with_the_answering_version(
     assert first.model is not None and first.model.version == "1"
     assert second.model is None and second.trip_completed is False
     text = api.client.get("/metrics").text
-    assert metric_value(text, "serving_feedback_total", trip_completed="true",
-                        model_version="1") == 1
+    assert (
+        metric_value(text, "serving_feedback_total", trip_completed="true", model_version="1") == 1
+    )
 
 
 def test_model_endpoint_lists_served_versions_and_aliases(api: Harness) -> None:
@@ -184,16 +193,27 @@ def test_metrics_cover_requests_latency_model_and_registry(api: Harness) -> None
     api.predict([1, 2, 3])
     api.client.post("/v1/predict", json={"driver_ids": []}, headers=auth())
     text = api.client.get("/metrics").text
-    assert metric_value(text, "serving_requests_total", route="/v1/predict", status="200",
-                        model_version="1") == 1
-    assert metric_value(text, "serving_requests_total", route="/v1/predict", status="422",
-                        model_version="none") == 1
-    for histogram in ("serving_request_duration_seconds", "serving_feature_read_duration_seconds",
-                      "serving_model_duration_seconds", "serving_prediction_score"):
+    assert (
+        metric_value(
+            text, "serving_requests_total", route="/v1/predict", status="200", model_version="1"
+        )
+        == 1
+    )
+    assert (
+        metric_value(
+            text, "serving_requests_total", route="/v1/predict", status="422", model_version="none"
+        )
+        == 1
+    )
+    for histogram in (
+        "serving_request_duration_seconds",
+        "serving_feature_read_duration_seconds",
+        "serving_model_duration_seconds",
+        "serving_prediction_score",
+    ):
         assert metric_value(text, f"{histogram}_count") >= 1, histogram
     assert metric_value(text, "serving_prediction_score_count", model_version="1") == 3
-    assert metric_value(text, "serving_model_loads_total", alias="champion",
-                        outcome="success") == 1
+    assert metric_value(text, "serving_model_loads_total", alias="champion", outcome="success") == 1
     assert metric_value(text, "serving_model_info", alias="champion", model_version="1") == 1
     assert metric_value(text, "serving_registry_reachable") == 1
     assert "serving_requests_in_flight" in text
@@ -245,8 +265,12 @@ def test_openapi_documents_examples_and_the_api_key(api: Harness) -> None:
     assert {"200", "401", "403", "409", "415", "422", "503"} <= set(predict["responses"])
     schemes = spec["components"]["securitySchemes"]
     [scheme] = schemes.values()
-    assert scheme == {"type": "apiKey", "in": "header", "name": "X-API-Key",
-                      "description": scheme["description"]}
+    assert scheme == {
+        "type": "apiKey",
+        "in": "header",
+        "name": "X-API-Key",
+        "description": scheme["description"],
+    }
     assert predict["security"]
     request = spec["components"]["schemas"]["PredictRequest"]
     assert request["properties"]["driver_ids"]["maxItems"] == 200
@@ -259,7 +283,10 @@ def test_openapi_documents_examples_and_the_api_key(api: Harness) -> None:
 
 
 def test_online_store_down_is_a_fast_503_and_not_ready(
-    harness: Any, make_settings: SettingsFactory, shared_model: str, tmp_path: Any,
+    harness: Any,
+    make_settings: SettingsFactory,
+    shared_model: str,
+    tmp_path: Any,
 ) -> None:
     from urllib.parse import urlsplit
 
@@ -270,8 +297,7 @@ def test_online_store_down_is_a_fast_503_and_not_ready(
     proxy.up()
     project = unique_name("ms_down")
     db = (parts.path or "/0").strip("/") or "0"
-    store = build_store(tmp_path / "feast", project,
-                        redis_url=f"redis://{proxy.url_host}/{db}")
+    store = build_store(tmp_path / "feast", project, redis_url=f"redis://{proxy.url_host}/{db}")
     try:
         from datetime import UTC, datetime
 

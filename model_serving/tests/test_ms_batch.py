@@ -44,8 +44,11 @@ class World:
         self.store = build_store(folder, project)
 
     def serving(self, **values: Any) -> ServingSettings:
-        base: dict[str, Any] = {"mlops_data_dir": self.folder, "mlflow_tracking_uri": self.tracking,
-                                "serving_model_name": self.model}
+        base: dict[str, Any] = {
+            "mlops_data_dir": self.folder,
+            "mlflow_tracking_uri": self.tracking,
+            "serving_model_name": self.model,
+        }
         return ServingSettings(**{**base, **values})
 
 
@@ -72,12 +75,17 @@ def world(tmp_path_factory: pytest.TempPathFactory, mlflow_server: MlflowServer)
     name = unique_name("ms_batch_model")
     register_model(mlflow_server.url, name, alias="champion")
     made = World(folder, project, name, mlflow_server.url)
-    write_offline(folder, pd.concat([
-        stats_frame(ACTIVE, END - timedelta(hours=2), seed=1),
-        stats_frame(ACTIVE, END - timedelta(hours=1), seed=2),  # the latest before the end
-        stats_frame(ACTIVE, END + timedelta(hours=1), seed=3),  # after the end: not used
-        stats_frame(INACTIVE, END - timedelta(hours=5), seed=4),
-    ]))
+    write_offline(
+        folder,
+        pd.concat(
+            [
+                stats_frame(ACTIVE, END - timedelta(hours=2), seed=1),
+                stats_frame(ACTIVE, END - timedelta(hours=1), seed=2),  # the latest before the end
+                stats_frame(ACTIVE, END + timedelta(hours=1), seed=3),  # after the end: not used
+                stats_frame(INACTIVE, END - timedelta(hours=5), seed=4),
+            ]
+        ),
+    )
     yield made
     drop_project_keys(project)
 
@@ -85,13 +93,22 @@ def world(tmp_path_factory: pytest.TempPathFactory, mlflow_server: MlflowServer)
 def test_one_row_per_active_driver_with_point_in_time_features(world: World) -> None:
     import mlflow.sklearn
 
-    summary = run_batch(world.serving(), interval_end=END, store=world.store,
-                        data_settings=world.data)
+    summary = run_batch(
+        world.serving(), interval_end=END, store=world.store, data_settings=world.data
+    )
     path = interval_file(table_dir(world.serving()), END)
     assert summary["file"] == str(path) and summary["scored"] == len(ACTIVE)
     table = pd.read_parquet(path)
-    assert list(table.columns) == ["driver_id", "score", "rank", "model_name", "model_version",
-                                   "interval_start", "interval_end", "scored_at"]
+    assert list(table.columns) == [
+        "driver_id",
+        "score",
+        "rank",
+        "model_name",
+        "model_version",
+        "interval_start",
+        "interval_end",
+        "scored_at",
+    ]
     assert sorted(table["driver_id"]) == ACTIVE
     assert list(table["rank"]) == list(range(1, len(ACTIVE) + 1))
     assert table["score"].is_monotonic_decreasing
@@ -113,33 +130,54 @@ def test_rerunning_an_interval_replaces_its_file(world: World) -> None:
     after = pd.read_parquet(second["file"])
     assert first["file"] == second["file"]
     assert len(list(Path(first["file"]).parent.iterdir())) == 1  # no temp file left over
-    pd.testing.assert_frame_equal(before.drop(columns="scored_at"),
-                                  after.drop(columns="scored_at"))
+    pd.testing.assert_frame_equal(before.drop(columns="scored_at"), after.drop(columns="scored_at"))
 
 
 def test_a_request_file_and_bad_input(world: World, tmp_path: Path) -> None:
     requests = tmp_path / "drivers.csv"
     requests.write_text("driver_id,comment\n3,x\n21,inactive\n999,unknown\n3,again\n")
-    summary = run_batch(world.serving(), drivers_file=requests, interval_end=END,
-                        store=world.store, data_settings=world.data, output_dir=tmp_path / "out")
+    summary = run_batch(
+        world.serving(),
+        drivers_file=requests,
+        interval_end=END,
+        store=world.store,
+        data_settings=world.data,
+        output_dir=tmp_path / "out",
+    )
     assert (summary["candidates"], summary["scored"], summary["inactive_or_unknown"]) == (3, 1, 2)
     bad = tmp_path / "bad.csv"
     bad.write_text("driver_id\n-4\n")
     with pytest.raises(BatchError, match="line 1: '-4' is not a driver id"):
-        run_batch(world.serving(), drivers_file=bad, interval_end=END, store=world.store,
-                  data_settings=world.data)
+        run_batch(
+            world.serving(),
+            drivers_file=bad,
+            interval_end=END,
+            store=world.store,
+            data_settings=world.data,
+        )
     with pytest.raises(BatchError, match="has no version with the alias 'champion'"):
-        run_batch(world.serving(serving_model_name="no_such_model"), interval_end=END,
-                  store=world.store, data_settings=world.data)
+        run_batch(
+            world.serving(serving_model_name="no_such_model"),
+            interval_end=END,
+            store=world.store,
+            data_settings=world.data,
+        )
 
 
 def test_the_dag_with_airflow_dags_test(world: World, tmp_path: Path) -> None:
     home = tmp_path / "airflow"
-    bundles = [{"name": "model_serving",
-                "classpath": "airflow.dag_processing.bundles.local.LocalDagBundle",
-                "kwargs": {"path": str(DAGS), "refresh_interval": 30}}]
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("AIRFLOW", "MLOPS_", "SERVING_", "MLFLOW_"))}
+    bundles = [
+        {
+            "name": "model_serving",
+            "classpath": "airflow.dag_processing.bundles.local.LocalDagBundle",
+            "kwargs": {"path": str(DAGS), "refresh_interval": 30},
+        }
+    ]
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("AIRFLOW", "MLOPS_", "SERVING_", "MLFLOW_"))
+    }
     env.update(
         AIRFLOW_HOME=str(home),
         AIRFLOW__CORE__LOAD_EXAMPLES="False",
@@ -158,15 +196,15 @@ def test_the_dag_with_airflow_dags_test(world: World, tmp_path: Path) -> None:
     airflow = str(Path(sys.executable).parent / "airflow")
 
     def run(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([airflow, *args], env=env, capture_output=True, text=True,
-                              timeout=300, cwd=tmp_path)
+        return subprocess.run(
+            [airflow, *args], env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path
+        )
 
     migrate = run("db", "migrate")
     assert migrate.returncode == 0, migrate.stdout[-2000:] + migrate.stderr[-2000:]
     end = END + timedelta(hours=1)  # a new interval: its own file
     conf = {"start": END.strftime("%Y-%m-%dT%H:%M:%SZ"), "end": end.strftime("%Y-%m-%dT%H:%M:%SZ")}
-    result = run("dags", "test", "driver_batch_prediction", end.isoformat(), "-c",
-                 json.dumps(conf))
+    result = run("dags", "test", "driver_batch_prediction", end.isoformat(), "-c", json.dumps(conf))
     log = result.stdout + result.stderr
     assert result.returncode == 0, log[-4000:]
     path = interval_file(table_dir(world.serving()), end)

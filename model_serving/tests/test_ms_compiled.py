@@ -16,10 +16,15 @@ from model_serving.models import _sklearn_scorer
 
 def data(n: int = 3000, seed: int = 0, missing: float = 0.03) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
-    X = np.column_stack([
-        rng.uniform(0, 1, n), rng.uniform(0, 1, n), rng.integers(0, 60, n).astype(float),
-        rng.uniform(1, 5, n), rng.uniform(0, 0.3, n),
-    ])
+    X = np.column_stack(
+        [
+            rng.uniform(0, 1, n),
+            rng.uniform(0, 1, n),
+            rng.integers(0, 60, n).astype(float),
+            rng.uniform(1, 5, n),
+            rng.uniform(0, 0.3, n),
+        ]
+    )
     logit = 3 * X[:, 0] + X[:, 3] - 3 - 4 * X[:, 4]
     y = rng.uniform(0, 1, n) < 1 / (1 + np.exp(-logit))
     X[rng.uniform(size=X.shape) < missing] = np.nan
@@ -30,8 +35,14 @@ def data(n: int = 3000, seed: int = 0, missing: float = 0.03) -> tuple[np.ndarra
     "params",
     [
         # the training pipeline's default estimator
-        {"learning_rate": 0.05, "max_iter": 200, "max_leaf_nodes": 7, "min_samples_leaf": 100,
-         "l2_regularization": 1.0, "early_stopping": False},
+        {
+            "learning_rate": 0.05,
+            "max_iter": 200,
+            "max_leaf_nodes": 7,
+            "min_samples_leaf": 100,
+            "l2_regularization": 1.0,
+            "early_stopping": False,
+        },
         {"max_iter": 60, "max_leaf_nodes": 31},
         {"max_iter": 20, "max_depth": 2},
     ],
@@ -65,8 +76,9 @@ def test_refuses_what_it_does_not_handle() -> None:
     assert compile_hgb(multiclass) is None
     categorical = X.copy()
     categorical[:, 2] = categorical[:, 2] % 5
-    with_categories = HistGradientBoostingClassifier(
-        max_iter=5, categorical_features=[2]).fit(categorical, y)
+    with_categories = HistGradientBoostingClassifier(max_iter=5, categorical_features=[2]).fit(
+        categorical, y
+    )
     assert compile_hgb(with_categories) is None
 
 

@@ -16,16 +16,19 @@ def prediction() -> events.PredictionEvent:
         time=datetime(2024, 5, 1, 12, 0, tzinfo=timezone(timedelta(hours=2))),
         model=events.ModelRef(name="driver_ranking", version="3", alias="champion"),
         candidates=[
-            events.ScoredCandidate(driver_id=2, score=0.9, features={"conv_rate": 0.5,
-                                                                     "avg_daily_trips": 12}),
+            events.ScoredCandidate(
+                driver_id=2, score=0.9, features={"conv_rate": 0.5, "avg_daily_trips": 12}
+            ),
             events.ScoredCandidate(driver_id=1, score=0.4, features={"conv_rate": None}),
         ],
         best_driver_id=2,
         unknown_driver_ids=[9],
         shadow=events.ShadowScores(
             model=events.ModelRef(name="driver_ranking", version="4", alias="challenger"),
-            scores=[events.DriverScore(driver_id=1, score=0.7),
-                    events.DriverScore(driver_id=2, score=0.6)],
+            scores=[
+                events.DriverScore(driver_id=1, score=0.7),
+                events.DriverScore(driver_id=2, score=0.6),
+            ],
             best_driver_id=1,
         ),
         latency_ms=1.5,
@@ -44,8 +47,9 @@ def test_prediction_round_trip_through_stream_fields() -> None:
 
 
 def test_feedback_round_trip() -> None:
-    event = events.FeedbackEvent(request_id="booking-1", time=datetime.now(UTC), driver_id=2,
-                                 trip_completed=False)
+    event = events.FeedbackEvent(
+        request_id="booking-1", time=datetime.now(UTC), driver_id=2, trip_completed=False
+    )
     assert events.decode(events.encode(event)) == event
 
 
@@ -74,11 +78,13 @@ def test_type_mismatch_between_entry_and_data_is_refused() -> None:
 
 def test_naive_times_and_bad_ids_are_refused() -> None:
     with pytest.raises(ValueError, match="timezone"):
-        events.FeedbackEvent(request_id="r", time=datetime(2024, 1, 1), driver_id=1,
-                             trip_completed=True)
+        events.FeedbackEvent(
+            request_id="r", time=datetime(2024, 1, 1), driver_id=1, trip_completed=True
+        )
     with pytest.raises(ValueError, match="greater than or equal to 1"):
-        events.FeedbackEvent(request_id="r", time=datetime.now(UTC), driver_id=0,
-                             trip_completed=True)
+        events.FeedbackEvent(
+            request_id="r", time=datetime.now(UTC), driver_id=0, trip_completed=True
+        )
 
 
 def test_the_schema_is_versioned_and_frozen() -> None:

@@ -60,15 +60,19 @@ def test_serving_up_status_logs_down(stack: Stack) -> None:
     from data_pipeline.feature_store import apply, feature_store
     from data_pipeline.settings import DataPipelineSettings
 
-    data = DataPipelineSettings(data_dir=stack.data_dir, online_store_url=REDIS_URL,
-                                feast_project=project, database_url="")
+    data = DataPipelineSettings(
+        data_dir=stack.data_dir, online_store_url=REDIS_URL, feast_project=project, database_url=""
+    )
     apply(data)
     write_features(feature_store(data), range(1, 11), datetime.now(UTC))
     register_model(stack.url("MLFLOW_PORT"), "driver_ranking", alias="champion")
 
     assert eventually(lambda: http_status(f"{base}/health/ready") == 200, timeout=60)
-    answer = get_json(f"{base}/v1/predict", headers={"X-API-Key": key},
-                      data={"driver_ids": [1, 2, 3], "request_id": "launcher-1"})
+    answer = get_json(
+        f"{base}/v1/predict",
+        headers={"X-API-Key": key},
+        data={"driver_ids": [1, 2, 3], "request_id": "launcher-1"},
+    )
     assert answer["model"] == {"name": "driver_ranking", "version": "1", "alias": "champion"}
     assert len(answer["scores"]) == 3
 

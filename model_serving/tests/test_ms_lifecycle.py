@@ -64,11 +64,18 @@ class Load:
             while not self._stop.is_set():
                 i += 1
                 try:
-                    response = client.post("/v1/predict", json={
-                        "request_id": f"load-{n}-{i}", "driver_ids": [1, 2, 3, 4, 5],
-                    })
-                    version = response.json()["model"]["version"] if (
-                        response.status_code == 200) else None
+                    response = client.post(
+                        "/v1/predict",
+                        json={
+                            "request_id": f"load-{n}-{i}",
+                            "driver_ids": [1, 2, 3, 4, 5],
+                        },
+                    )
+                    version = (
+                        response.json()["model"]["version"]
+                        if (response.status_code == 200)
+                        else None
+                    )
                     log.append((time.monotonic(), response.status_code, version))
                 except httpx.HTTPError:
                     log.append((time.monotonic(), 0, None))
@@ -94,7 +101,9 @@ def loaded_seconds(server: LiveServer) -> float:
 
 
 def test_hot_swap_under_load_promote_then_roll_back(
-    live: Callable[..., LiveServer], make_settings: SettingsFactory, own_model: Callable[..., str],
+    live: Callable[..., LiveServer],
+    make_settings: SettingsFactory,
+    own_model: Callable[..., str],
     mlflow_server: MlflowServer,
 ) -> None:
     name = own_model()
@@ -126,8 +135,10 @@ def test_hot_swap_under_load_promote_then_roll_back(
         load.stop()
 
     answers = load.all()
-    print(f"hot swap: {len(answers)} requests; promote lag {promote_lag:.2f}s (load "
-          f"{promote_load:.2f}s), rollback lag {rollback_lag:.2f}s (load {rollback_load:.2f}s)")
+    print(
+        f"hot swap: {len(answers)} requests; promote lag {promote_lag:.2f}s (load "
+        f"{promote_load:.2f}s), rollback lag {rollback_lag:.2f}s (load {rollback_load:.2f}s)"
+    )
     failures = [a for a in answers if a[1] != 200]
     assert not failures, f"{len(failures)} failed requests of {len(answers)}: {failures[:5]}"
     assert len(answers) > 200
@@ -143,21 +154,31 @@ def test_hot_swap_under_load_promote_then_roll_back(
         assert changes in ([v2, "1"], [v2], []), changes
     text = httpx.get(f"{server.url}/metrics").text
     assert metric_value(text, "serving_model_swaps_total", alias="champion") == 3
-    assert metric_value(text, "serving_requests_total", route="/v1/predict", status="200",
-                        model_version=v2) > 0
+    assert (
+        metric_value(
+            text, "serving_requests_total", route="/v1/predict", status="200", model_version=v2
+        )
+        > 0
+    )
 
 
 def test_registry_down_keeps_serving_and_says_so(
-    harness: Callable[..., Harness], make_settings: SettingsFactory, own_model: Callable[..., str],
-    registry_proxy: TcpProxy, mlflow_server: MlflowServer,
+    harness: Callable[..., Harness],
+    make_settings: SettingsFactory,
+    own_model: Callable[..., str],
+    registry_proxy: TcpProxy,
+    mlflow_server: MlflowServer,
 ) -> None:
     name = own_model()
     v2 = register_model(mlflow_server.url, name, seed=4, flip=True)
-    api = harness(make_settings(
-        serving_model_name=name, serving_poll_interval_s=0.3,
-        mlflow_tracking_uri=f"http://{registry_proxy.url_host}",
-        serving_registry_timeout_s=1,
-    ))
+    api = harness(
+        make_settings(
+            serving_model_name=name,
+            serving_poll_interval_s=0.3,
+            mlflow_tracking_uri=f"http://{registry_proxy.url_host}",
+            serving_registry_timeout_s=1,
+        )
+    )
     assert api.predict([1, 2]).json()["model"]["version"] == "1"
 
     registry_proxy.down()
@@ -176,7 +197,8 @@ def test_registry_down_keeps_serving_and_says_so(
 
     # a promotion made while the service cannot see the registry is followed once it can
     MlflowClient(mlflow_server.url, mlflow_server.url).set_registered_model_alias(
-        name, "champion", v2)
+        name, "champion", v2
+    )
     time.sleep(1.0)
     assert api.predict([1, 2]).json()["model"]["version"] == "1"
     registry_proxy.up()
@@ -186,13 +208,17 @@ def test_registry_down_keeps_serving_and_says_so(
 
 
 def test_unreachable_at_start_starts_from_the_cached_champion(
-    harness: Callable[..., Harness], make_settings: SettingsFactory, own_model: Callable[..., str],
+    harness: Callable[..., Harness],
+    make_settings: SettingsFactory,
+    own_model: Callable[..., str],
     registry_proxy: TcpProxy,
 ) -> None:
     name = own_model()
     settings = make_settings(
-        serving_model_name=name, mlflow_tracking_uri=f"http://{registry_proxy.url_host}",
-        serving_registry_timeout_s=1, serving_poll_interval_s=0.3,
+        serving_model_name=name,
+        mlflow_tracking_uri=f"http://{registry_proxy.url_host}",
+        serving_registry_timeout_s=1,
+        serving_poll_interval_s=0.3,
     )
     first = harness(settings)
     expected = first.predict([4, 5, 6]).json()
@@ -212,29 +238,40 @@ def test_unreachable_at_start_starts_from_the_cached_champion(
     [served] = second.client.get("/v1/model", headers=auth()).json()["served"]
     assert served["source"] == "cache"
     text = second.client.get("/metrics").text
-    assert metric_value(text, "serving_model_loads_total", alias="champion", source="cache",
-                        outcome="success") == 1
+    assert (
+        metric_value(
+            text, "serving_model_loads_total", alias="champion", source="cache", outcome="success"
+        )
+        == 1
+    )
     registry_proxy.up()
     assert wait_for(lambda: second.service.manager.registry.reachable is True, 10)
     assert second.predict([4]).status_code == 200
 
 
 def test_unreachable_at_start_without_cache_is_not_ready_until_the_registry_answers(
-    harness: Callable[..., Harness], make_settings: SettingsFactory, own_model: Callable[..., str],
+    harness: Callable[..., Harness],
+    make_settings: SettingsFactory,
+    own_model: Callable[..., str],
     registry_proxy: TcpProxy,
 ) -> None:
     name = own_model()
     registry_proxy.down()
-    api = harness(make_settings(
-        serving_model_name=name, mlflow_tracking_uri=f"http://{registry_proxy.url_host}",
-        serving_registry_timeout_s=1, serving_poll_interval_s=0.3,
-    ))
+    api = harness(
+        make_settings(
+            serving_model_name=name,
+            mlflow_tracking_uri=f"http://{registry_proxy.url_host}",
+            serving_registry_timeout_s=1,
+            serving_poll_interval_s=0.3,
+        )
+    )
     live = api.client.get("/health/live")
     assert live.status_code == 200
     ready = api.client.get("/health/ready")
     assert ready.status_code == 503
-    assert "registry unreachable and no cached champion" in ready.json()["checks"]["model"][
-        "detail"]
+    assert (
+        "registry unreachable and no cached champion" in ready.json()["checks"]["model"]["detail"]
+    )
     predict = api.predict([1])
     assert predict.status_code == 503 and predict.json()["error"] == "no_model"
     registry_proxy.up()
@@ -243,7 +280,9 @@ def test_unreachable_at_start_without_cache_is_not_ready_until_the_registry_answ
 
 
 def test_no_champion_yet_is_not_ready_then_follows_the_first_promotion(
-    harness: Callable[..., Harness], make_settings: SettingsFactory, mlflow_server: MlflowServer,
+    harness: Callable[..., Harness],
+    make_settings: SettingsFactory,
+    mlflow_server: MlflowServer,
 ) -> None:
     name = unique_name("ms_model")
     api = harness(make_settings(serving_model_name=name, serving_poll_interval_s=0.3))
@@ -255,7 +294,9 @@ def test_no_champion_yet_is_not_ready_then_follows_the_first_promotion(
 
 
 def test_a_version_that_cannot_be_served_is_refused_and_the_old_one_kept(
-    harness: Callable[..., Harness], make_settings: SettingsFactory, own_model: Callable[..., str],
+    harness: Callable[..., Harness],
+    make_settings: SettingsFactory,
+    own_model: Callable[..., str],
     mlflow_server: MlflowServer,
 ) -> None:
     """A version whose feature service does not exist fails to load: the champion stays."""
@@ -263,14 +304,12 @@ def test_a_version_that_cannot_be_served_is_refused_and_the_old_one_kept(
     bad = register_model(mlflow_server.url, name, feature_service="no_such_service")
     api = harness(make_settings(serving_model_name=name, serving_poll_interval_s=0.3))
     MlflowClient(mlflow_server.url, mlflow_server.url).set_registered_model_alias(
-        name, "champion", bad)
-    assert wait_for(
-        lambda: "champion" in api.service.manager.registry.load_errors, 15
+        name, "champion", bad
     )
+    assert wait_for(lambda: "champion" in api.service.manager.registry.load_errors, 15)
     assert "no_such_service" in api.service.manager.registry.load_errors["champion"]
     assert api.predict([1]).json()["model"]["version"] == "1"
     text = api.client.get("/metrics").text
-    assert metric_value(text, "serving_model_loads_total", alias="champion",
-                        outcome="failure") >= 1
+    assert metric_value(text, "serving_model_loads_total", alias="champion", outcome="failure") >= 1
     detail: dict[str, Any] = api.client.get("/v1/model", headers=auth()).json()
     assert "no_such_service" in detail["registry"]["load_errors"]["champion"]

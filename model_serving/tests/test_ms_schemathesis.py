@@ -20,22 +20,35 @@ pytestmark = pytest.mark.integration
 
 
 def test_schemathesis_finds_no_server_error(
-    live: Callable[..., LiveServer], make_settings: SettingsFactory, shared_model: str,
+    live: Callable[..., LiveServer],
+    make_settings: SettingsFactory,
+    shared_model: str,
     tmp_path: Path,
 ) -> None:
     server = live(make_settings(serving_model_name=shared_model, serving_canary_percent=20))
     schemathesis = Path(sys.executable).parent / "schemathesis"
     result = subprocess.run(
         [
-            str(schemathesis), "run", f"{server.url}/openapi.json",
-            "--header", f"X-API-Key: {API_KEY}",
-            "--checks", "all",
-            "--max-examples", "80",
-            "--seed", "20240501",
-            "--generation-database", "none",
-            "--request-timeout", "10",
+            str(schemathesis),
+            "run",
+            f"{server.url}/openapi.json",
+            "--header",
+            f"X-API-Key: {API_KEY}",
+            "--checks",
+            "all",
+            "--max-examples",
+            "80",
+            "--seed",
+            "20240501",
+            "--generation-database",
+            "none",
+            "--request-timeout",
+            "10",
             "--no-color",
-            "--report", "junit", "--report-junit-path", str(tmp_path / "junit.xml"),
+            "--report",
+            "junit",
+            "--report-junit-path",
+            str(tmp_path / "junit.xml"),
         ],
         capture_output=True,
         text=True,

@@ -35,16 +35,20 @@ def test_defaults_and_derived_values(monkeypatch: pytest.MonkeyPatch) -> None:
     assert settings.serving_auth_required is True
     assert settings.events_redis_url == "redis://127.0.0.1:6380/0"
     assert ServingSettings(mlops_online_store_url="sqlite:///x.db").events_redis_url == ""
-    assert ServingSettings(mlops_redis_url="redis://r:1/0",
-                           mlops_online_store_url="redis://o:2/0").events_redis_url == (
-        "redis://r:1/0")
+    assert ServingSettings(
+        mlops_redis_url="redis://r:1/0", mlops_online_store_url="redis://o:2/0"
+    ).events_redis_url == ("redis://r:1/0")
     assert not settings.needs_challenger
 
 
 @pytest.mark.parametrize(
     ("name", "value"),
-    [("serving_poll_interval_s", 31), ("serving_canary_percent", 101),
-     ("serving_port", 0), ("serving_max_candidates", 0)],
+    [
+        ("serving_poll_interval_s", 31),
+        ("serving_canary_percent", 101),
+        ("serving_port", 0),
+        ("serving_max_candidates", 0),
+    ],
 )
 def test_out_of_range_values_are_refused(name: str, value: object) -> None:
     with pytest.raises(ValueError, match=name):

@@ -46,14 +46,20 @@ def timed_predictions(api: Harness, n: int, prefix: str) -> list[float]:
 
 @pytest.mark.parametrize("failure", ["down", "blackhole"])
 def test_sink_failure_never_fails_or_slows_predictions(
-    harness: Any, make_settings: SettingsFactory, shared_model: str, streams: Streams,
-    redis_proxy: TcpProxy, failure: str,
+    harness: Any,
+    make_settings: SettingsFactory,
+    shared_model: str,
+    streams: Streams,
+    redis_proxy: TcpProxy,
+    failure: str,
 ) -> None:
-    api: Harness = harness(make_settings(
-        serving_model_name=shared_model,
-        serving_events_redis_url=proxied_url(redis_proxy),
-        serving_events_buffer=BOUND,
-    ))
+    api: Harness = harness(
+        make_settings(
+            serving_model_name=shared_model,
+            serving_events_redis_url=proxied_url(redis_proxy),
+            serving_events_buffer=BOUND,
+        )
+    )
     key = api.settings.serving_events_prediction_stream
     baseline = timed_predictions(api, 30, "up")
     assert wait_for(lambda: len(streams.entries(key)) == 30, 10)
@@ -67,8 +73,9 @@ def test_sink_failure_never_fails_or_slows_predictions(
     assert wait_for(lambda: api.service.sink.up is False, 10)
 
     text = api.client.get("/metrics").text
-    dropped = metric_value(text, "serving_events_dropped_total", type="prediction",
-                           reason="buffer_full")
+    dropped = metric_value(
+        text, "serving_events_dropped_total", type="prediction", reason="buffer_full"
+    )
     buffered = len(api.service.sink._buffer)
     assert buffered <= BOUND
     assert dropped >= 100 - BOUND
@@ -81,43 +88,70 @@ def test_sink_failure_never_fails_or_slows_predictions(
 
     redis_proxy.up()
     assert wait_for(lambda: len(streams.entries(key)) == 30 + buffered, 20), (
-        len(streams.entries(key)), buffered)
+        len(streams.entries(key)),
+        buffered,
+    )
     assert wait_for(lambda: api.service.sink.up is True, 5)
     decoded = [events.decode(f) for f in streams.entries(key)]
     assert all(isinstance(e, events.PredictionEvent) for e in decoded)
-    after = metric_value(api.client.get("/metrics").text, "serving_events_dropped_total",
-                         type="prediction", reason="buffer_full")
+    after = metric_value(
+        api.client.get("/metrics").text,
+        "serving_events_dropped_total",
+        type="prediction",
+        reason="buffer_full",
+    )
     assert after == dropped
     timed_predictions(api, 5, "back")
     assert wait_for(lambda: len(streams.entries(key)) == 35 + buffered, 10)
 
 
 def test_feedback_is_accepted_while_the_sink_is_down(
-    harness: Any, make_settings: SettingsFactory, shared_model: str, redis_proxy: TcpProxy,
+    harness: Any,
+    make_settings: SettingsFactory,
+    shared_model: str,
+    redis_proxy: TcpProxy,
 ) -> None:
     redis_proxy.down()
-    api: Harness = harness(make_settings(
-        serving_model_name=shared_model, serving_events_redis_url=proxied_url(redis_proxy),
-        serving_events_buffer=5,
-    ))
+    api: Harness = harness(
+        make_settings(
+            serving_model_name=shared_model,
+            serving_events_redis_url=proxied_url(redis_proxy),
+            serving_events_buffer=5,
+        )
+    )
     for i in range(10):
         response = api.client.post(
-            "/v1/feedback", json={"request_id": f"r-{i}", "driver_id": 1,
-                                  "trip_completed": True}, headers=auth())
+            "/v1/feedback",
+            json={"request_id": f"r-{i}", "driver_id": 1, "trip_completed": True},
+            headers=auth(),
+        )
         assert response.status_code == 202
     assert wait_for(
-        lambda: metric_value(api.client.get("/metrics").text, "serving_events_dropped_total",
-                             type="feedback") >= 5, 10)
+        lambda: (
+            metric_value(
+                api.client.get("/metrics").text, "serving_events_dropped_total", type="feedback"
+            )
+            >= 5
+        ),
+        10,
+    )
 
 
 def test_no_sink_configured_counts_every_event_as_dropped(
-    harness: Any, make_settings: SettingsFactory, shared_model: str,
+    harness: Any,
+    make_settings: SettingsFactory,
+    shared_model: str,
 ) -> None:
-    api: Harness = harness(make_settings(serving_model_name=shared_model,
-                                         serving_events_redis_url="",
-                                         mlops_online_store_url="sqlite:///x.db"))
+    api: Harness = harness(
+        make_settings(
+            serving_model_name=shared_model,
+            serving_events_redis_url="",
+            mlops_online_store_url="sqlite:///x.db",
+        )
+    )
     assert api.predict([1, 2]).status_code == 200
     text = api.client.get("/metrics").text
-    assert metric_value(text, "serving_events_dropped_total", type="prediction",
-                        reason="no_sink") == 1
+    assert (
+        metric_value(text, "serving_events_dropped_total", type="prediction", reason="no_sink") == 1
+    )
     assert api.client.get("/health/ready").json()["checks"]["events"]["enabled"] is False

@@ -29,8 +29,9 @@ def test_canary_bucket_is_stable_and_uniform() -> None:
 def test_canary_share_is_within_5_points_and_sticky(
     harness: Any, make_settings: SettingsFactory, shared_model: str
 ) -> None:
-    api: Harness = harness(make_settings(serving_model_name=shared_model,
-                                         serving_canary_percent=30))
+    api: Harness = harness(
+        make_settings(serving_model_name=shared_model, serving_canary_percent=30)
+    )
     assert api.service.manager.state.challenger is not None
     answered: dict[str, str] = {}
     for i in range(2000):
@@ -46,25 +47,28 @@ def test_canary_share_is_within_5_points_and_sticky(
         again = api.predict([4, 5], request_id=request_id).json()["model"]["version"]
         assert again == answered[request_id]
     text = api.client.get("/metrics").text
-    assert metric_value(text, "serving_predictions_total", model_version="2",
-                        alias="challenger") == counts["2"] + sum(
-        1 for r in list(answered)[:100] if answered[r] == "2")
-    assert metric_value(text, "serving_requests_total", route="/v1/predict",
-                        model_version="2") >= counts["2"]
+    assert metric_value(
+        text, "serving_predictions_total", model_version="2", alias="challenger"
+    ) == counts["2"] + sum(1 for r in list(answered)[:100] if answered[r] == "2")
+    assert (
+        metric_value(text, "serving_requests_total", route="/v1/predict", model_version="2")
+        >= counts["2"]
+    )
 
 
 def test_without_a_challenger_alias_all_traffic_goes_to_the_champion(
     harness: Any, make_settings: SettingsFactory, own_model: Any
 ) -> None:
-    api: Harness = harness(make_settings(serving_model_name=own_model(),
-                                         serving_canary_percent=50))
-    versions = {api.predict([1], request_id=f"c-{i}").json()["model"]["version"]
-                for i in range(50)}
+    api: Harness = harness(make_settings(serving_model_name=own_model(), serving_canary_percent=50))
+    versions = {api.predict([1], request_id=f"c-{i}").json()["model"]["version"] for i in range(50)}
     assert versions == {"1"}
 
 
 def test_shadow_scores_every_request_with_the_challenger_and_records_both(
-    harness: Any, make_settings: SettingsFactory, shared_model: str, streams: Streams,
+    harness: Any,
+    make_settings: SettingsFactory,
+    shared_model: str,
+    streams: Streams,
     mlflow_server: Any,
 ) -> None:
     api: Harness = harness(make_settings(serving_model_name=shared_model, serving_shadow=True))
@@ -83,14 +87,22 @@ def test_shadow_scores_every_request_with_the_challenger_and_records_both(
         assert event.shadow.model.version == "2" and event.shadow.model.alias == "challenger"
         assert {s.driver_id for s in event.shadow.scores} == {1, 2, 3, 4}
         # the shadow scores are the challenger's on the same features
-        rows = np.array([[c.features[f] for f in FEATURES] for c in event.candidates],
-                        dtype=np.float64)
-        expected = dict(zip([c.driver_id for c in event.candidates],
-                            challenger.predict_proba(rows)[:, 1], strict=True))
+        rows = np.array(
+            [[c.features[f] for f in FEATURES] for c in event.candidates], dtype=np.float64
+        )
+        expected = dict(
+            zip(
+                [c.driver_id for c in event.candidates],
+                challenger.predict_proba(rows)[:, 1],
+                strict=True,
+            )
+        )
         for shadow in event.shadow.scores:
             assert shadow.score == pytest.approx(float(expected[shadow.driver_id]), abs=1e-9)
         assert event.shadow.best_driver_id == event.shadow.scores[0].driver_id
     text = api.client.get("/metrics").text
     assert metric_value(text, "serving_shadow_predictions_total", outcome="ok") == 20
-    assert metric_value(text, "serving_model_duration_seconds_count", model_version="2",
-                        role="shadow") == 20
+    assert (
+        metric_value(text, "serving_model_duration_seconds_count", model_version="2", role="shadow")
+        == 20
+    )

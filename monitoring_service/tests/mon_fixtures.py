@@ -63,13 +63,15 @@ def free_port() -> int:
 def feature_rows(n: int, seed: int = 0, shift: dict[str, float] | None = None) -> pd.DataFrame:
     """Driver statistics like the example source's (``shift`` adds to a feature's values)."""
     rng = np.random.default_rng(seed)
-    frame = pd.DataFrame({
-        "conv_rate": rng.uniform(0, 1, n),
-        "acc_rate": rng.uniform(0, 1, n),
-        "avg_daily_trips": rng.integers(0, 60, n).astype(np.int64),
-        "rating": rng.uniform(1, 5, n),
-        "cancel_rate": rng.uniform(0, 0.3, n),
-    })
+    frame = pd.DataFrame(
+        {
+            "conv_rate": rng.uniform(0, 1, n),
+            "acc_rate": rng.uniform(0, 1, n),
+            "avg_daily_trips": rng.integers(0, 60, n).astype(np.int64),
+            "rating": rng.uniform(1, 5, n),
+            "cancel_rate": rng.uniform(0, 0.3, n),
+        }
+    )
     for name, delta in (shift or {}).items():
         frame[name] = frame[name] + (int(delta) if name == "avg_daily_trips" else delta)
     return frame
@@ -116,8 +118,8 @@ class Traffic:
         scores = score(rows)
         out = []
         for i in range(n):
-            chunk = rows.iloc[i * self.candidates:(i + 1) * self.candidates].copy()
-            chunk["score"] = scores[i * self.candidates:(i + 1) * self.candidates]
+            chunk = rows.iloc[i * self.candidates : (i + 1) * self.candidates].copy()
+            chunk["score"] = scores[i * self.candidates : (i + 1) * self.candidates]
             chunk["driver_id"] = np.arange(1, self.candidates + 1) + 1000 * (self.count % 50)
             chunk = chunk.sort_values("score", ascending=False)
             when = self.start + timedelta(seconds=self.spacing_s * self.count)
@@ -253,15 +255,26 @@ def register_with_reference(
         ref = out / "reference"
         ref.mkdir()
         reference.to_parquet(ref / "reference.parquet", index=False)
-        (ref / "reference.json").write_text(json.dumps({
-            "format": 1, "rows": len(reference), "source": "holdout",
-            "feature_columns": list(FEATURES), "score_column": "score",
-            "label_column": "trip_completed", "sampled_from": len(reference),
-            "seed": 0, "content_hash": "test",
-        }))
+        (ref / "reference.json").write_text(
+            json.dumps(
+                {
+                    "format": 1,
+                    "rows": len(reference),
+                    "source": "holdout",
+                    "feature_columns": list(FEATURES),
+                    "score_column": "score",
+                    "label_column": "trip_completed",
+                    "sampled_from": len(reference),
+                    "seed": 0,
+                    "content_hash": "test",
+                }
+            )
+        )
         client.log_artifacts(run_id, str(ref), artifact_path="reference")
-        tags = {"monitoring.reference_path": "reference/reference.parquet",
-                "monitoring.reference_rows": str(len(reference))}
+        tags = {
+            "monitoring.reference_path": "reference/reference.parquet",
+            "monitoring.reference_rows": str(len(reference)),
+        }
         for key, value in tags.items():
             client.set_tag(run_id, key, value)
     client.set_terminated(run_id)
@@ -298,7 +311,10 @@ class ServiceProcess:
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
             [str(Path(sys.executable).parent / "monitoring-service"), "serve"],
-            env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         log.close()
         deadline = time.monotonic() + timeout
@@ -333,19 +349,22 @@ def service_env(
     data_dir: Path, streams: Streams, port: int, extra: dict[str, str] | None = None
 ) -> dict[str, str]:
     base = {
-        k: v for k, v in os.environ.items()
+        k: v
+        for k, v in os.environ.items()
         if not k.startswith(("MLOPS_", "MLFLOW_", "MONITORING_", "SERVING_", "AIRFLOW"))
     }
-    base.update({
-        "MLOPS_ENV_FILE": str(data_dir / "none.env"),
-        "MLOPS_DATA_DIR": str(data_dir),
-        "MONITORING_PORT": str(port),
-        "MONITORING_WEBHOOK_SECRET": WEBHOOK_SECRET,
-        "MONITORING_LOG_LEVEL": "INFO",
-        "SPT_NOENV": "1",
-        **streams.env(),
-        **(extra or {}),
-    })
+    base.update(
+        {
+            "MLOPS_ENV_FILE": str(data_dir / "none.env"),
+            "MLOPS_DATA_DIR": str(data_dir),
+            "MONITORING_PORT": str(port),
+            "MONITORING_WEBHOOK_SECRET": WEBHOOK_SECRET,
+            "MONITORING_LOG_LEVEL": "INFO",
+            "SPT_NOENV": "1",
+            **streams.env(),
+            **(extra or {}),
+        }
+    )
     return base
 
 

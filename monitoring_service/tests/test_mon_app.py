@@ -71,9 +71,9 @@ def _final(client: TestClient, n: int) -> list[dict[str, Any]] | None:
 def test_two_windows_drift_quality_metrics_and_reports(
     client: TestClient, streams: Streams, model: str
 ) -> None:
-    assert wait_for(lambda: client.get("/health/ready").status_code == 200, timeout=60), (
-        client.get("/health/ready").json()
-    )
+    assert wait_for(lambda: client.get("/health/ready").status_code == 200, timeout=60), client.get(
+        "/health/ready"
+    ).json()
     ready = client.get("/health/ready").json()["checks"]
     assert ready["reference"]["champion_version"] == "1"
     assert ready["reference"]["reference_rows"] == 2000
@@ -83,8 +83,9 @@ def test_two_windows_drift_quality_metrics_and_reports(
     first = [e for e, _ in normal.predictions(200)]
     second = [e for e, _ in drifted.predictions(200)]
     labels_1 = [Traffic.feedback(e, outcome(e, i), delay_s=0.5) for i, e in enumerate(first)]
-    labels_2 = [Traffic.feedback(e, outcome(e, i), delay_s=0.5)
-                for i, e in enumerate(second) if i % 2 == 0]
+    labels_2 = [
+        Traffic.feedback(e, outcome(e, i), delay_s=0.5) for i, e in enumerate(second) if i % 2 == 0
+    ]
     streams.add([*first, *labels_1, *second, *labels_2])
 
     windows = wait_for(lambda: _final(client, 2), timeout=90, interval=0.5)
@@ -104,8 +105,10 @@ def test_two_windows_drift_quality_metrics_and_reports(
     # quality = the chosen driver's score against its label, as scikit-learn computes it
     expected = roc_auc_score(
         [f.trip_completed for f in labels_2],
-        [next(c.score for c in e.candidates if c.driver_id == e.best_driver_id)
-         for e in second[::2]],
+        [
+            next(c.score for c in e.candidates if c.driver_id == e.best_driver_id)
+            for e in second[::2]
+        ],
     )
     assert w2["quality"]["roc_auc"] == pytest.approx(expected)
     assert w2["quality"]["rows"] == 100
@@ -113,11 +116,16 @@ def test_two_windows_drift_quality_metrics_and_reports(
     text = client.get("/metrics").text
     v = (("model_version", "1"),)
     drifted_flags = {
-        dict(k)["feature"]: val for k, val in metric_values(text, "monitoring_feature_drifted")
-        .items()
+        dict(k)["feature"]: val
+        for k, val in metric_values(text, "monitoring_feature_drifted").items()
     }
     assert drifted_flags == {
-        "conv_rate": 1, "acc_rate": 0, "avg_daily_trips": 0, "rating": 1, "cancel_rate": 1}
+        "conv_rate": 1,
+        "acc_rate": 0,
+        "avg_daily_trips": 0,
+        "rating": 1,
+        "cancel_rate": 1,
+    }
     assert metric_values(text, "monitoring_dataset_drift")[v] == 1
     assert metric_values(text, "monitoring_drift_share")[v] == pytest.approx(0.6)
     assert metric_values(text, "monitoring_prediction_drifted")[v] == 1
@@ -128,15 +136,21 @@ def test_two_windows_drift_quality_metrics_and_reports(
         value = metric_values(text, f"monitoring_quality_{name}")[v]
         assert value == pytest.approx(w2["quality"][name]) and 0 <= value <= 1
     assert metric_values(text, "monitoring_reference_rows")[v] == 2000
-    assert metric_values(text, "monitoring_windows_total")[(
-        ("model_version", "1"), ("reason", "count"))] == 2
+    assert (
+        metric_values(text, "monitoring_windows_total")[
+            (("model_version", "1"), ("reason", "count"))
+        ]
+        == 2
+    )
     consumed = metric_values(text, "monitoring_events_consumed_total")
     assert consumed[(("type", "prediction"),)] == 400
     assert consumed[(("type", "feedback"),)] == 300
     delays = metric_values(text, "monitoring_label_delay_seconds_count")
     assert delays[v] == 300
-    assert metric_values(text, "monitoring_window_evaluation_seconds_count")[
-        (("stage", "drift"),)] == 2
+    assert (
+        metric_values(text, "monitoring_window_evaluation_seconds_count")[(("stage", "drift"),)]
+        == 2
+    )
     assert metric_values(text, "monitoring_champion_version")[v] == 1
     assert metric_values(text, "monitoring_reports_stored")[()] == 4
     assert metric_values(text, "monitoring_events_backlog")[(("stream", "prediction"),)] == 0
@@ -150,8 +164,10 @@ def test_two_windows_drift_quality_metrics_and_reports(
     quality = client.get(f"/reports/{w2['window_id']}/quality")
     assert quality.status_code == 200 and "RocAuc" in quality.text
     detail = client.get(f"/v1/windows/{w2['window_id']}").json()
-    assert detail["reports"] == [f"/reports/{w2['window_id']}/drift",
-                                 f"/reports/{w2['window_id']}/quality"]
+    assert detail["reports"] == [
+        f"/reports/{w2['window_id']}/drift",
+        f"/reports/{w2['window_id']}/quality",
+    ]
     assert detail["notes"]["reference"]["version"] == "1"
 
     # the edge: unknown window, not a number, unknown kind
@@ -168,15 +184,17 @@ def test_reports_are_served_compressed_to_clients_that_accept_it(
     streams.add([e for e, _ in Traffic(model_name=model).predictions(200)])
     assert wait_for(lambda: client.get("/reports").json()["reports"], timeout=60)
     [entry] = client.get("/reports").json()["reports"]
-    raw = client.get(f"/reports/{entry['window_id']}/drift",
-                     headers={"Accept-Encoding": "gzip"})
+    raw = client.get(f"/reports/{entry['window_id']}/drift", headers={"Accept-Encoding": "gzip"})
     # the test client decodes gzip transparently: the header proves the stored file went out
     assert raw.headers["content-encoding"] == "gzip"
     assert "<html" in raw.text.lower()
 
 
 def test_the_reference_follows_the_alias_and_a_version_without_one(
-    client: TestClient, streams: Streams, model: str, mlflow_server: MlflowServer,
+    client: TestClient,
+    streams: Streams,
+    model: str,
+    mlflow_server: MlflowServer,
     tmp_path: Path,
 ) -> None:
     assert wait_for(lambda: client.get("/health/ready").status_code == 200, timeout=60)
@@ -191,8 +209,14 @@ def test_the_reference_follows_the_alias_and_a_version_without_one(
 
     assert wait_for(champion, timeout=30)
     # predictions of v2 shifted like its reference: no drift against *its* reference
-    streams.add([e for e, _ in Traffic(model_name=model, version="2", seed=4,
-                                       shift={"conv_rate": 0.4}).predictions(200)])
+    streams.add(
+        [
+            e
+            for e, _ in Traffic(
+                model_name=model, version="2", seed=4, shift={"conv_rate": 0.4}
+            ).predictions(200)
+        ]
+    )
     # a version registered without reference data: drift skipped with the reason
     bare = register_with_reference(mlflow_server.url, model, None, alias=None, folder=tmp_path)
     events = [e for e, _ in Traffic(model_name=model, version=bare, seed=5).predictions(200)]
@@ -233,8 +257,13 @@ def test_not_ready_while_the_registry_is_unreachable(
         assert answer.status_code == 503
         reference = answer.json()["checks"]["reference"]
         assert reference["ok"] is False
-        assert wait_for(lambda: client.get("/health/ready").json()["checks"]["reference"]
-                        ["registry_reachable"] is False, timeout=20)
+        assert wait_for(
+            lambda: (
+                client.get("/health/ready").json()["checks"]["reference"]["registry_reachable"]
+                is False
+            ),
+            timeout=20,
+        )
         text = client.get("/metrics").text
         assert metric_values(text, "monitoring_registry_reachable")[()] == 0
 
@@ -242,8 +271,9 @@ def test_not_ready_while_the_registry_is_unreachable(
 def test_no_champion_yet_is_ready(
     make_settings: SettingsFactory, mlflow_server: MlflowServer
 ) -> None:
-    settings = make_settings(mlflow_tracking_uri=mlflow_server.url,
-                             monitoring_model_name=unique("mon_absent"))
+    settings = make_settings(
+        mlflow_tracking_uri=mlflow_server.url, monitoring_model_name=unique("mon_absent")
+    )
     with TestClient(create_app(settings)) as client:
         assert wait_for(lambda: client.get("/health/ready").status_code == 200, timeout=60)
         reference = client.get("/health/ready").json()["checks"]["reference"]

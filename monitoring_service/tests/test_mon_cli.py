@@ -26,14 +26,18 @@ def _env_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, text: str) -> Pat
 def test_settings_share_serving_names_and_resolve_the_redis(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    _env_file(tmp_path, monkeypatch, (
-        f"MLOPS_DATA_DIR={tmp_path}/data\n"
-        "SERVING_EVENTS_PREDICTION_STREAM=custom:predictions\n"
-        "SERVING_MODEL_NAME=my_model\n"
-        "MLOPS_ONLINE_STORE_URL=redis://127.0.0.1:6380/0\n"
-        "MONITORING_TRIGGER_ALERTNAMES=DriftSustained, QualityLow\n"
-        "MONITORING_WINDOW_SIZE=250\n"
-    ))
+    _env_file(
+        tmp_path,
+        monkeypatch,
+        (
+            f"MLOPS_DATA_DIR={tmp_path}/data\n"
+            "SERVING_EVENTS_PREDICTION_STREAM=custom:predictions\n"
+            "SERVING_MODEL_NAME=my_model\n"
+            "MLOPS_ONLINE_STORE_URL=redis://127.0.0.1:6380/0\n"
+            "MONITORING_TRIGGER_ALERTNAMES=DriftSustained, QualityLow\n"
+            "MONITORING_WINDOW_SIZE=250\n"
+        ),
+    )
     settings = MonitoringSettings.load()
     assert settings.monitoring_prediction_stream == "custom:predictions"
     assert settings.monitoring_feedback_stream == "mlops:serving:feedback"
@@ -56,8 +60,10 @@ def test_settings_share_serving_names_and_resolve_the_redis(
     ("values", "message"),
     [
         ({"monitoring_consumer_name": "bad name!"}, "monitoring_consumer_name"),
-        ({"monitoring_prediction_stream": "same", "monitoring_feedback_stream": "same"},
-         "must differ"),
+        (
+            {"monitoring_prediction_stream": "same", "monitoring_feedback_stream": "same"},
+            "must differ",
+        ),
         ({"monitoring_start_id": "latest"}, "monitoring_start_id"),
         ({"monitoring_window_size": 0}, "monitoring_window_size"),
         ({"monitoring_drift_method": "magic"}, "monitoring_drift_method"),
@@ -71,8 +77,11 @@ def test_invalid_settings(values: dict[str, object], message: str) -> None:
 def test_check_masks_secrets_and_names_problems(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    _env_file(tmp_path, monkeypatch, f"MLOPS_REDIS_URL={REDIS_URL}\n"
-              "AIRFLOW_ADMIN_PASSWORD=hunter2-airflow\n")
+    _env_file(
+        tmp_path,
+        monkeypatch,
+        f"MLOPS_REDIS_URL={REDIS_URL}\nAIRFLOW_ADMIN_PASSWORD=hunter2-airflow\n",
+    )
     assert main(["check"]) == 1
     out, err = capsys.readouterr()
     assert "MONITORING_WEBHOOK_SECRET is empty" in err
@@ -95,9 +104,15 @@ def test_check_masks_secrets_and_names_problems(
 def test_serve_refuses_to_start_without_the_secret(tmp_path: Path) -> None:
     result = subprocess.run(
         [str(Path(sys.executable).parent / "monitoring-service"), "serve"],
-        env={"PATH": "/usr/bin:/bin", "MLOPS_ENV_FILE": str(tmp_path / "none.env"),
-             "MLOPS_REDIS_URL": REDIS_URL, "MLOPS_DATA_DIR": str(tmp_path)},
-        capture_output=True, text=True, timeout=60,
+        env={
+            "PATH": "/usr/bin:/bin",
+            "MLOPS_ENV_FILE": str(tmp_path / "none.env"),
+            "MLOPS_REDIS_URL": REDIS_URL,
+            "MLOPS_DATA_DIR": str(tmp_path),
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.returncode == 1
     assert "MONITORING_WEBHOOK_SECRET is empty" in result.stderr
@@ -115,10 +130,8 @@ def test_windows_and_report_read_the_state(
     settings = MonitoringSettings.load()
     store = Store(settings.db_path, settings.window_policy)
     events = [e for e, _ in Traffic(version="7").predictions(4)]
-    [closed] = store.apply([Parsed("prediction", f"1-{i}", e) for i, e in enumerate(events)]
-                           ).closed
-    store.record(closed.window_id, "drifted",
-                 drift={"dataset_drift": True, "drift_share": 0.4})
+    [closed] = store.apply([Parsed("prediction", f"1-{i}", e) for i, e in enumerate(events)]).closed
+    store.record(closed.window_id, "drifted", drift={"dataset_drift": True, "drift_share": 0.4})
     store.close()
     assert main(["windows"]) == 0
     table = capsys.readouterr().out.splitlines()

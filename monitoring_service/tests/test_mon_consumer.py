@@ -45,12 +45,14 @@ def test_events_flow_and_malformed_entries_are_dead_lettered(
     predictions = [e for e, _ in traffic.predictions(23)]
     feedback = [Traffic.feedback(e, True) for e in predictions[:5]]
     streams.add([*predictions, *feedback])
-    bad_json = streams.add_raw(streams.predictions,
-                               {"type": "prediction", "schema_version": "1", "data": "{nope"})
+    bad_json = streams.add_raw(
+        streams.predictions, {"type": "prediction", "schema_version": "1", "data": "{nope"}
+    )
     future = Traffic(start=datetime.now(UTC) + timedelta(hours=1)).predictions(1)[0][0]
     [too_new] = streams.add([future])
-    wrong_version = streams.add_raw(streams.feedback,
-                                    {"type": "feedback", "schema_version": "2", "data": "{}"})
+    wrong_version = streams.add_raw(
+        streams.feedback, {"type": "feedback", "schema_version": "2", "data": "{}"}
+    )
     misplaced = streams.add_raw(streams.predictions, encode(feedback[0]))
 
     consumer = _consumer(settings, store, metrics)
@@ -61,7 +63,10 @@ def test_events_flow_and_malformed_entries_are_dead_lettered(
     assert store.counter("events_malformed", "prediction") == 3
     assert store.counter("events_malformed", "feedback") == 1
     assert [w.predictions for w in sorted(store.windows(), key=lambda w: w.window_id)] == [
-        10, 10, 3]
+        10,
+        10,
+        3,
+    ]
     dead: Any = redis_client.xrange(streams.dead)
     letters = {}
     for _, raw in dead:
@@ -82,7 +87,9 @@ def test_events_flow_and_malformed_entries_are_dead_lettered(
 
 
 def test_entries_are_acknowledged_only_after_the_commit(
-    make_settings: SettingsFactory, streams: Streams, redis_client: redis.Redis,
+    make_settings: SettingsFactory,
+    streams: Streams,
+    redis_client: redis.Redis,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     settings = make_settings(monitoring_backoff_max_s=0.2)
@@ -174,8 +181,9 @@ def test_a_backlog_replayed_later_closes_windows_by_event_time(
 ) -> None:
     """Events of an hour ago, read in one go: the windows follow the events' times (10 s each),
     not the moment they are read."""
-    settings = make_settings(monitoring_window_seconds=10.0, monitoring_window_size=1000,
-                             monitoring_batch_size=7)
+    settings = make_settings(
+        monitoring_window_seconds=10.0, monitoring_window_size=1000, monitoring_batch_size=7
+    )
     store, metrics = _parts(settings)
     start = datetime.now(UTC) - timedelta(hours=1)
     streams.add([e for e, _ in Traffic(start=start, spacing_s=1.0).predictions(35)])

@@ -48,7 +48,10 @@ def test_shifted_features_are_the_drifted_ones(reference: pd.DataFrame) -> None:
     shifted = _window(1500, 12, {"conv_rate": 0.4, "rating": 1.5, "cancel_rate": 0.15})
     result, snapshot = drift.drift_report(shifted, reference, COLUMNS, DriftConfig())
     assert {n for n, c in result.features.items() if c.drifted} == {
-        "conv_rate", "rating", "cancel_rate"}
+        "conv_rate",
+        "rating",
+        "cancel_rate",
+    }
     assert result.drifted_features == 3 and result.drift_share == pytest.approx(0.6)
     assert result.dataset_drift is True  # 0.6 >= 0.5
     # conv_rate and rating push the score up: the score distribution drifts too
@@ -97,10 +100,12 @@ def test_too_few_rows(reference: pd.DataFrame) -> None:
 def test_quality_matches_scikit_learn() -> None:
     rng = np.random.default_rng(3)
     window = _window(400, 17)
-    labelled = pd.DataFrame({
-        "score": window["score"],
-        "label": (rng.uniform(0, 1, len(window)) < window["score"]).astype(int),
-    })
+    labelled = pd.DataFrame(
+        {
+            "score": window["score"],
+            "label": (rng.uniform(0, 1, len(window)) < window["score"]).astype(int),
+        }
+    )
     ref = reference_frame(1000, seed=8)
     baseline = pd.DataFrame({"score": ref["score"], "label": ref["trip_completed"].astype(int)})
     cfg = DriftConfig(probas_threshold=0.4)

@@ -35,22 +35,36 @@ DAG = "driver_ranking_training"
 
 def _alert() -> dict[str, Any]:
     return {
-        "version": "4", "groupKey": "{}:{alertname=\"DataDriftSustained\"}", "truncatedAlerts": 0,
-        "status": "firing", "receiver": "retraining", "groupLabels": {},
-        "commonLabels": {}, "commonAnnotations": {}, "externalURL": "http://127.0.0.1:9093",
-        "alerts": [{
-            "status": "firing",
-            "labels": {"alertname": "DataDriftSustained", "severity": "warning",
-                       "service": "monitoring", "model_version": "1"},
-            "annotations": {"summary": "dataset drift in 3 consecutive windows"},
-            "startsAt": "2026-01-01T00:00:00Z", "fingerprint": "f00",
-        }],
+        "version": "4",
+        "groupKey": '{}:{alertname="DataDriftSustained"}',
+        "truncatedAlerts": 0,
+        "status": "firing",
+        "receiver": "retraining",
+        "groupLabels": {},
+        "commonLabels": {},
+        "commonAnnotations": {},
+        "externalURL": "http://127.0.0.1:9093",
+        "alerts": [
+            {
+                "status": "firing",
+                "labels": {
+                    "alertname": "DataDriftSustained",
+                    "severity": "warning",
+                    "service": "monitoring",
+                    "model_version": "1",
+                },
+                "annotations": {"summary": "dataset drift in 3 consecutive windows"},
+                "startsAt": "2026-01-01T00:00:00Z",
+                "fingerprint": "f00",
+            }
+        ],
     }
 
 
 def _post(url: str, body: Any, secret: str) -> tuple[int, Any]:
     request = urllib.request.Request(
-        url, data=json.dumps(body).encode(),
+        url,
+        data=json.dumps(body).encode(),
         headers={"Content-Type": "application/json", "Authorization": f"Bearer {secret}"},
     )
     try:
@@ -76,7 +90,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 def _is_monitoring(pid: int) -> bool:
     try:
         return "monitoring-service" in Path(f"/proc/{pid}/cmdline").read_bytes().decode(
-            errors="ignore")
+            errors="ignore"
+        )
     except OSError:
         return False
 
@@ -87,8 +102,11 @@ def test_monitoring_up_trigger_a_real_dag_run_status_logs_down(stack: Stack) -> 
     assert airflow.returncode == 0, airflow.stdout[-3000:] + airflow.stderr[-3000:]
     # the service's own streams on the shared Redis, and no cooldown (to see run_in_flight)
     with stack.env_file.open("a") as env:
-        env.write("".join(f"{k}={v}\n" for k, v in streams.env().items()
-                          if k != "MONITORING_EVENTS_REDIS_URL"))
+        env.write(
+            "".join(
+                f"{k}={v}\n" for k, v in streams.env().items() if k != "MONITORING_EVENTS_REDIS_URL"
+            )
+        )
         env.write("MONITORING_TRIGGER_COOLDOWN_S=0\nMONITORING_WINDOW_SIZE=50\n")
 
     up = stack.run("monitoring", "up")
@@ -109,8 +127,10 @@ def test_monitoring_up_trigger_a_real_dag_run_status_logs_down(stack: Stack) -> 
     def consumed() -> Any:
         with urllib.request.urlopen(f"{base}/metrics", timeout=10) as answer:
             text = answer.read().decode()
-        return metric_values(text, "monitoring_events_consumed_total").get(
-            (("type", "prediction"),)) == 60
+        return (
+            metric_values(text, "monitoring_events_consumed_total").get((("type", "prediction"),))
+            == 60
+        )
 
     assert wait_for(consumed, timeout=60)
     windows = get_json(f"{base}/v1/windows")["windows"]
@@ -139,27 +159,32 @@ def test_monitoring_up_trigger_a_real_dag_run_status_logs_down(stack: Stack) -> 
 
     status_out = stack.run("monitoring", "status")
     assert status_out.returncode == 0, status_out.stdout
-    assert any(line.split()[:2] == ["monitoring", "healthy"]
-               for line in status_out.stdout.splitlines())
+    assert any(
+        line.split()[:2] == ["monitoring", "healthy"] for line in status_out.stdout.splitlines()
+    )
     addresses = listening_addresses(stack.pids())
     assert f"127.0.0.1:{stack.ports['MONITORING_PORT']}" in addresses
     assert not [a for a in addresses if not a.startswith(("127.0.0.1:", "[::1]:"))]
     target = stack.data_dir / "prom-graf" / "targets" / "monitoring.json"
     assert json.loads(target.read_text())[0]["targets"] == [
-        f"127.0.0.1:{stack.ports['MONITORING_PORT']}"]
+        f"127.0.0.1:{stack.ports['MONITORING_PORT']}"
+    ]
 
     logs = stack.run("monitoring", "logs", "--no-follow", "--lines", "300")
     assert logs.returncode == 0
     lines = [json.loads(line) for line in logs.stdout.splitlines() if line.startswith("{")]
     decisions = [e for e in lines if e.get("logger") == "monitoring_service.trigger"]
     assert [(e["decision"], e["reason"]) for e in decisions] == [
-        ("triggered", "alert"), ("skipped", "run_in_flight")]
+        ("triggered", "alert"),
+        ("skipped", "run_in_flight"),
+    ]
     assert decisions[0]["dag_run_id"] == run_id
 
     # end the training run (it has no data to train on here): `down` then need not wait for it
     request = urllib.request.Request(
         f"{stack.url('AIRFLOW_PORT')}/api/v2/dags/{DAG}/dagRuns/{run_id}",
-        data=json.dumps({"state": "failed"}).encode(), method="PATCH",
+        data=json.dumps({"state": "failed"}).encode(),
+        method="PATCH",
         headers={**headers, "Content-Type": "application/json"},
     )
     with urllib.request.urlopen(request, timeout=30) as answer:

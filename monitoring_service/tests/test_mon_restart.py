@@ -48,8 +48,9 @@ def _db(path: Path) -> sqlite3.Connection:
 
 def _open_window(path: Path) -> int:
     with _db(path) as conn:
-        row = conn.execute("SELECT COALESCE(SUM(predictions), 0) FROM windows "
-                           "WHERE state = 'open'").fetchone()
+        row = conn.execute(
+            "SELECT COALESCE(SUM(predictions), 0) FROM windows WHERE state = 'open'"
+        ).fetchone()
     return int(row[0])
 
 
@@ -69,16 +70,21 @@ def test_restart_mid_window_loses_no_event_and_counts_none_twice(
     data = tmp_path / "data"
     port = free_port()
     service = ServiceProcess(
-        service_env(data, streams, port, {
-            "MLFLOW_TRACKING_URI": mlflow_server.url,
-            "MONITORING_MODEL_NAME": model,
-            "MONITORING_WINDOW_SIZE": str(WINDOW),
-            "MONITORING_WINDOW_SECONDS": "3600",
-            "MONITORING_LABEL_GRACE_S": "0",
-            "MONITORING_BATCH_SIZE": "50",
-            "MONITORING_BLOCK_MS": "100",
-            "MONITORING_CONSUMER_NAME": "restart-test-1",
-        }),
+        service_env(
+            data,
+            streams,
+            port,
+            {
+                "MLFLOW_TRACKING_URI": mlflow_server.url,
+                "MONITORING_MODEL_NAME": model,
+                "MONITORING_WINDOW_SIZE": str(WINDOW),
+                "MONITORING_WINDOW_SECONDS": "3600",
+                "MONITORING_LABEL_GRACE_S": "0",
+                "MONITORING_BATCH_SIZE": "50",
+                "MONITORING_BLOCK_MS": "100",
+                "MONITORING_CONSUMER_NAME": "restart-test-1",
+            },
+        ),
         port,
         tmp_path / "service.log",
     )
@@ -92,8 +98,7 @@ def test_restart_mid_window_loses_no_event_and_counts_none_twice(
         nonlocal labels
         for _ in range(PREDICTIONS // 25):
             events = [e for e, _ in traffic.predictions(25)]
-            feedback = [Traffic.feedback(e, i % 3 != 0, delay_s=0.02) for i, e in
-                        enumerate(events)]
+            feedback = [Traffic.feedback(e, i % 3 != 0, delay_s=0.02) for i, e in enumerate(events)]
             streams.add([*events, *feedback])
             produced.extend(e.request_id for e in events)
             labels += len(feedback)
@@ -105,8 +110,11 @@ def test_restart_mid_window_loses_no_event_and_counts_none_twice(
     try:
         producer.start()
         # 1) SIGKILL in the middle of a window, while events keep arriving
-        assert wait_for(lambda: _applied(db) >= 400 and 0 < _open_window(db) < WINDOW - 20,
-                        timeout=60, interval=0.05)
+        assert wait_for(
+            lambda: _applied(db) >= 400 and 0 < _open_window(db) < WINDOW - 20,
+            timeout=60,
+            interval=0.05,
+        )
         assert service.kill(signal.SIGKILL) == -signal.SIGKILL
         at_kill = _applied(db)
         in_window = _open_window(db)
@@ -114,8 +122,11 @@ def test_restart_mid_window_loses_no_event_and_counts_none_twice(
         time.sleep(1.0)  # events arrive while it is down
         service.start()
         # 2) SIGTERM in the middle of another window
-        assert wait_for(lambda: _applied(db) >= at_kill + 300 and
-                        0 < _open_window(db) < WINDOW - 20, timeout=60, interval=0.05)
+        assert wait_for(
+            lambda: _applied(db) >= at_kill + 300 and 0 < _open_window(db) < WINDOW - 20,
+            timeout=60,
+            interval=0.05,
+        )
         # uvicorn re-raises the signal after its clean shutdown: the exit status is -15
         assert service.kill(signal.SIGTERM) == -signal.SIGTERM
         shutdown = (tmp_path / "service.log").read_text()
@@ -146,13 +157,14 @@ def test_restart_mid_window_loses_no_event_and_counts_none_twice(
     assert consumed[(("type", "prediction"),)] == PREDICTIONS  # restored across restarts
     with _db(db) as conn:
         windows = conn.execute(
-            "SELECT predictions, rows, state FROM windows ORDER BY window_id").fetchall()
-        twice = conn.execute("SELECT request_id FROM predictions GROUP BY request_id "
-                             "HAVING COUNT(*) > 1").fetchall()
+            "SELECT predictions, rows, state FROM windows ORDER BY window_id"
+        ).fetchall()
+        twice = conn.execute(
+            "SELECT request_id FROM predictions GROUP BY request_id HAVING COUNT(*) > 1"
+        ).fetchall()
         stored = {r for (r,) in conn.execute("SELECT request_id FROM predictions")}
         feedback = conn.execute("SELECT COUNT(*) FROM feedback").fetchone()[0]
-        counters = dict(conn.execute(
-            "SELECT name || '/' || label, value FROM counters").fetchall())
+        counters = dict(conn.execute("SELECT name || '/' || label, value FROM counters").fetchall())
     # every window is exactly full: nothing lost, nothing counted twice
     assert [w[0] for w in windows] == [WINDOW] * (PREDICTIONS // WINDOW)
     assert [w[1] for w in windows] == [WINDOW * 5] * (PREDICTIONS // WINDOW)

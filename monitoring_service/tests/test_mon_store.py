@@ -124,8 +124,13 @@ def test_a_failed_batch_leaves_no_trace(tmp_path: Path, monkeypatch: pytest.Monk
     monkeypatch.setattr(store, "_feedback", broken)
     with pytest.raises(OSError, match="disk full"):
         store.apply(batch)
-    assert store.totals() == {"entries": 0, "predictions": 0, "candidates": 0, "feedback": 0,
-                              "windows": 0}
+    assert store.totals() == {
+        "entries": 0,
+        "predictions": 0,
+        "candidates": 0,
+        "feedback": 0,
+        "windows": 0,
+    }
     assert store.counters() == {}
     monkeypatch.undo()
     assert store.apply(batch).applied == {"prediction": 3, "feedback": 1}
@@ -144,8 +149,9 @@ def test_labels_join_in_either_order_and_respect_the_deadline(tmp_path: Path) ->
     deadline = window.label_deadline
     assert deadline == pytest.approx(events[-1].time.timestamp() + 60.0)
     on_time = Traffic.feedback(events[1], False, delay_s=20.0)
-    other_driver = Traffic.feedback(events[2], True, delay_s=20.0,
-                                    driver=events[2].candidates[-1].driver_id)
+    other_driver = Traffic.feedback(
+        events[2], True, delay_s=20.0, driver=events[2].candidates[-1].driver_id
+    )
     corrected = Traffic.feedback(events[1], True, delay_s=40.0)  # newest label wins
     too_late = Traffic.feedback(events[3], True, delay_s=500.0)
     result = store.apply(_parsed([on_time, other_driver, corrected, too_late], ids))
@@ -158,8 +164,10 @@ def test_labels_join_in_either_order_and_respect_the_deadline(tmp_path: Path) ->
     assert got == {
         (events[0].request_id, events[0].best_driver_id): (1, early.time.timestamp()),
         (events[1].request_id, events[1].best_driver_id): (1, corrected.time.timestamp()),
-        (events[2].request_id, events[2].candidates[-1].driver_id):
-            (1, other_driver.time.timestamp()),
+        (events[2].request_id, events[2].candidates[-1].driver_id): (
+            1,
+            other_driver.time.timestamp(),
+        ),
     }
     # without a deadline the late label is there too
     assert store.rows(window.window_id, None)["label"].notna().sum() == 4
@@ -182,7 +190,9 @@ def test_evaluation_work_list(tmp_path: Path) -> None:
     events = [e for e, _ in Traffic(spacing_s=1.0).predictions(4)]
     closed = store.apply(_parsed(events, ids)).closed
     assert [(w.window_id, stage) for w, stage in store.due(None)] == [
-        (closed[0].window_id, "drift"), (closed[1].window_id, "drift")]
+        (closed[0].window_id, "drift"),
+        (closed[1].window_id, "drift"),
+    ]
     store.record(closed[0].window_id, "drifted", drift={"dataset_drift": True})
     assert closed[0].label_deadline is not None
     not_yet = closed[0].label_deadline + SINK_SLACK_S - 1
@@ -234,9 +244,7 @@ def test_prune_forgets_old_state_only(tmp_path: Path) -> None:
     for window in closed:
         store.record(window.window_id, "final", quality={"labels": {}})
     before = store.totals()
-    pruned = store.prune(
-        now=recent.start.timestamp() + 10, retention_s=7 * 86400, keep_windows=2
-    )
+    pruned = store.prune(now=recent.start.timestamp() + 10, retention_s=7 * 86400, keep_windows=2)
     assert pruned == {"predictions": 4, "labels": 1, "windows": 1}
     assert store.totals()["entries"] == before["entries"]  # only prune_entries touches them
     # entry ids: the caller names the horizon (the consumer group's oldest redeliverable entry)

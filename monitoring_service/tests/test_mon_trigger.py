@@ -86,8 +86,9 @@ class FakeAirflow:
                 if method == "POST" and url.path.endswith("/dagRuns"):
                     fake.runs += 1
                     run_id = f"manual__{fake.runs}"
-                    return self._answer(200, {"dag_run_id": run_id, "state": "queued",
-                                              "conf": body["conf"]})
+                    return self._answer(
+                        200, {"dag_run_id": run_id, "state": "queued", "conf": body["conf"]}
+                    )
                 return self._answer(405, {"detail": "no"})
 
             def do_GET(self) -> None:
@@ -122,8 +123,13 @@ def airflow() -> Iterator[FakeAirflow]:
 def _alert(name: str = "DriftSustained", status: str = "firing", **labels: str) -> dict[str, Any]:
     return {
         "status": status,
-        "labels": {"alertname": name, "severity": "warning", "service": "monitoring",
-                   "model_version": "3", **labels},
+        "labels": {
+            "alertname": name,
+            "severity": "warning",
+            "service": "monitoring",
+            "model_version": "3",
+            **labels,
+        },
         "annotations": {"summary": f"{name} for 3 windows"},
         "startsAt": "2026-01-01T10:00:00Z",
         "endsAt": "0001-01-01T00:00:00Z",
@@ -171,8 +177,9 @@ def start(make_settings: SettingsFactory, airflow: FakeAirflow) -> Iterator[Any]
 
 
 def _post(client: TestClient, body: Any, headers: dict[str, str] | None = None) -> Any:
-    return client.post("/v1/retraining/webhook", json=body, headers=AUTH if headers is None
-                       else headers)
+    return client.post(
+        "/v1/retraining/webhook", json=body, headers=AUTH if headers is None else headers
+    )
 
 
 def test_a_firing_alert_triggers_the_training_dag_with_the_alert_in_its_conf(
@@ -218,7 +225,9 @@ def test_a_firing_alert_triggers_the_training_dag_with_the_alert_in_its_conf(
 
     listed = client.get("/v1/retraining/decisions").json()
     assert [(d["decision"], d["reason"]) for d in listed["decisions"]] == [
-        ("skipped", "cooldown"), ("triggered", "alert")]
+        ("skipped", "cooldown"),
+        ("triggered", "alert"),
+    ]
     assert listed["totals"] == {"skipped/cooldown": 1, "triggered/alert": 1}
     text = client.get("/metrics").text
     decisions = metric_values(text, "monitoring_retraining_decisions_total")
@@ -227,9 +236,7 @@ def test_a_firing_alert_triggers_the_training_dag_with_the_alert_in_its_conf(
     assert metric_values(text, "monitoring_retraining_last_triggered_timestamp_seconds")[()] > 0
 
 
-def test_the_configured_window_reaches_the_run_conf(
-    start: Any, airflow: FakeAirflow
-) -> None:
+def test_the_configured_window_reaches_the_run_conf(start: Any, airflow: FakeAirflow) -> None:
     """An alert says the world changed recently: MONITORING_TRIGGER_WINDOW_DAYS makes the
     triggered run train on the last days only (the training DAG's ``window_days`` param)."""
     client = start(monitoring_trigger_window_days=3)
@@ -273,14 +280,20 @@ def test_concurrent_webhooks_trigger_once(start: Any, airflow: FakeAirflow) -> N
     ("overrides", "body", "reason"),
     [
         ({}, payload(_alert(status="resolved"), status="resolved"), "resolved"),
-        ({"monitoring_trigger_alertnames": "DataDriftSustained,QualityLow"},
-         payload(_alert("TargetDown")), "not_a_retraining_alert"),
+        (
+            {"monitoring_trigger_alertnames": "DataDriftSustained,QualityLow"},
+            payload(_alert("TargetDown")),
+            "not_a_retraining_alert",
+        ),
         ({"monitoring_trigger_enabled": False}, payload(), "disabled"),
     ],
     ids=["resolved", "not-a-retraining-alert", "disabled"],
 )
 def test_skips_without_asking_airflow(
-    start: Any, airflow: FakeAirflow, overrides: dict[str, Any], body: dict[str, Any],
+    start: Any,
+    airflow: FakeAirflow,
+    overrides: dict[str, Any],
+    body: dict[str, Any],
     reason: str,
 ) -> None:
     answer = _post(start(**overrides), body)
@@ -350,8 +363,16 @@ def _basic(user: str, password: str) -> dict[str, str]:
         (_basic("alertmanager", WEBHOOK_SECRET), 200),
         ({"Authorization": f"bearer {WEBHOOK_SECRET}"}, 200),
     ],
-    ids=["none", "empty-bearer", "other-scheme", "bad-basic", "wrong-bearer", "wrong-basic",
-         "basic", "bearer-lowercase"],
+    ids=[
+        "none",
+        "empty-bearer",
+        "other-scheme",
+        "bad-basic",
+        "wrong-bearer",
+        "wrong-basic",
+        "basic",
+        "bearer-lowercase",
+    ],
 )
 def test_the_shared_secret(
     start: Any, airflow: FakeAirflow, headers: dict[str, str], status: int
@@ -373,8 +394,9 @@ def test_auth_can_be_switched_off_for_experiments(start: Any) -> None:
 def test_bad_input_gets_a_4xx_naming_the_problem(start: Any, airflow: FakeAirflow) -> None:
     client = start(monitoring_max_body_bytes=4096)
     url = "/v1/retraining/webhook"
-    not_json = client.post(url, content=b"{oops", headers={**AUTH, "Content-Type":
-                                                           "application/json"})
+    not_json = client.post(
+        url, content=b"{oops", headers={**AUTH, "Content-Type": "application/json"}
+    )
     assert not_json.status_code == 400 and not_json.json()["error"] == "invalid_json"
     text = client.post(url, content=b"{}", headers={**AUTH, "Content-Type": "text/plain"})
     assert text.status_code == 415

@@ -67,7 +67,9 @@ def test_the_committed_plan_names_real_dags_and_their_params() -> None:
     assert PlatformSettings().bootstrap_plan == PLATFORM_DIR / "bootstrap.yml"
     dags = _dag_params()
     assert [run.dag for run in plan.runs] == [
-        "example_source", "driver_features", "driver_ranking_training",
+        "example_source",
+        "driver_features",
+        "driver_ranking_training",
     ]
     for run in plan.runs:
         assert run.dag in dags, f"no DAG {run.dag} in any component's dags/ folder"
@@ -98,7 +100,10 @@ def test_history_window_ends_at_the_current_whole_hour() -> None:
 def test_render_conf_fills_placeholders_at_any_depth() -> None:
     conf = {"start": "{start}", "nested": {"list": ["{end}", 3]}, "n": 1, "none": None}
     assert render_conf(conf, {"start": "S", "end": "E"}) == {
-        "start": "S", "nested": {"list": ["E", 3]}, "n": 1, "none": None,
+        "start": "S",
+        "nested": {"list": ["E", 3]},
+        "n": 1,
+        "none": None,
     }
     with pytest.raises(KeyError):
         render_conf({"x": "{unknown}"}, {"start": "S"})

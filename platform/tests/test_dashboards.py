@@ -81,8 +81,11 @@ def test_structure(path: Path) -> None:
     for panel in panels:
         grid = panel["gridPos"]
         assert grid["x"] >= 0 and grid["w"] > 0 and grid["x"] + grid["w"] <= 24, panel["title"]
-        cells = {(x, y) for x in range(grid["x"], grid["x"] + grid["w"])
-                 for y in range(grid["y"], grid["y"] + grid["h"])}
+        cells = {
+            (x, y)
+            for x in range(grid["x"], grid["x"] + grid["w"])
+            for y in range(grid["y"], grid["y"] + grid["h"])
+        }
         assert not cells & occupied, f"{panel['title']} overlaps another panel"
         occupied |= cells
         if panel["type"] == "row":
@@ -108,8 +111,9 @@ def test_every_query_is_valid_promql(tmp_path: Path) -> None:
     assert len(rules) > 40
     rule_file = tmp_path / "dashboard_queries.yml"
     rule_file.write_text(yaml.safe_dump({"groups": [{"name": "dashboards", "rules": rules}]}))
-    result = subprocess.run([promtool, "check", "rules", str(rule_file)],
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [promtool, "check", "rules", str(rule_file)], capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -118,9 +122,12 @@ def test_a_broken_query_is_caught(tmp_path: Path) -> None:
     promtool = shutil.which("promtool")
     assert promtool
     rule_file = tmp_path / "broken.yml"
-    rule_file.write_text(yaml.safe_dump(
-        {"groups": [{"name": "x", "rules": [{"record": "x:y", "expr": "sum(rate(up[5m])"}]}]}
-    ))
-    result = subprocess.run([promtool, "check", "rules", str(rule_file)],
-                            capture_output=True, text=True, timeout=60)
+    rule_file.write_text(
+        yaml.safe_dump(
+            {"groups": [{"name": "x", "rules": [{"record": "x:y", "expr": "sum(rate(up[5m])"}]}]}
+        )
+    )
+    result = subprocess.run(
+        [promtool, "check", "rules", str(rule_file)], capture_output=True, text=True, timeout=60
+    )
     assert result.returncode != 0

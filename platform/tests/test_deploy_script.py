@@ -40,8 +40,9 @@ SCRIPT = REPO / "deploy" / "deploy.sh"
 REGISTRY = "registry.example.com"
 PREFIX = f"{REGISTRY}/mlops/platform"
 PASSWORD = "registry-password-must-not-leak"
-HEAD = subprocess.run(["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True,
-                      text=True, check=True).stdout.strip()
+HEAD = subprocess.run(
+    ["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True, text=True, check=True
+).stdout.strip()
 COMPOSE_PROFILES = {
     profile
     for service in yaml.safe_load((REPO / "docker-compose.yml").read_text())["services"].values()
@@ -70,13 +71,15 @@ def ci_env(**overrides: str) -> dict[str, str]:
 
 
 def deploy(*args: str, env: dict[str, str], cwd: Path = REPO) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["bash", str(SCRIPT), *args], env=env, cwd=cwd, capture_output=True,
-                          text=True, timeout=300)
+    return subprocess.run(
+        ["bash", str(SCRIPT), *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=300
+    )
 
 
 def would_run(output: str) -> list[str]:
-    return [line.split("would run: ", 1)[1] for line in output.splitlines()
-            if "would run: " in line]
+    return [
+        line.split("would run: ", 1)[1] for line in output.splitlines() if "would run: " in line
+    ]
 
 
 def steps(output: str) -> list[str]:
@@ -108,12 +111,14 @@ def test_dry_run_prints_every_step_of_a_default_branch_deploy(environment: str) 
     for synced in SYNC_PATHS:
         assert f" ./{synced} " in tree
     assert {"./data_pipeline/dags/", "./training_pipeline/dags/", "./model_serving/dags/"} <= set(
-        tree.split())
-    assert settings.endswith(f"deploy/{environment}.env deployer@{host}:{path}/deploy/"
-                             f"{environment}.env")
+        tree.split()
+    )
+    assert settings.endswith(
+        f"deploy/{environment}.env deployer@{host}:{path}/deploy/{environment}.env"
+    )
 
     # release: every image of the environment's profiles, tagged with its revision
-    release = out[out.index("release.env' <<'EOF'"):]
+    release = out[out.index("release.env' <<'EOF'") :]
     release = release[: release.index("EOF\n", 25)]
     assert f"MLOPS_IMAGE_PREFIX={PREFIX}" in release
     assert f"MLOPS_RELEASE_SHA={HEAD}" in release
@@ -128,8 +133,10 @@ def test_dry_run_prints_every_step_of_a_default_branch_deploy(environment: str) 
     assert login.startswith("printf '%s\\n' '***' | ssh")
     assert f"--password-stdin {REGISTRY}" in login
 
-    compose = (f"docker compose --project-name mlops-{environment} --file docker-compose.yml "
-               f"--env-file .env --env-file deploy/{environment}.env --env-file release.env")
+    compose = (
+        f"docker compose --project-name mlops-{environment} --file docker-compose.yml "
+        f"--env-file .env --env-file deploy/{environment}.env --env-file release.env"
+    )
     up = next(c for c in commands if " up " in c)
     assert compose in up
     for flag in ("--detach", "--no-build", "--pull never", "--remove-orphans", "--wait"):
@@ -137,7 +144,7 @@ def test_dry_run_prints_every_step_of_a_default_branch_deploy(environment: str) 
     assert f"cd {path} && " in up
 
     # smoke: health endpoints and one prediction with the key read on the host
-    smoke = commands[commands.index(up) + 1:]
+    smoke = commands[commands.index(up) + 1 :]
     urls = [re.search(r"http://\S+", c)[0].rstrip("'") for c in smoke if "curl" in c]  # type: ignore[index]
     assert urls == [
         "http://127.0.0.1:5000/health",
@@ -159,8 +166,9 @@ def test_dry_run_prints_every_step_of_a_default_branch_deploy(environment: str) 
 
 
 def test_dry_run_of_prod_from_a_release_tag() -> None:
-    env = ci_env(CI_COMMIT_TAG="v1.2.3", CI_COMMIT_REF_NAME="v1.2.3",
-                 DEPLOY_HOST="prod.example.internal")
+    env = ci_env(
+        CI_COMMIT_TAG="v1.2.3", CI_COMMIT_REF_NAME="v1.2.3", DEPLOY_HOST="prod.example.internal"
+    )
     result = deploy("deploy", "prod", "--dry-run", env=env)
     assert result.returncode == 0, result.stderr
     assert steps(result.stdout) == ["check-ref", "sync", "release", "pull", "up", "smoke"]
@@ -179,8 +187,9 @@ def test_dry_run_of_prod_from_a_release_tag() -> None:
     ],
 )
 def test_prod_refuses_a_ref_that_is_not_a_release_tag(ref: str, tag: str, message: str) -> None:
-    result = deploy("deploy", "prod", "--dry-run",
-                    env=ci_env(CI_COMMIT_REF_NAME=ref, CI_COMMIT_TAG=tag))
+    result = deploy(
+        "deploy", "prod", "--dry-run", env=ci_env(CI_COMMIT_REF_NAME=ref, CI_COMMIT_TAG=tag)
+    )
     assert result.returncode == 1
     assert message in result.stderr and "refusing to deploy prod" in result.stderr
     assert "would run" not in result.stdout  # refused before any step
@@ -188,8 +197,9 @@ def test_prod_refuses_a_ref_that_is_not_a_release_tag(ref: str, tag: str, messag
 
 def test_dev_and_staging_refuse_other_branches() -> None:
     for environment in ("dev", "staging"):
-        result = deploy("deploy", environment, "--dry-run",
-                        env=ci_env(CI_COMMIT_REF_NAME="feature/x"))
+        result = deploy(
+            "deploy", environment, "--dry-run", env=ci_env(CI_COMMIT_REF_NAME="feature/x")
+        )
         assert result.returncode == 1
         assert f"refusing to deploy {environment} from branch 'feature/x'" in result.stderr
 
@@ -211,35 +221,51 @@ def test_real_run_needs_the_host_and_the_registry_password() -> None:
 
 
 def test_smoke_alone_and_ssh_options() -> None:
-    env = ci_env(DEPLOY_SSH_KEY_FILE="/builds/key", DEPLOY_SSH_KNOWN_HOSTS_FILE="/builds/kh",
-                 DEPLOY_PORT="2222")
+    env = ci_env(
+        DEPLOY_SSH_KEY_FILE="/builds/key",
+        DEPLOY_SSH_KNOWN_HOSTS_FILE="/builds/kh",
+        DEPLOY_PORT="2222",
+    )
     result = deploy("smoke", "staging", "--dry-run", env=env)
     assert result.returncode == 0, result.stderr
     assert steps(result.stdout) == ["smoke"]
     first = would_run(result.stdout)[0]
-    assert first.startswith("ssh -p 2222 -o BatchMode=yes -i /builds/key -o IdentitiesOnly=yes "
-                            "-o UserKnownHostsFile=/builds/kh -o StrictHostKeyChecking=yes "
-                            "deployer@dev.example.internal ")
+    assert first.startswith(
+        "ssh -p 2222 -o BatchMode=yes -i /builds/key -o IdentitiesOnly=yes "
+        "-o UserKnownHostsFile=/builds/kh -o StrictHostKeyChecking=yes "
+        "deployer@dev.example.internal "
+    )
 
 
 # --- model promotion and rollback -------------------------------------------------------------
 
 
 def test_model_promote_and_rollback_run_the_training_pipeline_cli() -> None:
-    result = deploy("model", "prod", "promote", "7", "--reason", "better top-1", "--dry-run",
-                    env=ci_env(DEPLOY_HOST="prod.example.internal"))
+    result = deploy(
+        "model",
+        "prod",
+        "promote",
+        "7",
+        "--reason",
+        "better top-1",
+        "--dry-run",
+        env=ci_env(DEPLOY_HOST="prod.example.internal"),
+    )
     assert result.returncode == 0, result.stderr
     [command] = would_run(result.stdout)
     remote = shlex.split(command)[-1]
     assert remote.startswith("cd /srv/mlops/prod && docker compose --project-name mlops-prod")
-    assert remote.endswith("exec -T airflow-scheduler training-pipeline promote 7 --reason "
-                           "'better top-1' --actor gitlab:alice")
+    assert remote.endswith(
+        "exec -T airflow-scheduler training-pipeline promote 7 --reason "
+        "'better top-1' --actor gitlab:alice"
+    )
 
     result = deploy("model", "dev", "rollback", "--reason", "drift", "--dry-run", env=ci_env())
     assert result.returncode == 0, result.stderr
     [command] = would_run(result.stdout)
     assert shlex.split(command)[-1].endswith(
-        "training-pipeline rollback --reason drift --actor gitlab:alice")
+        "training-pipeline rollback --reason drift --actor gitlab:alice"
+    )
 
 
 @pytest.mark.parametrize(
@@ -263,16 +289,25 @@ def compose_variables() -> set[str]:
     return set(re.findall(r"\$\{([A-Z0-9_]+)", (REPO / "docker-compose.yml").read_text()))
 
 
-DEPLOY_SETTINGS = {"DEPLOY_PATH", "DEPLOY_PROFILES", "DEPLOY_WAIT_TIMEOUT_S", "SMOKE_DRIVER_IDS",
-                   "SMOKE_RETRIES", "COMPOSE_PROJECT_NAME"}
+DEPLOY_SETTINGS = {
+    "DEPLOY_PATH",
+    "DEPLOY_PROFILES",
+    "DEPLOY_WAIT_TIMEOUT_S",
+    "SMOKE_DRIVER_IDS",
+    "SMOKE_RETRIES",
+    "COMPOSE_PROJECT_NAME",
+}
 
 
 @pytest.mark.parametrize("environment", ENVIRONMENTS)
 def test_settings_files_hold_no_secret_and_only_known_keys(environment: str) -> None:
     path = REPO / "deploy" / f"{environment}.env"
     settings = read_env_file(path)
-    secrets = [key for key in settings if SECRET_KEY_PATTERN.search(key)
-               or re.search(r"PASSWORD|TOKEN|SECRET|_KEY$", key)]
+    secrets = [
+        key
+        for key in settings
+        if SECRET_KEY_PATTERN.search(key) or re.search(r"PASSWORD|TOKEN|SECRET|_KEY$", key)
+    ]
     assert not secrets, f"{path} holds secrets: {secrets}"
     known = compose_variables() | DEPLOY_SETTINGS | set(read_env_file(REPO / ".env.example"))
     assert set(settings) <= known, f"{path}: unknown keys {set(settings) - known}"
@@ -307,7 +342,9 @@ def test_plan_prints_each_image_revision(tmp_path: Path) -> None:
         paths = [p.rstrip("/") for p in (image.dockerfile, *image.paths, *SHARED_PATHS)]
         touched = subprocess.run(
             ["git", "-C", str(REPO), "log", "--format=%H", HEAD, "--", *paths],
-            capture_output=True, text=True, check=True,
+            capture_output=True,
+            text=True,
+            check=True,
         ).stdout.split()
         assert planned[image.tag_variable] == touched[0]
 
@@ -329,9 +366,19 @@ def test_revision_moves_only_with_the_image_inputs(tmp_path: Path) -> None:
 def test_deploy_module_needs_only_the_standard_library() -> None:
     """The deploy job installs no Python packages: -S (no site-packages) must be enough."""
     result = subprocess.run(
-        [sys.executable, "-S", "-I", str(REPO / "platform/src/mlops_platform/deploy.py"),
-         "deploy", "dev", "--dry-run"],
-        env=ci_env(), capture_output=True, text=True, timeout=60,
+        [
+            sys.executable,
+            "-S",
+            "-I",
+            str(REPO / "platform/src/mlops_platform/deploy.py"),
+            "deploy",
+            "dev",
+            "--dry-run",
+        ],
+        env=ci_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.returncode == 0, result.stderr
     assert "[6/6] smoke" in result.stdout
@@ -398,10 +445,19 @@ def local_host(tmp_path: Path, fake_stack: int) -> dict[str, Any]:
     host.mkdir()
     (host / ".env").write_text(f"POSTGRES_PASSWORD=x\nSERVING_API_KEY={FakeStack.api_key}\n")
     settings = tmp_path / "dev.env"
-    ports = {key: str(fake_stack) for key in ("MLFLOW_PORT", "AIRFLOW_PORT", "PROMETHEUS_PORT",
-                                              "ALERTMANAGER_PORT", "GRAFANA_PORT", "SERVING_PORT",
-                                              "STREAM_PRODUCER_METRICS_PORT",
-                                              "STREAM_CONSUMER_METRICS_PORT")}
+    ports = {
+        key: str(fake_stack)
+        for key in (
+            "MLFLOW_PORT",
+            "AIRFLOW_PORT",
+            "PROMETHEUS_PORT",
+            "ALERTMANAGER_PORT",
+            "GRAFANA_PORT",
+            "SERVING_PORT",
+            "STREAM_PRODUCER_METRICS_PORT",
+            "STREAM_CONSUMER_METRICS_PORT",
+        )
+    }
     settings.write_text(
         f"DEPLOY_PATH={host}\nDEPLOY_PROFILES=mlflow,airflow,feast,serving,stream\n"
         "COMPOSE_PROJECT_NAME=mlops-dev\nSMOKE_DRIVER_IDS=1001,1002\nSMOKE_RETRIES=1\n"
@@ -411,18 +467,22 @@ def local_host(tmp_path: Path, fake_stack: int) -> dict[str, Any]:
     bin_dir.mkdir()
     log = tmp_path / "docker.log"
     fake = bin_dir / "docker"
-    fake.write_text(f'#!/bin/sh\nprintf "%s\\n" "$*" >> {shlex.quote(str(log))}\n'
-                    'case "$*" in *login*) cat > /dev/null;; esac\nexit 0\n')
+    fake.write_text(
+        f'#!/bin/sh\nprintf "%s\\n" "$*" >> {shlex.quote(str(log))}\n'
+        'case "$*" in *login*) cat > /dev/null;; esac\nexit 0\n'
+    )
     fake.chmod(0o755)
-    env = ci_env(DEPLOY_TRANSPORT="local",
-                 PATH=f"{bin_dir}{os.pathsep}{os.environ.get('PATH', os.defpath)}")
+    env = ci_env(
+        DEPLOY_TRANSPORT="local", PATH=f"{bin_dir}{os.pathsep}{os.environ.get('PATH', os.defpath)}"
+    )
     return {"host": host, "settings": settings, "log": log, "env": env}
 
 
 def test_real_deploy_syncs_pulls_rolls_and_smoke_tests(local_host: dict[str, Any]) -> None:
     host: Path = local_host["host"]
-    result = deploy("deploy", "dev", "--settings-file", str(local_host["settings"]),
-                    env=local_host["env"])
+    result = deploy(
+        "deploy", "dev", "--settings-file", str(local_host["settings"]), env=local_host["env"]
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.rstrip().endswith("done")
     # synced: compose file, configs, DAGs, settings; nothing else of the repo
@@ -437,8 +497,10 @@ def test_real_deploy_syncs_pulls_rolls_and_smoke_tests(local_host: dict[str, Any
     calls = local_host["log"].read_text().splitlines()
     assert calls[0] == f"login --username gitlab-ci-token --password-stdin {REGISTRY}"
     pulled = [c.split()[-1] for c in calls if c.startswith("pull --quiet ")]
-    assert pulled == [f"{PREFIX}/{name}:{release[f'MLOPS_{name.upper()}_IMAGE_TAG']}"
-                      for name in ("airflow", "mlflow", "serving", "stream")]
+    assert pulled == [
+        f"{PREFIX}/{name}:{release[f'MLOPS_{name.upper()}_IMAGE_TAG']}"
+        for name in ("airflow", "mlflow", "serving", "stream")
+    ]
     assert any(c.startswith("compose ") and " up --detach " in c for c in calls)
     assert calls[-1].endswith("exec -T redis redis-cli ping")
     # the prediction reached the stack with the key from the host's .env
@@ -448,8 +510,9 @@ def test_real_deploy_syncs_pulls_rolls_and_smoke_tests(local_host: dict[str, Any
 
 def test_real_deploy_fails_when_the_smoke_test_fails(local_host: dict[str, Any]) -> None:
     FakeStack.ready = False
-    result = deploy("deploy", "dev", "--settings-file", str(local_host["settings"]),
-                    env=local_host["env"])
+    result = deploy(
+        "deploy", "dev", "--settings-file", str(local_host["settings"]), env=local_host["env"]
+    )
     assert result.returncode == 1
     assert "step smoke failed (exit 22): serving: GET http://127.0.0.1:" in result.stderr
     assert result.stderr.rstrip().endswith("/health/ready")
@@ -458,8 +521,9 @@ def test_real_deploy_fails_when_the_smoke_test_fails(local_host: dict[str, Any])
 
 def test_real_deploy_stops_when_the_host_has_no_env_file(local_host: dict[str, Any]) -> None:
     (local_host["host"] / ".env").unlink()
-    result = deploy("deploy", "dev", "--settings-file", str(local_host["settings"]),
-                    env=local_host["env"])
+    result = deploy(
+        "deploy", "dev", "--settings-file", str(local_host["settings"]), env=local_host["env"]
+    )
     assert result.returncode == 1
     assert "missing" in result.stderr and ".env on the host" in result.stderr
     assert "step sync failed" in result.stderr
@@ -468,9 +532,9 @@ def test_real_deploy_stops_when_the_host_has_no_env_file(local_host: dict[str, A
 
 def test_real_smoke_fails_with_a_wrong_api_key(local_host: dict[str, Any]) -> None:
     (local_host["host"] / ".env").write_text("SERVING_API_KEY=not-the-key\n")
-    result = deploy("smoke", "dev", "--settings-file", str(local_host["settings"]),
-                    env=local_host["env"])
+    result = deploy(
+        "smoke", "dev", "--settings-file", str(local_host["settings"]), env=local_host["env"]
+    )
     assert result.returncode == 1
     assert "step smoke failed" in result.stderr and "/v1/predict" in result.stderr
     assert FakeStack.predictions == []
-

@@ -19,7 +19,10 @@ SKIP_DIRS = {".git", ".venv", ".mlops", "node_modules", "__pycache__"}
 # server images and what each must install from the workspace
 SERVER_IMAGES = {
     "platform/airflow/Dockerfile": {
-        "mlops-platform", "data-pipeline", "training-pipeline", "model-serving",
+        "mlops-platform",
+        "data-pipeline",
+        "training-pipeline",
+        "model-serving",
     },
     "platform/mlflow/Dockerfile": {"mlops-platform"},
     "monitoring_service/Dockerfile": {"monitoring-service"},

@@ -38,8 +38,11 @@ def lint_test(*components: str) -> set[str]:
     return {f"{kind}:{c}" for c in components for kind in ("lint", "test")}
 
 
-MODEL_JOBS = {f"model-{action}:{env}" for action in ("promote", "rollback")
-              for env in ("dev", "staging", "prod")}
+MODEL_JOBS = {
+    f"model-{action}:{env}"
+    for action in ("promote", "rollback")
+    for env in ("dev", "staging", "prod")
+}
 
 
 @pytest.fixture(scope="module")
@@ -49,10 +52,23 @@ def config() -> dict[str, Any]:
 
 
 def jobs_of(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    keywords = {"stages", "workflow", "variables", "default", "include", "image", "services",
-                "cache", "before_script", "after_script"}
-    return {name: job for name, job in config.items()
-            if not name.startswith(".") and name not in keywords}
+    keywords = {
+        "stages",
+        "workflow",
+        "variables",
+        "default",
+        "include",
+        "image",
+        "services",
+        "cache",
+        "before_script",
+        "after_script",
+    }
+    return {
+        name: job
+        for name, job in config.items()
+        if not name.startswith(".") and name not in keywords
+    }
 
 
 def resolved(config: dict[str, Any], name: str) -> dict[str, Any]:
@@ -82,7 +98,9 @@ def check_jsonschema(path: Path) -> subprocess.CompletedProcess[str]:
     assert CHECK_JSONSCHEMA.is_file(), f"check-jsonschema not installed next to {sys.executable}"
     return subprocess.run(
         [str(CHECK_JSONSCHEMA), "--builtin-schema", "vendor.gitlab-ci", str(path)],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
 
 
@@ -94,8 +112,11 @@ def test_gitlab_schema_accepts_the_pipeline() -> None:
 
 def test_gitlab_schema_rejects_a_broken_pipeline(tmp_path: Path) -> None:
     broken = tmp_path / ".gitlab-ci.yml"
-    broken.write_text(CI_FILE.read_text().replace("  stage: lint\n", "  stage: [lint]\n", 1)
-                      .replace("  when: manual\n", "  when: sometimes\n", 1))
+    broken.write_text(
+        CI_FILE.read_text()
+        .replace("  stage: lint\n", "  stage: [lint]\n", 1)
+        .replace("  when: manual\n", "  when: sometimes\n", 1)
+    )
     result = check_jsonschema(broken)
     assert result.returncode == 1, result.stdout
 
@@ -113,8 +134,15 @@ def test_stages_and_per_component_jobs(config: dict[str, Any]) -> None:
         | MODEL_JOBS
     )
     assert set(jobs) == expected
-    stage_of_prefix = {"lint": "lint", "test": "test", "build": "build", "deploy": "deploy",
-                       "model-promote": "deploy", "model-rollback": "deploy", "images": ".pre"}
+    stage_of_prefix = {
+        "lint": "lint",
+        "test": "test",
+        "build": "build",
+        "deploy": "deploy",
+        "model-promote": "deploy",
+        "model-rollback": "deploy",
+        "images": ".pre",
+    }
     for name in jobs:
         assert resolved(config, name)["stage"] == stage_of_prefix[name.split(":")[0]], name
 
@@ -137,8 +165,10 @@ def test_lint_and_test_jobs_run_only_their_component(config: dict[str, Any]) -> 
         # test reports and coverage reach GitLab
         reports = test["artifacts"]["reports"]
         assert reports["junit"] == "reports/junit.xml"
-        assert reports["coverage_report"] == {"coverage_format": "cobertura",
-                                              "path": "reports/coverage.xml"}
+        assert reports["coverage_report"] == {
+            "coverage_format": "cobertura",
+            "path": "reports/coverage.xml",
+        }
         assert test["artifacts"]["when"] == "always"
         assert test["coverage"].startswith("/^TOTAL")
         # real PostgreSQL and Redis as services
@@ -169,21 +199,27 @@ def test_rules_match_the_component_table(config: dict[str, Any]) -> None:
         assert job["variables"]["IMAGE_NAME"] == image.name
         assert job["variables"]["DOCKERFILE"] == image.dockerfile
         assert job["variables"]["IMAGE_TAG_VARIABLE"] == image.tag_variable
-        assert job["rules"][-1] == {"if": "$CI_COMMIT_BRANCH == $CI_DEFAULT_BRANCH",
-                                    "changes": image_changes(image)}, image.name
+        assert job["rules"][-1] == {
+            "if": "$CI_COMMIT_BRANCH == $CI_DEFAULT_BRANCH",
+            "changes": image_changes(image),
+        }, image.name
 
 
 def workspace_dependencies() -> dict[str, set[str]]:
     """member folder -> folders of the workspace members it depends on, transitively."""
     root = tomllib.loads((REPO / "pyproject.toml").read_text())
     folders = root["tool"]["uv"]["workspace"]["members"]
-    by_name = {tomllib.loads((REPO / f / "pyproject.toml").read_text())["project"]["name"]: f
-               for f in folders}
+    by_name = {
+        tomllib.loads((REPO / f / "pyproject.toml").read_text())["project"]["name"]: f
+        for f in folders
+    }
     direct: dict[str, set[str]] = {}
     for folder in folders:
         project = tomllib.loads((REPO / folder / "pyproject.toml").read_text())["project"]
-        names = {dep.split("[")[0].split(">")[0].split("=")[0].split("<")[0].strip()
-                 for dep in project.get("dependencies", [])}
+        names = {
+            dep.split("[")[0].split(">")[0].split("=")[0].split("<")[0].strip()
+            for dep in project.get("dependencies", [])
+        }
         direct[folder] = {by_name[n] for n in names if n in by_name}
 
     def closure(folder: str) -> set[str]:
@@ -204,14 +240,20 @@ def test_component_paths_cover_the_workspace_dependencies() -> None:
     for image in IMAGES:
         dockerfile = REPO / image.dockerfile
         assert dockerfile.is_file(), dockerfile
-        copied = {line.split()[1] for line in dockerfile.read_text().splitlines()
-                  if line.startswith("COPY ") and "--from=" not in line}
+        copied = {
+            line.split()[1]
+            for line in dockerfile.read_text().splitlines()
+            if line.startswith("COPY ") and "--from=" not in line
+        }
         for source in copied - {"pyproject.toml", "uv.lock"}:
             if source.endswith("/pyproject.toml") and source.split("/")[0] not in {
-                    p.split("/")[0] for p in image.paths}:
+                p.split("/")[0] for p in image.paths
+            }:
                 continue  # read for the workspace only: a change there comes with uv.lock
-            assert any(source == p.rstrip("/") or source.startswith(p) or p.startswith(source)
-                       for p in (*image.paths, "platform/")), (image.name, source)
+            assert any(
+                source == p.rstrip("/") or source.startswith(p) or p.startswith(source)
+                for p in (*image.paths, "platform/")
+            ), (image.name, source)
 
 
 def test_builds_use_buildah_without_a_docker_daemon(config: dict[str, Any]) -> None:
@@ -220,11 +262,14 @@ def test_builds_use_buildah_without_a_docker_daemon(config: dict[str, Any]) -> N
         assert job["stage"] == "build"
         assert job["image"]["name"].startswith("quay.io/buildah/stable:v")
         assert "services" not in job and "DOCKER_HOST" not in job.get("variables", {})
-        assert job["script"] == ['sh .ci/gitlab/build-image.sh "$IMAGE_NAME" "$DOCKERFILE" '
-                                 '"$IMAGE_TAG_VARIABLE"']
+        assert job["script"] == [
+            'sh .ci/gitlab/build-image.sh "$IMAGE_NAME" "$DOCKERFILE" "$IMAGE_TAG_VARIABLE"'
+        ]
         assert job["needs"] == [{"job": "images:plan", "artifacts": True}]
-        assert job["rules"][0] == {"if": '$CI_PIPELINE_SOURCE == "merge_request_event"',
-                                   "when": "never"}
+        assert job["rules"][0] == {
+            "if": '$CI_PIPELINE_SOURCE == "merge_request_event"',
+            "when": "never",
+        }
     script = (REPO / ".ci/gitlab/build-image.sh").read_text()
     assert "buildah build" in script and "docker.sock" not in script
     assert '--tag "$image:$CI_COMMIT_SHA"' in script and 'buildah push "$image:$CI_COMMIT_SHA"'
@@ -242,8 +287,9 @@ def test_deploy_jobs(config: dict[str, Any]) -> None:
         assert job["resource_group"] == f"deploy-{env}"
     assert resolved(config, "deploy:staging")["needs"] == ["deploy:dev"]
     prod_rules = resolved(config, "deploy:prod")["rules"]
-    assert prod_rules == [{"if": r"$CI_COMMIT_TAG =~ /^v\d+\.\d+\.\d+$/", "when": "manual",
-                           "allow_failure": False}]
+    assert prod_rules == [
+        {"if": r"$CI_COMMIT_TAG =~ /^v\d+\.\d+\.\d+$/", "when": "manual", "allow_failure": False}
+    ]
     for name in MODEL_JOBS:
         job = resolved(config, name)
         action, env = name.removeprefix("model-").split(":")
@@ -260,10 +306,12 @@ def pipeline(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., set[str]
     """pipeline(changed files, kind, branch) -> the jobs gitlab-ci-local selects."""
     ci_local.gitlab_ci_local()  # install once, before the first listing
 
-    def run(changed: list[str], kind: ci_local.Pipeline = ci_local.BRANCH_PUSH,
-            branch: str = "feature") -> set[str]:
-        repo = ci_local.scenario_repo(tmp_path_factory.mktemp("scenario") / "repo", changed,
-                                      branch=branch)
+    def run(
+        changed: list[str], kind: ci_local.Pipeline = ci_local.BRANCH_PUSH, branch: str = "feature"
+    ) -> set[str]:
+        repo = ci_local.scenario_repo(
+            tmp_path_factory.mktemp("scenario") / "repo", changed, branch=branch
+        )
         jobs = ci_local.list_jobs(repo, kind)
         assert set(jobs) == set(jobs_of(yaml.safe_load(CI_FILE.read_text())))
         picked: set[str] = ci_local.selected(jobs)
@@ -282,8 +330,13 @@ def test_a_data_pipeline_change_runs_it_and_its_dependents(
     pipeline: Callable[..., set[str]],
 ) -> None:
     selected = pipeline(["data_pipeline/src/data_pipeline/feature_store.py"])
-    assert selected == lint_test("data_pipeline", "training_pipeline", "model_serving",
-                                 "monitoring_service", "stream_emitting")
+    assert selected == lint_test(
+        "data_pipeline",
+        "training_pipeline",
+        "model_serving",
+        "monitoring_service",
+        "stream_emitting",
+    )
 
 
 def test_a_data_pipeline_test_change_runs_its_own_jobs(pipeline: Callable[..., set[str]]) -> None:
@@ -300,7 +353,8 @@ def test_a_docs_change_runs_nothing(pipeline: Callable[..., set[str]]) -> None:
 
 def test_merge_request_pipelines_lint_and_test_only(pipeline: Callable[..., set[str]]) -> None:
     assert pipeline(["model_serving/src/model_serving/app.py"], ci_local.MERGE_REQUEST) == (
-        lint_test("model_serving", "monitoring_service"))
+        lint_test("model_serving", "monitoring_service")
+    )
     # even a shared change: every lint and test job, no build, no deploy
     assert pipeline(["platform/airflow/Dockerfile"], ci_local.MERGE_REQUEST) == lint_test(*NAMES)
 
@@ -322,6 +376,8 @@ def test_release_tag_runs_everything_and_offers_prod(pipeline: Callable[..., set
     repo_jobs = pipeline([], ci_local.RELEASE_TAG, branch="main")
     assert repo_jobs == (
         lint_test(*NAMES)
-        | {"images:plan"} | {f"build:{image.component}" for image in IMAGES}
-        | {"deploy:prod"} | MODEL_JOBS
+        | {"images:plan"}
+        | {f"build:{image.component}" for image in IMAGES}
+        | {"deploy:prod"}
+        | MODEL_JOBS
     )

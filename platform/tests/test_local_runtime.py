@@ -67,9 +67,13 @@ def test_airflow_api_takes_the_generated_password_only(stack: Stack) -> None:
         f"{stack.url('AIRFLOW_PORT')}/api/v2/dags", headers={"Authorization": f"Bearer {token}"}
     )
     assert "dags" in dags and "total_entries" in dags
-    assert http_status(
-        f"{stack.url('AIRFLOW_PORT')}/auth/token", data={"username": "admin", "password": "admin"}
-    ) == 401
+    assert (
+        http_status(
+            f"{stack.url('AIRFLOW_PORT')}/auth/token",
+            data={"username": "admin", "password": "admin"},
+        )
+        == 401
+    )
     assert http_status(f"{stack.url('AIRFLOW_PORT')}/api/v2/dags") == 401
 
 
@@ -85,8 +89,13 @@ def test_prometheus_scrapes_the_platform(stack: Stack) -> None:
         answer = get_json(f"{stack.url('PROMETHEUS_PORT')}/api/v1/targets")
         return {t["labels"]["job"] for t in answer["data"]["activeTargets"] if t["health"] == "up"}
 
-    jobs = eventually(lambda: {"prometheus", "alertmanager", "mlflow", "airflow"} <= healthy_jobs()
-                      and healthy_jobs(), timeout=60, interval=3)
+    jobs = eventually(
+        lambda: (
+            {"prometheus", "alertmanager", "mlflow", "airflow"} <= healthy_jobs() and healthy_jobs()
+        ),
+        timeout=60,
+        interval=3,
+    )
     assert jobs and {"prometheus", "alertmanager", "mlflow", "airflow"} <= jobs
 
 

@@ -25,7 +25,10 @@ SERVER = make_url(postgres_server_url())
 
 def _connect(database: str) -> psycopg2.extensions.connection:
     return psycopg2.connect(
-        host=SERVER.host, port=SERVER.port or 5432, user=SERVER.username, password=SERVER.password,
+        host=SERVER.host,
+        port=SERVER.port or 5432,
+        user=SERVER.username,
+        password=SERVER.password,
         dbname=database,
     )
 

@@ -370,8 +370,9 @@ def test_alertmanager_inhibits_warnings_of_a_down_service(alertmanager: str) -> 
 SECRET = "test-webhook-secret-0123456789"
 
 
-def rendered(tmp_path: Path, env: str, webhook_url: str | None,
-             webhook_secret: str | None = None) -> Path:
+def rendered(
+    tmp_path: Path, env: str, webhook_url: str | None, webhook_secret: str | None = None
+) -> Path:
     """The local runtime's rendering (URL and secret given) or the docker runtime's (None)."""
     from mlops_platform import alerting
 
@@ -384,8 +385,9 @@ def rendered(tmp_path: Path, env: str, webhook_url: str | None,
         webhook_url=webhook_url,
         webhook_secret=webhook_secret,
     )
-    return alerting.write_config(config, tmp_path / "alertmanager.yml",
-                                 private=webhook_secret is not None)
+    return alerting.write_config(
+        config, tmp_path / "alertmanager.yml", private=webhook_secret is not None
+    )
 
 
 def receiver(config: dict[str, Any], name: str) -> dict[str, Any]:
@@ -396,17 +398,30 @@ def receiver(config: dict[str, Any], name: str) -> dict[str, Any]:
 @pytest.mark.parametrize(
     ("labels", "receivers"),
     [
-        (["alertname=ModelQualityDegraded", "action=retrain", "severity=warning"],
-         "retrain,default"),
-        (["alertname=DataDriftSustained", "action=retrain", "severity=critical"],
-         "retrain,critical"),
+        (
+            ["alertname=ModelQualityDegraded", "action=retrain", "severity=warning"],
+            "retrain,default",
+        ),
+        (
+            ["alertname=DataDriftSustained", "action=retrain", "severity=critical"],
+            "retrain,critical",
+        ),
         (["alertname=ServingHighLatency", "severity=warning", "service=serving"], "default"),
     ],
 )
 def test_retrain_alerts_reach_the_trigger_and_people(labels: list[str], receivers: str) -> None:
     amtool = require_binary("amtool", package="prometheus-alertmanager")
-    res = run([amtool, "config", "routes", "test", f"--config.file={ALERTMANAGER_YML}",
-               f"--verify.receivers={receivers}", *labels])
+    res = run(
+        [
+            amtool,
+            "config",
+            "routes",
+            "test",
+            f"--config.file={ALERTMANAGER_YML}",
+            f"--verify.receivers={receivers}",
+            *labels,
+        ]
+    )
     assert res.returncode == 0, res.stdout + res.stderr
 
 
@@ -474,13 +489,17 @@ def test_the_docker_rendering_holds_no_secret(tmp_path: Path) -> None:
     assert email["auth_password_file"] == "/run/secrets/alert_smtp_auth_pass"
     check_config(path)
     compose = load_yaml(REPO / "docker-compose.yml")
-    mounted = {Path(f).name for f in (
-        slack["api_url_file"], email["auth_password_file"],
-        receiver(config, "retrain")["webhook_configs"][0]["http_config"]["authorization"][
-            "credentials_file"],
-    )}
-    assert mounted <= set(compose["services"]["alertmanager"]["secrets"]) <= set(
-        compose["secrets"])
+    mounted = {
+        Path(f).name
+        for f in (
+            slack["api_url_file"],
+            email["auth_password_file"],
+            receiver(config, "retrain")["webhook_configs"][0]["http_config"]["authorization"][
+                "credentials_file"
+            ],
+        )
+    }
+    assert mounted <= set(compose["services"]["alertmanager"]["secrets"]) <= set(compose["secrets"])
 
 
 @pytest.mark.integration
@@ -512,23 +531,48 @@ def test_alertmanager_delivers_retrain_alerts_with_the_bearer_token(tmp_path: Pa
     )
     port = free_port()
     proc = subprocess.Popen(
-        [binary, f"--config.file={path}", f"--storage.path={tmp_path / 'am-data'}",
-         f"--web.listen-address=127.0.0.1:{port}", "--cluster.listen-address="],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        [
+            binary,
+            f"--config.file={path}",
+            f"--storage.path={tmp_path / 'am-data'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+            "--cluster.listen-address=",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         url = f"http://127.0.0.1:{port}"
         wait_http(f"{url}/-/ready", proc)
         now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         alerts = [
-            {"labels": {"alertname": "ModelQualityDegraded", "action": "retrain",
-                        "severity": "warning", "service": "monitoring", "model_version": "3"},
-             "annotations": {"summary": "quality"}, "startsAt": now},
-            {"labels": {"alertname": "ServingHighLatency", "severity": "warning",
-                        "service": "serving"}, "startsAt": now},
+            {
+                "labels": {
+                    "alertname": "ModelQualityDegraded",
+                    "action": "retrain",
+                    "severity": "warning",
+                    "service": "monitoring",
+                    "model_version": "3",
+                },
+                "annotations": {"summary": "quality"},
+                "startsAt": now,
+            },
+            {
+                "labels": {
+                    "alertname": "ServingHighLatency",
+                    "severity": "warning",
+                    "service": "serving",
+                },
+                "startsAt": now,
+            },
         ]
-        req = urllib.request.Request(f"{url}/api/v2/alerts", data=json.dumps(alerts).encode(),
-                                     headers={"Content-Type": "application/json"}, method="POST")
+        req = urllib.request.Request(
+            f"{url}/api/v2/alerts",
+            data=json.dumps(alerts).encode(),
+            headers={"Content-Type": "application/json"},
+            method="POST",
+        )
         with urllib.request.urlopen(req, timeout=5) as resp:
             assert resp.status == 200
         deadline = time.monotonic() + 40  # group_wait of the retrain route: 10 s

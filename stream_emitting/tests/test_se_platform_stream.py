@@ -106,16 +106,31 @@ def test_events_flow_to_the_online_store(stack: Stack) -> None:
     consumer_port = port(stack, "STREAM_CONSUMER_METRICS_PORT")
     applied = 'stream_consumer_events_total{outcome="applied"}'
     assert eventually(lambda: metrics(consumer_port).get(applied, 0) >= 20, timeout=60)
-    assert metrics(port(stack, "STREAM_PRODUCER_METRICS_PORT"))[
-        'stream_producer_events_total{kind="valid"}'
-    ] >= 20
+    assert (
+        metrics(port(stack, "STREAM_PRODUCER_METRICS_PORT"))[
+            'stream_producer_events_total{kind="valid"}'
+        ]
+        >= 20
+    )
 
     # an operator's event for a driver the producer does not report on
     url = f"redis://127.0.0.1:{stack.ports['REDIS_PORT']}/0"
     emitted = subprocess.run(
-        [CLI, "emit", "--redis-url", url, "driver_id=4242", "conv_rate=0.0123", "acc_rate=0.5",
-         "avg_daily_trips=3", "rating=2.5", "cancel_rate=0.4"],
-        capture_output=True, text=True, timeout=60,
+        [
+            CLI,
+            "emit",
+            "--redis-url",
+            url,
+            "driver_id=4242",
+            "conv_rate=0.0123",
+            "acc_rate=0.5",
+            "avg_daily_trips=3",
+            "rating=2.5",
+            "cancel_rate=0.4",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert emitted.returncode == 0, emitted.stderr
     settings = DataPipelineSettings(
@@ -145,7 +160,8 @@ def test_a_killed_consumer_is_restarted_and_resumes(stack: Stack) -> None:
     )
     assert eventually(
         lambda: int(client.hget(counters_key, "consumed") or 0) > before + 40,  # type: ignore[arg-type]
-        timeout=60, interval=0.5,
+        timeout=60,
+        interval=0.5,
     )
     raw: Any = client.hgetall(counters_key)
     counts = {k.decode(): int(v) for k, v in raw.items()}
@@ -166,8 +182,10 @@ def test_logs_show_both_programs(stack: Stack) -> None:
 def test_down_stops_both_and_leaves_nothing(stack: Stack) -> None:
     assert stack.run("stream", "down").returncode == 0
     assert eventually(
-        lambda: program_pid(stack, "stream-consumer") is None
-        and program_pid(stack, "stream-producer") is None,
+        lambda: (
+            program_pid(stack, "stream-consumer") is None
+            and program_pid(stack, "stream-producer") is None
+        ),
         timeout=40,
     )
     for key in ("STREAM_PRODUCER_METRICS_PORT", "STREAM_CONSUMER_METRICS_PORT"):

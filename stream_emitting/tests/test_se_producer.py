@@ -136,7 +136,10 @@ def test_cli_stops_after_max_events_with_settings_from_the_environment(
     }
     result = subprocess.run(
         [CLI, "produce", "--max-events", "120", "--drivers", "1001-1010"],
-        env=env, capture_output=True, text=True, timeout=60,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.returncode == 0, result.stderr
     summary = json.loads(result.stdout)
@@ -158,8 +161,13 @@ def test_cli_stops_after_max_events_with_settings_from_the_environment(
 @pytest.mark.integration
 def test_cli_emit_validates_unless_raw(redis_url: str, stream_name: str) -> None:
     base = [CLI, "emit", "--redis-url", redis_url, "--stream", stream_name]
-    features = ["conv_rate=0.5", "acc_rate=0.9", "avg_daily_trips=10", "rating=4.8",
-                "cancel_rate=0.05"]
+    features = [
+        "conv_rate=0.5",
+        "acc_rate=0.9",
+        "avg_daily_trips=10",
+        "rating=4.8",
+        "cancel_rate=0.05",
+    ]
     good = subprocess.run([*base, "driver_id=1001", *features], capture_output=True, text=True)
     assert good.returncode == 0, good.stderr
     assert json.loads(good.stdout)["fields"]["driver_id"] == "1001"
@@ -214,9 +222,21 @@ def test_producer_survives_a_broker_restart(private_redis: PrivateRedis, tmp_pat
     port = free_port()
     stream = "test:se:restart"
     producer = subprocess.Popen(
-        [CLI, "produce", "--redis-url", private_redis.url, "--stream", stream, "--rate", "100",
-         "--metrics-port", str(port)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            CLI,
+            "produce",
+            "--redis-url",
+            private_redis.url,
+            "--stream",
+            stream,
+            "--rate",
+            "100",
+            "--metrics-port",
+            str(port),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
         env={**os.environ, "MLOPS_STREAM_BACKOFF_MAX": "0.5"},
     )
     try:
@@ -251,7 +271,9 @@ def test_producer_without_a_broker_waits_and_stops_on_sigterm(tmp_path: Path) ->
     port = free_port()  # nothing listens here
     producer = subprocess.Popen(
         [CLI, "produce", "--redis-url", f"redis://127.0.0.1:{port}/0", "--rate", "50"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     time.sleep(2.0)
     assert producer.poll() is None

@@ -45,9 +45,14 @@ def test_sampled_statistics_are_always_valid_events() -> None:
     assert 10 < values["avg_daily_trips"].mean() < 16
     assert 4.2 < values["rating"].mean() < 4.8
     DriverStatsEvent(
-        event_id="w:1", driver_id=1001, event_timestamp=AT, produced_at=AT,
-        conv_rate=float(values["conv_rate"][0]), acc_rate=float(values["acc_rate"][0]),
-        avg_daily_trips=int(values["avg_daily_trips"][0]), rating=float(values["rating"][0]),
+        event_id="w:1",
+        driver_id=1001,
+        event_timestamp=AT,
+        produced_at=AT,
+        conv_rate=float(values["conv_rate"][0]),
+        acc_rate=float(values["acc_rate"][0]),
+        avg_daily_trips=int(values["avg_daily_trips"][0]),
+        rating=float(values["rating"][0]),
         cancel_rate=float(values["cancel_rate"][0]),
     )
 

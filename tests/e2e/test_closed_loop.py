@@ -127,13 +127,15 @@ def assert_no_hour_ran_twice(airflow: AirflowClient) -> None:
     """
     headers = {"Authorization": f"Bearer {airflow.token()}"}
     for dag_id in ("example_source", "driver_features"):
-        runs = get_json(f"{airflow.base_url}/api/v2/dags/{dag_id}/dagRuns?limit=50",
-                        headers)["dag_runs"]
+        runs = get_json(f"{airflow.base_url}/api/v2/dags/{dag_id}/dagRuns?limit=50", headers)[
+            "dag_runs"
+        ]
         manual = [run for run in runs if run["run_type"] == "manual"]
         assert len(manual) == 1, runs
         window_end = datetime.fromisoformat(manual[0]["conf"]["end"])
         repeated = [
-            run["dag_run_id"] for run in runs
+            run["dag_run_id"]
+            for run in runs
             if run["run_type"] == "scheduled"
             and datetime.fromisoformat(run["data_interval_end"]) <= window_end
         ]
@@ -174,10 +176,15 @@ def evaluate_versions(tracking: str, drift_start: datetime, versions: list[str])
     from data_pipeline.feature_store import FEATURE_NAMES
 
     now = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
-    world = generate(ExampleSourceConfig(
-        start=now + timedelta(hours=1), end=now + timedelta(hours=25),
-        scenario="concept_drift", drift_start=drift_start, bookings_per_hour=60,
-    ))
+    world = generate(
+        ExampleSourceConfig(
+            start=now + timedelta(hours=1),
+            end=now + timedelta(hours=25),
+            scenario="concept_drift",
+            drift_start=drift_start,
+            bookings_per_hour=60,
+        )
+    )
     stats = world.driver_hourly_stats
     candidates = world.booking_candidates.assign(
         hour=world.booking_candidates["event_timestamp"].dt.floor("h")
@@ -220,17 +227,22 @@ def test_the_loop_closes_with_no_failed_prediction(stack: Stack) -> None:
     predictor = Predictor(stack)
     assert alias_version(tracking, MODEL, "champion") == "1"
     assert predictor.version() == "1"
-    airflow = AirflowClient(stack.url("AIRFLOW_PORT"), stack.env_value("AIRFLOW_ADMIN_USER"),
-                            stack.env_value("AIRFLOW_ADMIN_PASSWORD"))
+    airflow = AirflowClient(
+        stack.url("AIRFLOW_PORT"),
+        stack.env_value("AIRFLOW_ADMIN_USER"),
+        stack.env_value("AIRFLOW_ADMIN_PASSWORD"),
+    )
     assert_no_hour_ran_twice(airflow)
     dispatch = f"{stack.url('DISPATCH_METRICS_PORT')}/metrics"
     serving = f"{stack.url('SERVING_PORT')}/metrics"
     monitoring = stack.url("MONITORING_PORT")
 
     # a few quality windows of the first champion on the normal world
-    wait("two quality-evaluated windows of version 1",
-         lambda: len(quality_windows(monitoring, "1")) >= 2,
-         timeout=420)
+    wait(
+        "two quality-evaluated windows of version 1",
+        lambda: len(quality_windows(monitoring, "1")) >= 2,
+        timeout=420,
+    )
     assert not firing(stack, "ModelQualityDegraded"), "the healthy champion must not alert"
     normal_auc = prom_query(stack, 'monitoring_quality_roc_auc{model_version="1"}')
     numbers["roc_auc_v1_before_switch"] = float(normal_auc[0]["value"][1])
@@ -242,10 +254,13 @@ def test_the_loop_closes_with_no_failed_prediction(stack: Stack) -> None:
     failed_before_switch = metric(dispatch, "dispatch_failed_requests_total")
     bookings_before_switch = metric(dispatch, "dispatch_bookings_total")
     switched = time.monotonic()
-    set_env(stack.env_file, {
-        "MLOPS_EXAMPLE_SCENARIO": "concept_drift",
-        "MLOPS_EXAMPLE_DRIFT_START": drift_start.isoformat().replace("+00:00", "Z"),
-    })
+    set_env(
+        stack.env_file,
+        {
+            "MLOPS_EXAMPLE_SCENARIO": "concept_drift",
+            "MLOPS_EXAMPLE_DRIFT_START": drift_start.isoformat().replace("+00:00", "Z"),
+        },
+    )
     rewrite = airflow.run_to_end(
         "example_source",
         {"start": drift_start.isoformat(), "end": now_hour.isoformat()},
@@ -257,8 +272,12 @@ def test_the_loop_closes_with_no_failed_prediction(stack: Stack) -> None:
         assert restarted.returncode == 0, restarted.stdout[-2000:] + restarted.stderr[-2000:]
     log(f"switched to concept_drift (drift start {drift_start:%Y-%m-%d %H:%M}Z)")
 
-    alert = wait("ModelQualityDegraded firing in Alertmanager",
-                 lambda: firing(stack, "ModelQualityDegraded"), timeout=900, interval=5)
+    alert = wait(
+        "ModelQualityDegraded firing in Alertmanager",
+        lambda: firing(stack, "ModelQualityDegraded"),
+        timeout=900,
+        interval=5,
+    )
     numbers["switch_to_alert_s"] = round(time.monotonic() - switched, 1)
     assert alert[0]["labels"]["model_version"] == "1"
     assert "retrain" in {r["name"] for r in alert[0]["receivers"]}
@@ -266,8 +285,11 @@ def test_the_loop_closes_with_no_failed_prediction(stack: Stack) -> None:
 
     decision = wait(
         "a triggered retraining decision",
-        lambda: [d for d in get_json(f"{monitoring}/v1/retraining/decisions")["decisions"]
-                 if d["decision"] == "triggered"],
+        lambda: [
+            d
+            for d in get_json(f"{monitoring}/v1/retraining/decisions")["decisions"]
+            if d["decision"] == "triggered"
+        ],
         timeout=180,
     )[0]
     numbers["switch_to_trigger_s"] = round(time.monotonic() - switched, 1)
@@ -280,14 +302,20 @@ def test_the_loop_closes_with_no_failed_prediction(stack: Stack) -> None:
     assert conf["alert"]["labels"]["alertname"] == "ModelQualityDegraded"
     assert conf["window_days"] == DRIFT_DAYS
 
-    wait("the training run to finish",
-         lambda: airflow.run_state("driver_ranking_training", run_id) in ("success", "failed"),
-         timeout=900)
+    wait(
+        "the training run to finish",
+        lambda: airflow.run_state("driver_ranking_training", run_id) in ("success", "failed"),
+        timeout=900,
+    )
     tasks = airflow.task_states("driver_ranking_training", run_id)
     assert airflow.run_state("driver_ranking_training", run_id) == "success", tasks
     assert alias_version(tracking, MODEL, "champion") == "2"
-    wait("serving to answer with version 2", lambda: predictor.version() == "2", timeout=120,
-         interval=1)
+    wait(
+        "serving to answer with version 2",
+        lambda: predictor.version() == "2",
+        timeout=120,
+        interval=1,
+    )
     numbers["switch_to_new_champion_serving_s"] = round(time.monotonic() - switched, 1)
     log(f"version 2 serving {numbers['switch_to_new_champion_serving_s']} s after the switch")
 
@@ -299,14 +327,17 @@ def test_the_loop_closes_with_no_failed_prediction(stack: Stack) -> None:
     numbers["bookings"] = bookings_before_switch + bookings_after
     assert metric(serving, "serving_requests_total", route="/v1/predict", status="500") == 0
     server_errors = [
-        line for line in urllib.request.urlopen(serving, timeout=10).read().decode().splitlines()
-        if line.startswith("serving_requests_total{") and 'route="/v1/predict"' in line
-        and 'status="5' in line and not line.endswith(" 0.0")
+        line
+        for line in urllib.request.urlopen(serving, timeout=10).read().decode().splitlines()
+        if line.startswith("serving_requests_total{")
+        and 'route="/v1/predict"' in line
+        and 'status="5' in line
+        and not line.endswith(" 0.0")
     ]
     assert not server_errors, server_errors
     versions_answered = {
         s["metric"]["model_version"]
-        for s in prom_query(stack, 'sum by (model_version) (serving_predictions_total) > 0')
+        for s in prom_query(stack, "sum by (model_version) (serving_predictions_total) > 0")
     }
     assert {"1", "2"} <= versions_answered
 
@@ -319,7 +350,8 @@ def test_the_loop_closes_with_no_failed_prediction(stack: Stack) -> None:
         v2_windows = wait(
             "two quality-evaluated windows of version 2",
             lambda: found if len(found := quality_windows(monitoring, "2")) >= 2 else None,
-            timeout=420)
+            timeout=420,
+        )
         scored = evaluation.result(timeout=600)
     numbers["post_drift_eval"] = scored
     log(f"post-drift evaluation: {scored}")
@@ -332,8 +364,9 @@ def test_the_loop_closes_with_no_failed_prediction(stack: Stack) -> None:
     assert numbers["roc_auc_v2_after_switch"] > 0.74, (aucs, numbers)
     time.sleep(30)  # recording rules and rate() windows over the new version's series
     assert prom_query(stack, 'monitoring_quality_roc_auc{model_version="2"}')
-    assert not [a for a in firing(stack, "ModelQualityDegraded")
-                if a["labels"]["model_version"] == "2"]
+    assert not [
+        a for a in firing(stack, "ModelQualityDegraded") if a["labels"]["model_version"] == "2"
+    ]
 
     # ---- every dashboard panel has data ------------------------------------------------------
     empty = []

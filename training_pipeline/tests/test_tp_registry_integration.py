@@ -135,10 +135,14 @@ def test_register_logs_the_monitoring_reference(
     run = client.get_run(version.run_id)
     assert run.data.tags[reference.PATH_TAG] == "reference/reference.parquet"
 
-    folder = Path(mlflow.artifacts.download_artifacts(
-        run_id=version.run_id, artifact_path="reference", dst_path=str(tmp_path),
-        tracking_uri=settings.tracking_uri,
-    ))
+    folder = Path(
+        mlflow.artifacts.download_artifacts(
+            run_id=version.run_id,
+            artifact_path="reference",
+            dst_path=str(tmp_path),
+            tracking_uri=settings.tracking_uri,
+        )
+    )
     frame = pd.read_parquet(folder / "reference.parquet")
     manifest = json.loads((folder / "reference.json").read_text())
     trained = json.loads((run_dir / RunDir.TRAIN).read_text())
@@ -162,9 +166,10 @@ def test_register_logs_the_monitoring_reference(
         model, test_set, columns, "trip_completed", 700, settings.estimator.seed
     )
     pd.testing.assert_frame_equal(again, frame)
-    assert manifest["content_hash"] == json.loads(
-        (run_dir / "reference" / "reference.json").read_text()
-    )["content_hash"]
+    assert (
+        manifest["content_hash"]
+        == json.loads((run_dir / "reference" / "reference.json").read_text())["content_hash"]
+    )
 
 
 def test_a_worse_candidate_is_refused_in_every_mode_and_the_champion_stays(

@@ -139,7 +139,9 @@ def online_store_config(url: str) -> dict[str, Any]:
         if any("," in part for part in parts):
             raise ValueError(f"online store URL {url!r}: commas are not supported in it")
         return {"type": "redis", "connection_string": ",".join(parts)}
-    raise ValueError(f"unsupported online store URL {url!r}: expected redis://, rediss://, sqlite:///")
+    raise ValueError(
+        f"unsupported online store URL {url!r}: expected redis://, rediss://, sqlite:///"
+    )
 
 
 def repo_config(settings: DataPipelineSettings) -> RepoConfig:

@@ -9,7 +9,6 @@ API key check for ``/v1``, content type and body size limits, in-flight gauge, r
 and one JSON access-log line per request.
 """
 
-
 import asyncio
 import hashlib
 import hmac
@@ -66,8 +65,14 @@ access_log = logging.getLogger("model_serving.access")
 API_KEY_HEADER = "X-API-Key"
 REQUEST_ID_HEADER = "X-Request-ID"
 ROUTES = {
-    "/v1/predict", "/v1/feedback", "/v1/model", "/health/live", "/health/ready", "/metrics",
-    "/docs", "/openapi.json",
+    "/v1/predict",
+    "/v1/feedback",
+    "/v1/model",
+    "/health/live",
+    "/health/ready",
+    "/metrics",
+    "/docs",
+    "/openapi.json",
 }
 #: routes that take a JSON body (the edge checks its content type before routing)
 BODY_ROUTES = {("POST", "/v1/predict"), ("POST", "/v1/feedback")}
@@ -83,7 +88,11 @@ class ApiError(Exception):
 
 
 def error_response(
-    status: int, error: str, message: str, request_id: str | None = None, details: Any = None,
+    status: int,
+    error: str,
+    message: str,
+    request_id: str | None = None,
+    details: Any = None,
     headers: dict[str, str] | None = None,
 ) -> JSONResponse:
     body: dict[str, Any] = {"error": error, "message": message, "request_id": request_id}
@@ -168,10 +177,16 @@ class EdgeMiddleware:
             histogram.observe(elapsed)
             if self.access_log and route not in {"/metrics", "/health/live"}:
                 access_log.info(
-                    "%s %s %d", scope["method"], path, status,
+                    "%s %s %d",
+                    scope["method"],
+                    path,
+                    status,
                     extra={
-                        "method": scope["method"], "path": path, "status": status,
-                        "duration_ms": round(elapsed * 1000, 3), "model_version": version,
+                        "method": scope["method"],
+                        "path": path,
+                        "status": status,
+                        "duration_ms": round(elapsed * 1000, 3),
+                        "model_version": version,
                         "request_id": scope.get("answer_request_id", request_id),
                     },
                 )
@@ -183,8 +198,11 @@ class EdgeMiddleware:
             key = headers.get(b"x-api-key")
             if not key:
                 return error_response(
-                    401, "unauthorized", f"missing API key: send it in the {API_KEY_HEADER} "
-                    "header", rid, headers={"WWW-Authenticate": API_KEY_HEADER},
+                    401,
+                    "unauthorized",
+                    f"missing API key: send it in the {API_KEY_HEADER} header",
+                    rid,
+                    headers={"WWW-Authenticate": API_KEY_HEADER},
                 )
             if self.api_key is None or not hmac.compare_digest(key, self.api_key):
                 return error_response(403, "forbidden", "invalid API key", rid)
@@ -193,8 +211,7 @@ class EdgeMiddleware:
             try:
                 size = int(length)
             except ValueError:
-                return error_response(400, "invalid_request", "Content-Length is not a number",
-                                      rid)
+                return error_response(400, "invalid_request", "Content-Length is not a number", rid)
             if size > self.limit:
                 return self._too_large(rid)
         if (scope["method"], path) in BODY_ROUTES:
@@ -204,8 +221,10 @@ class EdgeMiddleware:
             ):
                 shown = ctype.decode("latin-1") or "none"
                 return error_response(
-                    415, "unsupported_media_type",
-                    f"Content-Type must be application/json (got {shown})", rid,
+                    415,
+                    "unsupported_media_type",
+                    f"Content-Type must be application/json (got {shown})",
+                    rid,
                 )
         return None
 
@@ -285,7 +304,9 @@ class Service:
             if hasattr(store, "refresh_registry"):
                 store.refresh_registry()
             reader = make_reader(
-                store, service, self.settings.serving_feature_reader,
+                store,
+                service,
+                self.settings.serving_feature_reader,
                 self.settings.serving_online_store_timeout_s,
             )
         except FeatureServiceError as exc:
@@ -310,9 +331,7 @@ class Service:
             log.warning("online store not answering while loading v%s: %s", model.version, exc)
         self.readers[service] = reader
         names = reader.spec.feature_names
-        return replace(
-            model, reader=reader, positions=tuple(names.index(c) for c in model.columns)
-        )
+        return replace(model, reader=reader, positions=tuple(names.index(c) for c in model.columns))
 
     def remember(self, request_id: str, model: dict[str, str]) -> None:
         limit = self.settings.serving_request_memory
@@ -342,12 +361,14 @@ def _ranked_candidates(
     out = []
     for driver, score in ranking:
         row = read.rows[driver]
-        out.append({
-            "driver_id": driver,
-            "score": score,
-            "features": {c: row[p] for c, p in zip(columns, positions, strict=True)},
-            "feature_time": datetime.fromtimestamp(read.times[driver], tz=UTC),
-        })
+        out.append(
+            {
+                "driver_id": driver,
+                "score": score,
+                "features": {c: row[p] for c, p in zip(columns, positions, strict=True)},
+                "feature_time": datetime.fromtimestamp(read.times[driver], tz=UTC),
+            }
+        )
     return out
 
 
@@ -371,9 +392,7 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         restore = (
-            configure_mlflow_http(settings.serving_registry_timeout_s)
-            if start_background
-            else None
+            configure_mlflow_http(settings.serving_registry_timeout_s) if start_background else None
         )
         if start_background:
             try:
@@ -410,7 +429,8 @@ def create_app(
     app.state.service = service
     app.add_middleware(EdgeMiddleware, settings=settings, metrics=metrics)  # type: ignore[arg-type]
     api_key = APIKeyHeader(
-        name=API_KEY_HEADER, auto_error=False,
+        name=API_KEY_HEADER,
+        auto_error=False,
         description="The serving API key (SERVING_API_KEY in the platform's .env)",
     )
     secured = [Security(api_key)]
@@ -439,44 +459,63 @@ def create_app(
                 message = message.removeprefix("Value error, ")
                 problems.append(f"{loc}: {message}")
         details = [
-            {"loc": [str(p) for p in e.get("loc", ())], "type": e.get("type"),
-             "msg": str(e.get("msg"))}
+            {
+                "loc": [str(p) for p in e.get("loc", ())],
+                "type": e.get("type"),
+                "msg": str(e.get("msg")),
+            }
             for e in exc.errors()
         ]
         return error_response(
-            status, "invalid_json" if status == 400 else "invalid_request",
-            "; ".join(problems), request.scope.get("request_id"), details,
+            status,
+            "invalid_json" if status == 400 else "invalid_request",
+            "; ".join(problems),
+            request.scope.get("request_id"),
+            details,
         )
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        codes = {404: "not_found", 405: "method_not_allowed", 400: "invalid_request",
-                 413: "body_too_large"}
+        codes = {
+            404: "not_found",
+            405: "method_not_allowed",
+            400: "invalid_request",
+            413: "body_too_large",
+        }
         return error_response(
-            exc.status_code, codes.get(exc.status_code, "http_error"), str(exc.detail),
-            request.scope.get("request_id"), headers=getattr(exc, "headers", None),
+            exc.status_code,
+            codes.get(exc.status_code, "http_error"),
+            str(exc.detail),
+            request.scope.get("request_id"),
+            headers=getattr(exc, "headers", None),
         )
 
     @app.exception_handler(ApiError)
     async def api_error(request: Request, exc: ApiError) -> JSONResponse:
-        return error_response(exc.status, exc.error, exc.message,
-                              request.scope.get("answer_request_id",
-                                                request.scope.get("request_id")), exc.details)
+        return error_response(
+            exc.status,
+            exc.error,
+            exc.message,
+            request.scope.get("answer_request_id", request.scope.get("request_id")),
+            exc.details,
+        )
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error on %s", request.url.path)
-        return error_response(500, "internal_error", "internal error; see the service log",
-                              request.scope.get("request_id"))
+        return error_response(
+            500,
+            "internal_error",
+            "internal error; see the service log",
+            request.scope.get("request_id"),
+        )
 
     # --- /v1 ---------------------------------------------------------------------------------
     PredictRequest = predict_request_model(settings.serving_max_candidates)
     max_candidates = settings.serving_max_candidates
     canary_threshold = round(settings.serving_canary_percent * 100)
     shadow_on = settings.serving_shadow
-    read_latency = {
-        kind: metrics.feature_read_latency.labels(kind) for kind in ("redis", "feast")
-    }
+    read_latency = {kind: metrics.feature_read_latency.labels(kind) for kind in ("redis", "feast")}
 
     @app.post(
         "/v1/predict",
@@ -487,28 +526,36 @@ def create_app(
         responses={
             **auth_errors,
             400: {"model": ErrorResponse, "description": "Body is not valid JSON"},
-            409: {"model": ErrorResponse,
-                  "description": "No candidate can be scored in the online store's current "
-                  "state: all unknown to it, or with features older than the view's TTL"},
-            503: {"model": ErrorResponse,
-                  "description": "No model loaded yet, or the online store is down"},
+            409: {
+                "model": ErrorResponse,
+                "description": "No candidate can be scored in the online store's current "
+                "state: all unknown to it, or with features older than the view's TTL",
+            },
+            503: {
+                "model": ErrorResponse,
+                "description": "No model loaded yet, or the online store is down",
+            },
         },
     )
     async def predict(
         request: Request,
         body: Annotated[
             PredictRequest,  # type: ignore[valid-type]
-            Body(openapi_examples={
-                "three candidates": {
-                    "summary": "Rank three drivers",
-                    "value": {"request_id": "booking-2024-000123",
-                              "driver_ids": [1001, 1002, 1003]},
-                },
-                "no request id": {
-                    "summary": "Let the service generate the request id",
-                    "value": {"driver_ids": [1004, 1005]},
-                },
-            }),
+            Body(
+                openapi_examples={
+                    "three candidates": {
+                        "summary": "Rank three drivers",
+                        "value": {
+                            "request_id": "booking-2024-000123",
+                            "driver_ids": [1001, 1002, 1003],
+                        },
+                    },
+                    "no request id": {
+                        "summary": "Let the service generate the request id",
+                        "value": {"driver_ids": [1004, 1005]},
+                    },
+                }
+            ),
         ],
     ) -> Response:
         began = time.perf_counter()
@@ -516,14 +563,16 @@ def create_app(
         state: ServingState = service.manager.state
         model = state.champion
         if model is None:
-            raise ApiError(503, "no_model",
-                           "no model is loaded yet (see /health/ready for why)")
+            raise ApiError(503, "no_model", "no model is loaded yet (see /health/ready for why)")
         request_id = body.request_id or scope["request_id"]  # type: ignore[attr-defined]
         scope["answer_request_id"] = request_id
         ids: list[int] = body.driver_ids  # type: ignore[attr-defined]
         challenger = state.challenger
-        if (challenger is not None and canary_threshold
-                and canary_bucket(request_id) < canary_threshold):
+        if (
+            challenger is not None
+            and canary_threshold
+            and canary_bucket(request_id) < canary_threshold
+        ):
             model = challenger
         version = model.version
         scope["model_version"] = version
@@ -544,7 +593,8 @@ def create_app(
         if not read.rows:
             per_version.no_scorable.inc()
             raise ApiError(
-                409, "no_scorable_candidates",
+                409,
+                "no_scorable_candidates",
                 f"none of the {len(ids)} candidates can be scored: "
                 f"{len(read.unknown)} unknown to the online store, {len(read.stale)} with "
                 "features older than the feature view's TTL",
@@ -582,17 +632,19 @@ def create_app(
         answering = model
 
         def build(shadow: dict[str, Any] | None = None) -> events.PredictionEvent:
-            return events.PredictionEvent.model_validate({
-                "request_id": request_id,
-                "time": now,
-                "model": ref,
-                "candidates": _ranked_candidates(answering, ranking, read),
-                "best_driver_id": best,
-                "unknown_driver_ids": read.unknown,
-                "stale_driver_ids": read.stale,
-                "shadow": shadow,
-                "latency_ms": latency_ms,
-            })
+            return events.PredictionEvent.model_validate(
+                {
+                    "request_id": request_id,
+                    "time": now,
+                    "model": ref,
+                    "candidates": _ranked_candidates(answering, ranking, read),
+                    "best_driver_id": best,
+                    "unknown_driver_ids": read.unknown,
+                    "stale_driver_ids": read.stale,
+                    "shadow": shadow,
+                    "latency_ms": latency_ms,
+                }
+            )
 
         if shadow_on and challenger is not None and model is not challenger:
             shadow_model = challenger
@@ -622,8 +674,10 @@ def create_app(
         dependencies=secured,
         tags=["prediction"],
         summary="Report whether the trip was completed (the label)",
-        responses={**auth_errors,
-                   400: {"model": ErrorResponse, "description": "Body is not valid JSON"}},
+        responses={
+            **auth_errors,
+            400: {"model": ErrorResponse, "description": "Body is not valid JSON"},
+        },
     )
     async def feedback(request: Request, body: FeedbackRequest) -> Response:
         request.scope["answer_request_id"] = body.request_id
@@ -635,7 +689,9 @@ def create_app(
         service.sink.submit(
             events.FEEDBACK,
             lambda: events.FeedbackEvent(
-                request_id=body.request_id, time=now, driver_id=body.driver_id,
+                request_id=body.request_id,
+                time=now,
+                driver_id=body.driver_id,
                 trip_completed=body.trip_completed,
                 model=events.ModelRef.model_validate(model) if model else None,
             ),
@@ -656,21 +712,27 @@ def create_app(
     async def model_info() -> Response:
         state = service.manager.state
         served = [m.describe() for m in (state.champion, state.challenger) if m is not None]
-        return JSONResponse({
-            "name": settings.serving_model_name,
-            "served": served,
-            "registry": service.manager.registry.describe(),
-            "traffic": {
-                "canary_percent": settings.serving_canary_percent,
-                "shadow": settings.serving_shadow,
-                "challenger_loaded": state.challenger is not None,
-                "max_candidates": max_candidates,
-            },
-        })
+        return JSONResponse(
+            {
+                "name": settings.serving_model_name,
+                "served": served,
+                "registry": service.manager.registry.describe(),
+                "traffic": {
+                    "canary_percent": settings.serving_canary_percent,
+                    "shadow": settings.serving_shadow,
+                    "challenger_loaded": state.challenger is not None,
+                    "max_candidates": max_candidates,
+                },
+            }
+        )
 
     # --- health and metrics (open) ---------------------------------------------------------
-    @app.get("/health/live", response_model=HealthResponse, tags=["health"],
-             summary="The process answers")
+    @app.get(
+        "/health/live",
+        response_model=HealthResponse,
+        tags=["health"],
+        summary="The process answers",
+    )
     async def live() -> Response:
         return JSONResponse({"status": "alive", "checks": {}})
 
@@ -696,8 +758,11 @@ def create_app(
             )
             checks["model"] = {"ok": False, "detail": reason}
         else:
-            checks["model"] = {"ok": True, "detail": f"{champion.name} v{champion.version} "
-                               f"({champion.flavor}, from {champion.source})"}
+            checks["model"] = {
+                "ok": True,
+                "detail": f"{champion.name} v{champion.version} "
+                f"({champion.flavor}, from {champion.source})",
+            }
             try:
                 detail = await asyncio.get_running_loop().run_in_executor(
                     None, champion.reader.ping
@@ -709,9 +774,13 @@ def create_app(
         registry = service.manager.registry
         checks["registry"] = {
             "ok": registry.reachable is not False,
-            "detail": ("reachable" if registry.reachable else
-                       f"unreachable, serving what is loaded: {registry.last_error}"
-                       if registry.reachable is False else "not asked yet"),
+            "detail": (
+                "reachable"
+                if registry.reachable
+                else f"unreachable, serving what is loaded: {registry.last_error}"
+                if registry.reachable is False
+                else "not asked yet"
+            ),
             **registry.describe(),
         }
         checks["events"] = {"ok": service.sink.up is not False, **service.sink.describe()}
@@ -720,13 +789,20 @@ def create_app(
                 "ok": True,
                 "loaded": state.challenger.version if state.challenger else None,
             }
-        return JSONResponse({"status": "ready" if ok else "not_ready", "checks": checks},
-                            status_code=200 if ok else 503)
+        return JSONResponse(
+            {"status": "ready" if ok else "not_ready", "checks": checks},
+            status_code=200 if ok else 503,
+        )
 
-    @app.get("/metrics", tags=["health"], summary="Prometheus metrics",
-             response_class=Response,
-             responses={200: {"content": {CONTENT_TYPE_LATEST: {}},
-                              "description": "Prometheus text format"}})
+    @app.get(
+        "/metrics",
+        tags=["health"],
+        summary="Prometheus metrics",
+        response_class=Response,
+        responses={
+            200: {"content": {CONTENT_TYPE_LATEST: {}}, "description": "Prometheus text format"}
+        },
+    )
     async def prometheus_metrics() -> Response:
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 

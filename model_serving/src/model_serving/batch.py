@@ -41,8 +41,14 @@ log = logging.getLogger("model_serving.batch")
 TABLE = "driver_predictions"
 FILE = "predictions.parquet"
 COLUMNS = (
-    "driver_id", "score", "rank", "model_name", "model_version", "interval_start",
-    "interval_end", "scored_at",
+    "driver_id",
+    "score",
+    "rank",
+    "model_name",
+    "model_version",
+    "interval_start",
+    "interval_end",
+    "scored_at",
 )
 
 
@@ -68,8 +74,9 @@ def parse_time(value: str | datetime, name: str) -> datetime:
         except ValueError:
             raise BatchError(f"{name}: {value!r} is not an ISO 8601 time") from None
     parsed = parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
-    return datetime(parsed.year, parsed.month, parsed.day, parsed.hour, parsed.minute,
-                    parsed.second, tzinfo=UTC)
+    return datetime(
+        parsed.year, parsed.month, parsed.day, parsed.hour, parsed.minute, parsed.second, tzinfo=UTC
+    )
 
 
 def read_drivers_file(path: Path) -> list[int]:
@@ -86,8 +93,9 @@ def read_drivers_file(path: Path) -> list[int]:
     ids: list[int] = []
     for number, text in enumerate(lines, start=1):
         if not text.isdigit() or int(text) < 1:
-            raise BatchError(f"{path}: line {number}: {text!r} is not a driver id (an integer "
-                             ">= 1)")
+            raise BatchError(
+                f"{path}: line {number}: {text!r} is not a driver id (an integer >= 1)"
+            )
         ids.append(int(text))
     if not ids:
         raise BatchError(f"{path}: no driver ids")
@@ -107,8 +115,8 @@ def active_drivers(store: Any, settings: Any, interval_end: datetime, ttl: timed
     since = interval_end - ttl if ttl else datetime(1970, 1, 1, tzinfo=UTC)
     table = dataset.to_table(
         columns=[JOIN_KEY],
-        filter=(ds.field("event_timestamp") >= since) & (ds.field("event_timestamp") <
-                                                          interval_end),
+        filter=(ds.field("event_timestamp") >= since)
+        & (ds.field("event_timestamp") < interval_end),
     )
     return sorted({int(v) for v in table.column(JOIN_KEY).to_pylist()})
 
@@ -127,15 +135,20 @@ def run_batch(
     import pandas as pd
 
     began = time.perf_counter()
-    end = parse_time(interval_end, "interval_end") if interval_end else (
-        datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+    end = (
+        parse_time(interval_end, "interval_end")
+        if interval_end
+        else (datetime.now(UTC).replace(minute=0, second=0, microsecond=0))
     )
-    start = parse_time(interval_start, "interval_start") if interval_start else (
-        end - timedelta(hours=1)
+    start = (
+        parse_time(interval_start, "interval_start")
+        if interval_start
+        else (end - timedelta(hours=1))
     )
     if start >= end:
-        raise BatchError(f"interval_start {start.isoformat()} must be before interval_end "
-                         f"{end.isoformat()}")
+        raise BatchError(
+            f"interval_start {start.isoformat()} must be before interval_end {end.isoformat()}"
+        )
 
     # the champion, as the online API loads it
     client = make_client(settings.mlflow_tracking_uri)
@@ -145,14 +158,20 @@ def run_batch(
     except RegistryUnavailable as exc:
         raise BatchError(f"model registry unreachable: {exc}") from exc
     if version is None:
-        raise BatchError(f"{name} has no version with the alias "
-                         f"{settings.serving_champion_alias!r}")
+        raise BatchError(
+            f"{name} has no version with the alias {settings.serving_champion_alias!r}"
+        )
     try:
-        path = fetch_version(client, settings.mlflow_tracking_uri, settings.model_cache_dir,
-                             name, version)
-        model = load_version(path, alias="champion", source="registry",
-                             default_feature_service=settings.serving_feature_service,
-                             compiled=settings.serving_compiled_models)
+        path = fetch_version(
+            client, settings.mlflow_tracking_uri, settings.model_cache_dir, name, version
+        )
+        model = load_version(
+            path,
+            alias="champion",
+            source="registry",
+            default_feature_service=settings.serving_feature_service,
+            compiled=settings.serving_compiled_models,
+        )
     except (ModelLoadError, RegistryUnavailable) as exc:
         raise BatchError(f"cannot load {name} v{version}: {exc}") from exc
 
@@ -192,13 +211,16 @@ def run_batch(
     matrix = complete[list(model.columns)].to_numpy(dtype=np.float64)
     scores = model.score(matrix) if len(complete) else np.empty(0)
     scored_at = datetime.now(UTC)
-    table = pd.DataFrame({
-        "driver_id": complete["driver_id"].to_numpy(dtype=np.int64),
-        "score": scores.astype(np.float64),
-    })
+    table = pd.DataFrame(
+        {
+            "driver_id": complete["driver_id"].to_numpy(dtype=np.int64),
+            "score": scores.astype(np.float64),
+        }
+    )
     table["rank"] = (
         table["score"].rank(method="first", ascending=False).astype("int32")
-        if len(table) else pd.Series(dtype="int32")
+        if len(table)
+        else pd.Series(dtype="int32")
     )
     table["model_name"] = name
     table["model_version"] = str(version)

@@ -106,17 +106,28 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("check", help="print the effective settings and check them")
     p.set_defaults(func=check)
     p = sub.add_parser("batch-predict", help="score drivers with the champion, write a table")
-    p.add_argument("--drivers", default=None,
-                   help="a file of driver ids (CSV with a driver_id column, or one id a line); "
-                   "default: every driver in the online store")
-    p.add_argument("--interval-start", default=None,
-                   help="ISO time; default: one hour before the interval's end")
-    p.add_argument("--interval-end", default=None,
-                   help="ISO time: features as of then, and the key of the output file "
-                   "(one file per interval, replaced by a re-run); default: the current hour")
-    p.add_argument("--output", default=None,
-                   help="folder of the result table "
-                   "(default <MLOPS_DATA_DIR>/offline/driver_predictions)")
+    p.add_argument(
+        "--drivers",
+        default=None,
+        help="a file of driver ids (CSV with a driver_id column, or one id a line); "
+        "default: every driver in the online store",
+    )
+    p.add_argument(
+        "--interval-start",
+        default=None,
+        help="ISO time; default: one hour before the interval's end",
+    )
+    p.add_argument(
+        "--interval-end",
+        default=None,
+        help="ISO time: features as of then, and the key of the output file "
+        "(one file per interval, replaced by a re-run); default: the current hour",
+    )
+    p.add_argument(
+        "--output",
+        default=None,
+        help="folder of the result table (default <MLOPS_DATA_DIR>/offline/driver_predictions)",
+    )
     p.set_defaults(func=batch_predict)
     return parser
 

@@ -121,8 +121,9 @@ def probe_inputs(compiled: CompiledHGB, rows: int = 512, seed: int = 0) -> np.nd
         if cuts.size:
             lo, hi = float(cuts.min()), float(cuts.max())
             span = max(hi - lo, 1.0)
-            pool = np.concatenate([cuts, np.nextafter(cuts, np.inf),
-                                   rng.uniform(lo - span, hi + span, rows)])
+            pool = np.concatenate(
+                [cuts, np.nextafter(cuts, np.inf), rng.uniform(lo - span, hi + span, rows)]
+            )
             X[:, f] = rng.choice(pool, rows)
         else:
             X[:, f] = rng.normal(size=rows)

@@ -90,9 +90,7 @@ class ModelManager:
         self.settings = settings
         self.metrics = metrics
         self._bind = bind
-        self._client_factory = client_factory or (
-            lambda: make_client(settings.mlflow_tracking_uri)
-        )
+        self._client_factory = client_factory or (lambda: make_client(settings.mlflow_tracking_uri))
         self._client: Any = None
         self.state = ServingState()
         self.registry = RegistryStatus()
@@ -126,9 +124,7 @@ class ModelManager:
         if self.state.champion is None:
             self._load_cached_champion(registry_reachable=reachable)
         if watch:
-            self._thread = threading.Thread(
-                target=self._watch, name="model-watcher", daemon=True
-            )
+            self._thread = threading.Thread(target=self._watch, name="model-watcher", daemon=True)
             self._thread.start()
 
     def stop(self, timeout: float = 5.0) -> None:
@@ -170,9 +166,7 @@ class ModelManager:
             log.info("model registry reachable again")
         self.registry.reachable = True
         self.registry.last_success = now
-        self.registry.aliases = {
-            alias: wanted.get(role) for role, alias in self.roles()
-        }
+        self.registry.aliases = {alias: wanted.get(role) for role, alias in self.roles()}
         self.metrics.registry_up.set(1)
         self.metrics.registry_last_success.set(now.timestamp())
         self.metrics.registry_polls.labels("ok").inc()
@@ -195,12 +189,18 @@ class ModelManager:
         current = self._current(role)
         if version is None:
             if role == "challenger" and current is not None:
-                log.info("alias %s removed: challenger v%s unloaded",
-                         self.settings.serving_challenger_alias, current.version)
+                log.info(
+                    "alias %s removed: challenger v%s unloaded",
+                    self.settings.serving_challenger_alias,
+                    current.version,
+                )
                 self._swap(role, None)
             elif role == "champion" and current is not None:
-                log.warning("alias %s does not exist (any more); still serving v%s",
-                            self.settings.serving_champion_alias, current.version)
+                log.warning(
+                    "alias %s does not exist (any more); still serving v%s",
+                    self.settings.serving_champion_alias,
+                    current.version,
+                )
             return
         if current is not None and current.version == version:
             return
@@ -245,23 +245,37 @@ class ModelManager:
         self.metrics.model_loads.labels(role, source, "success").inc()
         self.metrics.model_load_latency.labels(role).observe(elapsed)
         self.registry.load_errors.pop(role, None)
-        log.info("loaded %s v%s as %s in %.2fs (flavor %s, features %s via %s)",
-                 self.name, version, role, elapsed, model.flavor, model.feature_service,
-                 getattr(model.reader, "kind", "?"))
+        log.info(
+            "loaded %s v%s as %s in %.2fs (flavor %s, features %s via %s)",
+            self.name,
+            version,
+            role,
+            elapsed,
+            model.flavor,
+            model.feature_service,
+            getattr(model.reader, "kind", "?"),
+        )
         return model
 
     def _load_failed(self, role: str, version: str, source: str, message: str) -> None:
         self.metrics.model_loads.labels(role, source, "failure").inc()
         self.registry.load_errors[role] = f"v{version}: {message}"
-        log.error("cannot load %s v%s as %s (keeping what is served): %s",
-                  self.name, version, role, message)
+        log.error(
+            "cannot load %s v%s as %s (keeping what is served): %s",
+            self.name,
+            version,
+            role,
+            message,
+        )
 
     def _load_cached_champion(self, *, registry_reachable: bool) -> None:
         path = read_pointer(self.settings.model_cache_dir, self.name)
         if path is None:
             if not registry_reachable:
-                log.warning("registry unreachable and no cached champion: not ready until the "
-                            "registry answers")
+                log.warning(
+                    "registry unreachable and no cached champion: not ready until the "
+                    "registry answers"
+                )
             return
         began = time.perf_counter()
         try:
@@ -279,8 +293,12 @@ class ModelManager:
             return
         self.metrics.model_loads.labels("champion", "cache", "success").inc()
         self.metrics.model_load_latency.labels("champion").observe(time.perf_counter() - began)
-        log.warning("started from the local cache: %s v%s (registry %s)", model.name,
-                    model.version, "reachable" if registry_reachable else "unreachable")
+        log.warning(
+            "started from the local cache: %s v%s (registry %s)",
+            model.name,
+            model.version,
+            "reachable" if registry_reachable else "unreachable",
+        )
         self._swap("champion", model)
 
     # --- the swap -------------------------------------------------------------------------
@@ -301,15 +319,20 @@ class ModelManager:
             m.model_info.labels(role, model.name, model.version, model.source).set(1)
         m.model_loaded.labels(role).set(1 if model is not None else 0)
         m.model_swaps.labels(role).inc()
-        log.info("%s: v%s -> v%s", role, old.version if old else None,
-                 model.version if model else None)
+        log.info(
+            "%s: v%s -> v%s", role, old.version if old else None, model.version if model else None
+        )
         if role == "champion" and model is not None and model.source == "registry":
             try:
                 write_pointer(self.settings.model_cache_dir, model)
                 keep = {model.version}
                 if self.state.challenger is not None:
                     keep.add(self.state.challenger.version)
-                prune_cache(self.settings.model_cache_dir, self.name,
-                            self.settings.serving_model_cache_keep, keep)
+                prune_cache(
+                    self.settings.model_cache_dir,
+                    self.name,
+                    self.settings.serving_model_cache_keep,
+                    keep,
+                )
             except OSError as exc:
                 log.warning("could not update the local model cache: %s", exc)

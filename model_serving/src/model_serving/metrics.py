@@ -9,12 +9,39 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
 
 LATENCY_BUCKETS = (
-    0.0005, 0.001, 0.0015, 0.002, 0.003, 0.004, 0.005, 0.0075, 0.01, 0.015, 0.025, 0.05,
-    0.1, 0.25, 0.5, 1.0, 2.5,
+    0.0005,
+    0.001,
+    0.0015,
+    0.002,
+    0.003,
+    0.004,
+    0.005,
+    0.0075,
+    0.01,
+    0.015,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
 )
 FAST_BUCKETS = (
-    0.0001, 0.00025, 0.0005, 0.00075, 0.001, 0.0015, 0.002, 0.003, 0.005, 0.01, 0.025, 0.05,
-    0.1, 0.5,
+    0.0001,
+    0.00025,
+    0.0005,
+    0.00075,
+    0.001,
+    0.0015,
+    0.002,
+    0.003,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.5,
 )
 SCORE_BUCKETS = tuple(round(0.05 * i, 2) for i in range(1, 21))
 LOAD_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0)
@@ -194,8 +221,9 @@ class ServingMetrics:
             found = self._versions[key] = VersionMetrics(self, model_version, alias)
         return found
 
-    def request(self, route: str, method: str, status: str, model_version: str
-                ) -> tuple[Counter, Histogram]:
+    def request(
+        self, route: str, method: str, status: str, model_version: str
+    ) -> tuple[Counter, Histogram]:
         key = (route, method, status, model_version)
         found = self._requests.get(key)
         if found is None:

@@ -302,8 +302,9 @@ def _sklearn_scorer(estimator: Any, *, compiled: bool) -> tuple[Scorer, str]:
             probe = probe_inputs(fast)
             if np.array_equal(fast.positive_proba(probe), score(probe)):
                 return fast.positive_proba, "compiled-hgb"
-            log.warning("compiled predictor differs from %s: using scikit-learn's",
-                        type(estimator).__name__)
+            log.warning(
+                "compiled predictor differs from %s: using scikit-learn's", type(estimator).__name__
+            )
     return score, "sklearn"
 
 

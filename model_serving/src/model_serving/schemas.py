@@ -12,6 +12,7 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fie
 MAX_ID = 2**53 - 1
 REQUEST_ID_PATTERN = r"^[A-Za-z0-9._:@/-]{1,128}$"
 
+
 def _whole_number(value: Any) -> Any:
     """JSON Schema's ``integer``: an int, or a number with no fractional part (``2.0``);
     never a string or a boolean."""
@@ -98,14 +99,16 @@ def predict_request_model(max_candidates: int) -> type[BaseModel]:
 class ModelRef(BaseModel):
     name: str = Field(examples=["driver_ranking"])
     version: str = Field(examples=["3"])
-    alias: str = Field(description="champion, or challenger for canary traffic",
-                       examples=["champion"])
+    alias: str = Field(
+        description="champion, or challenger for canary traffic", examples=["champion"]
+    )
 
 
 class DriverScore(BaseModel):
     driver_id: int = Field(examples=[1002])
-    score: float = Field(description="Probability that the driver completes the trip",
-                         examples=[0.87])
+    score: float = Field(
+        description="Probability that the driver completes the trip", examples=[0.87]
+    )
 
 
 class PredictResponse(BaseModel):
@@ -188,8 +191,10 @@ class ServedModel(BaseModel):
     version: str
     alias: str
     flavor: str
-    scorer: str = Field(description="What computes the scores: compiled-hgb (vectorised, "
-                        "checked identical at load), sklearn or pyfunc")
+    scorer: str = Field(
+        description="What computes the scores: compiled-hgb (vectorised, "
+        "checked identical at load), sklearn or pyfunc"
+    )
     feature_service: str
     input_columns: list[str]
     source: str = Field(description="registry, or cache when started without the registry")

@@ -53,8 +53,12 @@ class EventSink:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._client = (
-            redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout,
-                                 retry=Retry(NoBackoff(), 0))
+            redis.Redis.from_url(
+                url,
+                socket_timeout=timeout,
+                socket_connect_timeout=timeout,
+                retry=Retry(NoBackoff(), 0),
+            )
             if url
             else None
         )
@@ -184,4 +188,3 @@ class EventSink:
             self.metrics.events_written.labels(kind).inc()
         self.written += len(entries)
         return True
-

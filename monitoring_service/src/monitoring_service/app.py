@@ -56,7 +56,10 @@ class Services:
             settings, self.store, self.references, self.metrics, lambda: self.consumer.watermark
         )
         self.consumer = EventConsumer(
-            settings, self.store, self.metrics, client=redis_client,
+            settings,
+            self.store,
+            self.metrics,
+            client=redis_client,
             on_closed=self.evaluator.wake,
         )
         self.trigger = RetrainingTrigger(settings, self.store, self.metrics)
@@ -146,8 +149,10 @@ def create_app(
         if background:
             services.start()
         log.info(
-            "monitoring %s@%s on %s, state %s", settings.monitoring_model_name,
-            settings.monitoring_champion_alias, redact(settings.events_redis_url),
+            "monitoring %s@%s on %s, state %s",
+            settings.monitoring_model_name,
+            settings.monitoring_champion_alias,
+            redact(settings.events_redis_url),
             settings.db_path,
         )
         try:
@@ -192,8 +197,10 @@ def create_app(
                 "watermark": services.consumer.watermark,
             },
             "reference": {"ok": reference_ok, **reference},
-            "evaluator": {"ok": services.evaluator.ready, "evidently_loaded":
-                          services.evaluator.ready},
+            "evaluator": {
+                "ok": services.evaluator.ready,
+                "evidently_loaded": services.evaluator.ready,
+            },
         }
         ok = all(bool(c["ok"]) for c in checks.values())
         return JSONResponse(
@@ -203,8 +210,7 @@ def create_app(
 
     @app.get("/metrics")
     def metrics() -> Response:
-        return Response(generate_latest(services.metrics.registry),
-                        media_type=CONTENT_TYPE_LATEST)
+        return Response(generate_latest(services.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     # --- windows -----------------------------------------------------------------------------
     @app.get("/v1/windows")
@@ -242,7 +248,8 @@ def create_app(
             return _error(404, "not_found", f"no window {window_id}")
         body = found.summary()
         body["reports"] = [
-            f"/reports/{window_id}/{k}" for k in ("drift", "quality")
+            f"/reports/{window_id}/{k}"
+            for k in ("drift", "quality")
             if services.evaluator.report_path(window_id, k)
         ]
         return JSONResponse(body)
@@ -254,14 +261,16 @@ def create_app(
         for entry in services.evaluator.reports():
             wid = entry["window_id"]
             summary = services.store.window(wid)
-            listed.append({
-                "window_id": wid,
-                "model_version": summary.model_version if summary else None,
-                "state": summary.state if summary else None,
-                "closed_at": summary.closed_at if summary else None,
-                "kinds": entry["kinds"],
-                "urls": {k: f"/reports/{wid}/{k}" for k in entry["kinds"]},
-            })
+            listed.append(
+                {
+                    "window_id": wid,
+                    "model_version": summary.model_version if summary else None,
+                    "state": summary.state if summary else None,
+                    "closed_at": summary.closed_at if summary else None,
+                    "kinds": entry["kinds"],
+                    "urls": {k: f"/reports/{wid}/{k}" for k in entry["kinds"]},
+                }
+            )
         return {"reports": listed, "max_reports": settings.monitoring_max_reports}
 
     def _report(request: Request, window_id: int, kind: ReportKind) -> Response:
@@ -270,11 +279,15 @@ def create_app(
             return _error(404, "not_found", f"no {kind} report for window {window_id}")
         if "gzip" in request.headers.get("accept-encoding", "").lower():
             return FileResponse(
-                path, media_type="text/html; charset=utf-8",
+                path,
+                media_type="text/html; charset=utf-8",
                 headers={"Content-Encoding": "gzip", "Vary": "Accept-Encoding"},
             )
-        return Response(gzip.decompress(path.read_bytes()), media_type="text/html; charset=utf-8",
-                        headers={"Vary": "Accept-Encoding"})
+        return Response(
+            gzip.decompress(path.read_bytes()),
+            media_type="text/html; charset=utf-8",
+            headers={"Vary": "Accept-Encoding"},
+        )
 
     @app.get("/reports/{window_id}", response_model=None)
     def report(request: Request, window_id: int) -> Response:
@@ -324,8 +337,9 @@ def create_app(
             payload = AlertmanagerWebhook.model_validate(data)
         except ValidationError as exc:
             m.webhook_requests.labels("422").inc()
-            return _error(422, "invalid_payload",
-                          f"not an Alertmanager v4 webhook payload: {_problems(exc)}")
+            return _error(
+                422, "invalid_payload", f"not an Alertmanager v4 webhook payload: {_problems(exc)}"
+            )
         outcome = await run_in_threadpool(services.trigger.handle, payload)
         status = 502 if outcome.decision == "error" else 200
         m.webhook_requests.labels(str(status)).inc()

@@ -89,8 +89,9 @@ def check(args: argparse.Namespace) -> int:
     if not problems:
         import redis
 
-        client = redis.Redis.from_url(settings.events_redis_url, socket_timeout=3,
-                                      socket_connect_timeout=3)
+        client = redis.Redis.from_url(
+            settings.events_redis_url, socket_timeout=3, socket_connect_timeout=3
+        )
         try:
             client.ping()
         except redis.RedisError as exc:
@@ -127,8 +128,10 @@ def windows(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps([w.summary() for w in found], indent=2, default=str))
         return 0
-    print(f"{'id':>6} {'version':>8} {'state':<8} {'opened (UTC)':<19} {'preds':>6} "
-          f"{'rows':>6} {'drift':>6} {'share':>6} {'roc_auc':>8} {'coverage':>8}")
+    print(
+        f"{'id':>6} {'version':>8} {'state':<8} {'opened (UTC)':<19} {'preds':>6} "
+        f"{'rows':>6} {'drift':>6} {'share':>6} {'roc_auc':>8} {'coverage':>8}"
+    )
     for w in found:
         drift = w.drift or {}
         quality = w.quality or {}
@@ -136,10 +139,16 @@ def windows(args: argparse.Namespace) -> int:
         auc = quality.get("roc_auc")
         share = drift.get("drift_share")
         cells = [
-            f"{w.window_id:>6}", f"{w.model_version:>8}", f"{w.state:<8}",
-            f"{_when(w.opened_at):<19}", f"{w.predictions:>6}", f"{w.rows:>6}",
+            f"{w.window_id:>6}",
+            f"{w.model_version:>8}",
+            f"{w.state:<8}",
+            f"{_when(w.opened_at):<19}",
+            f"{w.predictions:>6}",
+            f"{w.rows:>6}",
             f"{drift.get('dataset_drift', '-')!s:>6}",
-            f"{_num(share, 2):>6}", f"{_num(auc, 4):>8}", f"{_num(coverage, 3):>8}",
+            f"{_num(share, 2):>6}",
+            f"{_num(auc, 4):>8}",
+            f"{_num(coverage, 3):>8}",
         ]
         print(" ".join(cells))
     return 0
@@ -149,9 +158,11 @@ def report(args: argparse.Namespace) -> int:
     settings = _settings()
     path = settings.reports_dir / str(args.window) / f"{args.kind}.html.gz"
     if not path.is_file():
-        print(f"{PROG}: no {args.kind} report for window {args.window} under "
-              f"{settings.reports_dir} (only the newest MONITORING_MAX_REPORTS are kept)",
-              file=sys.stderr)
+        print(
+            f"{PROG}: no {args.kind} report for window {args.window} under "
+            f"{settings.reports_dir} (only the newest MONITORING_MAX_REPORTS are kept)",
+            file=sys.stderr,
+        )
         return 1
     html = gzip.decompress(path.read_bytes())
     if args.output in (None, "-"):

@@ -144,8 +144,9 @@ class EventConsumer:
                         f"{self.settings.monitoring_max_future_skew_s:g} s in the future"
                     )
             except MalformedEvent as exc:
-                parsed.append(Parsed(kind, entry_id, None, exc.reason, original,
-                                     source=self.names[kind]))
+                parsed.append(
+                    Parsed(kind, entry_id, None, exc.reason, original, source=self.names[kind])
+                )
                 continue
             parsed.append(Parsed(kind, entry_id, event, None, original, source=self.names[kind]))
         return parsed, trimmed
@@ -214,8 +215,12 @@ class EventConsumer:
             self.metrics.windows.labels(window.model_version, window.close_reason or "?").inc()
             log.info(
                 "closed window %d of %s v%s (%s): %d predictions, %d rows",
-                window.window_id, window.model_name, window.model_version, window.close_reason,
-                window.predictions, window.rows,
+                window.window_id,
+                window.model_name,
+                window.model_version,
+                window.close_reason,
+                window.predictions,
+                window.rows,
             )
         if windows and self.on_closed is not None:
             self.on_closed(windows)
@@ -253,7 +258,9 @@ class EventConsumer:
             cursor = "0"
             while not self.stop.is_set():
                 answer: Any = self.client.xreadgroup(
-                    self.group, self.consumer, {name: cursor},
+                    self.group,
+                    self.consumer,
+                    {name: cursor},
                     count=self.settings.monitoring_batch_size,
                 )
                 entries = self._entries(answer)
@@ -274,7 +281,11 @@ class EventConsumer:
             cursor = "0-0"
             while not self.stop.is_set():
                 answer: Any = self.client.xautoclaim(
-                    name, self.group, self.consumer, s.monitoring_claim_min_idle_ms, cursor,
+                    name,
+                    self.group,
+                    self.consumer,
+                    s.monitoring_claim_min_idle_ms,
+                    cursor,
                     count=s.monitoring_batch_size,
                 )
                 cursor = _text(answer[0])
@@ -361,8 +372,11 @@ class EventConsumer:
         last_entry = time.monotonic()
         log.info(
             "consuming %s and %s on %s as %s/%s",
-            s.monitoring_prediction_stream, s.monitoring_feedback_stream,
-            redact(s.events_redis_url), self.group, self.consumer,
+            s.monitoring_prediction_stream,
+            s.monitoring_feedback_stream,
+            redact(s.events_redis_url),
+            self.group,
+            self.consumer,
         )
         while not self.stop.is_set():
             if max_entries is not None and self.applied >= max_entries:
@@ -397,7 +411,9 @@ class EventConsumer:
                 self._set_up(False, f"{type(exc).__name__}: {detail}")
                 log.warning(
                     "consumer iteration failed (%s: %s); retrying pending entries in %.2f s",
-                    type(exc).__name__, detail, wait,
+                    type(exc).__name__,
+                    detail,
+                    wait,
                 )
                 recovering = True
                 self.stop.wait(wait)

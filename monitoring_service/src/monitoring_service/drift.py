@@ -241,15 +241,17 @@ def quality_report(
         raise NotEnoughData(
             f"{rows} labelled rows < MONITORING_MIN_LABELLED_ROWS={cfg.min_labelled_rows}"
         )
-    cur = pd.DataFrame({
-        SCORE: pd.to_numeric(labelled[SCORE], errors="coerce").astype(float),
-        LABEL: labelled[LABEL].astype(int),
-    })
+    cur = pd.DataFrame(
+        {
+            SCORE: pd.to_numeric(labelled[SCORE], errors="coerce").astype(float),
+            LABEL: labelled[LABEL].astype(int),
+        }
+    )
     ref = None
     if reference is not None and len(reference):
-        ref = pd.DataFrame({
-            SCORE: reference[SCORE].astype(float), LABEL: reference[LABEL].astype(int)
-        })
+        ref = pd.DataFrame(
+            {SCORE: reference[SCORE].astype(float), LABEL: reference[LABEL].astype(int)}
+        )
     definition = _definition(
         [SCORE],
         cur,

@@ -58,8 +58,10 @@ def drift_config(settings: MonitoringSettings) -> DriftConfig:
 def feature_frame(rows: pd.DataFrame) -> pd.DataFrame:
     """The candidates' model inputs (the events' ``features`` JSON) plus ``score``."""
     records = [json.loads(text) for text in rows["features"]] if len(rows) else []
-    frame = pd.DataFrame.from_records(records, index=rows.index) if records else pd.DataFrame(
-        index=rows.index
+    frame = (
+        pd.DataFrame.from_records(records, index=rows.index)
+        if records
+        else pd.DataFrame(index=rows.index)
     )
     frame[SCORE] = rows["score"].astype(float)
     return frame
@@ -177,7 +179,9 @@ class Evaluator:
         self._retry_at[window.window_id] = time.monotonic() + delay
         log.warning(
             "window %d waits for its reference (registry: %s); retrying in %.0f s",
-            window.window_id, exc, delay,
+            window.window_id,
+            exc,
+            delay,
         )
 
     def evaluate_drift(self, window: Window) -> Window | None:
@@ -199,7 +203,9 @@ class Evaluator:
         else:
             try:
                 result, snapshot = drift.drift_report(
-                    feature_frame(rows), reference.frame, list(reference.feature_columns),
+                    feature_frame(rows),
+                    reference.frame,
+                    list(reference.feature_columns),
                     self.cfg,
                 )
                 notes["drift_report"] = self._save(window.window_id, DRIFT_REPORT, snapshot)
@@ -217,9 +223,7 @@ class Evaluator:
         elapsed = time.perf_counter() - began
         notes["drift_seconds"] = round(elapsed, 4)
         final = self.settings.monitoring_label_grace_s <= 0
-        updated = self.store.record(
-            window.window_id, "drifted", drift=drift_doc, notes=notes
-        )
+        updated = self.store.record(window.window_id, "drifted", drift=drift_doc, notes=notes)
         self.metrics.evaluations.labels("drift", outcome).inc()
         self.metrics.evaluation_seconds.labels("drift").observe(elapsed)
         self.metrics.last_window.labels(window.model_version).set(time.time())
@@ -227,9 +231,13 @@ class Evaluator:
             self._export_drift(window, drift_doc)
         self.evaluated += 1
         log.info(
-            "window %d drift (%s) in %.2f s: %s", window.window_id, outcome, elapsed,
-            _drift_line(drift_doc) if drift_doc else notes.get("drift_skipped")
-            or notes.get("drift_error"),
+            "window %d drift (%s) in %.2f s: %s",
+            window.window_id,
+            outcome,
+            elapsed,
+            _drift_line(drift_doc)
+            if drift_doc
+            else notes.get("drift_skipped") or notes.get("drift_error"),
         )
         if final:
             return self.evaluate_quality(updated, reference_known=(reference, missing))
@@ -278,8 +286,12 @@ class Evaluator:
         self._export_quality(window.model_version, quality)
         self.evaluated += 1
         log.info(
-            "window %d quality (%s) in %.2f s: coverage %s, roc_auc %s", window.window_id,
-            outcome, elapsed, labels["coverage"], quality.get("roc_auc"),
+            "window %d quality (%s) in %.2f s: coverage %s, roc_auc %s",
+            window.window_id,
+            outcome,
+            elapsed,
+            labels["coverage"],
+            quality.get("roc_auc"),
         )
         return updated
 
@@ -322,8 +334,11 @@ class Evaluator:
             reverse=True,
         )
         for folder in folders:
-            kinds = [k for k, n in (("drift", DRIFT_REPORT), ("quality", QUALITY_REPORT))
-                     if (folder / n).is_file()]
+            kinds = [
+                k
+                for k, n in (("drift", DRIFT_REPORT), ("quality", QUALITY_REPORT))
+                if (folder / n).is_file()
+            ]
             if kinds:
                 out.append({"window_id": int(folder.name), "kinds": kinds})
         return out
@@ -343,9 +358,18 @@ class Evaluator:
             for gauge in (m.feature_drift_score, m.feature_drifted, m.feature_drift_threshold):
                 _remove(gauge, version, feature)
         for gauge in (
-            m.drift_share, m.drifted_features, m.dataset_drift, m.prediction_drift_score,
-            m.prediction_drifted, m.consecutive_drifted, m.window_rows, m.window_predictions,
-            m.quality_rows, m.label_coverage, m.last_window, m.reference_rows,
+            m.drift_share,
+            m.drifted_features,
+            m.dataset_drift,
+            m.prediction_drift_score,
+            m.prediction_drifted,
+            m.consecutive_drifted,
+            m.window_rows,
+            m.window_predictions,
+            m.quality_rows,
+            m.label_coverage,
+            m.last_window,
+            m.reference_rows,
             *m.quality.values(),
         ):
             _remove(gauge, version)

@@ -239,7 +239,11 @@ class ReferenceStore:
         self.metrics.reference_loads.labels("registry", "ok").inc()
         log.info(
             "loaded the reference of %s v%s: %d rows from run %s in %.2f s",
-            self.name, version, reference.rows, run_id, time.perf_counter() - started,
+            self.name,
+            version,
+            reference.rows,
+            run_id,
+            time.perf_counter() - started,
         )
         return read_reference(target, self.name, version, run_id)
 

@@ -30,9 +30,24 @@ from monitoring_service.windows import WindowPolicy
 _NAME = re.compile(r"^[A-Za-z0-9._:@-]{1,100}$")
 
 DriftMethod = Literal[
-    "ks", "chisquare", "z", "wasserstein", "psi", "jensenshannon", "kl_div", "anderson",
-    "mannw", "ed", "es", "t_test", "cramer_von_mises", "hellinger", "fisher_exact", "g_test",
-    "empirical_mmd", "TVD",
+    "ks",
+    "chisquare",
+    "z",
+    "wasserstein",
+    "psi",
+    "jensenshannon",
+    "kl_div",
+    "anderson",
+    "mannw",
+    "ed",
+    "es",
+    "t_test",
+    "cramer_von_mises",
+    "hellinger",
+    "fisher_exact",
+    "g_test",
+    "empirical_mmd",
+    "TVD",
 ]
 
 
@@ -90,9 +105,7 @@ class MonitoringSettings(BaseSettings):
     )
     monitoring_prediction_stream: str = Field(
         default=DEFAULT_PREDICTION_STREAM,
-        validation_alias=_alias(
-            "MONITORING_PREDICTION_STREAM", "SERVING_EVENTS_PREDICTION_STREAM"
-        ),
+        validation_alias=_alias("MONITORING_PREDICTION_STREAM", "SERVING_EVENTS_PREDICTION_STREAM"),
     )
     monitoring_feedback_stream: str = Field(
         default=DEFAULT_FEEDBACK_STREAM,

@@ -152,8 +152,23 @@ class ApplyResult:
 
 
 def _row_to_window(row: sqlite3.Row | tuple[Any, ...]) -> Window:
-    (wid, name, version, state, opened, first, last, preds, rows, closed, reason, deadline,
-     drift, quality, notes) = tuple(row)
+    (
+        wid,
+        name,
+        version,
+        state,
+        opened,
+        first,
+        last,
+        preds,
+        rows,
+        closed,
+        reason,
+        deadline,
+        drift,
+        quality,
+        notes,
+    ) = tuple(row)
     return Window(
         window_id=int(wid),
         model_name=str(name),
@@ -250,9 +265,13 @@ class Store:
         return {(name, tuple(label.split(SEP)) if label else ()): int(v) for name, label, v in rows}
 
     def counter(self, name: str, *labels: str) -> int:
-        row = self.connection().execute(
-            "SELECT value FROM counters WHERE name = ? AND label = ?", (name, SEP.join(labels))
-        ).fetchone()
+        row = (
+            self.connection()
+            .execute(
+                "SELECT value FROM counters WHERE name = ? AND label = ?", (name, SEP.join(labels))
+            )
+            .fetchone()
+        )
         return int(row[0]) if row else 0
 
     # --- applying events ---------------------------------------------------------------------
@@ -266,8 +285,7 @@ class Store:
                 inserted = db.execute(
                     "INSERT OR IGNORE INTO entries (stream, entry_id, ms, outcome) "
                     "VALUES (?, ?, ?, ?)",
-                    (item.source or item.stream, item.entry_id, stream_ms(item.entry_id),
-                     outcome),
+                    (item.source or item.stream, item.entry_id, stream_ms(item.entry_id), outcome),
                 ).rowcount
                 if not inserted:
                     result.duplicates[item.stream] += 1
@@ -294,7 +312,11 @@ class Store:
         return None if row is None else _row_to_window(row)
 
     def _close(
-        self, db: sqlite3.Connection, window: Window, reason: CloseReason, now: float,
+        self,
+        db: sqlite3.Connection,
+        window: Window,
+        reason: CloseReason,
+        now: float,
         result: ApplyResult | None = None,
     ) -> Window:
         deadline = self.policy.label_deadline(window.last_time)
@@ -311,7 +333,11 @@ class Store:
         return closed
 
     def _prediction(
-        self, db: sqlite3.Connection, entry_id: str, event: PredictionEvent, now: float,
+        self,
+        db: sqlite3.Connection,
+        entry_id: str,
+        event: PredictionEvent,
+        now: float,
         result: ApplyResult,
     ) -> None:
         name, version = event.model.name, event.model.version
@@ -332,8 +358,15 @@ class Store:
         db.execute(
             "INSERT INTO predictions (entry_id, request_id, time, window_id, alias, "
             "best_driver_id, candidates) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (entry_id, event.request_id, when, window_id, event.model.alias,
-             event.best_driver_id, len(event.candidates)),
+            (
+                entry_id,
+                event.request_id,
+                when,
+                window_id,
+                event.model.alias,
+                event.best_driver_id,
+                len(event.candidates),
+            ),
         )
         db.executemany(
             "INSERT INTO candidates (entry_id, rank, driver_id, score, features) "
@@ -419,19 +452,27 @@ class Store:
             where.append(f"state IN ({', '.join('?' for _ in states)})")
             args.extend(states)
         clause = f"WHERE {' AND '.join(where)}" if where else ""
-        rows = self.connection().execute(
-            f"SELECT {WINDOW_COLUMNS} FROM windows {clause} ORDER BY window_id DESC LIMIT ?",
-            (*args, limit),
-        ).fetchall()
+        rows = (
+            self.connection()
+            .execute(
+                f"SELECT {WINDOW_COLUMNS} FROM windows {clause} ORDER BY window_id DESC LIMIT ?",
+                (*args, limit),
+            )
+            .fetchall()
+        )
         return [_row_to_window(r) for r in rows]
 
     def due(self, watermark: float | None) -> list[tuple[Window, str]]:
         """Windows waiting for an evaluation, oldest first: ``drift`` for closed windows,
         ``quality`` for drifted windows whose label deadline the watermark has passed."""
-        rows = self.connection().execute(
-            f"SELECT {WINDOW_COLUMNS} FROM windows WHERE state IN ('closed', 'drifted') "
-            "ORDER BY window_id"
-        ).fetchall()
+        rows = (
+            self.connection()
+            .execute(
+                f"SELECT {WINDOW_COLUMNS} FROM windows WHERE state IN ('closed', 'drifted') "
+                "ORDER BY window_id"
+            )
+            .fetchall()
+        )
         out: list[tuple[Window, str]] = []
         for row in rows:
             window = _row_to_window(row)
@@ -542,15 +583,21 @@ class Store:
         """Forget the applied entry ids of ``stream`` older than ``before_ms``: the caller
         guarantees none of them can be delivered again (all acknowledged)."""
         with self.transaction() as db:
-            return int(db.execute(
-                "DELETE FROM entries WHERE stream = ? AND ms < ?", (stream, before_ms)
-            ).rowcount)
+            return int(
+                db.execute(
+                    "DELETE FROM entries WHERE stream = ? AND ms < ?", (stream, before_ms)
+                ).rowcount
+            )
 
     def unmatched_labels(self) -> int:
-        row = self.connection().execute(
-            "SELECT COUNT(*) FROM feedback f WHERE NOT EXISTS "
-            "(SELECT 1 FROM predictions p WHERE p.request_id = f.request_id)"
-        ).fetchone()
+        row = (
+            self.connection()
+            .execute(
+                "SELECT COUNT(*) FROM feedback f WHERE NOT EXISTS "
+                "(SELECT 1 FROM predictions p WHERE p.request_id = f.request_id)"
+            )
+            .fetchone()
+        )
         return int(row[0])
 
     def totals(self) -> dict[str, int]:
@@ -574,26 +621,45 @@ class Store:
             cursor = db.execute(
                 "INSERT INTO decisions (time, decision, reason, detail, alertnames, dag_run_id) "
                 "VALUES (?, ?, ?, ?, ?, ?)",
-                (time.time() if now is None else now, decision, reason, detail,
-                 json.dumps(list(alertnames)), dag_run_id),
+                (
+                    time.time() if now is None else now,
+                    decision,
+                    reason,
+                    detail,
+                    json.dumps(list(alertnames)),
+                    dag_run_id,
+                ),
             )
             self._bump(db, "retraining_decisions", SEP.join((decision, reason)))
             return int(cursor.lastrowid or 0)
 
     def decisions(self, limit: int = 50) -> list[dict[str, Any]]:
-        rows = self.connection().execute(
-            "SELECT id, time, decision, reason, detail, alertnames, dag_run_id FROM decisions "
-            "ORDER BY id DESC LIMIT ?",
-            (limit,),
-        ).fetchall()
+        rows = (
+            self.connection()
+            .execute(
+                "SELECT id, time, decision, reason, detail, alertnames, dag_run_id FROM decisions "
+                "ORDER BY id DESC LIMIT ?",
+                (limit,),
+            )
+            .fetchall()
+        )
         return [
-            {"id": i, "time": t, "decision": d, "reason": r, "detail": detail,
-             "alertnames": json.loads(names), "dag_run_id": run}
+            {
+                "id": i,
+                "time": t,
+                "decision": d,
+                "reason": r,
+                "detail": detail,
+                "alertnames": json.loads(names),
+                "dag_run_id": run,
+            }
             for i, t, d, r, detail, names, run in rows
         ]
 
     def last_triggered(self) -> float | None:
-        row = self.connection().execute(
-            "SELECT MAX(time) FROM decisions WHERE decision = 'triggered'"
-        ).fetchone()
+        row = (
+            self.connection()
+            .execute("SELECT MAX(time) FROM decisions WHERE decision = 'triggered'")
+            .fetchone()
+        )
         return None if row is None or row[0] is None else float(row[0])

@@ -114,8 +114,9 @@ class AirflowClient:
     """The few calls of Airflow 3's REST API the trigger needs (simple auth manager: a JWT from
     ``POST /auth/token``, fetched for every decision; decisions are rare)."""
 
-    def __init__(self, settings: MonitoringSettings, transport: httpx.BaseTransport | None = None
-                 ) -> None:
+    def __init__(
+        self, settings: MonitoringSettings, transport: httpx.BaseTransport | None = None
+    ) -> None:
         self.base = settings.monitoring_airflow_url
         self.user = settings.airflow_admin_user
         self.password = settings.airflow_admin_password
@@ -140,8 +141,7 @@ class AirflowClient:
         except ValueError:
             raise AirflowError("airflow_refused", f"{what}: answer is not JSON") from None
 
-    def _call(self, client: httpx.Client, method: str, path: str, **kwargs: Any
-              ) -> httpx.Response:
+    def _call(self, client: httpx.Client, method: str, path: str, **kwargs: Any) -> httpx.Response:
         try:
             return client.request(method, path, **kwargs)
         except httpx.HTTPError as exc:
@@ -151,9 +151,15 @@ class AirflowClient:
 
     def token(self, client: httpx.Client) -> str:
         body = self._check(
-            self._call(client, "POST", "/auth/token", json={
-                "username": self.user, "password": self.password.get_secret_value(),
-            }),
+            self._call(
+                client,
+                "POST",
+                "/auth/token",
+                json={
+                    "username": self.user,
+                    "password": self.password.get_secret_value(),
+                },
+            ),
             "POST /auth/token",
             ok=(200, 201),
         )
@@ -169,8 +175,13 @@ class AirflowClient:
             headers = {"Authorization": f"Bearer {self.token(client)}"}
             path = f"/api/v2/dags/{quote(dag_id, safe='')}/dagRuns"
             body = self._check(
-                self._call(client, "GET", path, headers=headers,
-                           params=[("state", "running"), ("state", "queued")]),
+                self._call(
+                    client,
+                    "GET",
+                    path,
+                    headers=headers,
+                    params=[("state", "running"), ("state", "queued")],
+                ),
                 f"GET {path}",
             )
         except BaseException:
@@ -179,17 +190,24 @@ class AirflowClient:
         runs = body.get("dag_runs", []) if isinstance(body, dict) else []
         return client, headers, [str(r.get("dag_run_id")) for r in runs]
 
-    def trigger(self, client: httpx.Client, headers: dict[str, str], dag_id: str,
-                conf: dict[str, Any]) -> str:
+    def trigger(
+        self, client: httpx.Client, headers: dict[str, str], dag_id: str, conf: dict[str, Any]
+    ) -> str:
         dag = quote(dag_id, safe="")
         self._check(
-            self._call(client, "PATCH", f"/api/v2/dags/{dag}", headers=headers,
-                       json={"is_paused": False}),
+            self._call(
+                client, "PATCH", f"/api/v2/dags/{dag}", headers=headers, json={"is_paused": False}
+            ),
             f"PATCH /api/v2/dags/{dag}",
         )
         body = self._check(
-            self._call(client, "POST", f"/api/v2/dags/{dag}/dagRuns", headers=headers,
-                       json={"logical_date": None, "conf": conf}),
+            self._call(
+                client,
+                "POST",
+                f"/api/v2/dags/{dag}/dagRuns",
+                headers=headers,
+                json={"logical_date": None, "conf": conf},
+            ),
             f"POST /api/v2/dags/{dag}/dagRuns",
             ok=(200, 201),
         )
@@ -249,8 +267,12 @@ class RetrainingTrigger:
         with self._lock:
             outcome = self._decide(payload)
             decision_id = self.store.record_decision(
-                outcome.decision, outcome.reason, outcome.detail, outcome.alertnames,
-                outcome.dag_run_id, now=self.now(),
+                outcome.decision,
+                outcome.reason,
+                outcome.detail,
+                outcome.alertnames,
+                outcome.dag_run_id,
+                now=self.now(),
             )
         self.metrics.decisions.labels(outcome.decision, outcome.reason).inc()
         if outcome.decision == "triggered":
@@ -259,7 +281,9 @@ class RetrainingTrigger:
         log.log(
             level,
             "retraining %s (%s): %s",
-            outcome.decision, outcome.reason, outcome.detail,
+            outcome.decision,
+            outcome.reason,
+            outcome.detail,
             extra={
                 "decision": outcome.decision,
                 "reason": outcome.reason,
@@ -287,7 +311,8 @@ class RetrainingTrigger:
             firing = [a for a in firing if a.labels.get("alertname") in allowed]
             if not firing:
                 return out(
-                    "skipped", "not_a_retraining_alert",
+                    "skipped",
+                    "not_a_retraining_alert",
                     f"none of {list(names)} is in MONITORING_TRIGGER_ALERTNAMES {sorted(allowed)}",
                 )
         last = self.store.last_triggered()
@@ -295,7 +320,8 @@ class RetrainingTrigger:
         cooldown = s.monitoring_trigger_cooldown_s
         if last is not None and now - last < cooldown:
             return out(
-                "skipped", "cooldown",
+                "skipped",
+                "cooldown",
                 f"last run triggered {now - last:.0f} s ago, cooldown {cooldown:.0f} s "
                 f"({cooldown - (now - last):.0f} s left)",
             )
@@ -305,7 +331,8 @@ class RetrainingTrigger:
             try:
                 if active:
                     return out(
-                        "skipped", "run_in_flight",
+                        "skipped",
+                        "run_in_flight",
                         f"{dag_id} has {len(active)} queued or running run(s): {active[:5]}",
                     )
                 conf = run_conf(payload, firing, s.monitoring_trigger_window_days)

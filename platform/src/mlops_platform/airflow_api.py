@@ -184,9 +184,7 @@ class AirflowClient:
             if state in FINISHED_STATES:
                 break
             if time.monotonic() - began > timeout:
-                raise AirflowError(
-                    f"DAG {dag_id} run {run_id} still {state} after {timeout:.0f} s"
-                )
+                raise AirflowError(f"DAG {dag_id} run {run_id} still {state} after {timeout:.0f} s")
             time.sleep(poll)
         return DagRun(
             dag_id, run_id, state, self.task_states(dag_id, run_id), time.monotonic() - began

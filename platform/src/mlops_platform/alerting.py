@@ -45,8 +45,9 @@ SECRETS_DIR = "/run/secrets"
 class AlertingSettings(BaseSettings):
     """The alert delivery entries of the env file (environment first; empty means unset)."""
 
-    model_config = SettingsConfigDict(extra="ignore", env_file_encoding="utf-8",
-                                      env_ignore_empty=True)
+    model_config = SettingsConfigDict(
+        extra="ignore", env_file_encoding="utf-8", env_ignore_empty=True
+    )
 
     alert_slack_webhook_url: SecretStr = Field(default=SecretStr(""))
     alert_slack_channel: str = "#mlops-alerts"
@@ -105,8 +106,8 @@ def render(
             slack: dict[str, Any] = {
                 "channel": alerting.alert_slack_channel,
                 "send_resolved": True,
-                "title": '{{ .Status | toUpper }}: {{ .CommonLabels.alertname }} '
-                '({{ .CommonLabels.service }})',
+                "title": "{{ .Status | toUpper }}: {{ .CommonLabels.alertname }} "
+                "({{ .CommonLabels.service }})",
                 "text": "{{ range .Alerts }}{{ .Annotations.summary }}\n"
                 "{{ .Annotations.description }}\nRunbook: {{ .Annotations.runbook_url }}\n"
                 "{{ end }}",
@@ -145,8 +146,10 @@ def write_config(config: dict[str, Any], target: Path, *, private: bool = True) 
     tmp = target.with_suffix(".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
     with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write("# Rendered by the launcher from platform/alertmanager/alertmanager.yml and "
-                     ".env (mlops_platform.alerting). Do not edit.\n")
+        handle.write(
+            "# Rendered by the launcher from platform/alertmanager/alertmanager.yml and "
+            ".env (mlops_platform.alerting). Do not edit.\n"
+        )
         yaml.safe_dump(config, handle, sort_keys=False)
     os.chmod(tmp, mode)
     tmp.replace(target)

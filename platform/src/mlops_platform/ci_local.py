@@ -67,11 +67,22 @@ def gitlab_ci_local(tools_dir: Path = TOOLS_DIR) -> list[str]:
         if npm is None:
             raise CiLocalError("npm not found: needed once to install gitlab-ci-local")
         tools_dir.mkdir(parents=True, exist_ok=True)
-        print(f"installing gitlab-ci-local@{GITLAB_CI_LOCAL_VERSION} into {tools_dir}",
-              file=sys.stderr, flush=True)
+        print(
+            f"installing gitlab-ci-local@{GITLAB_CI_LOCAL_VERSION} into {tools_dir}",
+            file=sys.stderr,
+            flush=True,
+        )
         subprocess.run(
-            [npm, "install", "--prefix", str(tools_dir), "--no-audit", "--no-fund",
-             "--loglevel=error", f"gitlab-ci-local@{GITLAB_CI_LOCAL_VERSION}"],
+            [
+                npm,
+                "install",
+                "--prefix",
+                str(tools_dir),
+                "--no-audit",
+                "--no-fund",
+                "--loglevel=error",
+                f"gitlab-ci-local@{GITLAB_CI_LOCAL_VERSION}",
+            ],
             check=True,
         )
         installed = json.loads(manifest.read_text())["version"]
@@ -82,9 +93,20 @@ def gitlab_ci_local(tools_dir: Path = TOOLS_DIR) -> list[str]:
 
 def _git(repo: Path, *args: str) -> str:
     result = subprocess.run(
-        ["git", "-C", str(repo), "-c", "user.name=ci-local", "-c", "user.email=ci-local@localhost",
-         "-c", "commit.gpgsign=false", *args],
-        capture_output=True, text=True,
+        [
+            "git",
+            "-C",
+            str(repo),
+            "-c",
+            "user.name=ci-local",
+            "-c",
+            "user.email=ci-local@localhost",
+            "-c",
+            "commit.gpgsign=false",
+            *args,
+        ],
+        capture_output=True,
+        text=True,
     )
     if result.returncode != 0:
         raise CiLocalError(f"git {' '.join(args)}: {result.stderr.strip()}")
@@ -97,8 +119,9 @@ def project_files(source: Path = REPO_ROOT) -> list[str]:
     return sorted(name for name in listed.split("\0") if name and (source / name).is_file())
 
 
-def scenario_repo(dest: Path, changed: Sequence[str], source: Path = REPO_ROOT,
-                  branch: str = "feature") -> Path:
+def scenario_repo(
+    dest: Path, changed: Sequence[str], source: Path = REPO_ROOT, branch: str = "feature"
+) -> Path:
     """A git repository at `dest`: the project committed as origin/main, then a commit on
     `branch` that appends a comment line to each file of `changed` (created when absent).
     `branch` may be "main": a push to the default branch (origin/main is then the commit
@@ -121,8 +144,14 @@ def scenario_repo(dest: Path, changed: Sequence[str], source: Path = REPO_ROOT,
         with path.open("a", encoding="utf-8") as handle:
             handle.write(CHANGE_MARKER)
     _git(dest, "add", "--all")
-    _git(dest, "commit", "--quiet", "--allow-empty", "--message",
-         f"change {', '.join(changed) or 'nothing'}")
+    _git(
+        dest,
+        "commit",
+        "--quiet",
+        "--allow-empty",
+        "--message",
+        f"change {', '.join(changed) or 'nothing'}",
+    )
     return dest
 
 
@@ -149,8 +178,11 @@ class Pipeline:
 BRANCH_PUSH = Pipeline("branch push", {})
 MERGE_REQUEST = Pipeline(
     "merge request",
-    {"CI_PIPELINE_SOURCE": "merge_request_event", "CI_MERGE_REQUEST_TARGET_BRANCH_NAME": "main",
-     "CI_MERGE_REQUEST_IID": "1"},
+    {
+        "CI_PIPELINE_SOURCE": "merge_request_event",
+        "CI_MERGE_REQUEST_TARGET_BRANCH_NAME": "main",
+        "CI_MERGE_REQUEST_IID": "1",
+    },
     unset=("CI_COMMIT_BRANCH",),
 )
 RELEASE_TAG = Pipeline("release tag", {"CI_COMMIT_TAG": "v1.2.3"}, unset=("CI_COMMIT_BRANCH",))
@@ -160,13 +192,16 @@ def list_jobs(repo: Path, pipeline: Pipeline = BRANCH_PUSH) -> dict[str, str]:
     """job name -> `when` (on_success, manual, never, ...) as gitlab-ci-local evaluates it."""
     result = subprocess.run(
         [*gitlab_ci_local(), "--list-json", "--no-color", *pipeline.options()],
-        cwd=repo, capture_output=True, text=True, timeout=120,
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     if result.returncode != 0:
         raise CiLocalError(f"gitlab-ci-local --list-json failed:\n{result.stdout}{result.stderr}")
     # warnings come first on stdout; the JSON list is the rest
     start = result.stdout.find("\n[")
-    text = result.stdout[start + 1:] if start >= 0 else result.stdout
+    text = result.stdout[start + 1 :] if start >= 0 else result.stdout
     jobs = json.loads(text)
     return {job["name"]: job["when"] for job in jobs}
 
@@ -184,7 +219,8 @@ def host_variables() -> dict[str, str]:
         "UV_CACHE_DIR": cache.stdout.strip(),
         "UV_LINK_MODE": "hardlink",
         "MLOPS_TEST_POSTGRES_URL": os.environ.get(
-            "MLOPS_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432"),
+            "MLOPS_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432"
+        ),
         "MLOPS_TEST_REDIS_URL": os.environ.get("MLOPS_TEST_REDIS_URL", "redis://127.0.0.1:6379/0"),
     }
 
@@ -227,9 +263,18 @@ def run_jobs(repo: Path, jobs: Sequence[str], pipeline: Pipeline = BRANCH_PUSH) 
     env = {**os.environ, "PATH": f"{uv_dir}{os.pathsep}{os.environ.get('PATH', os.defpath)}"}
     started = time.monotonic()
     result = subprocess.run(
-        [*gitlab_ci_local(), "--file", LOCAL_VARIANT, "--force-shell-executor", "--no-color",
-         "--timestamps", *variables.options(), *jobs],
-        cwd=repo, env=env,
+        [
+            *gitlab_ci_local(),
+            "--file",
+            LOCAL_VARIANT,
+            "--force-shell-executor",
+            "--no-color",
+            "--timestamps",
+            *variables.options(),
+            *jobs,
+        ],
+        cwd=repo,
+        env=env,
     )
     elapsed = time.monotonic() - started
     if result.returncode != 0:
@@ -269,8 +314,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             for number, (changed, jobs_to_run) in enumerate(RUN_SCENARIOS):
                 repo = scenario_repo(Path(tmp) / f"repo{number}", [changed])
                 picked = sorted(selected(list_jobs(repo)))
-                print(f"\n=== change {changed}\n    selected: {' '.join(picked)}\n"
-                      f"    running:  {' '.join(jobs_to_run)}", flush=True)
+                print(
+                    f"\n=== change {changed}\n    selected: {' '.join(picked)}\n"
+                    f"    running:  {' '.join(jobs_to_run)}",
+                    flush=True,
+                )
                 timings.append((changed, run_jobs(repo, jobs_to_run)))
             print("\nci-local passed:")
             for (changed, seconds), (_, jobs_run) in zip(timings, RUN_SCENARIOS, strict=True):

@@ -76,8 +76,9 @@ def choose_runtime(ctx: Context) -> Runtime:
     return LocalRuntime(ctx)
 
 
-def up_with_bootstrap(runtime: Runtime, services: list[Service], settings: PlatformSettings,
-                      *, build: bool) -> None:
+def up_with_bootstrap(
+    runtime: Runtime, services: list[Service], settings: PlatformSettings, *, build: bool
+) -> None:
     """`all up`, and bring the example project to a served champion when there is none: the
     bootstrap starts once the services its plan needs are healthy, while the others start."""
     if settings.mlops_bootstrap == "off":
@@ -98,8 +99,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.action in ("up", "restart"):
         result = ensure_env_file(REPO_ROOT / ".env.example", env_file)
         if result.created:
-            print(f"wrote {env_file} with {len(result.generated)} fresh secrets "
-                  f"({', '.join(result.generated)})")
+            print(
+                f"wrote {env_file} with {len(result.generated)} fresh secrets "
+                f"({', '.join(result.generated)})"
+            )
     settings = PlatformSettings.load(env_file)
     ctx = Context(settings=settings, env_file=env_file)
     services = resolve(args.service)

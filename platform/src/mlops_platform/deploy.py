@@ -129,8 +129,14 @@ IMAGES: tuple[Image, ...] = (
         ),
         ("airflow",),
     ),
-    Image("mlflow", "mlflow", "platform/mlflow/Dockerfile", (".dockerignore",), ("mlflow",),
-          ("mlflow",)),
+    Image(
+        "mlflow",
+        "mlflow",
+        "platform/mlflow/Dockerfile",
+        (".dockerignore",),
+        ("mlflow",),
+        ("mlflow",),
+    ),
     Image(
         "serving",
         "model_serving",
@@ -226,8 +232,9 @@ class Ref:
     def from_environment(cls, env: Mapping[str, str], repo: Path) -> Ref:
         sha = env.get("CI_COMMIT_SHA") or _git(repo, "rev-parse", "HEAD")
         tag = env.get("CI_COMMIT_TAG") or None
-        name = env.get("CI_COMMIT_REF_NAME") or tag or _git(repo, "rev-parse", "--abbrev-ref",
-                                                              "HEAD")
+        name = (
+            env.get("CI_COMMIT_REF_NAME") or tag or _git(repo, "rev-parse", "--abbrev-ref", "HEAD")
+        )
         return cls(sha=sha, name=name, tag=tag, default_branch=env.get("CI_DEFAULT_BRANCH", "main"))
 
 
@@ -327,8 +334,9 @@ class Target:
     def ssh_argv(self) -> list[str]:
         return ["ssh", "-p", self.port, *self.ssh_options, self.destination]
 
-    def remote(self, script: str, stdin: str | None = None,
-               stdin_shown: str | None = None, cd: bool = True) -> Command:
+    def remote(
+        self, script: str, stdin: str | None = None, stdin_shown: str | None = None, cd: bool = True
+    ) -> Command:
         """`script` (a POSIX shell command line) run on the host, in its deploy folder."""
         line = f"cd {shlex.quote(self.path)} && {script}" if cd else script
         if self.transport == "local":
@@ -391,8 +399,12 @@ class Deployment:
             options += ["-i", key_file, "-o", "IdentitiesOnly=yes"]
         known_hosts = self.env.get("DEPLOY_SSH_KNOWN_HOSTS_FILE")
         if known_hosts:
-            options += ["-o", f"UserKnownHostsFile={known_hosts}", "-o",
-                        "StrictHostKeyChecking=yes"]
+            options += [
+                "-o",
+                f"UserKnownHostsFile={known_hosts}",
+                "-o",
+                "StrictHostKeyChecking=yes",
+            ]
         return Target(
             transport=transport,
             host="localhost" if transport == "local" else self.setting("DEPLOY_HOST"),
@@ -415,11 +427,21 @@ class Deployment:
 
     def compose(self, *args: str) -> str:
         """The docker compose command line on the host (run in DEPLOY_PATH)."""
-        argv = ["docker", "compose", "--project-name", self.setting("COMPOSE_PROJECT_NAME"),
-                "--file", "docker-compose.yml",
-                # secrets first, then the committed settings, then the release's image tags
-                "--env-file", ".env", "--env-file", f"deploy/{self.environment}.env",
-                "--env-file", "release.env"]
+        argv = [
+            "docker",
+            "compose",
+            "--project-name",
+            self.setting("COMPOSE_PROJECT_NAME"),
+            "--file",
+            "docker-compose.yml",
+            # secrets first, then the committed settings, then the release's image tags
+            "--env-file",
+            ".env",
+            "--env-file",
+            f"deploy/{self.environment}.env",
+            "--env-file",
+            "release.env",
+        ]
         for profile in self.profiles:
             argv += ["--profile", profile]
         return shlex.join([*argv, *args])
@@ -427,8 +449,11 @@ class Deployment:
     # -- steps --------------------------------------------------------------------------------
     def release(self, ref: Ref) -> dict[str, str]:
         prefix = self.setting("CI_REGISTRY_IMAGE")
-        release = {"MLOPS_IMAGE_PREFIX": prefix, "MLOPS_RELEASE_SHA": ref.sha,
-                   "MLOPS_RELEASE_REF": ref.name}
+        release = {
+            "MLOPS_IMAGE_PREFIX": prefix,
+            "MLOPS_RELEASE_SHA": ref.sha,
+            "MLOPS_RELEASE_REF": ref.name,
+        }
         for image in self.images:
             release[image.tag_variable] = image_revision(self.repo, ref.sha, image)
         return release
@@ -439,57 +464,107 @@ class Deployment:
         steps = [Step("check-ref", allowed)]
 
         env_file = f"deploy/{self.environment}.env"
-        sync = Step("sync", f"sync the compose file, its configs and the DAGs to "
-                            f"{t.destination}:{t.path}")
+        sync = Step(
+            "sync", f"sync the compose file, its configs and the DAGs to {t.destination}:{t.path}"
+        )
         folder = shlex.quote(t.path)
-        sync.commands.append(t.remote(
-            f"mkdir -p {folder}/deploy && cd {folder} && {{ test -f .env || {{ echo 'missing "
-            f"{t.path}/.env on the host: create it with the secrets (docs/cicd.md)' >&2; "
-            "exit 1; }; }", cd=False,
-        ))
+        sync.commands.append(
+            t.remote(
+                f"mkdir -p {folder}/deploy && cd {folder} && {{ test -f .env || {{ echo 'missing "
+                f"{t.path}/.env on the host: create it with the secrets (docs/cicd.md)' >&2; "
+                "exit 1; }; }",
+                cd=False,
+            )
+        )
         sync.commands.append(t.rsync([f"./{p}" for p in SYNC_PATHS], "", relative=True))
         sync.commands.append(t.rsync([str(self.settings_file)], env_file, relative=False))
         steps.append(sync)
 
         release = self.release(ref)
         body = "".join(f"{key}={value}\n" for key, value in release.items())
-        steps.append(Step("release", "record the image of every service (release.env)", [
-            t.remote("cat > release.env.tmp && mv release.env.tmp release.env", stdin=body),
-        ]))
+        steps.append(
+            Step(
+                "release",
+                "record the image of every service (release.env)",
+                [
+                    t.remote("cat > release.env.tmp && mv release.env.tmp release.env", stdin=body),
+                ],
+            )
+        )
 
         registry = self.setting("CI_REGISTRY")
         user = self.env.get("DEPLOY_REGISTRY_USER") or self.setting("CI_REGISTRY_USER")
-        password = self.env.get("DEPLOY_REGISTRY_PASSWORD") or self.env.get(
-            "CI_REGISTRY_PASSWORD")
+        password = self.env.get("DEPLOY_REGISTRY_PASSWORD") or self.env.get("CI_REGISTRY_PASSWORD")
         if not password and not self.dry_run:
-            raise DeployError("no registry password: DEPLOY_REGISTRY_PASSWORD or "
-                              "CI_REGISTRY_PASSWORD")
+            raise DeployError(
+                "no registry password: DEPLOY_REGISTRY_PASSWORD or CI_REGISTRY_PASSWORD"
+            )
         pull = Step("pull", "log in to the registry and pull the release's images")
-        pull.commands.append(t.remote(
-            shlex.join(["docker", "login", "--username", user, "--password-stdin", registry]),
-            stdin=password or "", stdin_shown="***",
-        ))
+        pull.commands.append(
+            t.remote(
+                shlex.join(["docker", "login", "--username", user, "--password-stdin", registry]),
+                stdin=password or "",
+                stdin_shown="***",
+            )
+        )
         for image in self.images:
-            pull.commands.append(t.remote(
-                shlex.join(["docker", "pull", "--quiet",
+            pull.commands.append(
+                t.remote(
+                    shlex.join(
+                        [
+                            "docker",
+                            "pull",
+                            "--quiet",
                             f"{release['MLOPS_IMAGE_PREFIX']}/{image.name}:"
-                            f"{release[image.tag_variable]}"])
-            ))
+                            f"{release[image.tag_variable]}",
+                        ]
+                    )
+                )
+            )
         pull.commands.append(t.remote(self.compose("pull", "--quiet", "--ignore-buildable")))
         steps.append(pull)
 
         wait = self.setting("DEPLOY_WAIT_TIMEOUT_S", "600")
-        steps.append(Step("up", "roll the stack to the release and wait for every health check", [
-            t.remote(self.compose("up", "--detach", "--no-build", "--pull", "never",
-                                  "--remove-orphans", "--wait", "--wait-timeout", wait)),
-        ]))
+        steps.append(
+            Step(
+                "up",
+                "roll the stack to the release and wait for every health check",
+                [
+                    t.remote(
+                        self.compose(
+                            "up",
+                            "--detach",
+                            "--no-build",
+                            "--pull",
+                            "never",
+                            "--remove-orphans",
+                            "--wait",
+                            "--wait-timeout",
+                            wait,
+                        )
+                    ),
+                ],
+            )
+        )
         steps.append(self.smoke_step())
         return steps
 
     def _curl(self, *args: str) -> list[str]:
         retries = self.setting("SMOKE_RETRIES", "12")
-        return ["curl", "--fail", "--silent", "--show-error", "--max-time", "10",
-                "--retry", retries, "--retry-delay", "5", "--retry-all-errors", *args]
+        return [
+            "curl",
+            "--fail",
+            "--silent",
+            "--show-error",
+            "--max-time",
+            "10",
+            "--retry",
+            retries,
+            "--retry-delay",
+            "5",
+            "--retry-all-errors",
+            *args,
+        ]
 
     def smoke_step(self) -> Step:
         """Health endpoints of every deployed profile, then one prediction."""
@@ -498,11 +573,16 @@ class Deployment:
         endpoints = {
             "mlflow": [("MLFLOW_PORT", "/health")],
             "airflow": [("AIRFLOW_PORT", "/api/v2/monitor/health")],
-            "prom-graf": [("PROMETHEUS_PORT", "/-/ready"), ("ALERTMANAGER_PORT", "/-/ready"),
-                          ("GRAFANA_PORT", "/api/health")],
+            "prom-graf": [
+                ("PROMETHEUS_PORT", "/-/ready"),
+                ("ALERTMANAGER_PORT", "/-/ready"),
+                ("GRAFANA_PORT", "/api/health"),
+            ],
             "serving": [("SERVING_PORT", "/health/live"), ("SERVING_PORT", "/health/ready")],
-            "stream": [("STREAM_PRODUCER_METRICS_PORT", "/metrics"),
-                       ("STREAM_CONSUMER_METRICS_PORT", "/metrics")],
+            "stream": [
+                ("STREAM_PRODUCER_METRICS_PORT", "/metrics"),
+                ("STREAM_CONSUMER_METRICS_PORT", "/metrics"),
+            ],
             "monitoring": [("MONITORING_PORT", "/metrics")],
         }
         step = Step("smoke", "health endpoints and one prediction")
@@ -512,8 +592,9 @@ class Deployment:
                 check = t.remote(shlex.join(self._curl("--output", "/dev/null", target)))
                 step.commands.append(replace(check, label=f"{profile}: GET {target}"))
             if profile == "feast":
-                step.commands.append(t.remote(self.compose("exec", "-T", "redis", "redis-cli",
-                                                           "ping")))
+                step.commands.append(
+                    t.remote(self.compose("exec", "-T", "redis", "redis-cli", "ping"))
+                )
         if "serving" in self.profiles:
             ids = [int(i) for i in self.setting("SMOKE_DRIVER_IDS").split(",") if i.strip()]
             body = json.dumps({"request_id": f"smoke-{self.environment}", "driver_ids": ids})
@@ -521,34 +602,59 @@ class Deployment:
             # the key is read on the host from its .env and handed to curl on standard input:
             # it never appears on a command line, in the job log or in this script's output
             key = "key=$(sed -n 's/^SERVING_API_KEY=//p' .env | tail -n 1)"
-            curl = shlex.join(self._curl("--header", "@-", "--header",
-                                         "Content-Type: application/json", "--data", body,
-                                         predict))
+            curl = shlex.join(
+                self._curl(
+                    "--header",
+                    "@-",
+                    "--header",
+                    "Content-Type: application/json",
+                    "--data",
+                    body,
+                    predict,
+                )
+            )
             prediction = t.remote(
-                f"{key} && test -n \"$key\" && printf 'X-API-Key: %s\\n' \"$key\" | {curl} "
+                f'{key} && test -n "$key" && printf \'X-API-Key: %s\\n\' "$key" | {curl} '
                 "| grep -q '\"best_driver_id\"'"
             )
-            step.commands.append(replace(prediction, label=f"serving: POST {predict} (a "
-                                         "prediction with SERVING_API_KEY from the host's .env)"))
+            step.commands.append(
+                replace(
+                    prediction,
+                    label=f"serving: POST {predict} (a "
+                    "prediction with SERVING_API_KEY from the host's .env)",
+                )
+            )
         return step
 
     def model_steps(self, action: str, version: str | None, reason: str, actor: str) -> list[Step]:
         if "airflow" not in self.profiles:
-            raise DeployError(f"{self.environment} runs no airflow profile: no training "
-                              "pipeline to run the command")
+            raise DeployError(
+                f"{self.environment} runs no airflow profile: no training "
+                "pipeline to run the command"
+            )
         if not reason.strip():
-            raise DeployError("a model promotion or rollback needs a reason (MODEL_REASON): it "
-                              "is recorded in the promotion log")
+            raise DeployError(
+                "a model promotion or rollback needs a reason (MODEL_REASON): it "
+                "is recorded in the promotion log"
+            )
         argv = ["training-pipeline", action]
         if action == "promote":
             if not version or not version.isdigit():
-                raise DeployError(f"promote needs a registered model version number "
-                                  f"(MODEL_VERSION), got {version!r}")
+                raise DeployError(
+                    f"promote needs a registered model version number "
+                    f"(MODEL_VERSION), got {version!r}"
+                )
             argv.append(version)
         argv += ["--reason", reason, "--actor", actor]
-        return [Step(f"model-{action}", f"{action} the served model in {self.environment}", [
-            self.target.remote(self.compose("exec", "-T", "airflow-scheduler", *argv)),
-        ])]
+        return [
+            Step(
+                f"model-{action}",
+                f"{action} the served model in {self.environment}",
+                [
+                    self.target.remote(self.compose("exec", "-T", "airflow-scheduler", *argv)),
+                ],
+            )
+        ]
 
 
 # --- running --------------------------------------------------------------------------------------
@@ -559,8 +665,10 @@ def run_steps(steps: Sequence[Step], *, dry_run: bool, repo: Path) -> None:
     for number, step in enumerate(steps, start=1):
         print(f"[{number}/{total}] {step.name}: {step.description}", flush=True)
         for command in step.commands:
-            print(("  would run: " if dry_run else "  $ ") + command.render().replace(
-                "\n", "\n    "), flush=True)
+            print(
+                ("  would run: " if dry_run else "  $ ") + command.render().replace("\n", "\n    "),
+                flush=True,
+            )
             if dry_run:
                 continue
             result = subprocess.run(command.argv, input=command.stdin, text=True, cwd=repo)
@@ -591,21 +699,31 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
     try:
         if args.command == "plan":
             ref = Ref.from_environment(env, REPO_ROOT)
-            lines = [f"{image.tag_variable}={image_revision(REPO_ROOT, ref.sha, image)}"
-                     for image in IMAGES]
+            lines = [
+                f"{image.tag_variable}={image_revision(REPO_ROOT, ref.sha, image)}"
+                for image in IMAGES
+            ]
             print("\n".join(lines))
             if args.dotenv:
                 args.dotenv.write_text("\n".join(lines) + "\n", encoding="utf-8")
             return 0
-        deployment = Deployment(args.environment, env, settings_file=args.settings_file,
-                                dry_run=args.dry_run)
+        deployment = Deployment(
+            args.environment, env, settings_file=args.settings_file, dry_run=args.dry_run
+        )
         if args.command == "deploy":
             steps = deployment.deploy_steps(Ref.from_environment(env, REPO_ROOT))
         elif args.command == "smoke":
             steps = [deployment.smoke_step()]
         else:
-            actor = args.actor or env.get("MLOPS_ACTOR") or (
-                f"gitlab:{env['GITLAB_USER_LOGIN']}" if env.get("GITLAB_USER_LOGIN") else "deploy")
+            actor = (
+                args.actor
+                or env.get("MLOPS_ACTOR")
+                or (
+                    f"gitlab:{env['GITLAB_USER_LOGIN']}"
+                    if env.get("GITLAB_USER_LOGIN")
+                    else "deploy"
+                )
+            )
             steps = deployment.model_steps(args.action, args.version, args.reason, actor)
         print(f"{args.command} {args.environment}{' (dry run)' if args.dry_run else ''}")
         run_steps(steps, dry_run=args.dry_run, repo=REPO_ROOT)

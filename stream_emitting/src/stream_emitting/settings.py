@@ -137,9 +137,7 @@ class ProducerSettings(BrokerSettings):
     @model_validator(mode="after")
     def _driver_range(self) -> Self:
         if self.driver_id_max < self.driver_id_min:
-            raise ValueError(
-                f"driver id range is empty: {self.driver_id_min}-{self.driver_id_max}"
-            )
+            raise ValueError(f"driver id range is empty: {self.driver_id_min}-{self.driver_id_max}")
         if self.driver_id_max - DRIVER_ID_OFFSET >= 1_000_000:
             raise ValueError(f"driver ids stop at {DRIVER_ID_OFFSET + 999_999}")
         return self

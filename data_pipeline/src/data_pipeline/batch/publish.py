@@ -51,9 +51,7 @@ def batch_file(root: Path, event_date: date | str) -> Path:
 def touched_dates(settings: DataPipelineSettings, interval: Interval) -> list[date]:
     """Event dates whose batch file can hold rows delivered in ``interval``."""
     first = (interval.start - settings.max_lateness).date()
-    last = (
-        interval.end + timedelta(seconds=settings.validation_max_future_seconds)
-    ).date()
+    last = (interval.end + timedelta(seconds=settings.validation_max_future_seconds)).date()
     return [first + timedelta(days=i) for i in range((last - first).days + 1)]
 
 

@@ -28,7 +28,9 @@ from data_pipeline.feature_store import (
 from data_pipeline.settings import DataPipelineSettings
 
 #: Read at import: before test fixtures scrub MLOPS_* from the environment.
-TEST_POSTGRES_URL = os.environ.get("MLOPS_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432")
+TEST_POSTGRES_URL = os.environ.get(
+    "MLOPS_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432"
+)
 TEST_REDIS_URL = os.environ.get("MLOPS_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 

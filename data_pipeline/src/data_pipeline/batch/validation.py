@@ -199,8 +199,10 @@ def _json_value(value: Any) -> Any:
 
 
 def _label(rule: str, column: Any) -> str:
-    return rule if column is None or (isinstance(column, float) and math.isnan(column)) else (
-        f"{rule}:{column}"
+    return (
+        rule
+        if column is None or (isinstance(column, float) and math.isnan(column))
+        else (f"{rule}:{column}")
     )
 
 
@@ -231,9 +233,7 @@ def validate(settings: DataPipelineSettings, interval: Interval) -> dict[str, An
             }
         )
     schema_broken = any(f["rule"] in ("missing_column", "dtype") for f in batch_failures)
-    failed_rows = (
-        set(range(n_rows)) if schema_broken else set(failures["row"].unique().tolist())
-    )
+    failed_rows = set(range(n_rows)) if schema_broken else set(failures["row"].unique().tolist())
     n_failed = len(failed_rows)
     rate = n_failed / n_rows if n_rows else 0.0
     limit = settings.validation_max_failure_rate
@@ -248,8 +248,9 @@ def validate(settings: DataPipelineSettings, interval: Interval) -> dict[str, An
     status = "failed" if batch_failures else ("quarantined" if n_failed else "passed")
 
     counts = (
-        failures.assign(label=[_label(r, c) for r, c in zip(failures["rule"], failures["column"],
-                                                            strict=True)])
+        failures.assign(
+            label=[_label(r, c) for r, c in zip(failures["rule"], failures["column"], strict=True)]
+        )
         .groupby("label")["row"]
         .nunique()
         .sort_values(ascending=False)
@@ -312,8 +313,9 @@ def validate(settings: DataPipelineSettings, interval: Interval) -> dict[str, An
     if n_failed or status == "failed":
         rows_by_rule = (
             failures.assign(
-                label=[_label(r, c) for r, c in zip(failures["rule"], failures["column"],
-                                                    strict=True)]
+                label=[
+                    _label(r, c) for r, c in zip(failures["rule"], failures["column"], strict=True)
+                ]
             )
             .groupby("row")["label"]
             .agg(lambda labels: ";".join(sorted(set(labels))))
@@ -333,9 +335,20 @@ def validate(settings: DataPipelineSettings, interval: Interval) -> dict[str, An
     if n_failed or status == "failed":
         staging.write_json(report, report_path)
     staging.write_json(report, folder / staging.VALIDATION_REPORT)
-    summary = {k: report[k] for k in ("status", "rows", "valid_rows", "failed_rows",
-                                      "failure_rate", "max_failure_rate", "failed_rows_by_rule",
-                                      "quarantine", "seconds")}
+    summary = {
+        k: report[k]
+        for k in (
+            "status",
+            "rows",
+            "valid_rows",
+            "failed_rows",
+            "failure_rate",
+            "max_failure_rate",
+            "failed_rows_by_rule",
+            "quarantine",
+            "seconds",
+        )
+    }
     summary = {"step": "validate", "interval": report["interval"], **summary}
     staging.write_json(summary, folder / "validate.json")
     if status == "failed":

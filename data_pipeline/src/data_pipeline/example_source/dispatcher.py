@@ -198,8 +198,11 @@ class Dispatcher:
         version = str(answer["model"]["version"])
         self.metrics.bookings.labels("assigned").inc()
         self.metrics.trips.labels(str(completed).lower(), version).inc()
-        body = {"request_id": answer["request_id"], "driver_id": assigned,
-                "trip_completed": completed}
+        body = {
+            "request_id": answer["request_id"],
+            "driver_id": assigned,
+            "trip_completed": completed,
+        }
         low = self.settings.dispatch_label_delay_min_s
         high = self.settings.dispatch_label_delay_max_s
         delay = float(self.rng.uniform(low, high)) if high > low else low

@@ -38,9 +38,9 @@ from data_pipeline.settings import DataPipelineSettings
 _HOUR = timedelta(hours=1)
 
 
-def world_config(settings: DataPipelineSettings, start: datetime, end: datetime) -> (
-    ExampleSourceConfig
-):
+def world_config(
+    settings: DataPipelineSettings, start: datetime, end: datetime
+) -> ExampleSourceConfig:
     """The ``MLOPS_EXAMPLE_*`` world, slice ``[start, end)``."""
     return ExampleSourceConfig.model_validate(
         {

@@ -81,16 +81,23 @@ def main(argv: list[str] | None = None) -> int:
     client = redis.Redis.from_url(args.redis_url)
     try:
         settings = DataPipelineSettings(
-            data_dir=data_dir, database_url="", online_store_url=args.redis_url,
-            redis_url="", feast_project=project,
+            data_dir=data_dir,
+            database_url="",
+            online_store_url=args.redis_url,
+            redis_url="",
+            feast_project=project,
         )
         fs.apply(settings)
         online, offline = feature_store_sinks(settings)
         _load(client, stream, args.events)
         baseline = _baseline(client, stream, args.batch_size)
         consumer_settings = StreamConsumerSettings.load(
-            stream_redis_url=args.redis_url, stream=stream, consumer_name="bench",
-            batch_size=args.batch_size, block_ms=50, offline_flush_rows=50_000,
+            stream_redis_url=args.redis_url,
+            stream=stream,
+            consumer_name="bench",
+            batch_size=args.batch_size,
+            block_ms=50,
+            offline_flush_rows=50_000,
         )
         consumer = StreamConsumer(consumer_settings, online, offline)
         consumer.ensure_group()
@@ -101,15 +108,19 @@ def main(argv: list[str] | None = None) -> int:
         stats = consumer.run(idle_exit_s=0.3)
         elapsed = time.perf_counter() - started - 0.3
         rate = stats.applied / elapsed
-        print(json.dumps({
-            "events": args.events,
-            "batch_size": args.batch_size,
-            "applied": stats.applied,
-            "offline_rows": stats.offline_rows_flushed,
-            "baseline_xreadgroup_xack_per_s": round(baseline),
-            "consumer_events_per_s": round(rate),
-            "ratio_to_baseline": round(rate / baseline, 3),
-        }))
+        print(
+            json.dumps(
+                {
+                    "events": args.events,
+                    "batch_size": args.batch_size,
+                    "applied": stats.applied,
+                    "offline_rows": stats.offline_rows_flushed,
+                    "baseline_xreadgroup_xack_per_s": round(baseline),
+                    "consumer_events_per_s": round(rate),
+                    "ratio_to_baseline": round(rate / baseline, 3),
+                }
+            )
+        )
         return 0
     finally:
         delete_stream_keys(args.redis_url, stream)

@@ -131,8 +131,9 @@ def run_command(args: argparse.Namespace) -> int:
     stop = threading.Event()
 
     def handler(signum: int, frame: FrameType | None) -> None:
-        log.info("received %s: finishing the current batch and stopping",
-                 signal.Signals(signum).name)
+        log.info(
+            "received %s: finishing the current batch and stopping", signal.Signals(signum).name
+        )
         stop.set()
 
     signal.signal(signal.SIGTERM, handler)
@@ -155,8 +156,17 @@ def run_command(args: argparse.Namespace) -> int:
     finally:
         if server is not None:
             server.shutdown()
-    print(json.dumps({"stream": settings.stream, "group": settings.group,
-                      "consumer": settings.consumer_name, **stats.as_dict(), "totals": totals}))
+    print(
+        json.dumps(
+            {
+                "stream": settings.stream,
+                "group": settings.group,
+                "consumer": settings.consumer_name,
+                **stats.as_dict(),
+                "totals": totals,
+            }
+        )
+    )
     return 0
 
 

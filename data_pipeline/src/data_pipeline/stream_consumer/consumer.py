@@ -154,15 +154,24 @@ def stream_ms(stream_id: str) -> int:
 def event_row(event: DriverStatsEvent) -> list[str]:
     """The offline buffer's fields of an applied event (flat name, value list)."""
     return [
-        "event_id", event.event_id,
-        "driver_id", str(event.driver_id),
-        "event_timestamp", format_timestamp(event.event_timestamp),
-        "created", format_timestamp(event.produced_at),
-        "conv_rate", repr(event.conv_rate),
-        "acc_rate", repr(event.acc_rate),
-        "avg_daily_trips", str(event.avg_daily_trips),
-        "rating", repr(event.rating),
-        "cancel_rate", repr(event.cancel_rate),
+        "event_id",
+        event.event_id,
+        "driver_id",
+        str(event.driver_id),
+        "event_timestamp",
+        format_timestamp(event.event_timestamp),
+        "created",
+        format_timestamp(event.produced_at),
+        "conv_rate",
+        repr(event.conv_rate),
+        "acc_rate",
+        repr(event.acc_rate),
+        "avg_daily_trips",
+        str(event.avg_daily_trips),
+        "rating",
+        repr(event.rating),
+        "cancel_rate",
+        repr(event.cancel_rate),
     ]
 
 
@@ -280,8 +289,7 @@ class StreamConsumer:
             "offline": bool(self.flusher),
             "dead_at": format_timestamp(now),
         }
-        keys = [s.stream, s.dead_letter_stream, s.applied_key, s.offline_buffer_key,
-                s.counters_key]
+        keys = [s.stream, s.dead_letter_stream, s.applied_key, s.offline_buffer_key, s.counters_key]
         result = self._commit(keys=keys, args=[json.dumps(payload)])
         if int(result[0]) != 1:
             self.stats.aborted_batches += 1
@@ -349,7 +357,11 @@ class StreamConsumer:
         total = 0
         while not self.stop.is_set():
             answer: Any = self.client.xautoclaim(
-                s.stream, s.group, s.consumer_name, s.claim_min_idle_ms, cursor,
+                s.stream,
+                s.group,
+                s.consumer_name,
+                s.claim_min_idle_ms,
+                cursor,
                 count=s.batch_size,
             )
             cursor = _text(answer[0])
@@ -413,7 +425,11 @@ class StreamConsumer:
         wait = s.backoff_initial
         log.info(
             "consuming %s on %s as %s/%s (batch %d)",
-            s.stream, redact(s.broker_url), s.group, s.consumer_name, s.batch_size,
+            s.stream,
+            redact(s.broker_url),
+            s.group,
+            s.consumer_name,
+            s.batch_size,
         )
         while not self.stop.is_set():
             now = time.monotonic()
@@ -453,7 +469,8 @@ class StreamConsumer:
                 pause = wait
                 log.warning(
                     "batch failed (%s: %s); retrying pending entries in %.2f s",
-                    type(exc).__name__, (str(exc).strip().splitlines() or ["no detail"])[0],
+                    type(exc).__name__,
+                    (str(exc).strip().splitlines() or ["no detail"])[0],
                     pause,
                 )
                 wait = min(wait * 2.0, s.backoff_max)
@@ -463,8 +480,11 @@ class StreamConsumer:
             try:
                 self.stats.offline_rows_flushed += self.flusher.flush(force=True)
             except Exception as exc:
-                log.warning("final offline flush failed (%s: %s); the rows stay buffered",
-                            type(exc).__name__, exc)
+                log.warning(
+                    "final offline flush failed (%s: %s); the rows stay buffered",
+                    type(exc).__name__,
+                    exc,
+                )
         self.stats.elapsed_s = round(time.monotonic() - started, 3)
         log.info("stopped: %s", self.stats.as_dict())
         return self.stats

@@ -80,11 +80,15 @@ class ParquetOfflineSink:
 
     def __init__(self, root: Path, dtypes: Mapping[str, str] | None = None) -> None:
         self.root = root
-        self.dtypes = dict(dtypes) if dtypes is not None else {
-            "driver_id": "int64",
-            **dict.fromkeys(_TIME_COLUMNS, "datetime64[ns, UTC]"),
-            **{f: "int64" if f in _INT_COLUMNS else "float64" for f in FEATURES},
-        }
+        self.dtypes = (
+            dict(dtypes)
+            if dtypes is not None
+            else {
+                "driver_id": "int64",
+                **dict.fromkeys(_TIME_COLUMNS, "datetime64[ns, UTC]"),
+                **{f: "int64" if f in _INT_COLUMNS else "float64" for f in FEATURES},
+            }
+        )
 
     def path(self, date: str, name: str) -> Path:
         return self.root / f"date={date}" / f"stream-{name}.parquet"

@@ -38,7 +38,9 @@ def feature_store_sinks(
     except Exception as exc:  # DataSourceObjectNotFoundException, or no registry at all
         log.info(
             "push source %s not in the registry (%s): applying the feature repository %s",
-            fs.PUSH_SOURCE, type(exc).__name__, settings.feature_repo,
+            fs.PUSH_SOURCE,
+            type(exc).__name__,
+            settings.feature_repo,
         )
         result = fs.apply(settings)
         log.info("applied project %s in %.1f s", result.project, result.seconds)

@@ -49,8 +49,15 @@ class DockerRuntime:
         self.compose = compose
 
     def _run(self, services: list[Service], *args: str, check: bool = True) -> int:
-        cmd = [*self.compose, "--project-directory", str(REPO_ROOT),
-               "-f", str(REPO_ROOT / "docker-compose.yml"), "--env-file", str(self.ctx.env_file)]
+        cmd = [
+            *self.compose,
+            "--project-directory",
+            str(REPO_ROOT),
+            "-f",
+            str(REPO_ROOT / "docker-compose.yml"),
+            "--env-file",
+            str(self.ctx.env_file),
+        ]
         for service in services:
             cmd += ["--profile", service.name]
         cmd += list(args)
@@ -66,8 +73,10 @@ class DockerRuntime:
         webhook to the monitoring container stays; secrets are compose secrets), in the data
         folder."""
         config = alerting.render(
-            alerting.load_base(), alerting.AlertingSettings.load(self.ctx.env_file),
-            webhook_url=None, webhook_secret=None,
+            alerting.load_base(),
+            alerting.AlertingSettings.load(self.ctx.env_file),
+            webhook_url=None,
+            webhook_secret=None,
         )
         target = self.ctx.data_dir / "alertmanager" / "alertmanager.yml"
         return alerting.write_config(config, target, private=False)

@@ -201,8 +201,6 @@ class LocalRuntime:
             yield
 
 
-
-
 class _CrashWatch:
     """During a start: alive while no process of the group died or was restarted."""
 

@@ -128,8 +128,14 @@ class Supervisor:
         sections = [f"[group:{group}]", f"programs={','.join(p.name for p in programs)}", ""]
         for program in programs:
             env_file = self.env_dir / f"{program.name}.json"
-            command = [sys.executable, "-m", "mlops_platform.launch", str(env_file), "--",
-                       *program.command]
+            command = [
+                sys.executable,
+                "-m",
+                "mlops_platform.launch",
+                str(env_file),
+                "--",
+                *program.command,
+            ]
             log = self.logs_dir / group / f"{program.name}.log"
             sections += [
                 f"[program:{program.name}]",

@@ -53,9 +53,7 @@ class AirflowService(Service):
             "AIRFLOW__CORE__FERNET_KEY": s.airflow_fernet_key.get_secret_value(),
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{s.airflow_admin_user}:admin",
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(home / "passwords.json"),
-            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": (
-                f"{s.url(s.airflow_port)}/execution/"
-            ),
+            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": (f"{s.url(s.airflow_port)}/execution/"),
             "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": conn,
             "AIRFLOW__API__HOST": s.mlops_bind_host,
             "AIRFLOW__API__PORT": str(s.airflow_port),

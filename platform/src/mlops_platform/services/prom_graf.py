@@ -108,7 +108,9 @@ class PrometheusService(Service):
             Program(
                 "statsd-exporter",
                 [
-                    sys.executable, "-m", "mlops_platform.statsd_bridge",
+                    sys.executable,
+                    "-m",
+                    "mlops_platform.statsd_bridge",
                     f"--web.listen-address={host}:{s.statsd_exporter_port}",
                     f"--statsd.listen-udp={host}:{s.statsd_port}",
                     f"--statsd.mapping-config={PLATFORM_DIR / 'prometheus' / 'statsd_mapping.yml'}",

@@ -37,8 +37,9 @@ NO_BROKER = "no Redis for the stream broker (the online store is the embedded SQ
 class StreamSettings(BaseSettings):
     """The stream service's own entries of the env file (environment first)."""
 
-    model_config = SettingsConfigDict(extra="ignore", env_file_encoding="utf-8",
-                                      env_ignore_empty=True)
+    model_config = SettingsConfigDict(
+        extra="ignore", env_file_encoding="utf-8", env_ignore_empty=True
+    )
 
     stream_producer_metrics_port: int = Field(default=8311, ge=1, le=65535)
     stream_consumer_metrics_port: int = Field(default=8312, ge=1, le=65535)

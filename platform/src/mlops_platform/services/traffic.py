@@ -23,8 +23,9 @@ from mlops_platform.services.base import Check, Context, Program, Service
 class TrafficSettings(BaseSettings):
     """The traffic service's own entry of the env file (environment first)."""
 
-    model_config = SettingsConfigDict(extra="ignore", env_file_encoding="utf-8",
-                                      env_ignore_empty=True)
+    model_config = SettingsConfigDict(
+        extra="ignore", env_file_encoding="utf-8", env_ignore_empty=True
+    )
 
     dispatch_metrics_port: int = Field(default=8313, ge=1, le=65535)
 
