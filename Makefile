@@ -44,7 +44,8 @@ bench-stream: setup ## stream consumer throughput against the broker-only baseli
 bench-monitoring: setup ## Evidently time per window and the monitoring service's CPU and memory
 	@$(UV_RUN) python bench/monitoring/bench_monitoring.py
 
-lint: setup ## ruff and mypy over every component
+lint: setup ## ruff format --check, ruff check and mypy (strict) over every component
+	@$(UV_RUN) ruff format --check .
 	@$(UV_RUN) ruff check .
 	@$(UV_RUN) mypy platform/src data_pipeline/src training_pipeline/src model_serving/src \
 		monitoring_service/src stream_emitting/src
@@ -57,7 +58,8 @@ deploy-dry-run: ## print what deploys of HEAD to dev, staging (default branch) a
 		CI_COMMIT_REF_NAME=main deploy/deploy.sh deploy staging --dry-run && echo && \
 		CI_COMMIT_REF_NAME=v0.0.0 CI_COMMIT_TAG=v0.0.0 deploy/deploy.sh deploy prod --dry-run
 
-format: setup ## apply ruff's automatic fixes
+format: setup ## apply ruff's formatter and its automatic lint fixes
+	@$(UV_RUN) ruff format .
 	@$(UV_RUN) ruff check --fix .
 
 clean-data: ## stop the platform and delete its local data folder (.mlops)
