@@ -2,10 +2,12 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 UV_RUN := source platform/scripts/bootstrap.sh && ensure_uv && uv run --frozen
+MYPY_PATHS := platform/src data_pipeline/src training_pipeline/src model_serving/src \
+	monitoring_service/src stream_emitting/src
 PYTEST_PATHS := platform/tests data_pipeline/tests training_pipeline/tests model_serving/tests \
 	monitoring_service/tests stream_emitting/tests tests
 
-.PHONY: help setup up down status test test-fast e2e lint format ci-local deploy-dry-run clean-data \
+.PHONY: help setup up down status test test-fast e2e lint lint-mypy format ci-local deploy-dry-run clean-data \
 	bench-serving bench-stream bench-monitoring
 
 help: ## list the targets
@@ -47,8 +49,10 @@ bench-monitoring: setup ## Evidently time per window and the monitoring service'
 lint: setup ## ruff format --check, ruff check and mypy (strict) over every component
 	@$(UV_RUN) ruff format --check .
 	@$(UV_RUN) ruff check .
-	@$(UV_RUN) mypy platform/src data_pipeline/src training_pipeline/src model_serving/src \
-		monitoring_service/src stream_emitting/src
+	@$(MAKE) --no-print-directory lint-mypy
+
+lint-mypy: setup ## mypy (strict) over every component's sources
+	@$(UV_RUN) mypy $(MYPY_PATHS)
 
 ci-local: setup ## run .gitlab-ci.yml's lint and test jobs under gitlab-ci-local (serving and data pipeline changes)
 	@$(UV_RUN) python -m mlops_platform.ci_local run
