@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 UV_RUN := source platform/scripts/bootstrap.sh && ensure_uv && uv run --frozen
-MYPY_PATHS := platform/src data_pipeline/src training_pipeline/src model_serving/src \
+MYPY_PATHS := platform/src data_pipeline/src training_pipeline/src model_serving/src tests/support/src \
 	monitoring_service/src stream_emitting/src
 PYTEST_PATHS := platform/tests data_pipeline/tests training_pipeline/tests model_serving/tests \
 	monitoring_service/tests stream_emitting/tests tests
@@ -16,7 +16,7 @@ help: ## list the targets
 
 setup: ## install uv, the locked Python environment and the Debian packages the platform uses
 	@source platform/scripts/bootstrap.sh && ensure_python_env
-	@.venv/bin/python -m mlops_platform.system_packages
+	@.venv/bin/python -m mlops_platform.launcher.system_packages
 
 up: ## bring the whole platform up (same as ./run.sh all up)
 	./run.sh all up
@@ -41,7 +41,7 @@ bench-serving: setup ## serving benchmark: this API vs mlflow models serve vs th
 	@$(UV_RUN) python bench/serving/bench_serving.py --check
 
 bench-stream: setup ## stream consumer throughput against the broker-only baseline
-	@$(UV_RUN) python -m data_pipeline.stream_consumer.bench
+	@$(UV_RUN) python bench/stream/bench_stream.py
 
 bench-monitoring: setup ## Evidently time per window and the monitoring service's CPU and memory
 	@$(UV_RUN) python bench/monitoring/bench_monitoring.py
@@ -55,7 +55,7 @@ lint-mypy: setup ## mypy (strict) over every component's sources
 	@$(UV_RUN) mypy $(MYPY_PATHS)
 
 ci-local: setup ## run .gitlab-ci.yml's lint and test jobs under gitlab-ci-local (serving and data pipeline changes)
-	@$(UV_RUN) python -m mlops_platform.ci_local run
+	@$(UV_RUN) python -m mlops_platform.cicd.ci_local run
 
 deploy-dry-run: ## print what deploys of HEAD to dev, staging (default branch) and prod (tag v0.0.0) would run
 	@CI_COMMIT_REF_NAME=main deploy/deploy.sh deploy dev --dry-run && echo && \

@@ -24,14 +24,14 @@ from pathlib import Path
 
 import pandas as pd
 
-from data_pipeline.batch.testing import (
+from data_pipeline.example_source import ExampleSourceConfig
+from mlops_testing.data import (
     delete_redis_project,
     isolated_settings,
     subprocess_env,
     unique_project,
     write_world,
 )
-from data_pipeline.example_source import ExampleSourceConfig
 
 DAGS = Path(__file__).resolve().parents[1] / "dags"
 DAG_ID = "driver_features"

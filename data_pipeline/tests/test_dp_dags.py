@@ -17,15 +17,15 @@ import pytest
 
 from data_pipeline import feature_store as fs
 from data_pipeline.batch import ValidationFailed
-from data_pipeline.batch.testing import (
+from data_pipeline.dag_support import ConfError, resolve_interval, run_task
+from data_pipeline.example_source import ExampleSourceConfig
+from mlops_testing.data import (
     isolated_settings,
     latest_offline,
     online_values,
     subprocess_env,
     write_world,
 )
-from data_pipeline.dag_support import ConfError, resolve_interval, run_task
-from data_pipeline.example_source import ExampleSourceConfig
 
 DAGS = Path(__file__).resolve().parents[1] / "dags"
 DAG_ID = "driver_features"

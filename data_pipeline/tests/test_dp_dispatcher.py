@@ -22,7 +22,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from data_pipeline.batch.testing import isolated_settings
 from data_pipeline.example_source.dispatcher import Dispatcher, DispatchMetrics, weights_at
 from data_pipeline.example_source.model import (
     CONCEPT_DRIFT_WEIGHTS,
@@ -30,6 +29,7 @@ from data_pipeline.example_source.model import (
     NORMAL_WEIGHTS,
     completion_probability,
 )
+from mlops_testing.data import isolated_settings
 
 DRIFT = datetime(2026, 1, 1, 12, tzinfo=UTC)
 GOOD = {

@@ -11,11 +11,11 @@ import pytest
 
 from data_pipeline.batch import Interval
 from data_pipeline.batch.ingest import ingest
-from data_pipeline.batch.testing import isolated_settings, subprocess_env
 from data_pipeline.cli import main
 from data_pipeline.dag_support import emit_task
 from data_pipeline.example_source import BOOKINGS, ExampleSourceConfig, generate, open_source
 from data_pipeline.example_source.emit import emit_hour, emit_period
+from mlops_testing.data import isolated_settings, subprocess_env
 
 HOUR = datetime(2024, 9, 2, 7, tzinfo=UTC)
 H = timedelta(hours=1)

@@ -22,7 +22,11 @@ import pytest
 
 from data_pipeline import feature_store as fs
 from data_pipeline.batch import Interval, ValidationFailed, run_all, run_step, staging
-from data_pipeline.batch.testing import (
+from data_pipeline.batch.transform import to_offline_rows
+from data_pipeline.cli import main
+from data_pipeline.example_source import DirtyRates, ExampleSourceConfig
+from data_pipeline.settings import DataPipelineSettings
+from mlops_testing.data import (
     TEST_REDIS_URL,
     delete_redis_project,
     isolated_settings,
@@ -32,10 +36,6 @@ from data_pipeline.batch.testing import (
     unique_project,
     write_world,
 )
-from data_pipeline.batch.transform import to_offline_rows
-from data_pipeline.cli import main
-from data_pipeline.example_source import DirtyRates, ExampleSourceConfig
-from data_pipeline.settings import DataPipelineSettings
 
 T0 = datetime(2024, 6, 3, tzinfo=UTC)
 H = timedelta(hours=1)

@@ -19,7 +19,10 @@ from sqlalchemy.engine import make_url
 
 from data_pipeline import feature_store as fs
 from data_pipeline.batch import run_all, run_step
-from data_pipeline.batch.testing import (
+from data_pipeline.example_source import ExampleSourceConfig
+from data_pipeline.example_source.sinks import make_engine
+from data_pipeline.settings import DataPipelineSettings
+from mlops_testing.data import (
     TEST_POSTGRES_URL,
     TEST_REDIS_URL,
     delete_redis_project,
@@ -29,9 +32,6 @@ from data_pipeline.batch.testing import (
     unique_project,
     write_world,
 )
-from data_pipeline.example_source import ExampleSourceConfig
-from data_pipeline.example_source.sinks import make_engine
-from data_pipeline.settings import DataPipelineSettings
 
 pytestmark = pytest.mark.integration
 

@@ -25,7 +25,7 @@ from data_pipeline.stream_consumer import (
     StreamConsumer,
     StreamConsumerSettings,
 )
-from data_pipeline.stream_consumer.testing import (
+from mlops_testing.stream import (
     TEST_REDIS_URL,
     consumer_settings,
     delete_stream_keys,

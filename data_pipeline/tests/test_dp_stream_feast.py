@@ -34,7 +34,7 @@ from data_pipeline import feature_store as fs
 from data_pipeline.settings import DataPipelineSettings
 from data_pipeline.stream_consumer import StreamConsumer
 from data_pipeline.stream_consumer.sinks import feature_store_sinks
-from data_pipeline.stream_consumer.testing import (
+from mlops_testing.stream import (
     TEST_REDIS_URL,
     consumer_settings,
     delete_stream_keys,

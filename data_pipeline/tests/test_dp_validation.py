@@ -16,11 +16,11 @@ import pytest
 
 from data_pipeline.batch import BadInput, Interval, ValidationFailed, staging
 from data_pipeline.batch.ingest import ingest
-from data_pipeline.batch.testing import isolated_settings, write_world
 from data_pipeline.batch.validation import validate
 from data_pipeline.example_source import ExampleSourceConfig
 from data_pipeline.example_source.schema import DRIVER_HOURLY_STATS, SCHEMAS
 from data_pipeline.settings import DataPipelineSettings
+from mlops_testing.data import isolated_settings, write_world
 
 T0 = datetime(2024, 5, 1, tzinfo=UTC)
 KEY = ["driver_id", "event_timestamp", "created"]

@@ -30,7 +30,7 @@ from ms_fixtures import (
 from ms_harness import Harness, LiveServer, SettingsFactory, Streams, start_live
 from threadpoolctl import threadpool_limits
 
-from mlops_platform.testing import MlflowServer, start_mlflow
+from mlops_testing.stack import MlflowServer, start_mlflow
 from model_serving.app import create_app
 from model_serving.settings import ServingSettings
 

@@ -25,7 +25,7 @@ from ms_fixtures import (
     unique_name,
 )
 
-from mlops_platform.testing import MlflowServer
+from mlops_testing.stack import MlflowServer
 from model_serving.batch import BatchError, interval_file, run_batch, table_dir
 from model_serving.settings import ServingSettings
 

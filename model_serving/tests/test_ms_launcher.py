@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from ms_fixtures import REDIS_URL, drop_project_keys, register_model, unique_name, write_features
 
-from mlops_platform.testing import (
+from mlops_testing.stack import (
     Stack,
     eventually,
     get_json,

@@ -23,7 +23,7 @@ from ms_fixtures import (
 )
 from ms_harness import Harness, LiveServer, SettingsFactory
 
-from mlops_platform.testing import MlflowServer
+from mlops_testing.stack import MlflowServer
 
 pytestmark = pytest.mark.integration
 

@@ -19,7 +19,7 @@ from mon_fixtures import (
     Streams,
 )
 
-from mlops_platform.testing import MlflowServer, start_mlflow
+from mlops_testing.stack import MlflowServer, start_mlflow
 from monitoring_service.settings import MonitoringSettings
 
 

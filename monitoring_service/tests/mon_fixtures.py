@@ -218,7 +218,7 @@ class Streams:
             self.client.delete(*keys)
 
 
-# --- MLflow (the server: mlops_platform.testing.start_mlflow) -----------------------------------
+# --- MLflow (the server: mlops_testing.stack.start_mlflow) -----------------------------------
 
 
 def register_with_reference(

@@ -28,7 +28,7 @@ from mon_fixtures import (
 )
 from sklearn.metrics import roc_auc_score
 
-from mlops_platform.testing import MlflowServer
+from mlops_testing.stack import MlflowServer
 from monitoring_service.app import create_app
 
 pytestmark = pytest.mark.integration

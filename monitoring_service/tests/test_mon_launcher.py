@@ -19,7 +19,7 @@ import pytest
 import redis
 from mon_fixtures import REDIS_URL, Streams, Traffic, metric_values, unique, wait_for
 
-from mlops_platform.testing import (
+from mlops_testing.stack import (
     Stack,
     airflow_token,
     get_json,

@@ -34,7 +34,7 @@ from mon_fixtures import (
     wait_for,
 )
 
-from mlops_platform.testing import MlflowServer
+from mlops_testing.stack import MlflowServer
 
 pytestmark = pytest.mark.integration
 

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from mlops_platform.airflow_api import ScheduledInterval
-from mlops_platform.bootstrap import (
+from mlops_platform.launcher.airflow_api import ScheduledInterval
+from mlops_platform.launcher.bootstrap import (
     BootstrapError,
     BootstrapPlan,
     BootstrapResult,
@@ -25,10 +25,10 @@ from mlops_platform.bootstrap import (
     render_conf,
     stand_in,
 )
-from mlops_platform.paths import COMPONENT_DAG_FOLDERS, PLATFORM_DIR, REPO_ROOT
-from mlops_platform.services import service_names
-from mlops_platform.settings import PlatformSettings
-from mlops_platform.testing import MlflowServer, start_mlflow
+from mlops_platform.launcher.paths import COMPONENT_DAG_FOLDERS, PLATFORM_DIR, REPO_ROOT
+from mlops_platform.launcher.services import service_names
+from mlops_platform.launcher.settings import PlatformSettings
+from mlops_testing.stack import MlflowServer, start_mlflow
 
 
 def _dag_params() -> dict[str, set[str]]:
@@ -164,7 +164,7 @@ def test_the_background_bootstrap_starts_once_the_services_it_needs_are_healthy(
 ) -> None:
     import threading
 
-    from mlops_platform import bootstrap as module
+    from mlops_platform.launcher import bootstrap as module
 
     plan = BootstrapPlan.load(PLATFORM_DIR / "bootstrap.yml")
     started = threading.Event()
@@ -193,7 +193,7 @@ def test_the_background_bootstrap_starts_once_the_services_it_needs_are_healthy(
 def test_the_background_bootstrap_raises_its_error_in_finish(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from mlops_platform import bootstrap as module
+    from mlops_platform.launcher import bootstrap as module
 
     def failing(settings: PlatformSettings, plan: BootstrapPlan, **_: object) -> BootstrapResult:
         raise BootstrapError("DAG example_source run r failed")

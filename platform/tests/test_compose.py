@@ -21,8 +21,8 @@ import psycopg2
 import pytest
 import yaml
 
-from mlops_platform.services import service_names
-from mlops_platform.testing import postgres_server_url
+from mlops_platform.launcher.services import service_names
+from mlops_testing.stack import postgres_server_url
 
 REPO = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = REPO / "docker-compose.yml"

@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from mlops_platform.deploy import ENVIRONMENTS, IMAGES, read_env_file
-from mlops_platform.testing import compose_binary
+from mlops_platform.cicd.deploy import ENVIRONMENTS, IMAGES, read_env_file
+from mlops_testing.stack import compose_binary
 
 REPO = Path(__file__).resolve().parents[2]
 HOST_SECRETS = {
@@ -112,7 +112,7 @@ def test_built_services_use_the_registry_prefix_and_their_own_tag(tmp_path: Path
     table = {name: image for image in IMAGES for name in image.services}
     for name, service in services.items():
         if "build" in service:
-            assert name in table, f"{name} is built but not in mlops_platform.deploy.IMAGES"
+            assert name in table, f"{name} is built but not in mlops_platform.cicd.deploy.IMAGES"
             image = table[name]
             assert service["build"]["dockerfile"] == image.dockerfile
             assert service["image"] == f"{PREFIX}/{image.name}:{image.name}-rev", name

@@ -1,8 +1,8 @@
 """The provisioned Grafana dashboards (platform/grafana/dashboards), offline.
 
 No Grafana server runs on these machines (no package on the reachable registries), so the JSON
-is checked here: it is what `mlops_platform.dashboards` builds, its structure is what Grafana
-provisions (stable uids, row and panel layout, targets), the only datasource uid is the
+is checked here: it is what `mlops_platform.observability.dashboards` builds, its structure is
+what Grafana provisions (stable uids, row and panel layout, targets), the only datasource uid is the
 provisioned one, and every panel query is valid PromQL (promtool checks each one as a recording
 rule expression). That every query returns data on a running platform is checked by the
 end-to-end test against a real Prometheus scraping the real services (tests/e2e).
@@ -19,8 +19,8 @@ from typing import Any
 import pytest
 import yaml
 
-from mlops_platform import dashboards
-from mlops_platform.paths import PLATFORM_DIR
+from mlops_platform.launcher.paths import PLATFORM_DIR
+from mlops_platform.observability import dashboards
 
 DASHBOARD_FILES = sorted((PLATFORM_DIR / "grafana" / "dashboards").glob("*.json"))
 PROVISIONED = yaml.safe_load(

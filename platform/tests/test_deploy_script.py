@@ -1,4 +1,4 @@
-"""deploy/deploy.sh (mlops_platform.deploy): the dry run of every environment, the ref policy,
+"""deploy/deploy.sh (mlops_platform.cicd.deploy): the dry run of every environment, the ref policy,
 the model commands, the settings files, and one real run against this machine.
 
 The real run uses DEPLOY_TRANSPORT=local (the "host" is a folder in tmp_path, as with a GitLab
@@ -24,7 +24,7 @@ from typing import Any, ClassVar
 import pytest
 import yaml
 
-from mlops_platform.deploy import (
+from mlops_platform.cicd.deploy import (
     COMPONENTS,
     ENVIRONMENTS,
     IMAGES,
@@ -33,7 +33,7 @@ from mlops_platform.deploy import (
     image_revision,
     read_env_file,
 )
-from mlops_platform.envfile import SECRET_KEY_PATTERN
+from mlops_platform.launcher.envfile import SECRET_KEY_PATTERN
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "deploy" / "deploy.sh"
@@ -370,7 +370,7 @@ def test_deploy_module_needs_only_the_standard_library() -> None:
             sys.executable,
             "-S",
             "-I",
-            str(REPO / "platform/src/mlops_platform/deploy.py"),
+            str(REPO / "platform/src/mlops_platform/cicd/deploy.py"),
             "deploy",
             "dev",
             "--dry-run",

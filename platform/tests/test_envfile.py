@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from mlops_platform.envfile import SECRET_KEY_PATTERN, ensure_env_file, render_with_secrets
-from mlops_platform.paths import REPO_ROOT
-from mlops_platform.settings import PlatformSettings
+from mlops_platform.launcher.envfile import SECRET_KEY_PATTERN, ensure_env_file, render_with_secrets
+from mlops_platform.launcher.paths import REPO_ROOT
+from mlops_platform.launcher.settings import PlatformSettings
 
 EXAMPLE = REPO_ROOT / ".env.example"
 

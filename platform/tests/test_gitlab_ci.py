@@ -1,9 +1,9 @@
 """.gitlab-ci.yml, checked offline: GitLab's schema (check-jsonschema), its shape, its rules
-against the component table of mlops_platform.deploy, and the jobs gitlab-ci-local (pinned,
+against the component table of mlops_platform.cicd.deploy, and the jobs gitlab-ci-local (pinned,
 installed from npm into .cache/ci-tools when absent) selects for pipelines of different changes.
 
 gitlab-ci-local evaluates `rules: changes:` by diffing the working tree against
-origin/<default branch>: each scenario is a scratch repository (mlops_platform.ci_local) whose
+origin/<default branch>: each scenario is a scratch repository (mlops_platform.cicd.ci_local) whose
 origin/main is the project as it is and whose branch adds one change. `make ci-local` runs the
 selected lint and test jobs for real; here only the selection is checked (about 2 s a pipeline).
 """
@@ -20,8 +20,8 @@ from typing import Any
 import pytest
 import yaml
 
-from mlops_platform import ci_local
-from mlops_platform.deploy import (
+from mlops_platform.cicd import ci_local
+from mlops_platform.cicd.deploy import (
     COMPONENTS,
     IMAGES,
     component_changes,

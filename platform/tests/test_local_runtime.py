@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from mlops_platform.runtimes.supervisor import Supervisor
-from mlops_platform.testing import (
+from mlops_platform.launcher.runtimes.supervisor import Supervisor
+from mlops_testing.stack import (
     Stack,
     airflow_token,
     eventually,

@@ -10,7 +10,7 @@ import psycopg2
 import pytest
 from sqlalchemy.engine import make_url
 
-from mlops_platform.testing import (
+from mlops_testing.stack import (
     Stack,
     airflow_token,
     get_json,

@@ -5,10 +5,11 @@ Real tools throughout: promtool and amtool (Debian packages `prometheus` and
 the test with the package to install; nothing is skipped.
 
 The StatsD mapping is checked against the exporter the local runtime runs: Debian 12 packages no
-statsd_exporter, so the platform ships its own bridge (mlops_platform.statsd_bridge) that reads the
-same mapping file with statsd_exporter's rules (the docker runtime runs the upstream
-prom/statsd-exporter image). `test_statsd_mapping_maps_airflow_names_offline` resolves the Airflow
-samples with the bridge's mapper; `test_statsd_exporter_maps_airflow_metrics` sends them to a
+statsd_exporter, so the platform ships its own bridge
+(mlops_platform.observability.statsd_bridge) that reads the same mapping file with
+statsd_exporter's rules (the docker runtime runs the upstream prom/statsd-exporter image).
+`test_statsd_mapping_maps_airflow_names_offline` resolves the Airflow samples with the bridge's
+mapper; `test_statsd_exporter_maps_airflow_metrics` sends them to a
 running bridge over UDP and reads its /metrics page.
 """
 
@@ -33,7 +34,7 @@ from typing import Any
 import pytest
 import yaml
 
-from mlops_platform.statsd_bridge import MetricKind, MetricMapper
+from mlops_platform.observability.statsd_bridge import MetricKind, MetricMapper
 
 REPO = Path(__file__).resolve().parents[2]
 PROM_DIR = REPO / "platform" / "prometheus"
@@ -61,7 +62,7 @@ DOCKER_TARGETS = {
 SEVERITIES = {"critical", "warning"}
 
 # What the local runtime runs in place of statsd_exporter (see the module docstring).
-STATSD_BRIDGE = [sys.executable, "-m", "mlops_platform.statsd_bridge"]
+STATSD_BRIDGE = [sys.executable, "-m", "mlops_platform.observability.statsd_bridge"]
 
 
 # --------------------------------------------------------------------------------------- helpers
@@ -374,7 +375,7 @@ def rendered(
     tmp_path: Path, env: str, webhook_url: str | None, webhook_secret: str | None = None
 ) -> Path:
     """The local runtime's rendering (URL and secret given) or the docker runtime's (None)."""
-    from mlops_platform import alerting
+    from mlops_platform.observability import alerting
 
     tmp_path.mkdir(parents=True, exist_ok=True)
     env_file = tmp_path / "test.env"

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import yaml
 
-from mlops_platform.paths import PLATFORM_DIR
-from mlops_platform.services.prom_graf import render_prometheus_config
+from mlops_platform.launcher.paths import PLATFORM_DIR
+from mlops_platform.launcher.services.prom_graf import render_prometheus_config
 
 
 def test_rendered_config_points_at_local_targets_and_repo_rules(tmp_path: Path) -> None:

@@ -23,7 +23,7 @@ import pytest
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from mlops_platform.statsd_bridge import (
+from mlops_platform.observability.statsd_bridge import (
     LOG,
     Bridge,
     Event,
@@ -573,7 +573,7 @@ def test_bridge_process_maps_airflow_datagrams() -> None:
     http_port, udp_port = free_port(), free_port(socket.SOCK_DGRAM)
     proc = subprocess.Popen(
         [
-            sys.executable, "-m", "mlops_platform.statsd_bridge",
+            sys.executable, "-m", "mlops_platform.observability.statsd_bridge",
             f"--web.listen-address=127.0.0.1:{http_port}",
             f"--statsd.listen-udp=127.0.0.1:{udp_port}",
             f"--statsd.mapping-config={STATSD_MAPPING}",

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from stream_emitting.testing import PrivateRedis
+from mlops_testing.redis_server import PrivateRedis
 
 REDIS_URL = os.environ.get("MLOPS_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import redis
 
-from mlops_platform.testing import Stack, eventually, free_ports, port_open
+from mlops_testing.stack import Stack, eventually, free_ports, port_open
 
 pytestmark = pytest.mark.integration
 

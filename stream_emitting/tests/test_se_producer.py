@@ -17,10 +17,10 @@ import numpy as np
 import pytest
 import redis
 
+from mlops_testing.redis_server import PrivateRedis, free_port
 from stream_emitting.events import MalformedEvent, decode
 from stream_emitting.producer import DEFECTS, Producer, corrupt, redact
 from stream_emitting.settings import ProducerSettings
-from stream_emitting.testing import PrivateRedis, free_port
 from stream_emitting.world import Scenario
 
 CLI = str(Path(sys.executable).parent / "stream-emitting")

@@ -34,12 +34,12 @@ from typing import Any
 
 import pytest
 
-from mlops_platform.airflow_api import AirflowClient, ScheduledInterval
-from mlops_platform.bootstrap import alias_version
-from mlops_platform.dashboards import DASHBOARD_DIR, queries
-from mlops_platform.envfile import ensure_env_file
-from mlops_platform.paths import REPO_ROOT
-from mlops_platform.testing import Stack, get_json
+from mlops_platform.launcher.airflow_api import AirflowClient, ScheduledInterval
+from mlops_platform.launcher.bootstrap import alias_version
+from mlops_platform.launcher.envfile import ensure_env_file
+from mlops_platform.launcher.paths import REPO_ROOT
+from mlops_platform.observability.dashboards import DASHBOARD_DIR, queries
+from mlops_testing.stack import Stack, get_json
 
 # slow: not in `make test`; its own timeout (the suite's default is 15 minutes)
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(2400)]

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from tp_fixtures import CRIPPLED, SMALL_END, SMALL_START, World, make_world, small_settings
 
-from mlops_platform.testing import start_mlflow
+from mlops_testing.stack import start_mlflow
 from training_pipeline import steps
 from training_pipeline.settings import TrainingSettings
 

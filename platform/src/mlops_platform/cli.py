@@ -10,14 +10,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
-from mlops_platform.bootstrap import BackgroundBootstrap, BootstrapError, BootstrapPlan
-from mlops_platform.envfile import ensure_env_file
-from mlops_platform.paths import REPO_ROOT
-from mlops_platform.runtimes.docker import DockerRuntime, compose_command
-from mlops_platform.runtimes.local import LocalRuntime, PlatformError
-from mlops_platform.services import Context, Service, resolve, service_names
-from mlops_platform.settings import PlatformSettings
-from mlops_platform.system_packages import MissingSystemPackage
+from mlops_platform.launcher.bootstrap import BackgroundBootstrap, BootstrapError, BootstrapPlan
+from mlops_platform.launcher.envfile import ensure_env_file
+from mlops_platform.launcher.paths import REPO_ROOT
+from mlops_platform.launcher.runtimes.docker import DockerRuntime, compose_command
+from mlops_platform.launcher.runtimes.local import LocalRuntime, PlatformError
+from mlops_platform.launcher.services import Context, Service, resolve, service_names
+from mlops_platform.launcher.settings import PlatformSettings
+from mlops_platform.launcher.system_packages import MissingSystemPackage
 
 ACTIONS = ("up", "down", "restart", "status", "logs")
 

@@ -1,0 +1,69 @@
+"""MLflow tracking server with the model registry, UI and proxied artifact store."""
+
+from __future__ import annotations
+
+from mlops_platform.launcher.health import http_probe
+from mlops_platform.launcher.postgres import database_url, ensure_database
+from mlops_platform.launcher.services.base import Check, Context, Program, Service
+
+
+class MlflowService(Service):
+    name = "mlflow"
+    description = "MLflow tracking server, model registry and UI"
+    start_timeout = 90.0
+
+    def backend_store_uri(self, ctx: Context) -> str:
+        server = ctx.settings.mlops_database_url
+        if server:
+            url = database_url(server, ctx.settings.database_name("mlflow"))
+            return url.render_as_string(hide_password=False)
+        return f"sqlite:///{ctx.data_dir / self.name / 'mlflow.db'}"
+
+    def prepare(self, ctx: Context) -> None:
+        state = ctx.state_dir(self.name)
+        (state / "artifacts").mkdir(exist_ok=True)
+        (state / "prometheus").mkdir(exist_ok=True)
+        server, name = ctx.settings.mlops_database_url, ctx.settings.database_name("mlflow")
+        if server and ensure_database(server, name):
+            print(f"  created PostgreSQL database {name}", flush=True)
+
+    def programs(self, ctx: Context) -> list[Program]:
+        state = ctx.data_dir / self.name
+        s = ctx.settings
+        return [
+            Program(
+                name="mlflow",
+                command=[
+                    ctx.venv_bin("mlflow"),
+                    "server",
+                    "--host",
+                    s.mlops_bind_host,
+                    "--port",
+                    str(s.mlflow_port),
+                    "--workers",
+                    "1",
+                    "--backend-store-uri",
+                    self.backend_store_uri(ctx),
+                    "--serve-artifacts",
+                    "--artifacts-destination",
+                    str(state / "artifacts"),
+                    "--expose-prometheus",
+                    str(state / "prometheus"),
+                ],
+                environment={
+                    "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
+                    "PROMETHEUS_MULTIPROC_DIR": str(state / "prometheus"),
+                },
+            )
+        ]
+
+    def checks(self, ctx: Context) -> list[Check]:
+        url = ctx.settings.url(ctx.settings.mlflow_port)
+        return [Check("mlflow", http_probe(f"{url}/health", expect_text="OK"))]
+
+    def scrape_targets(self, ctx: Context) -> dict[str, list[str]]:
+        return {"mlflow": [f"{ctx.settings.mlops_bind_host}:{ctx.settings.mlflow_port}"]}
+
+    def endpoints(self, ctx: Context) -> list[str]:
+        url = ctx.settings.url(ctx.settings.mlflow_port)
+        return [f"MLflow UI and API   {url}  (no login; bound to {ctx.settings.mlops_bind_host})"]

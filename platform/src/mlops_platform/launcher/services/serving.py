@@ -1,0 +1,67 @@
+"""The model serving API: ``model-serving serve`` (FastAPI on uvicorn, one worker).
+
+It serves the registry's ``champion`` of the model named by ``SERVING_MODEL_NAME`` (default
+``driver_ranking``) with features from the Feast online store, and follows the alias on its own.
+
+Health is the process answering ``/health/live``: the service may well be up before any model is
+registered (a fresh platform), in which case ``/health/ready`` answers 503 and says why (no
+champion yet, registry unreachable, online store down). Every setting comes from the env file
+and the environment the launcher passes (``MLOPS_DATA_DIR``, ``MLOPS_ONLINE_STORE_URL``,
+``MLOPS_REDIS_URL``, ``MLFLOW_TRACKING_URI``, ``MLOPS_BIND_HOST``, ``SERVING_PORT``,
+``SERVING_API_KEY``); see ``model_serving.settings``.
+
+One OpenMP/BLAS thread per process: HistGradientBoosting's default thread count collapses
+throughput on a small machine (see STACK-FACTS).
+"""
+
+from __future__ import annotations
+
+from mlops_platform.launcher.health import http_probe
+from mlops_platform.launcher.services.base import Check, Context, Program, Service
+
+SINGLE_THREADED = {
+    "OMP_NUM_THREADS": "1",
+    "OPENBLAS_NUM_THREADS": "1",
+    "MKL_NUM_THREADS": "1",
+}
+
+
+class ServingService(Service):
+    name = "serving"
+    description = "model serving API (FastAPI): ranks drivers with the registry's champion"
+    depends_on = ("feast", "mlflow")
+    start_timeout = 90.0
+
+    def prepare(self, ctx: Context) -> None:
+        ctx.state_dir(self.name)
+        if not ctx.settings.serving_api_key.get_secret_value():
+            raise RuntimeError(f"SERVING_API_KEY is empty in {ctx.env_file}")
+
+    def programs(self, ctx: Context) -> list[Program]:
+        s = ctx.settings
+        return [
+            Program(
+                name="serving",
+                command=[ctx.venv_bin("model-serving"), "serve"],
+                environment={
+                    "SERVING_PORT": str(s.serving_port),
+                    "SERVING_API_KEY": s.serving_api_key.get_secret_value(),
+                    **SINGLE_THREADED,
+                },
+                stop_wait_seconds=15,
+            )
+        ]
+
+    def checks(self, ctx: Context) -> list[Check]:
+        url = ctx.settings.url(ctx.settings.serving_port)
+        return [Check("serving", http_probe(f"{url}/health/live", expect_text="alive"))]
+
+    def scrape_targets(self, ctx: Context) -> dict[str, list[str]]:
+        return {"serving": [f"{ctx.settings.mlops_bind_host}:{ctx.settings.serving_port}"]}
+
+    def endpoints(self, ctx: Context) -> list[str]:
+        url = ctx.settings.url(ctx.settings.serving_port)
+        return [
+            f"Serving API         {url}/v1/predict  (header X-API-Key: SERVING_API_KEY in "
+            f"{ctx.env_file}; docs {url}/docs, readiness {url}/health/ready)"
+        ]

@@ -1,0 +1,2 @@
+"""Observability configuration: Grafana dashboards (defined once), Alertmanager rendering, and the
+StatsD bridge of the local runtime."""

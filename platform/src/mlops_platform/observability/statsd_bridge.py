@@ -1,0 +1,1173 @@
+"""StatsD-to-Prometheus bridge for the local runtime (a small stand-in for statsd_exporter).
+
+Airflow sends its metrics as StatsD over UDP; Prometheus scrapes a /metrics page. The docker runtime
+runs the upstream ``prom/statsd-exporter`` image for that. Debian 12 packages no statsd_exporter
+binary, so the local runtime runs this module instead, with the same command-line flags and the
+same mapping file (``platform/prometheus/statsd_mapping.yml``)::
+
+    python -m mlops_platform.observability.statsd_bridge --web.listen-address=127.0.0.1:9102 \\
+        --statsd.listen-udp=127.0.0.1:9125 --statsd.mapping-config=statsd_mapping.yml
+
+What it does, following upstream statsd_exporter (pkg/line, pkg/mapper, pkg/exporter):
+
+- StatsD lines, several per datagram (newline-separated): counters ``name:v|c`` (``|@rate``
+  divides the value by the rate), gauges ``name:v|g`` (``+v``/``-v`` are relative updates),
+  timers ``|ms`` (milliseconds, exported in seconds), histograms ``|h`` and distributions ``|d``
+  (exported as sent; on these three ``|@rate`` repeats the observation 1/rate times), multi-value
+  lines (``a:1|c:2|c``, ``a:1:2:3|ms``). DogStatsD (``|#k:v``), InfluxDB (``name,k=v``), Librato
+  (``name#k=v``) and SignalFX (``name[k=v]``) tags become labels, as does a DogStatsD container id
+  (``|c:id``); DogStatsD timestamps (``|T...``) are checked and ignored. Sets (``|s``) are not
+  supported. A malformed line is counted (``statsd_bridge_lines_total{outcome="malformed"}``, the
+  reason in ``statsd_bridge_sample_errors_total``) and skipped: nothing a client sends stops the
+  process.
+- The mapping file: ``glob`` rules (``*`` = one dot-separated component) are tried first, in file
+  order, and the first match wins (with ``defaults.glob_disable_ordering: true`` the most specific
+  glob wins instead, as upstream's FSM does); then ``regex`` rules in file order (unanchored
+  search). ``$n``/``${n}`` substitution in the name and label values (glob rules follow upstream's
+  formatter, regex rules Go's ``Regexp.Expand``), ``help``, ``action: drop``,
+  ``match_metric_type``, ``observer_type`` (and the legacy ``timer_type``), ``histogram_options``
+  buckets (and the legacy ``buckets``), ``honor_labels`` and ``scale``; ``defaults`` for
+  ``match_type``, ``glob_disable_ordering``, ``observer_type`` and ``histogram_options``. A name
+  no rule matches is exported under its escaped StatsD name, as upstream does (characters other
+  than letters, digits and ``_`` become ``_``: ``a.b-c`` is ``a_b_c``).
+- Exposition with prometheus_client: counters are exported as ``<name>_total`` (a mapped name that
+  already ends in ``_total`` keeps it), timers as histograms with the mapping's buckets (or as
+  summaries); no ``_created`` series. A metric is created the first time it is seen, with the
+  label names of that sample; a later sample with the same name but another type or another set
+  of label names is dropped and counted in ``statsd_bridge_events_conflict_total``.
+
+Differences from upstream: UDP only (no TCP or unixgram listener); one label set per metric name
+(upstream exports samples with differing label sets side by side); summaries export ``_sum`` and
+``_count`` but no quantiles (prometheus_client has none), and an observer with no observer type
+anywhere is a summary, as upstream; ``ttl`` is ignored (series never expire; a warning says so);
+regular expressions are Python's ``re`` (RE2 syntax differs in rare corners); a sample with an
+invalid ``|@rate`` is rejected (upstream keeps it unsampled) and a sampled timer is observed at
+most 1000 times; the mapping file is checked more strictly at start (bucket order, observer types,
+enumerations), so mistakes fail at start rather than at the first sample; no reload on SIGHUP, no
+relay, no ``/-/healthy`` page (every path serves the metrics). The bridge's own metrics are named
+``statsd_bridge_*`` (upstream: ``statsd_exporter_*``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import logging
+import re
+import signal
+import socket
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+from typing import Any, Literal, TypeAlias, TypeVar
+
+import yaml
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    ProcessCollector,
+    Summary,
+    disable_created_metrics,
+    start_http_server,
+)
+from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import Collector
+
+LOG = logging.getLogger("mlops_platform.observability.statsd_bridge")
+
+MetricKind: TypeAlias = Literal["counter", "gauge", "observer"]
+ObserverType: TypeAlias = Literal["histogram", "summary"]
+FamilyKind: TypeAlias = Literal["counter", "gauge", "histogram", "summary"]
+SampleMetric: TypeAlias = Counter | Gauge | Histogram | Summary
+_T = TypeVar("_T")
+
+DEFAULT_HELP = "Metric autogenerated by statsd_bridge (statsd_exporter compatible)."
+# prometheus.DefBuckets, upstream's default when the mapping file sets none
+DEFAULT_BUCKETS: tuple[float, ...] = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+MAX_DATAGRAM = 65535
+# `|@rate` on a timer repeats the observation 1/rate times (as upstream); bounded so that a tiny
+# rate cannot stall the receive loop.
+MAX_SAMPLE_REPEAT = 1000
+_CACHE_SIZE = 10_000
+
+# ------------------------------------------------------------------------------------ escaping
+
+
+def escape_metric_name(name: str) -> str:
+    """A StatsD name as a Prometheus name, like upstream's mapper.EscapeMetricName.
+
+    Characters other than ASCII letters, digits and ``_`` become ``_`` (a run of ``-`` becomes one
+    ``_``); a leading digit gets a ``_`` in front.
+    """
+    if not name:
+        return ""
+    out = ["_"] if "0" <= name[0] <= "9" else []
+    prev = ""
+    for char in name:
+        if char.isascii() and (char.isalnum() or char == "_"):
+            out.append(char)
+        elif not (char == "-" and prev == "-"):
+            out.append("_")
+        prev = char
+    return "".join(out)
+
+
+# ------------------------------------------------------------------------------------- parsing
+
+
+@dataclass(frozen=True)
+class Event:
+    """One StatsD sample, ready to be mapped."""
+
+    name: str
+    kind: MetricKind
+    value: float
+    labels: Mapping[str, str] = field(default_factory=dict)
+    relative: bool = False  # gauges: "+n"/"-n" add to the current value
+    repeat: int = 1  # observers: how many times to observe `value` (sampling)
+
+
+@dataclass
+class ParsedLine:
+    """The events of one StatsD line, and why any of its samples were rejected."""
+
+    events: list[Event] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)  # one reason per rejected sample (or line)
+    tag_errors: int = 0  # malformed tags that were skipped (the sample is kept)
+
+
+_FLOAT = re.compile(r"[+-]?(?:(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?|inf(?:inity)?|nan)", re.I)
+_INT = re.compile(r"[+-]?\d+")
+
+
+def _parse_float(text: str) -> float | None:
+    return float(text) if _FLOAT.fullmatch(text) else None
+
+
+def _parse_tag(tag: str, separator: str, labels: dict[str, str]) -> bool:
+    key, found, value = tag.partition(separator)
+    if not found or not key or not value:
+        return False
+    labels[escape_metric_name(key)] = value
+    return True
+
+
+def _parse_tag_list(text: str, separator: str, labels: dict[str, str], hash_ok: bool) -> int:
+    """Parse "k<sep>v,k<sep>v" into labels; the number of malformed tags."""
+    tags = text.split(",")
+    if tags[-1] == "":  # nothing (or a trailing comma) after the last separator
+        tags.pop()
+    errors = 0
+    for tag in tags:
+        if hash_ok and tag.startswith("#"):
+            tag = tag[1:]
+        if not _parse_tag(tag, separator, labels):
+            errors += 1
+    return errors
+
+
+def _parse_name_and_tags(name: str, labels: dict[str, str]) -> tuple[str, int]:
+    """Strip SignalFX, Librato and InfluxDB tags off a name into labels (upstream's order)."""
+    start, end = name.find("["), name.find("]")
+    if start != -1 and end > start:
+        errors = _parse_tag_list(name[start + 1 : end], "=", labels, hash_ok=False)
+        return name[:start] + name[end + 1 :], errors
+    if start != -1 or end != -1:
+        return name, 1  # one bracket (or "]" before "["): leave the name alone
+    for i, char in enumerate(name):
+        if char in "#,":
+            return name[:i], _parse_tag_list(name[i + 1 :], "=", labels, hash_ok=False)
+    return name, 0
+
+
+def parse_line(line: str) -> ParsedLine:
+    """Events of one StatsD line, as upstream's line.Parser.LineToEvents builds them."""
+    result = ParsedLine()
+    if not line:
+        return result
+    name_part, colon, rest = line.partition(":")
+    if not colon or not name_part:
+        result.errors.append("malformed_line")
+        return result
+    line_labels: dict[str, str] = {}
+    metric, result.tag_errors = _parse_name_and_tags(name_part, line_labels)
+    if not metric:
+        result.errors.append("malformed_line")
+        return result
+    dogstatsd = "|#" in rest
+    if dogstatsd and line_labels:
+        result.errors.append("mixed_tagging_styles")
+        return result
+    parts = rest.split("|", 2)
+    if len(parts) < 2:
+        result.errors.append("not_enough_parts_after_colon")
+        return result
+    if ":" in parts[0]:  # DogStatsD extended aggregation: "name:1:2:3|ms"
+        if parts[1] not in ("ms", "h", "d"):
+            result.errors.append("invalid_extended_aggregate_type")
+            return result
+        suffix = rest.split("|", 1)[1]
+        samples = [f"{value}|{suffix}" for value in parts[0].split(":")]
+    elif dogstatsd:
+        samples = [rest]
+    else:
+        samples = rest.split(":")  # multi-metric line: "name:1|c:2|c"
+    for sample in samples:
+        error = _parse_sample(sample, metric, line_labels, result)
+        if error:
+            result.errors.append(error)
+    return result
+
+
+def _parse_sample(
+    sample: str, metric: str, line_labels: Mapping[str, str], result: ParsedLine
+) -> str | None:
+    """Append the event of one "value|type|..." sample to `result`; the reason if rejected."""
+    components = sample.split("|")
+    if not 2 <= len(components) <= 8 or any(not c for c in components[2:]):
+        return "malformed_component"
+    value_text, stat_type = components[0], components[1]
+    value = _parse_float(value_text)
+    if value is None:
+        return "malformed_value"
+    labels = dict(line_labels)
+    rate = 1.0
+    for component in components[2:]:
+        kind = component[0]
+        if kind == "@":
+            parsed_rate = _parse_float(component[1:])
+            if parsed_rate is None or parsed_rate < 0 or parsed_rate != parsed_rate:
+                return "invalid_sample_factor"
+            rate = parsed_rate or 1.0  # upstream treats @0 as unsampled
+        elif kind == "#":
+            result.tag_errors += _parse_tag_list(component[1:], ":", labels, hash_ok=True)
+        elif kind == "c":  # DogStatsD 1.2 container id
+            if not component.startswith("c:") or len(component) <= 2:
+                return "malformed_container_id"
+            labels["container_id"] = component[2:]
+        elif kind == "T":  # DogStatsD 1.3 timestamp: checked, not forwarded (as upstream)
+            if not _INT.fullmatch(component[1:]):
+                return "malformed_timestamp"
+        else:
+            return "invalid_sample_factor"
+    if stat_type == "c":
+        result.events.append(Event(metric, "counter", value / rate, labels))
+    elif stat_type == "g":
+        relative = value_text[0] in "+-"
+        result.events.append(Event(metric, "gauge", value, labels, relative=relative))
+    elif stat_type in ("ms", "h", "d"):
+        repeat = MAX_SAMPLE_REPEAT if rate * MAX_SAMPLE_REPEAT < 1 else max(int(1 / rate), 1)
+        observed = value / 1000 if stat_type == "ms" else value  # Prometheus wants seconds
+        result.events.append(Event(metric, "observer", observed, labels, repeat=repeat))
+    else:  # "s" (sets) included: upstream does not support them either
+        return "illegal_event"
+    return None
+
+
+# ------------------------------------------------------------------------------- mapping file
+
+
+class MappingError(ValueError):
+    """The mapping file is missing or invalid."""
+
+
+# upstream's validation (pkg/mapper/mapper.go)
+_STATSD_COMPONENT = r"[a-zA-Z_](-?[a-zA-Z0-9_])*"
+_GLOB_LINE = re.compile(rf"^(\*\.|{_STATSD_COMPONENT}\.)+(\*|{_STATSD_COMPONENT})$")
+_TEMPLATE = r"(\$\{?\d+\}?)"
+_METRIC_NAME = re.compile(rf"^([a-zA-Z_]|{_TEMPLATE})([a-zA-Z0-9_]|{_TEMPLATE})*$")
+_LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]+$")
+# upstream's glob template formatter (pkg/mapper/fsm/formatter.go)
+_GLOB_TEMPLATE = re.compile(r"\$\{?([a-zA-Z0-9_$]+)\}?")
+
+# fmt: off
+_MAPPING_KEYS = frozenset({
+    "match", "name", "labels", "help", "action", "match_type", "match_metric_type",
+    "observer_type", "timer_type", "histogram_options", "summary_options", "buckets",
+    "quantiles", "honor_labels", "scale", "ttl",
+})
+_DEFAULTS_KEYS = frozenset({
+    "match_type", "glob_disable_ordering", "observer_type", "timer_type", "histogram_options",
+    "summary_options", "buckets", "quantiles", "ttl",
+})
+# fmt: on
+
+
+@dataclass(frozen=True)
+class Defaults:
+    match_type: Literal["glob", "regex"] = "glob"
+    glob_disable_ordering: bool = False
+    observer_type: ObserverType = "summary"  # upstream's choice when the file names none
+    buckets: tuple[float, ...] = DEFAULT_BUCKETS
+
+
+@dataclass(frozen=True)
+class MetricMapping:
+    """One entry of `mappings:`, with the defaults applied."""
+
+    index: int
+    match: str
+    match_type: Literal["glob", "regex"]
+    name: str
+    labels: tuple[tuple[str, str], ...]
+    action: Literal["map", "drop"]
+    help: str | None
+    observer_type: ObserverType
+    buckets: tuple[float, ...]
+    match_metric_type: MetricKind | None
+    honor_labels: bool
+    scale: float | None
+    glob: tuple[str, ...] | None
+    regex: re.Pattern[str] | None
+
+    def describe(self) -> str:
+        return f"mapping {self.index} ({self.match})"
+
+
+@dataclass(frozen=True)
+class MappingResult:
+    """What a mapping makes of one StatsD name: the rule, the metric name and the labels."""
+
+    mapping: MetricMapping
+    name: str  # substituted, not yet escaped
+    labels: Mapping[str, str]
+
+
+def _as_dict(value: Any, where: str) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+        raise MappingError(f"{where}: expected a mapping of names to values, got {value!r}")
+    return value
+
+
+def _as_str(value: Any, where: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise MappingError(f"{where}: expected a non-empty string, got {value!r}")
+    return value
+
+
+def _as_bool(value: Any, where: str) -> bool:
+    if not isinstance(value, bool):
+        raise MappingError(f"{where}: expected true or false, got {value!r}")
+    return value
+
+
+def _as_number(value: Any, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise MappingError(f"{where}: expected a number, got {value!r}")
+    return float(value)
+
+
+def _buckets(value: Any, where: str) -> tuple[float, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        raise MappingError(f"{where}: expected a list of numbers, got {value!r}")
+    buckets = tuple(_as_number(v, where) for v in value)
+    if any(later <= earlier for earlier, later in itertools.pairwise(buckets)):
+        raise MappingError(f"{where}: buckets must be in increasing order, got {list(buckets)}")
+    return buckets
+
+
+def _label_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return "" if value is None else str(value)
+
+
+_OBSERVER_TYPES: dict[str, ObserverType] = {"histogram": "histogram", "summary": "summary"}
+_MATCH_TYPES: dict[str, Literal["glob", "regex"]] = {"glob": "glob", "regex": "regex"}
+_ACTIONS: dict[str, Literal["map", "drop"]] = {"map": "map", "drop": "drop"}
+_METRIC_KINDS: dict[str, MetricKind] = {
+    "counter": "counter",
+    "gauge": "gauge",
+    "observer": "observer",
+}
+
+
+def _choice(value: Any, where: str, choices: Mapping[str, _T]) -> _T:
+    if not isinstance(value, str) or value not in choices:
+        raise MappingError(f"{where}: expected one of {', '.join(choices)}, got {value!r}")
+    return choices[value]
+
+
+def _observer_settings(
+    entry: dict[str, Any], where: str, warnings: list[str]
+) -> tuple[ObserverType | None, tuple[float, ...]]:
+    """The observer type an entry names (or None) and its buckets (or ())."""
+    observer_name = entry.get("observer_type") or entry.get("timer_type")
+    observer = None
+    if observer_name:
+        observer = _choice(observer_name, f"{where}: observer_type", _OBSERVER_TYPES)
+    histogram_options = _as_dict(entry.get("histogram_options"), f"{where}: histogram_options")
+    summary_options = _as_dict(entry.get("summary_options"), f"{where}: summary_options")
+    buckets = _buckets(histogram_options.get("buckets"), f"{where}: histogram_options.buckets")
+    legacy = _buckets(entry.get("buckets"), f"{where}: buckets")
+    if buckets and legacy:
+        raise MappingError(f"{where}: buckets given both at the top level and in histogram_options")
+    if summary_options.get("quantiles") and entry.get("quantiles"):
+        raise MappingError(f"{where}: quantiles given both at the top level and summary_options")
+    if summary_options or entry.get("quantiles"):
+        warnings.append(
+            f"{where}: summary quantiles are not exported by statsd_bridge (only _sum and _count)"
+        )
+    return observer, buckets or legacy
+
+
+def _compile_mapping(
+    index: int,
+    entry: Any,
+    defaults: Defaults,
+    default_observer: ObserverType | None,
+    warnings: list[str],
+) -> MetricMapping:
+    where = f"mappings[{index}]"
+    entry = _as_dict(entry, where)
+    match = _as_str(entry.get("match"), f"{where}: match")
+    where = f"mappings[{index}] (match {match!r})"
+    for key in sorted(set(entry) - _MAPPING_KEYS):
+        warnings.append(f"{where}: unknown key {key!r} ignored")
+    if entry.get("ttl"):
+        warnings.append(f"{where}: ttl is not supported by statsd_bridge; series never expire")
+    name = _as_str(entry.get("name"), f"{where}: name (every mapping needs one, even drop)")
+    if not _METRIC_NAME.fullmatch(name):
+        raise MappingError(f"{where}: metric name {name!r} is not a valid Prometheus name")
+    labels = _as_dict(entry.get("labels"), f"{where}: labels")
+    for key in labels:
+        if not _LABEL_NAME.fullmatch(key):
+            raise MappingError(f"{where}: invalid label name {key!r}")
+    match_type = _choice(
+        entry.get("match_type") or defaults.match_type, f"{where}: match_type", _MATCH_TYPES
+    )
+    action = _choice(entry.get("action") or "map", f"{where}: action", _ACTIONS)
+    help_text = entry.get("help")
+    if help_text is not None and not isinstance(help_text, str):
+        raise MappingError(f"{where}: help must be a string")
+    metric_type = None
+    if entry.get("match_metric_type") is not None:
+        metric_type = _choice(
+            entry["match_metric_type"], f"{where}: match_metric_type", _METRIC_KINDS
+        )
+    observer, buckets = _observer_settings(entry, where, warnings)
+    observer = observer or default_observer
+    if observer == "histogram" and "summary_options" in entry:
+        raise MappingError(f"{where}: cannot use histogram observer and summary options together")
+    if observer == "summary" and "histogram_options" in entry:
+        raise MappingError(f"{where}: cannot use summary observer and histogram options together")
+    scale = entry.get("scale")
+    glob: tuple[str, ...] | None = None
+    regex: re.Pattern[str] | None = None
+    if match_type == "glob":
+        if not _GLOB_LINE.fullmatch(match):
+            raise MappingError(f"{where}: invalid glob (dot-separated names or *, 2 or more)")
+        glob = tuple(match.split("."))
+    else:
+        try:
+            regex = re.compile(match)
+        except re.error as exc:
+            raise MappingError(f"{where}: invalid regular expression: {exc}") from exc
+    return MetricMapping(
+        index=index,
+        match=match,
+        match_type=match_type,
+        name=name,
+        labels=tuple((k, _label_value(v)) for k, v in labels.items()),
+        action=action,
+        help=help_text,
+        observer_type=observer or "summary",  # upstream's choice when nothing names one
+        buckets=buckets or defaults.buckets,
+        match_metric_type=metric_type,
+        honor_labels=_as_bool(entry.get("honor_labels", False), f"{where}: honor_labels"),
+        scale=None if scale is None else _as_number(scale, f"{where}: scale"),
+        glob=glob,
+        regex=regex,
+    )
+
+
+def _format_glob(template: str, captures: Sequence[str]) -> str:
+    """Substitute $n / ${n} like upstream's glob formatter (other references become "")."""
+
+    def replace(found: re.Match[str]) -> str:
+        ref = found.group(1)
+        if ref.isdigit() and 1 <= int(ref) <= len(captures):
+            return captures[int(ref) - 1]
+        return ""
+
+    return _GLOB_TEMPLATE.sub(replace, template)
+
+
+def _expand_regex(template: str, found: re.Match[str]) -> str:
+    """Substitute $n, ${n}, $name and ${name} like Go's Regexp.ExpandString."""
+    out: list[str] = []
+    i = 0
+    while True:
+        j = template.find("$", i)
+        if j < 0:
+            out.append(template[i:])
+            return "".join(out)
+        out.append(template[i:j])
+        rest = template[j + 1 :]
+        if rest.startswith("$"):
+            out.append("$")
+            i = j + 2
+            continue
+        brace = rest.startswith("{")
+        k = 1 if brace else 0
+        start = k
+        while k < len(rest) and (rest[k].isalnum() or rest[k] == "_"):
+            k += 1
+        name = rest[start:k]
+        if not name or (brace and (k >= len(rest) or rest[k] != "}")):
+            out.append("$")  # malformed reference: the "$" stays as it is
+            i = j + 1
+            continue
+        i = j + 1 + k + (1 if brace else 0)
+        value: str | None
+        if name.isascii() and name.isdigit() and not (name[0] == "0" and len(name) > 1):
+            number = int(name)
+            value = found.group(number) if number <= found.re.groups else None
+        else:
+            value = found.group(name) if name in found.re.groupindex else None
+        out.append(value or "")
+
+
+class MetricMapper:
+    """statsd_exporter's mapping rules (pkg/mapper) for one mapping file."""
+
+    def __init__(
+        self,
+        defaults: Defaults,
+        mappings: Sequence[MetricMapping],
+        warnings: Sequence[str] = (),
+    ) -> None:
+        self.defaults = defaults
+        self.mappings = tuple(mappings)
+        self.warnings = list(warnings)
+        self._globs: dict[int, list[MetricMapping]] = {}
+        for m in self.mappings:
+            if m.glob is not None:
+                self._globs.setdefault(len(m.glob), []).append(m)
+        self._regexes = [m for m in self.mappings if m.regex is not None]
+        self._cache: dict[tuple[str, MetricKind], MappingResult | None] = {}
+        if not defaults.glob_disable_ordering:
+            self.warnings.extend(self._shadowed_globs())
+
+    @classmethod
+    def from_yaml(cls, text: str, source: str = "mapping config") -> MetricMapper:
+        try:
+            config = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise MappingError(f"{source}: not valid YAML: {exc}") from exc
+        try:
+            return cls._from_config(config)
+        except MappingError as exc:
+            raise MappingError(f"{source}: {exc}") from exc
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> MetricMapper:
+        path = Path(path)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError as exc:
+            raise MappingError(f"mapping config {path} does not exist") from exc
+        except (OSError, UnicodeDecodeError) as exc:
+            raise MappingError(f"mapping config {path} cannot be read: {exc}") from exc
+        return cls.from_yaml(text, source=f"mapping config {path}")
+
+    @classmethod
+    def _from_config(cls, config: Any) -> MetricMapper:
+        config = _as_dict(config, "top level")
+        warnings = [
+            f"unknown top-level key {key!r} ignored"
+            for key in config
+            if key not in ("defaults", "mappings")
+        ]
+        raw = _as_dict(config.get("defaults"), "defaults")
+        for key in sorted(set(raw) - _DEFAULTS_KEYS):
+            warnings.append(f"defaults: unknown key {key!r} ignored")
+        if raw.get("ttl"):
+            warnings.append("defaults: ttl is not supported by statsd_bridge; series never expire")
+        observer, buckets = _observer_settings(raw, "defaults", warnings)
+        defaults = Defaults(
+            match_type=_choice(
+                raw.get("match_type") or "glob", "defaults: match_type", _MATCH_TYPES
+            ),
+            glob_disable_ordering=_as_bool(
+                raw.get("glob_disable_ordering", False), "defaults: glob_disable_ordering"
+            ),
+            observer_type=observer or "summary",
+            buckets=buckets or DEFAULT_BUCKETS,
+        )
+        entries = config.get("mappings") or []
+        if not isinstance(entries, list):
+            raise MappingError(f"mappings: expected a list, got {entries!r}")
+        mappings = [
+            _compile_mapping(i, entry, defaults, observer, warnings)
+            for i, entry in enumerate(entries)
+        ]
+        if observer != "histogram" or any(m.observer_type == "summary" for m in mappings):
+            warnings.append(
+                "some timers become summaries (observer_type summary, or none set: upstream's "
+                "default); statsd_bridge exports their _sum and _count but no quantiles"
+            )
+        return cls(defaults, mappings, warnings)
+
+    def _shadowed_globs(self) -> list[str]:
+        """Warnings for glob rules that an earlier glob rule always wins over."""
+        warnings = []
+        for rules in self._globs.values():
+            for j, later in enumerate(rules):
+                for earlier in rules[:j]:
+                    assert earlier.glob is not None and later.glob is not None
+                    if earlier.match_metric_type not in (None, later.match_metric_type):
+                        continue
+                    if all(e in ("*", p) for e, p in zip(earlier.glob, later.glob, strict=True)):
+                        warnings.append(
+                            f"{later.describe()} will never be matched: {earlier.describe()} "
+                            "comes first and matches every name it matches"
+                        )
+                        break
+        return warnings
+
+    def lookup(self, name: str, kind: MetricKind) -> MappingResult | None:
+        """The mapping that applies to StatsD metric `name` of type `kind`, or None."""
+        key = (name, kind)
+        if key in self._cache:
+            return self._cache[key]
+        result = self._lookup_glob(name, kind) or self._lookup_regex(name, kind)
+        if len(self._cache) >= _CACHE_SIZE:
+            self._cache.clear()
+        self._cache[key] = result
+        return result
+
+    def _lookup_glob(self, name: str, kind: MetricKind) -> MappingResult | None:
+        parts = name.split(".")
+        best: MetricMapping | None = None
+        best_key: tuple[bool, ...] = ()
+        for m in self._globs.get(len(parts), ()):
+            assert m.glob is not None
+            if m.match_metric_type not in (None, kind):
+                continue
+            if not all(g in ("*", p) for g, p in zip(m.glob, parts, strict=True)):
+                continue
+            if not self.defaults.glob_disable_ordering:
+                best = m  # first in file order wins
+                break
+            # without ordering upstream's FSM prefers a literal component over "*", left first
+            specificity = tuple(g != "*" for g in m.glob)
+            if best is None or specificity > best_key:
+                best, best_key = m, specificity
+        if best is None:
+            return None
+        assert best.glob is not None
+        captures = [p for g, p in zip(best.glob, parts, strict=True) if g == "*"]
+        return MappingResult(
+            best,
+            _format_glob(best.name, captures),
+            {k: _format_glob(v, captures) for k, v in best.labels},
+        )
+
+    def _lookup_regex(self, name: str, kind: MetricKind) -> MappingResult | None:
+        for m in self._regexes:
+            assert m.regex is not None
+            found = m.regex.search(name)
+            if found is None or m.match_metric_type not in (None, kind):
+                continue
+            labels = {k: _expand_regex(v, found) for k, v in m.labels}
+            return MappingResult(m, _expand_regex(m.name, found), labels)
+        return None
+
+
+# ------------------------------------------------------------------------------------- metrics
+
+
+class MetricConflict(Exception):
+    """A sample's metric name is already exported with another type or label set."""
+
+
+@dataclass
+class _Family:
+    kind: FamilyKind
+    label_names: tuple[str, ...]
+    metric: SampleMetric
+
+
+# the names a family of each type exports (prometheus_client appends _total to counters)
+_SUFFIXES: dict[str, tuple[str, ...]] = {
+    "counter": ("", "_total"),
+    "gauge": ("",),
+    "histogram": ("", "_bucket", "_sum", "_count"),
+    "summary": ("", "_sum", "_count"),
+}
+
+
+class MetricStore(Collector):
+    """The exported metrics, created on first sight; a prometheus_client collector.
+
+    One metric name has one type and one set of label names: the first sample decides, later
+    samples that disagree raise MetricConflict. `_created` samples are left out (statsd_exporter
+    has none).
+    """
+
+    def __init__(self, reserved_names: Iterable[str] = ()) -> None:
+        self._lock = threading.Lock()
+        self._families: dict[str, _Family] = {}
+        self._taken: set[str] = set(reserved_names)
+
+    def counts(self) -> dict[str, int]:
+        with self._lock:
+            counts: dict[str, int] = {}
+            for family in self._families.values():
+                counts[family.kind] = counts.get(family.kind, 0) + 1
+            return counts
+
+    def child(
+        self,
+        kind: FamilyKind,
+        name: str,
+        labels: Mapping[str, str],
+        help_text: str,
+        buckets: Sequence[float] = DEFAULT_BUCKETS,
+    ) -> SampleMetric:
+        """The time series `name{labels}`, creating its metric on first sight."""
+        # prometheus_client exports a counter "x" or "x_total" as family x, sample x_total
+        key = name.removesuffix("_total") if kind == "counter" else name
+        label_names = tuple(sorted(labels))
+        with self._lock:
+            family = self._families.get(key)
+            if family is None:
+                family = self._create(kind, key, label_names, help_text, buckets)
+            elif family.kind != kind:
+                raise MetricConflict(f"{key} is already exported as a {family.kind}, not a {kind}")
+            elif family.label_names != label_names:
+                raise MetricConflict(
+                    f"{key} is already exported with labels {list(family.label_names)}, "
+                    f"not {list(label_names)}"
+                )
+        if not label_names:
+            return family.metric
+        return family.metric.labels(*(labels[n] for n in label_names))
+
+    def _create(
+        self,
+        kind: FamilyKind,
+        key: str,
+        label_names: tuple[str, ...],
+        help_text: str,
+        buckets: Sequence[float],
+    ) -> _Family:
+        names = {key + suffix for suffix in _SUFFIXES[kind]}
+        clash = sorted(names & self._taken)
+        if clash:
+            raise MetricConflict(f"{kind} {key} would export {clash[0]}, which is already taken")
+        metric: SampleMetric
+        if kind == "counter":
+            metric = Counter(key, help_text, label_names, registry=None)
+        elif kind == "gauge":
+            metric = Gauge(key, help_text, label_names, registry=None)
+        elif kind == "histogram":
+            metric = Histogram(key, help_text, label_names, registry=None, buckets=buckets)
+        else:
+            metric = Summary(key, help_text, label_names, registry=None)
+        family = _Family(kind, label_names, metric)
+        self._families[key] = family
+        self._taken |= names
+        return family
+
+    def describe(self) -> Iterable[Metric]:
+        return []  # created on the fly: nothing to check at registration
+
+    def collect(self) -> Iterable[Metric]:
+        with self._lock:
+            families = list(self._families.values())
+        for family in families:
+            for metric in family.metric.collect():
+                created = metric.name + "_created"
+                metric.samples = [s for s in metric.samples if s.name != created]
+                yield metric
+
+
+# -------------------------------------------------------------------------------------- bridge
+
+
+def _exported_names(registry: CollectorRegistry) -> set[str]:
+    names: set[str] = set()
+    for metric in registry.collect():
+        names.add(metric.name)
+        names.update(metric.name + suffix for suffix in _SUFFIXES.get(metric.type, ("",)))
+        names.update(sample.name for sample in metric.samples)
+    return names
+
+
+class Bridge:
+    """Turns StatsD datagrams into metrics on `registry`, through `mapper`."""
+
+    def __init__(self, mapper: MetricMapper, registry: CollectorRegistry | None = None) -> None:
+        self.mapper = mapper
+        self.registry = registry if registry is not None else CollectorRegistry()
+        r = self.registry
+        self.udp_packets = Counter(
+            "statsd_bridge_udp_packets", "UDP datagrams received.", registry=r
+        )
+        self.lines = Counter(
+            "statsd_bridge_lines",
+            "StatsD lines received, by outcome (malformed: at least one sample rejected).",
+            ["outcome"],
+            registry=r,
+        )
+        self.sample_errors = Counter(
+            "statsd_bridge_sample_errors",
+            "StatsD samples rejected, by reason.",
+            ["reason"],
+            registry=r,
+        )
+        self.tag_errors = Counter(
+            "statsd_bridge_tag_errors", "Malformed tags skipped (the sample is kept).", registry=r
+        )
+        self.events = Counter(
+            "statsd_bridge_events", "Samples exported, by StatsD type.", ["type"], registry=r
+        )
+        self.event_actions = Counter(
+            "statsd_bridge_events_actions",
+            "Samples that matched a mapping, by the mapping's action (map or drop).",
+            ["action"],
+            registry=r,
+        )
+        self.events_unmapped = Counter(
+            "statsd_bridge_events_unmapped",
+            "Samples that matched no mapping (exported under their escaped StatsD name).",
+            registry=r,
+        )
+        self.events_conflict = Counter(
+            "statsd_bridge_events_conflict",
+            "Samples dropped: their metric name is exported with another type or label set.",
+            ["type"],
+            registry=r,
+        )
+        self.event_errors = Counter(
+            "statsd_bridge_event_errors",
+            "Samples dropped as invalid (negative counter, empty or invalid name), by reason.",
+            ["reason"],
+            registry=r,
+        )
+        metrics = Gauge(
+            "statsd_bridge_metrics", "Metric families created, by type.", ["type"], registry=r
+        )
+        Gauge("statsd_bridge_loaded_mappings", "Mappings in the mapping file.", registry=r).set(
+            len(mapper.mappings)
+        )
+        for outcome in ("parsed", "malformed"):
+            self.lines.labels(outcome)
+        for kind in ("counter", "gauge", "observer"):
+            self.events.labels(kind)
+            self.events_conflict.labels(kind)
+        for action in ("map", "drop"):
+            self.event_actions.labels(action)
+        # the bridge's own names (and the process collector's, if registered) are not for StatsD
+        self.store = MetricStore(reserved_names=_exported_names(r))
+        for family_kind in _SUFFIXES:
+            metrics.labels(family_kind).set_function(self._family_count(family_kind))
+        r.register(self.store)
+        self._reported: set[str] = set()
+
+    def _family_count(self, kind: str) -> Callable[[], float]:
+        return lambda: float(self.store.counts().get(kind, 0))
+
+    # -- input
+
+    def handle_packet(self, data: bytes) -> None:
+        """One UDP datagram: StatsD lines separated by newlines."""
+        self.udp_packets.inc()
+        for raw in data.split(b"\n"):
+            raw = raw.removesuffix(b"\r")
+            if raw:
+                self.handle_line(raw)
+
+    def handle_line(self, raw: bytes | str) -> None:
+        """One StatsD line; never raises."""
+        try:
+            try:
+                line = raw.decode("utf-8") if isinstance(raw, bytes) else raw
+            except UnicodeDecodeError:
+                self._count_line(ParsedLine(errors=["malformed_line"]), repr(raw[:200]))
+                return
+            parsed = parse_line(line)
+            self._count_line(parsed, line)
+            for event in parsed.events:
+                self.handle_event(event)
+        except Exception:  # a bug here must not stop the receive loop
+            LOG.exception("internal error while handling line %r", raw[:200])
+            self.sample_errors.labels("internal_error").inc()
+
+    def _count_line(self, parsed: ParsedLine, line: str) -> None:
+        self.lines.labels("malformed" if parsed.errors else "parsed").inc()
+        for reason in parsed.errors:
+            self.sample_errors.labels(reason).inc()
+        if parsed.errors:
+            LOG.debug("malformed StatsD line (%s): %s", ", ".join(parsed.errors), line[:200])
+        if parsed.tag_errors:
+            self.tag_errors.inc(parsed.tag_errors)
+
+    def handle_event(self, event: Event) -> None:
+        """Map one event and update its metric (upstream's Exporter.handleEvent)."""
+        result = self.mapper.lookup(event.name, event.kind)
+        mapping = result.mapping if result else None
+        if mapping is not None and mapping.action == "drop":
+            self.event_actions.labels("drop").inc()
+            return
+        labels = dict(event.labels)
+        help_text = DEFAULT_HELP
+        if result is not None and mapping is not None:
+            if not result.name:
+                self.event_errors.labels("empty_metric_name").inc()
+                return
+            name = escape_metric_name(result.name)
+            for key, label_value in result.labels.items():
+                if not (mapping.honor_labels and key in labels):
+                    labels[key] = label_value
+            help_text = mapping.help or DEFAULT_HELP
+            self.event_actions.labels("map").inc()
+        else:
+            self.events_unmapped.inc()
+            name = escape_metric_name(event.name)
+        value = event.value
+        if mapping is not None and mapping.scale is not None:
+            value *= mapping.scale
+        try:
+            self._update(event, mapping, name, labels, help_text, value)
+        except MetricConflict as exc:
+            self.events_conflict.labels(event.kind).inc()
+            self._report(name, f"sample of {event.name!r} dropped: {exc}")
+        except ValueError as exc:  # prometheus_client refused the name or a label name
+            self.event_errors.labels("invalid_metric").inc()
+            self._report(name, f"sample of {event.name!r} dropped: {exc}")
+
+    def _update(
+        self,
+        event: Event,
+        mapping: MetricMapping | None,
+        name: str,
+        labels: Mapping[str, str],
+        help_text: str,
+        value: float,
+    ) -> None:
+        if event.kind == "counter":
+            if value < 0:
+                self.event_errors.labels("illegal_negative_counter").inc()
+                return
+            counter = self.store.child("counter", name, labels, help_text)
+            assert isinstance(counter, Counter)
+            counter.inc(value)
+        elif event.kind == "gauge":
+            gauge = self.store.child("gauge", name, labels, help_text)
+            assert isinstance(gauge, Gauge)
+            if event.relative:
+                gauge.inc(value)
+            else:
+                gauge.set(value)
+        else:
+            observer = mapping.observer_type if mapping else self.mapper.defaults.observer_type
+            buckets = mapping.buckets if mapping else self.mapper.defaults.buckets
+            metric = self.store.child(observer, name, labels, help_text, buckets)
+            assert isinstance(metric, Histogram | Summary)
+            for _ in range(event.repeat):
+                metric.observe(value)
+        self.events.labels(event.kind).inc(event.repeat)
+
+    def _report(self, name: str, message: str) -> None:
+        """Log a dropped sample once per metric name (a client repeats its mistakes)."""
+        if name not in self._reported and len(self._reported) < 1000:
+            self._reported.add(name)
+            LOG.warning("%s", message)
+
+    # -- receive loop
+
+    def serve(self, sock: socket.socket, stop: threading.Event) -> None:
+        """Handle datagrams from `sock` until `stop` is set (the socket needs a timeout)."""
+        while not stop.is_set():
+            try:
+                data = sock.recv(MAX_DATAGRAM)
+            except TimeoutError:
+                continue
+            except OSError as exc:
+                if not stop.is_set():
+                    LOG.warning("UDP receive failed: %s", exc)
+                    stop.wait(0.1)
+                continue
+            self.handle_packet(data)
+
+
+# ------------------------------------------------------------------------------------------ CLI
+
+
+def parse_address(value: str) -> tuple[str, int]:
+    """HOST:PORT, [IPv6]:PORT or :PORT (all IPv4 interfaces), as upstream's flags take them."""
+    host, colon, port_text = value.rpartition(":")
+    if not colon or not port_text.isdigit() or int(port_text) > 65535:
+        raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {value!r}")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    return host or "0.0.0.0", int(port_text)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m mlops_platform.observability.statsd_bridge",
+        description="Receive StatsD over UDP, map it like statsd_exporter, serve /metrics.",
+        allow_abbrev=False,
+    )
+    parser.add_argument(
+        "--web.listen-address",
+        dest="web_address",
+        type=parse_address,
+        default=":9102",
+        metavar="HOST:PORT",
+        help="where to serve the metrics (default :9102)",
+    )
+    parser.add_argument(
+        "--statsd.listen-udp",
+        dest="udp_address",
+        type=parse_address,
+        default=":9125",
+        metavar="HOST:PORT",
+        help="where to receive StatsD datagrams (default :9125)",
+    )
+    parser.add_argument(
+        "--statsd.listen-tcp",
+        dest="tcp_address",
+        default="",
+        metavar="HOST:PORT",
+        help="accepted for compatibility; only the empty value (no TCP listener) is supported",
+    )
+    parser.add_argument(
+        "--statsd.mapping-config",
+        dest="mapping_config",
+        type=Path,
+        metavar="PATH",
+        help="statsd_exporter mapping file (without one, every metric is exported unmapped)",
+    )
+    parser.add_argument(
+        "--log.level",
+        dest="log_level",
+        default="info",
+        choices=("debug", "info", "warn", "error"),
+    )
+    return parser
+
+
+class _LogfmtFormatter(logging.Formatter):
+    """`time=... level=info msg="..."`, the shape statsd_exporter logs in."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+        level = "warn" if record.levelno == logging.WARNING else record.levelname.lower()
+        line = (
+            f"time={stamp}.{int(record.msecs):03d}Z level={level} source=statsd_bridge "
+            f"msg={json.dumps(record.getMessage())}"
+        )
+        if record.exc_info:
+            line += f" err={json.dumps(self.formatException(record.exc_info))}"
+        return line
+
+
+def _configure_logging(level: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_LogfmtFormatter())
+    LOG.handlers[:] = [handler]
+    LOG.propagate = False
+    LOG.setLevel(logging.WARNING if level == "warn" else level.upper())
+
+
+def _open_udp(host: str, port: int) -> socket.socket:
+    family, kind, proto, _, address = socket.getaddrinfo(
+        host, port, type=socket.SOCK_DGRAM, flags=socket.AI_PASSIVE
+    )[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.bind(address)
+    except OSError:
+        sock.close()
+        raise
+    sock.settimeout(0.25)  # how often the loop looks at the stop flag
+    return sock
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.tcp_address:
+        parser.error("--statsd.listen-tcp: statsd_bridge only listens on UDP; pass it empty")
+    _configure_logging(args.log_level)
+    try:
+        if args.mapping_config is None:
+            mapper = MetricMapper(Defaults(), [])
+        else:
+            mapper = MetricMapper.from_file(args.mapping_config)
+            LOG.info("loaded %d mappings from %s", len(mapper.mappings), args.mapping_config)
+    except MappingError as exc:
+        LOG.error("%s", exc)
+        return 1
+    for warning in mapper.warnings:
+        LOG.warning("%s", warning)
+
+    disable_created_metrics()  # type: ignore[no-untyped-call]  # upstream has no _created
+    registry = CollectorRegistry()
+    ProcessCollector(registry=registry)
+    bridge = Bridge(mapper, registry)
+
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        LOG.info("received %s, stopping", signal.Signals(signum).name)
+        stop.set()
+
+    # supervisord stops programs with TERM; handlers go in before the ports open, so a stop
+    # that comes as soon as /metrics answers is still a clean one
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        return _run(bridge, args.web_address, args.udp_address, stop)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _run(bridge: Bridge, web: tuple[str, int], udp: tuple[str, int], stop: threading.Event) -> int:
+    """Open the UDP socket and the web server, receive until `stop` is set; the exit status."""
+    try:
+        sock = _open_udp(*udp)
+    except OSError as exc:
+        LOG.error("cannot listen for StatsD on UDP %s:%s: %s", *udp, exc)
+        return 1
+    try:
+        httpd, _thread = start_http_server(web[1], addr=web[0], registry=bridge.registry)
+    except OSError as exc:
+        LOG.error("cannot serve metrics on %s:%s: %s", *web, exc)
+        sock.close()
+        return 1
+    LOG.info(
+        "StatsD on udp %s:%s; metrics on http://%s:%s/metrics",
+        udp[0],
+        sock.getsockname()[1],
+        web[0],
+        httpd.server_port,
+    )
+    try:
+        bridge.serve(sock, stop)
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        sock.close()
+    LOG.info("stopped")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
