@@ -41,7 +41,13 @@ import numpy as np
 import pandas as pd
 import redis
 
-from model_serving.events import FeedbackEvent, ModelRef, PredictionEvent, ScoredCandidate, encode
+from mlops_common.events.serving import (
+    FeedbackEvent,
+    ModelRef,
+    PredictionEvent,
+    ScoredCandidate,
+    encode,
+)
 
 REDIS_URL = os.environ.get("MLOPS_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 FEATURES = ["conv_rate", "acc_rate", "avg_daily_trips", "rating", "cancel_rate"]

@@ -153,7 +153,10 @@ def setup_store(data_dir: Path, project: str) -> Any:
     from data_pipeline.settings import DataPipelineSettings
 
     settings = DataPipelineSettings(
-        data_dir=data_dir, online_store_url=REDIS_URL, feast_project=project, database_url=""
+        mlops_data_dir=data_dir,
+        mlops_online_store_url=REDIS_URL,
+        mlops_feast_project=project,
+        mlops_database_url="",
     )
     apply(settings)
     store = feature_store(settings)

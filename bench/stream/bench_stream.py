@@ -81,11 +81,11 @@ def main(argv: list[str] | None = None) -> int:
     client = redis.Redis.from_url(args.redis_url)
     try:
         settings = DataPipelineSettings(
-            data_dir=data_dir,
-            database_url="",
-            online_store_url=args.redis_url,
-            redis_url="",
-            feast_project=project,
+            mlops_data_dir=data_dir,
+            mlops_database_url="",
+            mlops_online_store_url=args.redis_url,
+            mlops_redis_url="",
+            mlops_feast_project=project,
         )
         fs.apply(settings)
         online, offline = feature_store_sinks(settings)

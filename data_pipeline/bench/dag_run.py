@@ -100,10 +100,10 @@ def main() -> int:
                 )
         finally:
             if args.online_store:
-                delete_redis_project(args.online_store, settings.feast_project)
+                delete_redis_project(args.online_store, settings.mlops_feast_project)
         print(
             f"interval {start.isoformat()} to {end.isoformat()} ({args.hours} h), "
-            f"{args.drivers} drivers, online store {settings.effective_online_store_url}"
+            f"{args.drivers} drivers, online store {settings.online_store_url}"
         )
         print(f"airflow dags test wall time: {wall:.1f} s")
         summaries = {

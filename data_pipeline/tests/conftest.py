@@ -11,8 +11,8 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
-from data_pipeline.example_source import ExampleSourceConfig, ensure_database
-from data_pipeline.example_source.sinks import make_engine
+from data_pipeline.example_source import ExampleSourceConfig
+from mlops_common.postgres import database_url, ensure_database, make_engine
 
 START = datetime(2024, 3, 1, tzinfo=UTC)
 DRIFT = datetime(2024, 3, 8, tzinfo=UTC)
@@ -53,7 +53,8 @@ def pg_database() -> Iterator[str]:
     """A fresh database ``mlops_test_<random>_data`` on the real server (the data database of the
     prefix ``mlops_test_<random>``); dropped afterwards."""
     name = f"mlops_test_{uuid.uuid4().hex[:12]}_data"
-    url = ensure_database(PG_SERVER_URL, name)
+    assert ensure_database(PG_SERVER_URL, name)
+    url = database_url(PG_SERVER_URL, name).render_as_string(hide_password=False)
     try:
         yield url
     finally:

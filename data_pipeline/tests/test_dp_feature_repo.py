@@ -27,14 +27,14 @@ def test_env_file_from_mlops_env_file_and_environment_wins(
     assert DataPipelineSettings().feast_project == "from_dot_env"
     monkeypatch.setenv("MLOPS_ENV_FILE", str(env_file))
     settings = DataPipelineSettings()
-    assert settings.feast_project == "from_env_file"
+    assert settings.mlops_feast_project == "from_env_file"
     assert settings.validation_max_failure_rate == 0.2
-    assert settings.effective_online_store_url == "redis://10.0.0.1:6379/1"
+    assert settings.online_store_url == "redis://10.0.0.1:6379/1"
     monkeypatch.setenv("MLOPS_FEAST_PROJECT", "from_environment")
     monkeypatch.setenv("MLOPS_ONLINE_STORE_URL", "sqlite:////tmp/online.db")
     settings = DataPipelineSettings()
-    assert settings.feast_project == "from_environment"
-    assert settings.effective_online_store_url == "sqlite:////tmp/online.db"
+    assert settings.mlops_feast_project == "from_environment"
+    assert settings.online_store_url == "sqlite:////tmp/online.db"
 
 
 def test_online_store_defaults_to_the_platform_redis(
@@ -45,7 +45,7 @@ def test_online_store_defaults_to_the_platform_redis(
     monkeypatch.setenv("REDIS_PORT", "7000")
     assert DataPipelineSettings().effective_online_store_url == "redis://127.0.0.1:7000/0"
     settings = DataPipelineSettings()
-    assert settings.feast_project == "driver_ranking"
+    assert settings.mlops_feast_project == "driver_ranking"
     assert settings.feature_repo == REPO
     assert settings.offline_dir == tmp_path / ".mlops" / "offline"
     assert settings.max_lateness == timedelta(hours=1)

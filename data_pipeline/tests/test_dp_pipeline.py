@@ -202,7 +202,7 @@ def test_cli_exit_codes_and_one_line_reasons(
 ) -> None:
     settings: DataPipelineSettings = world["settings"]
     monkeypatch.setenv("MLOPS_DATA_DIR", str(settings.data_dir))
-    monkeypatch.setenv("MLOPS_ONLINE_STORE_URL", settings.online_store_url)
+    monkeypatch.setenv("MLOPS_ONLINE_STORE_URL", settings.mlops_online_store_url)
     monkeypatch.setenv("MLOPS_ENV_FILE", str(settings.data_dir / "no-such.env"))
     hour6 = ["--start", "2024-06-03T06:00Z", "--end", "2024-06-03T07:00Z"]
     assert main(["validate", *hour6]) == 1
@@ -264,7 +264,7 @@ def test_online_values_equal_the_latest_offline_ones_redis(world: dict[str, Any]
     base: DataPipelineSettings = world["settings"]
     project = unique_project()
     settings = isolated_settings(
-        base.data_dir, online_store_url=TEST_REDIS_URL, feast_project=project
+        base.data_dir, mlops_online_store_url=TEST_REDIS_URL, mlops_feast_project=project
     )
     try:
         applied = run_step("apply", None, None, settings)

@@ -20,8 +20,8 @@ from sqlalchemy.engine import make_url
 from data_pipeline import feature_store as fs
 from data_pipeline.batch import run_all, run_step
 from data_pipeline.example_source import ExampleSourceConfig
-from data_pipeline.example_source.sinks import make_engine
 from data_pipeline.settings import DataPipelineSettings
+from mlops_common.postgres import make_engine
 from mlops_testing.data import (
     TEST_POSTGRES_URL,
     TEST_REDIS_URL,
@@ -45,10 +45,10 @@ def pg_settings(tmp_path: Path) -> Iterator[DataPipelineSettings]:
     project = unique_project()
     settings = isolated_settings(
         tmp_path,
-        database_url=TEST_POSTGRES_URL,
-        database_prefix=prefix,
-        online_store_url=TEST_REDIS_URL,
-        feast_project=project,
+        mlops_database_url=TEST_POSTGRES_URL,
+        mlops_database_prefix=prefix,
+        mlops_online_store_url=TEST_REDIS_URL,
+        mlops_feast_project=project,
     )
     try:
         yield settings
@@ -124,9 +124,9 @@ def test_repo_config_of_each_backend(tmp_path: Path) -> None:
     prefix = f"mlops_test_{uuid.uuid4().hex[:12]}"
     settings = isolated_settings(
         tmp_path,
-        database_url=TEST_POSTGRES_URL,
-        database_prefix=prefix,
-        online_store_url="redis://:s3cret@127.0.0.1:6390/2",
+        mlops_database_url=TEST_POSTGRES_URL,
+        mlops_database_prefix=prefix,
+        mlops_online_store_url="redis://:s3cret@127.0.0.1:6390/2",
     )
     try:
         config = fs.repo_config(settings)

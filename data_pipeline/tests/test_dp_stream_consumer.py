@@ -25,6 +25,7 @@ from data_pipeline.stream_consumer import (
     StreamConsumer,
     StreamConsumerSettings,
 )
+from mlops_common.events.driver_stats import DriverStatsEvent
 from mlops_testing.stream import (
     TEST_REDIS_URL,
     consumer_settings,
@@ -32,7 +33,6 @@ from mlops_testing.stream import (
     make_event,
     unique_stream,
 )
-from stream_emitting.events import DriverStatsEvent
 
 pytestmark = pytest.mark.integration
 

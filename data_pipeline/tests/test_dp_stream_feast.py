@@ -34,6 +34,7 @@ from data_pipeline import feature_store as fs
 from data_pipeline.settings import DataPipelineSettings
 from data_pipeline.stream_consumer import StreamConsumer
 from data_pipeline.stream_consumer.sinks import feature_store_sinks
+from mlops_common.events.driver_stats import DriverStatsEvent
 from mlops_testing.stream import (
     TEST_REDIS_URL,
     consumer_settings,
@@ -41,7 +42,6 @@ from mlops_testing.stream import (
     make_event,
     unique_stream,
 )
-from stream_emitting.events import DriverStatsEvent
 
 pytestmark = pytest.mark.integration
 
@@ -60,7 +60,7 @@ class FeastWorld:
         return {
             "MLOPS_DATA_DIR": str(self.data_dir),
             "MLOPS_ONLINE_STORE_URL": TEST_REDIS_URL,
-            "MLOPS_FEAST_PROJECT": self.settings.feast_project,
+            "MLOPS_FEAST_PROJECT": self.settings.mlops_feast_project,
             "MLOPS_ENV_FILE": str(self.data_dir / "absent.env"),
         }
 
@@ -70,11 +70,11 @@ def feast_world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FeastWorld
     data_dir = tmp_path_factory.mktemp("stream_feast")
     project = f"test_stream_{uuid.uuid4().hex[:10]}"
     settings = DataPipelineSettings(
-        data_dir=data_dir,
-        database_url="",
-        online_store_url=TEST_REDIS_URL,
-        redis_url="",
-        feast_project=project,
+        mlops_data_dir=data_dir,
+        mlops_database_url="",
+        mlops_online_store_url=TEST_REDIS_URL,
+        mlops_redis_url="",
+        mlops_feast_project=project,
     )
     fs.apply(settings)
     try:
@@ -105,7 +105,7 @@ _STORES: dict[str, Any] = {}
 
 
 def online_values(world: FeastWorld, driver_ids: list[int]) -> dict[int, dict[str, Any]]:
-    key = world.settings.feast_project
+    key = world.settings.mlops_feast_project
     store = _STORES.get(key) or _STORES.setdefault(key, fs.feature_store(world.settings))
     answer = store.get_online_features(
         features=store.get_feature_service(fs.FEATURE_SERVICE),

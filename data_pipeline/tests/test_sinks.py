@@ -21,13 +21,12 @@ from data_pipeline.example_source import (
     Source,
     SourceReader,
     SourceWriter,
-    ensure_database,
     generate,
     open_source,
     write_example_data,
 )
-from data_pipeline.example_source.sinks import make_engine
 from data_pipeline.settings import DataPipelineSettings
+from mlops_common.postgres import ensure_database, make_engine
 
 Factory = Callable[..., ExampleSourceConfig]
 
@@ -242,7 +241,7 @@ def test_ensure_database_creates_once(pg_database: str) -> None:
     name = make_url(pg_database).database
     assert name is not None and name.startswith("mlops_test_")
     server = make_url(pg_database).set(database=None).render_as_string(hide_password=False)
-    assert ensure_database(server, name) == pg_database  # exists already: no error, same URL
+    assert ensure_database(server, name) is False  # exists already: no error, nothing created
     engine = make_engine(pg_database)
     with engine.connect() as conn:
         assert conn.execute(text("SELECT current_database()")).scalar_one() == name
@@ -253,13 +252,14 @@ def test_ensure_database_creates_once(pg_database: str) -> None:
 def test_open_source_follows_the_settings(tmp_path: Path, pg_database: str) -> None:
     from sqlalchemy.engine import make_url
 
-    local = open_source(DataPipelineSettings(data_dir=tmp_path))
+    local = open_source(DataPipelineSettings(mlops_data_dir=tmp_path))
     assert isinstance(local, LocalFileSource) and local.root == tmp_path / "source"
     url = make_url(pg_database)
     server = url.set(database=None).render_as_string(hide_password=False)
     remote = open_source(
         DataPipelineSettings(
-            database_url=server, database_prefix=(url.database or "").removesuffix("_data")
+            mlops_database_url=server,
+            mlops_database_prefix=(url.database or "").removesuffix("_data"),
         )
     )
     assert isinstance(remote, PostgresSource)

@@ -82,11 +82,11 @@ def store_settings(
     online_url = redis_url if online == "redis" else f"sqlite:///{folder / 'online.db'}"
     return DataPipelineSettings(
         _env_file=None,  # type: ignore[call-arg]
-        data_dir=folder,
-        online_store_url=online_url,
-        feast_project=project,
-        database_url="",
-        redis_url="",
+        mlops_data_dir=folder,
+        mlops_online_store_url=online_url,
+        mlops_feast_project=project,
+        mlops_database_url="",
+        mlops_redis_url="",
     )
 
 

@@ -18,7 +18,7 @@ from ms_fixtures import (
 )
 from ms_harness import Harness, SettingsFactory, Streams
 
-from model_serving import events
+from mlops_common.events import serving as events
 
 pytestmark = pytest.mark.integration
 

@@ -57,7 +57,7 @@ def write_offline(folder: Path, frame: pd.DataFrame) -> None:
     from data_pipeline.feature_store import OFFLINE_COLUMNS, offline_table_dir
     from data_pipeline.settings import DataPipelineSettings
 
-    root = offline_table_dir(DataPipelineSettings(_env_file=None, data_dir=folder))  # type: ignore[call-arg]
+    root = offline_table_dir(DataPipelineSettings(_env_file=None, mlops_data_dir=folder))  # type: ignore[call-arg]
     frame = frame.copy()
     for column in ("event_timestamp", "created"):
         frame[column] = pd.to_datetime(frame[column], utc=True).astype("datetime64[ns, UTC]")

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from model_serving import events
+from mlops_common.events import serving as events
 
 
 def prediction() -> events.PredictionEvent:

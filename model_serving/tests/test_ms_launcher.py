@@ -61,7 +61,10 @@ def test_serving_up_status_logs_down(stack: Stack) -> None:
     from data_pipeline.settings import DataPipelineSettings
 
     data = DataPipelineSettings(
-        data_dir=stack.data_dir, online_store_url=REDIS_URL, feast_project=project, database_url=""
+        mlops_data_dir=stack.data_dir,
+        mlops_online_store_url=REDIS_URL,
+        mlops_feast_project=project,
+        mlops_database_url="",
     )
     apply(data)
     write_features(feature_store(data), range(1, 11), datetime.now(UTC))

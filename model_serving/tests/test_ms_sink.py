@@ -13,7 +13,7 @@ import pytest
 from ms_fixtures import REDIS_URL, TcpProxy, auth, metric_value, wait_for
 from ms_harness import Harness, SettingsFactory, Streams
 
-from model_serving import events
+from mlops_common.events import serving as events
 
 pytestmark = pytest.mark.integration
 

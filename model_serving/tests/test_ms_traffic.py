@@ -12,7 +12,7 @@ import pytest
 from ms_fixtures import FEATURES, metric_value, wait_for
 from ms_harness import Harness, SettingsFactory, Streams
 
-from model_serving import events
+from mlops_common.events import serving as events
 from model_serving.app import canary_bucket
 
 pytestmark = pytest.mark.integration

@@ -1,7 +1,7 @@
-"""Test helpers of the monitoring suite: serving's events (built with ``model_serving.events``,
-the one schema), stream names of their own on the real Redis, a real MLflow server on a free
-port, a model registered with a reference artifact the way the training pipeline logs it, the
-service as a real process.
+"""Test helpers of the monitoring suite: serving's events (built with
+``mlops_common.events.serving``, the one schema), stream names of their own on the real Redis,
+a real MLflow server on a free port, a model registered with a reference artifact the way the
+training pipeline logs it, the service as a real process.
 
 Everything a test creates has a unique name (streams, registered models) and is deleted after
 it; nothing else on the Redis or in MLflow is touched.
@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 import redis
 
-from model_serving.events import (
+from mlops_common.events.serving import (
     FeedbackEvent,
     ModelRef,
     PredictionEvent,

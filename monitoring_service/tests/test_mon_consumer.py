@@ -15,7 +15,7 @@ import pytest
 import redis
 from mon_fixtures import SettingsFactory, Streams, Traffic
 
-from model_serving.events import encode
+from mlops_common.events.serving import encode
 from monitoring_service.consumer import EventConsumer
 from monitoring_service.metrics import MonitoringMetrics
 from monitoring_service.store import Store

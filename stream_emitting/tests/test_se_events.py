@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from stream_emitting.events import (
+from mlops_common.events.driver_stats import (
     FEATURES,
     FIELDS,
     SCHEMA_VERSION,

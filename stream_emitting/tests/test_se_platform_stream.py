@@ -134,7 +134,10 @@ def test_events_flow_to_the_online_store(stack: Stack) -> None:
     )
     assert emitted.returncode == 0, emitted.stderr
     settings = DataPipelineSettings(
-        data_dir=stack.data_dir, database_url="", online_store_url=url, redis_url=""
+        mlops_data_dir=stack.data_dir,
+        mlops_database_url="",
+        mlops_online_store_url=url,
+        mlops_redis_url="",
     )
     store = fs.feature_store(settings)
 

@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 import redis
 
+from mlops_common.events.driver_stats import MalformedEvent, decode
 from mlops_testing.redis_server import PrivateRedis, free_port
-from stream_emitting.events import MalformedEvent, decode
 from stream_emitting.producer import DEFECTS, Producer, corrupt, redact
 from stream_emitting.settings import ProducerSettings
 from stream_emitting.world import Scenario

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pytest
 
-from stream_emitting.events import DriverStatsEvent
+from mlops_common.events.driver_stats import DriverStatsEvent
 from stream_emitting.world import DriverWorld, Scenario
 
 AT = datetime(2024, 3, 1, 9, 20, tzinfo=UTC)

@@ -246,7 +246,7 @@ def _cmd_dispatch(args: argparse.Namespace) -> int:
     server = None
     if settings.dispatch_metrics_port:
         server, _ = start_http_server(
-            settings.dispatch_metrics_port, addr=settings.bind_host, registry=metrics.registry
+            settings.dispatch_metrics_port, addr=settings.mlops_bind_host, registry=metrics.registry
         )
     print(
         f"dispatching {settings.dispatch_rate:g} bookings/s to "

@@ -11,44 +11,10 @@ hours; both or neither) when given, else the run's data interval. A manually tri
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime
 from typing import Any
 
 from data_pipeline.batch.errors import BadInput, StepFailed, ValidationFailed
-from data_pipeline.batch.interval import Interval
-
-
-class ConfError(BadInput):
-    """The DAG run conf (or the run's data interval) does not give a usable interval."""
-
-
-def resolve_interval(
-    params: Mapping[str, Any] | None,
-    data_interval_start: datetime | None,
-    data_interval_end: datetime | None,
-) -> Interval:
-    """The interval a run processes: conf ``start``/``end`` win over the data interval."""
-    params = params or {}
-    start, end = params.get("start"), params.get("end")
-    if (start is None) != (end is None):
-        raise ConfError('conf must give both "start" and "end" (ISO 8601, UTC, whole hours)')
-    try:
-        if start is not None and end is not None:
-            return Interval.of(str(start), str(end))
-        if (
-            data_interval_start is None
-            or data_interval_end is None
-            or data_interval_start >= data_interval_end
-        ):
-            raise ConfError(
-                "this run has no data interval (a manual trigger): pass conf "
-                '{"start": "2024-01-01T00:00:00Z", "end": "2024-01-02T00:00:00Z"}'
-            )
-        return Interval.of(data_interval_start, data_interval_end)
-    except ConfError:
-        raise
-    except BadInput as exc:
-        raise ConfError(f"run interval: {exc}") from None
+from mlops_common.intervals import ConfError, resolve_interval
 
 
 def run_task(step: str, context: Mapping[str, Any]) -> dict[str, Any]:
@@ -86,9 +52,9 @@ def emit_task(context: Mapping[str, Any]) -> dict[str, Any]:
     e.g. for a fresh platform), else the hour ``conf.hour``, else the data interval's end."""
     from airflow.sdk.exceptions import AirflowFailException
 
-    from data_pipeline.batch.interval import parse_utc
     from data_pipeline.example_source.emit import emit_hour, emit_period
     from data_pipeline.settings import DataPipelineSettings
+    from mlops_common.intervals import parse_utc
 
     params = context.get("params") or {}
     try:

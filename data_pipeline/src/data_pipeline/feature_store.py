@@ -6,12 +6,8 @@ Public API (small and stable; the stream consumer, the training pipeline and ser
   (``driver_hourly_stats``), ``FEATURE_SERVICE`` (``driver_ranking_v1``), ``FEATURE_NAMES`` and
   ``MODEL_FEATURES`` (``driver_hourly_stats:conv_rate``, …), ``OFFLINE_COLUMNS`` (the columns and
   dtypes of the offline store's files);
-- ``repo_config(settings) -> RepoConfig``: project ``settings.feast_project``; registry = SQL
-  registry in PostgreSQL database ``<prefix>_data`` when ``MLOPS_DATABASE_URL`` is set, else the
-  file ``<data_dir>/feast/registry.db``; online store = Redis or SQLite from
-  ``settings.effective_online_store_url``; offline store = parquet files under
-  ``<data_dir>/offline`` (``repo_path`` is the data directory, see below);
-- ``feature_store(settings) -> FeatureStore``;
+- ``repo_config(settings)`` and ``feature_store(settings)``: the store's configuration, shared by
+  every process that opens it (``mlops_common.features``, re-exported here);
 - ``apply(settings) -> ApplyResult``: exactly ``feast apply`` of ``settings.feature_repo`` with that
   configuration (``feast.repo_operations.apply_total_with_repo_instance``); idempotent;
 - ``offline_table_dir(settings)``: where the offline rows of the feature view live.
@@ -19,11 +15,8 @@ Public API (small and stable; the stream consumer, the training pipeline and ser
 The definitions live in ``data_pipeline/feature_repo`` (Feast imports every ``.py`` file there);
 this module only mirrors their names as constants, and a test checks they agree.
 
-Why ``repo_path`` is the data directory: Feast resolves a ``FileSource`` path that is not
-absolute against ``RepoConfig.repo_path`` (``FileSource.get_uri_for_file_path``), in apply,
-materialization and historical retrieval alike. The source's path is stored in the shared
-registry as ``offline/driver_hourly_stats``, and every process resolves it against its own
-``MLOPS_DATA_DIR``: no absolute path of one machine or container ends up in the registry.
+The offline source's path is stored relative (``offline/driver_hourly_stats``) and resolves
+against each process's ``MLOPS_DATA_DIR`` (see ``mlops_common.features``).
 The source is a *directory* (hive-style ``date=YYYY-MM-DD`` partitions, many files): the file
 offline store reads it with ``dask.dataframe.read_parquet`` as one data set, which works for
 ``materialize`` and ``get_historical_features`` (tested); the partition column ``date`` is
@@ -42,14 +35,31 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qs, unquote, urlparse
+
+from mlops_common.features import feature_store, online_store_config, registry_config, repo_config
+from mlops_common.redis import redact
 
 if TYPE_CHECKING:
-    from feast import FeatureStore
-    from feast.repo_config import RepoConfig
     from feast.repo_contents import RepoContents
 
     from data_pipeline.settings import DataPipelineSettings
+
+__all__ = [
+    "FEATURE_NAMES",
+    "FEATURE_SERVICE",
+    "FEATURE_VIEW",
+    "JOIN_KEY",
+    "MODEL_FEATURES",
+    "OFFLINE_COLUMNS",
+    "ApplyResult",
+    "apply",
+    "feature_store",
+    "load_repo",
+    "offline_table_dir",
+    "online_store_config",
+    "registry_config",
+    "repo_config",
+]
 
 ENTITY = "driver"
 JOIN_KEY = "driver_id"
@@ -81,102 +91,10 @@ OFFLINE_COLUMNS: dict[str, str] = {
     "cancel_rate": "float64",
 }
 
-#: How long a process caches the registry before re-reading it.
-REGISTRY_CACHE_TTL_SECONDS = 60
-
 
 def offline_table_dir(settings: DataPipelineSettings) -> Path:
     """The feature view's offline folder: ``<data_dir>/offline/driver_hourly_stats``."""
     return settings.data_dir / OFFLINE_TABLE_PATH
-
-
-# ---------------------------------------------------------------------------------- configuration
-
-
-def registry_config(settings: DataPipelineSettings) -> dict[str, Any]:
-    """The registry: SQL registry in ``<prefix>_data`` with PostgreSQL, else a local file."""
-    if settings.uses_postgres:
-        from sqlalchemy.engine import make_url
-
-        url = make_url(settings.database_url.strip()).set(
-            drivername="postgresql+psycopg", database=settings.data_database
-        )
-        return {
-            "registry_type": "sql",
-            "path": url.render_as_string(hide_password=False),
-            "cache_ttl_seconds": REGISTRY_CACHE_TTL_SECONDS,
-            "sqlalchemy_config_kwargs": {"echo": False, "pool_pre_ping": True},
-        }
-    return {
-        "registry_type": "file",
-        "path": str(settings.feast_dir / "registry.db"),
-        "cache_ttl_seconds": REGISTRY_CACHE_TTL_SECONDS,
-    }
-
-
-def online_store_config(url: str) -> dict[str, Any]:
-    """Feast's online store configuration of a ``redis://`` / ``rediss://`` / ``sqlite:///`` URL."""
-    parsed = urlparse(url)
-    if parsed.scheme == "sqlite":
-        # SQLAlchemy's convention: sqlite:////abs/path.db is absolute, sqlite:///rel.db relative
-        path = unquote(url[len("sqlite:///") :]) if url.startswith("sqlite:///") else ""
-        if not path or path.endswith("/"):
-            raise ValueError(f"online store URL {url!r} names no SQLite file")
-        return {"type": "sqlite", "path": path}
-    if parsed.scheme in ("redis", "rediss"):
-        host = parsed.hostname or "127.0.0.1"
-        port = parsed.port or 6379
-        db_text = (parsed.path or "/0").strip("/") or "0"
-        if not db_text.isdigit():
-            raise ValueError(f"online store URL {url!r}: the database must be a number")
-        parts = [f"{host}:{port}", f"db={int(db_text)}"]
-        if parsed.username:
-            parts.append(f"username={unquote(parsed.username)}")
-        if parsed.password:
-            parts.append(f"password={unquote(parsed.password)}")
-        if parsed.scheme == "rediss" or parse_qs(parsed.query).get("ssl") == ["true"]:
-            parts.append("ssl=true")
-        if any("," in part for part in parts):
-            raise ValueError(f"online store URL {url!r}: commas are not supported in it")
-        return {"type": "redis", "connection_string": ",".join(parts)}
-    raise ValueError(
-        f"unsupported online store URL {url!r}: expected redis://, rediss://, sqlite:///"
-    )
-
-
-def repo_config(settings: DataPipelineSettings) -> RepoConfig:
-    """The feature store's configuration, built from the settings (no ``feature_store.yaml``)."""
-    from feast.repo_config import RepoConfig
-
-    if settings.uses_postgres:
-        from data_pipeline.example_source.sinks import ensure_database
-
-        ensure_database(settings.database_url.strip(), settings.data_database)
-    else:
-        settings.feast_dir.mkdir(parents=True, exist_ok=True)
-    online = online_store_config(settings.effective_online_store_url)
-    if online["type"] == "sqlite":
-        Path(online["path"]).parent.mkdir(parents=True, exist_ok=True)
-    return RepoConfig(
-        project=settings.feast_project,
-        provider="local",
-        registry=registry_config(settings),
-        online_store=online,
-        offline_store={"type": "file"},
-        entity_key_serialization_version=3,
-        repo_path=settings.data_dir,
-    )
-
-
-def feature_store(settings: DataPipelineSettings | None = None) -> FeatureStore:
-    """The platform's feature store (the settings' project, registry and stores)."""
-    from feast import FeatureStore
-
-    from data_pipeline.settings import DataPipelineSettings
-
-    settings = settings or DataPipelineSettings()
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    return FeatureStore(repo_path=str(settings.data_dir), config=repo_config(settings))
 
 
 # ------------------------------------------------------------------------------------ feast apply
@@ -299,18 +217,15 @@ class ApplyResult:
 
 def describe_registry(settings: DataPipelineSettings) -> str:
     if settings.uses_postgres:
-        from sqlalchemy.engine import make_url
+        from mlops_common.postgres import database_url
 
-        url = make_url(settings.database_url.strip()).set(database=settings.data_database)
+        url = database_url(settings.mlops_database_url.strip(), settings.data_database)
         return f"sql {url.render_as_string(hide_password=True)}"
     return f"file {settings.feast_dir / 'registry.db'}"
 
 
 def describe_online_store(settings: DataPipelineSettings) -> str:
-    parsed = urlparse(settings.effective_online_store_url)
-    if parsed.password:
-        return settings.effective_online_store_url.replace(f":{parsed.password}@", ":***@")
-    return settings.effective_online_store_url
+    return redact(settings.online_store_url)
 
 
 def apply(settings: DataPipelineSettings | None = None) -> ApplyResult:
@@ -327,7 +242,7 @@ def apply(settings: DataPipelineSettings | None = None) -> ApplyResult:
     settings = settings or DataPipelineSettings()
     began = time.perf_counter()
     repo = load_repo(settings.feature_repo)
-    project = settings.feast_project
+    project = settings.mlops_feast_project
     if not repo.projects:
         repo.projects.append(Project(name=project, description=""))
     elif len(repo.projects) > 1 or repo.projects[0].name != project:

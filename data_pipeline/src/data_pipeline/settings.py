@@ -1,4 +1,5 @@
-"""Settings of the data pipeline, read from the environment and the env file (prefix ``MLOPS_``).
+"""Settings of the data pipeline: the platform's shared settings (``mlops_common.settings``,
+``mlops_common.features``) plus the pipeline's own, prefixed ``MLOPS_``.
 
 The env file is ``MLOPS_ENV_FILE`` when set, else ``.env`` in the working directory; variables of
 the process environment win over it; empty values count as unset.
@@ -6,74 +7,37 @@ the process environment win over it; empty values count as unset.
 
 from __future__ import annotations
 
-import os
-import re
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
-from pydantic_settings import (
-    BaseSettings,
-    DotEnvSettingsSource,
-    PydanticBaseSettingsSource,
-    SettingsConfigDict,
-)
-from sqlalchemy.engine import make_url
+from pydantic import AliasChoices, Field, SecretStr, model_validator
+from pydantic_settings import SettingsConfigDict
+
+from mlops_common.features import FeatureStoreSettings
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import URL
 
 #: The component's folder (``data_pipeline/``): the default home of the Feast feature repository.
 COMPONENT_DIR = Path(__file__).resolve().parents[2]
 
-_PROJECT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_]{0,62}$")
 
-
-def _default_data_dir() -> Path:
-    return Path.cwd() / ".mlops"
-
-
-def env_file_path() -> Path:
-    """``MLOPS_ENV_FILE`` when set, else ``.env`` (relative to the working directory)."""
-    return Path(os.environ.get("MLOPS_ENV_FILE", "").strip() or ".env")
-
-
-class DataPipelineSettings(BaseSettings):
+class DataPipelineSettings(FeatureStoreSettings):
     """The one settings object of the data pipeline.
 
-    ``MLOPS_DATA_DIR``: the platform's data directory (empty: ``<cwd>/.mlops``).
-    ``MLOPS_DATABASE_URL``: empty keeps the example source in local parquet files under the data
-    directory; a PostgreSQL *server* URL (``postgresql://user@host:5432``) keeps it in the database
-    ``<MLOPS_DATABASE_PREFIX>_data`` (default ``mlops_data``) on that server, created when absent;
-    the Feast SQL registry lives in the same database.
-    ``MLOPS_ONLINE_STORE_URL``: the Feast online store, ``redis://host:port/db`` or
-    ``sqlite:///path`` (the launcher sets it for every process); else ``MLOPS_REDIS_URL``; else the
-    platform's own redis-server ``redis://127.0.0.1:<REDIS_PORT>/0`` (``REDIS_PORT`` default 6380).
-    ``MLOPS_FEAST_PROJECT``: the Feast project (default ``driver_ranking``).
-    ``MLOPS_VALIDATION_*``: the validation step's limits (see ``docs/pipeline.md``).
-    ``MLOPS_EXAMPLE_*``: the example world that ``data-pipeline emit`` writes hour by hour.
+    Shared (``mlops_common``): ``MLOPS_DATA_DIR``; ``MLOPS_DATABASE_URL`` (empty keeps the example
+    source in local parquet files under the data directory; a PostgreSQL *server* URL keeps it
+    in the database ``<MLOPS_DATABASE_PREFIX>_data``, created when absent, with the Feast SQL
+    registry); the online store (``MLOPS_ONLINE_STORE_URL``, else ``MLOPS_REDIS_URL``, else the
+    platform's own redis-server on ``REDIS_PORT``); ``MLOPS_FEAST_PROJECT``.
+    Own: ``MLOPS_VALIDATION_*`` (the validation step's limits, see ``docs/pipeline.md``),
+    ``MLOPS_EXAMPLE_*`` (the example world that ``data-pipeline emit`` writes hour by hour),
+    ``MLOPS_DISPATCH_*`` (the example company's dispatcher).
     """
 
-    model_config = SettingsConfigDict(
-        env_prefix="MLOPS_",
-        env_file=".env",
-        env_file_encoding="utf-8",
-        env_ignore_empty=True,
-        extra="ignore",
-    )
+    model_config = SettingsConfigDict(env_prefix="MLOPS_")
 
-    data_dir: Path = Field(default_factory=_default_data_dir)
-    database_url: str = ""
-    database_prefix: str = "mlops"
-
-    # -- feature store -------------------------------------------------------------------------
-    online_store_url: str = ""
-    redis_url: str = ""
-    bind_host: str = "127.0.0.1"
-    redis_port: int = Field(
-        default=6380,
-        ge=1,
-        le=65535,
-        validation_alias=AliasChoices("REDIS_PORT", "MLOPS_REDIS_PORT"),
-    )
-    feast_project: str = "driver_ranking"
     #: the Feast feature repository (default: ``data_pipeline/feature_repo`` of this checkout)
     feature_repo: Path = Field(default_factory=lambda: COMPONENT_DIR / "feature_repo")
 
@@ -119,52 +83,11 @@ class DataPipelineSettings(BaseSettings):
         default=SecretStr(""), validation_alias=AliasChoices("SERVING_API_KEY")
     )
 
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        """Environment first, then ``MLOPS_ENV_FILE`` (when set) or ``.env``."""
-        if os.environ.get("MLOPS_ENV_FILE", "").strip():
-            dotenv_settings = DotEnvSettingsSource(settings_cls, env_file=env_file_path())
-        return init_settings, env_settings, dotenv_settings, file_secret_settings
-
-    @field_validator("feast_project")
-    @classmethod
-    def _project_name(cls, value: str) -> str:
-        if not _PROJECT_NAME.match(value):
-            raise ValueError(
-                "feast_project must be 1-63 letters, digits and underscores, starting with a "
-                f"letter or digit (got {value!r})"
-            )
-        return value
-
-    @field_validator("online_store_url", "redis_url")
-    @classmethod
-    def _store_url(cls, value: str) -> str:
-        value = value.strip()
-        if value and not value.startswith(("redis://", "rediss://", "sqlite:///")):
-            raise ValueError(f"expected a redis://, rediss:// or sqlite:/// URL (got {value!r})")
-        return value
-
-    @property
-    def effective_online_store_url(self) -> str:
-        """``MLOPS_ONLINE_STORE_URL``, else ``MLOPS_REDIS_URL``, else the platform's Redis."""
-        return (
-            self.online_store_url
-            or self.redis_url
-            or f"redis://{self.bind_host}:{self.redis_port}/0"
-        )
-
     @property
     def dispatch_serving_base_url(self) -> str:
         return (
             self.dispatch_serving_url.strip().rstrip("/")
-            or f"http://{self.bind_host}:{self.serving_port}"
+            or f"http://{self.loopback_host}:{self.serving_port}"
         )
 
     @model_validator(mode="after")
@@ -181,16 +104,6 @@ class DataPipelineSettings(BaseSettings):
         return timedelta(hours=self.validation_max_lateness_hours)
 
     @property
-    def feast_dir(self) -> Path:
-        """Feast's local state: ``<data_dir>/feast`` (file registry, SQLite online store)."""
-        return self.data_dir / "feast"
-
-    @property
-    def offline_dir(self) -> Path:
-        """The offline store's root: ``<data_dir>/offline``."""
-        return self.data_dir / "offline"
-
-    @property
     def pipeline_dir(self) -> Path:
         """Staged intermediate results of the batch pipeline, per interval."""
         return self.data_dir / "pipeline"
@@ -205,16 +118,12 @@ class DataPipelineSettings(BaseSettings):
         """URL of the data database (``<prefix>_data``), or None without PostgreSQL."""
         if not self.uses_postgres:
             return None
-        url = make_url(self.database_url.strip()).set(database=self.data_database)
-        return url.render_as_string(hide_password=False)
+        return self._data_url().render_as_string(hide_password=False)
 
-    @property
-    def data_database(self) -> str:
-        return f"{self.database_prefix}_data"
+    def _data_url(self) -> URL:
+        from mlops_common.postgres import database_url
 
-    @property
-    def uses_postgres(self) -> bool:
-        return bool(self.database_url.strip())
+        return database_url(self.mlops_database_url.strip(), self.data_database)
 
     @property
     def source_dir(self) -> Path:
@@ -224,15 +133,11 @@ class DataPipelineSettings(BaseSettings):
     @property
     def source_database_url(self) -> str | None:
         """URL of the database holding the example source (schema ``source``), or None for files."""
-        if not self.uses_postgres:
-            return None
-        url = make_url(self.database_url.strip()).set(database=self.data_database)
-        return url.render_as_string(hide_password=False)
+        return self.data_database_url
 
     @property
     def source_location(self) -> str:
         """Human-readable location of the example source (no password)."""
         if self.uses_postgres:
-            url = make_url(self.database_url.strip()).set(database=self.data_database)
-            return f"{url.render_as_string(hide_password=True)} (schema source)"
+            return f"{self._data_url().render_as_string(hide_password=True)} (schema source)"
         return str(self.source_dir)

@@ -33,7 +33,8 @@ from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from model_serving import events
+from mlops_common.events import serving as events
+from mlops_common.logs import request_id_var
 from model_serving.features import (
     FeatureRead,
     FeatureReader,
@@ -42,7 +43,6 @@ from model_serving.features import (
     make_reader,
 )
 from model_serving.lifecycle import ModelManager, ServingState
-from model_serving.logs import request_id_var
 from model_serving.metrics import NO_MODEL, ServingMetrics
 from model_serving.models import LoadedModel, ModelLoadError, configure_mlflow_http
 from model_serving.schemas import (

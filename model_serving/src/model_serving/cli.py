@@ -45,8 +45,8 @@ def serve(args: argparse.Namespace) -> int:
 
     import uvicorn
 
+    from mlops_common.logs import UVICORN_LOG_CONFIG, configure_logging
     from model_serving.app import create_app
-    from model_serving.logs import UVICORN_LOG_CONFIG, configure_logging
 
     configure_logging(settings.serving_log_level)
     app = create_app(settings)

@@ -1,7 +1,7 @@
 """The event sink: prediction and feedback events to Redis streams, off the request path.
 
 A request only appends a small closure to an in-memory buffer (``submit``: no I/O, no
-serialisation). A background thread builds the events (``model_serving.events``), validates
+serialisation). A background thread builds the events (``mlops_common.events.serving``), validates
 them against the schema and writes them in pipelined batches (``XADD … MAXLEN ~ n``).
 
 When Redis is slow or down the thread backs off and keeps the unsent events; the buffer holds
@@ -21,7 +21,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from model_serving.events import Event, encode
+from mlops_common.events.serving import Event, encode
 from model_serving.metrics import ServingMetrics
 
 log = logging.getLogger("model_serving.sink")

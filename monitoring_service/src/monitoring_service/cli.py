@@ -57,7 +57,7 @@ def serve(args: argparse.Namespace) -> int:
 
     import uvicorn
 
-    from model_serving.logs import UVICORN_LOG_CONFIG, configure_logging
+    from mlops_common.logs import UVICORN_LOG_CONFIG, configure_logging
     from monitoring_service.app import create_app
 
     configure_logging(settings.monitoring_log_level)

@@ -8,7 +8,7 @@ read with one ``XREADGROUP``. Delivery is at-least-once; the effect is exactly o
    consumer with the same name resumes where it stopped), then entries other consumer names
    have held longer than ``MONITORING_CLAIM_MIN_IDLE_MS`` (``XAUTOCLAIM``; repeated every
    ``MONITORING_CLAIM_INTERVAL_S``).
-2. Decode every entry with ``model_serving.events.decode`` (the one schema). Malformed
+2. Decode every entry with ``mlops_common.events.serving.decode`` (the one schema). Malformed
    entries, an event of the other stream's type, and events dated more than
    ``MONITORING_MAX_FUTURE_SKEW_S`` ahead are refused with a reason.
 3. ``Store.apply``: the whole batch in one SQLite transaction, every entry id recorded with its
@@ -37,7 +37,7 @@ from typing import Any
 
 import redis
 
-from model_serving.events import FEEDBACK, PREDICTION, MalformedEvent, decode
+from mlops_common.events.serving import FEEDBACK, PREDICTION, MalformedEvent, decode
 from monitoring_service.metrics import MonitoringMetrics
 from monitoring_service.settings import MonitoringSettings
 from monitoring_service.store import ApplyResult, Parsed, Store, epoch

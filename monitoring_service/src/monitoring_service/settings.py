@@ -24,7 +24,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from model_serving.events import DEFAULT_FEEDBACK_STREAM, DEFAULT_PREDICTION_STREAM
+from mlops_common.events.serving import DEFAULT_FEEDBACK_STREAM, DEFAULT_PREDICTION_STREAM
 from monitoring_service.windows import WindowPolicy
 
 _NAME = re.compile(r"^[A-Za-z0-9._:@-]{1,100}$")

@@ -32,7 +32,7 @@ from typing import Any
 
 import pandas as pd
 
-from model_serving.events import FeedbackEvent, PredictionEvent
+from mlops_common.events.serving import FeedbackEvent, PredictionEvent
 from monitoring_service.windows import CloseReason, State, Window, WindowPolicy
 
 SCHEMA_VERSION = "1"

@@ -1,5 +1,5 @@
-"""stream_emitting: the driver statistics event schema (``events``) and its producer.
+"""stream_emitting: the driver statistics event producer.
 
-``stream_emitting.events`` is the one definition of ``DriverStatsEvent``; the data pipeline's
-stream consumer imports it from here.
+The event schema and the stream's location are contracts in ``mlops_common.events.driver_stats``
+(shared with the data pipeline's stream consumer); this package produces the events.
 """

@@ -194,9 +194,14 @@ def _cmd_produce(args: argparse.Namespace) -> int:
 
 
 def _cmd_emit(args: argparse.Namespace) -> int:
-    from stream_emitting.events import SCHEMA_VERSION, MalformedEvent, decode, format_timestamp
-    from stream_emitting.producer import connect
-    from stream_emitting.settings import BrokerSettings
+    from mlops_common.events.driver_stats import (
+        SCHEMA_VERSION,
+        MalformedEvent,
+        StreamBrokerSettings,
+        decode,
+        format_timestamp,
+    )
+    from mlops_common.redis import connect
 
     fields: dict[str, str] = {}
     for pair in args.fields:
@@ -215,7 +220,7 @@ def _cmd_emit(args: argparse.Namespace) -> int:
         except MalformedEvent as exc:
             raise UsageError(f"malformed event: {exc.reason}") from None
     try:
-        settings = BrokerSettings.load(stream_redis_url=args.redis_url, stream=args.stream)
+        settings = StreamBrokerSettings.load(stream_redis_url=args.redis_url, stream=args.stream)
     except ValidationError as exc:
         raise _settings_error(exc) from None
     client = connect(settings.broker_url)

@@ -29,10 +29,9 @@ from datetime import UTC, datetime
 import numpy as np
 import redis
 from prometheus_client import CollectorRegistry, Counter, Gauge, ProcessCollector
-from redis.backoff import NoBackoff
-from redis.retry import Retry
 
-from stream_emitting.events import DriverStatsEvent
+from mlops_common.events.driver_stats import DriverStatsEvent
+from mlops_common.redis import connect, redact
 from stream_emitting.settings import ProducerSettings
 from stream_emitting.world import DriverWorld, Scenario
 
@@ -290,25 +289,3 @@ class Producer:
         self.stats.elapsed_s = round(self.clock() - started, 3)
         log.info("stopped: %s", self.stats.as_dict())
         return self.stats
-
-
-def connect(url: str) -> redis.Redis:
-    """A client that fails fast (no hidden retries): the producer and consumer count their own."""
-    client: redis.Redis = redis.Redis.from_url(
-        url,
-        socket_timeout=10.0,
-        socket_connect_timeout=3.0,
-        retry=Retry(NoBackoff(), 0),
-        health_check_interval=30,
-    )
-    return client
-
-
-def redact(url: str) -> str:
-    """The URL without its password."""
-    scheme, sep, rest = url.partition("://")
-    if not sep or "@" not in rest:
-        return url
-    credentials, _, host = rest.rpartition("@")
-    user = credentials.split(":", 1)[0]
-    return f"{scheme}://{user + ':***' if ':' in credentials else credentials}@{host}"

@@ -3,80 +3,23 @@
 The env file is ``MLOPS_ENV_FILE`` when set, else ``.env`` in the working directory; variables of
 the process environment win over it. Empty values count as unset.
 
-``BrokerSettings`` is the stream's contract (where the broker is, which stream): the producer's
-``ProducerSettings`` and the data pipeline's consumer settings both extend it, so the two sides
-cannot disagree on the defaults.
-
-The broker is the platform's Redis:
-
-1. ``MLOPS_STREAM_REDIS_URL`` when set (a dedicated broker);
-2. else ``MLOPS_REDIS_URL`` (the external Redis the platform is configured with);
-3. else ``MLOPS_ONLINE_STORE_URL`` when it is a ``redis://`` URL (the launcher sets it for every
-   process it starts);
-4. else the platform's own redis-server: ``redis://<MLOPS_BIND_HOST>:<REDIS_PORT>/0``
-   (default ``redis://127.0.0.1:6380/0``).
+``mlops_common.events.driver_stats.StreamBrokerSettings`` is the stream's contract (where the
+broker is, which stream): the producer's ``ProducerSettings`` and the data pipeline's consumer
+settings both extend it, so the two sides cannot disagree on the defaults.
 """
 
 from __future__ import annotations
 
-import os
 from datetime import datetime
-from pathlib import Path
-from typing import Any, Self
+from typing import Self
 
 from pydantic import AliasChoices, Field, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from stream_emitting.events import DEFAULT_STREAM
+from mlops_common.events.driver_stats import StreamBrokerSettings
 from stream_emitting.world import DRIVER_ID_OFFSET, Scenario
 
 
-def env_file_path() -> Path:
-    """``MLOPS_ENV_FILE`` when set, else ``.env`` (relative to the working directory)."""
-    return Path(os.environ.get("MLOPS_ENV_FILE") or ".env")
-
-
-class BrokerSettings(BaseSettings):
-    """Where the driver stats stream lives."""
-
-    model_config = SettingsConfigDict(
-        env_file_encoding="utf-8",
-        env_ignore_empty=True,
-        extra="ignore",
-        populate_by_name=True,
-    )
-
-    stream_redis_url: str = Field(default="", validation_alias="MLOPS_STREAM_REDIS_URL")
-    platform_redis_url: str = Field(default="", validation_alias="MLOPS_REDIS_URL")
-    online_store_url: str = Field(default="", validation_alias="MLOPS_ONLINE_STORE_URL")
-    bind_host: str = Field(default="127.0.0.1", validation_alias="MLOPS_BIND_HOST")
-    redis_port: int = Field(default=6380, ge=1, le=65535, validation_alias="REDIS_PORT")
-    stream: str = Field(default=DEFAULT_STREAM, min_length=1, validation_alias="MLOPS_STREAM_NAME")
-
-    @classmethod
-    def load(cls, **overrides: Any) -> Self:
-        """Read the environment and the env file; ``overrides`` (field names) win over both."""
-        values = {k: v for k, v in overrides.items() if v is not None}
-        return cls(_env_file=env_file_path(), **values)  # type: ignore[call-arg]
-
-    @property
-    def broker_url(self) -> str:
-        """The Redis URL of the stream broker (see the module docstring for the order)."""
-        for candidate in (self.stream_redis_url, self.platform_redis_url):
-            if candidate.strip():
-                return candidate.strip()
-        online = self.online_store_url.strip()
-        if online.startswith(("redis://", "rediss://", "unix://")):
-            return online
-        return f"redis://{self.bind_host}:{self.redis_port}/0"
-
-    @property
-    def dead_letter_stream(self) -> str:
-        """Malformed events go to ``<stream>:dead``."""
-        return f"{self.stream}:dead"
-
-
-class ProducerSettings(BrokerSettings):
+class ProducerSettings(StreamBrokerSettings):
     """The producer: rate, scenario and the drivers it reports on."""
 
     rate: float = Field(default=10.0, gt=0.0, le=100_000.0, validation_alias="MLOPS_STREAM_RATE")

@@ -6,7 +6,7 @@ calls). See ``docs/pipeline.md``.
 """
 
 from data_pipeline.batch.errors import BadInput, StepFailed, ValidationFailed
-from data_pipeline.batch.interval import Interval
 from data_pipeline.batch.steps import STEPS, run_all, run_step
+from mlops_common.intervals import Interval
 
 __all__ = ["STEPS", "BadInput", "Interval", "StepFailed", "ValidationFailed", "run_all", "run_step"]

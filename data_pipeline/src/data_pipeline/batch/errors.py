@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from mlops_common.intervals import BadInput
 
-class BadInput(ValueError):
-    """The caller's input is wrong (an interval not on whole hours, …): exit code 2."""
+__all__ = ["BadInput", "StepFailed", "ValidationFailed"]
 
 
 class StepFailed(RuntimeError):

@@ -11,10 +11,10 @@ import time
 from typing import Any
 
 from data_pipeline.batch import staging
-from data_pipeline.batch.interval import Interval
 from data_pipeline.example_source.schema import DRIVER_HOURLY_STATS, SCHEMAS
 from data_pipeline.example_source.sinks import LocalFileSource, PostgresSource, open_source
 from data_pipeline.settings import DataPipelineSettings
+from mlops_common.intervals import Interval
 
 
 def ingest(

@@ -24,7 +24,6 @@ from typing import Any
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
-from data_pipeline.batch.interval import Interval
 from data_pipeline.feature_store import (
     FEATURE_VIEW,
     JOIN_KEY,
@@ -33,6 +32,7 @@ from data_pipeline.feature_store import (
     offline_table_dir,
 )
 from data_pipeline.settings import DataPipelineSettings
+from mlops_common.intervals import Interval
 
 _EPSILON = timedelta(microseconds=1)
 
@@ -81,7 +81,7 @@ def materialize(settings: DataPipelineSettings, interval: Interval) -> dict[str,
 
         raise StepFailed(
             f"feature view {FEATURE_VIEW} is not in the registry of project "
-            f"{settings.feast_project}: run `data-pipeline apply` first"
+            f"{settings.mlops_feast_project}: run `data-pipeline apply` first"
         )
     t0 = time.perf_counter()
     store.materialize(start_date=start, end_date=end, feature_views=[FEATURE_VIEW])

@@ -35,10 +35,10 @@ from typing import Any
 import pandas as pd
 
 from data_pipeline.batch import staging
-from data_pipeline.batch.interval import Interval
 from data_pipeline.batch.transform import OFFLINE_SCHEMA
 from data_pipeline.feature_store import OFFLINE_COLUMNS, offline_table_dir
 from data_pipeline.settings import DataPipelineSettings
+from mlops_common.intervals import Interval
 
 BATCH_FILE = "batch.parquet"
 LOCK_FILE = ".publish.lock"

@@ -13,8 +13,8 @@ from datetime import datetime
 from typing import Any
 
 from data_pipeline.batch.errors import BadInput
-from data_pipeline.batch.interval import Interval
 from data_pipeline.settings import DataPipelineSettings
+from mlops_common.intervals import Interval
 
 #: the steps in pipeline order
 STEPS: tuple[str, ...] = ("ingest", "validate", "transform", "publish", "apply", "materialize")

@@ -17,10 +17,10 @@ from typing import Any
 import pandas as pd
 
 from data_pipeline.batch import staging
-from data_pipeline.batch.interval import Interval
 from data_pipeline.example_source.schema import TableSchema
 from data_pipeline.feature_store import OFFLINE_COLUMNS
 from data_pipeline.settings import DataPipelineSettings
+from mlops_common.intervals import Interval
 
 #: the offline table's files: columns and dtypes (``conform`` casts a frame to them)
 OFFLINE_SCHEMA = TableSchema(

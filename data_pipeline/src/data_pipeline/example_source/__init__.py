@@ -49,7 +49,6 @@ from data_pipeline.example_source.sinks import (
     Source,
     SourceReader,
     SourceWriter,
-    ensure_database,
     open_source,
     write_example_data,
 )
@@ -78,7 +77,6 @@ __all__ = [
     "SourceWriter",
     "TableSchema",
     "completion_probability",
-    "ensure_database",
     "generate",
     "open_source",
     "oracle_metrics",

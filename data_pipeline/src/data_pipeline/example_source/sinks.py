@@ -26,11 +26,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import pandas as pd
-from sqlalchemy import Engine, create_engine, text
-from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ProgrammingError
+from sqlalchemy import text
+from sqlalchemy.engine import URL
 
 from data_pipeline.example_source.schema import TIMESTAMP, TableSchema, schema
+from mlops_common.postgres import database_url as postgres_url
+from mlops_common.postgres import ensure_database, make_engine
 
 if TYPE_CHECKING:
     from data_pipeline.example_source.generator import ExampleData
@@ -140,56 +141,11 @@ _PG_TYPES = {
 }
 
 
-def sqlalchemy_url(url: str | URL) -> URL:
-    """A PostgreSQL URL with the psycopg2 driver (SQLAlchemy 2.1 defaults to psycopg 3)."""
-    parsed = make_url(url) if isinstance(url, str) else url
-    if parsed.get_backend_name() not in ("postgresql", "postgres"):
-        raise ValueError(f"not a PostgreSQL URL: {parsed.render_as_string(hide_password=True)}")
-    return parsed.set(drivername="postgresql+psycopg2")
-
-
-def make_engine(url: str | URL, **kwargs: Any) -> Engine:
-    """A SQLAlchemy engine on the psycopg2 driver whose sessions use UTC."""
-    return create_engine(
-        sqlalchemy_url(url),
-        connect_args={"options": "-c timezone=UTC"},
-        pool_pre_ping=True,
-        **kwargs,
-    )
-
-
-def ensure_database(server_url: str, name: str) -> str:
-    """Create database ``name`` on the server when absent; return the database's URL.
-
-    ``server_url`` is a server URL such as ``postgresql://postgres@127.0.0.1:5432`` (a database in
-    it is ignored: the check runs against the ``postgres`` maintenance database).
-    """
-    if not name or len(name) > 63:
-        raise ValueError(f"invalid database name {name!r}")
-    url = sqlalchemy_url(server_url)
-    engine = make_engine(url.set(database="postgres"), isolation_level="AUTOCOMMIT")
-    try:
-        with engine.connect() as conn:
-            exists = conn.execute(
-                text("SELECT 1 FROM pg_database WHERE datname = :name"), {"name": name}
-            ).scalar()
-            if not exists:
-                quoted = conn.dialect.identifier_preparer.quote_identifier(name)
-                try:
-                    conn.execute(text(f"CREATE DATABASE {quoted}"))
-                except ProgrammingError as exc:  # created concurrently by someone else
-                    if "already exists" not in str(exc):
-                        raise
-    finally:
-        engine.dispose()
-    return make_url(server_url).set(database=name).render_as_string(hide_password=False)
-
-
 class PostgresSource:
     """The example source as tables in schema ``source`` of a PostgreSQL database."""
 
-    def __init__(self, database_url: str, *, schema_name: str = SOURCE_SCHEMA) -> None:
-        self.url = sqlalchemy_url(database_url)
+    def __init__(self, database_url: str | URL, *, schema_name: str = SOURCE_SCHEMA) -> None:
+        self.url = postgres_url(database_url, None)
         self.schema_name = schema_name
         self.engine = make_engine(self.url)
         self._ready: set[str] = set()
@@ -311,6 +267,7 @@ def open_source(settings: DataPipelineSettings | None = None) -> LocalFileSource
 
     settings = settings or DataPipelineSettings()
     if settings.uses_postgres:
-        url = ensure_database(settings.database_url.strip(), settings.data_database)
-        return PostgresSource(url)
+        server = settings.mlops_database_url.strip()
+        ensure_database(server, settings.data_database)
+        return PostgresSource(postgres_url(server, settings.data_database))
     return LocalFileSource(settings.source_dir)

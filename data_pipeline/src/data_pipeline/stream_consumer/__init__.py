@@ -2,7 +2,7 @@
 
 ``data-pipeline stream-consume`` runs it (``cli.py``); the design of its exactly-once effect is in
 ``consumer.py``, the offline writes in ``offline.py``. The event schema is imported from
-``stream_emitting.events``, the one place it is defined.
+``mlops_common.events.driver_stats``, the one place it is defined.
 """
 
 from data_pipeline.stream_consumer.consumer import (

@@ -142,9 +142,9 @@ def run_command(args: argparse.Namespace) -> int:
     server = None
     if settings.metrics_port:
         server, _ = start_http_server(
-            settings.metrics_port, addr=settings.bind_host, registry=metrics.registry
+            settings.metrics_port, addr=settings.mlops_bind_host, registry=metrics.registry
         )
-        log.info("metrics on http://%s:%d/metrics", settings.bind_host, settings.metrics_port)
+        log.info("metrics on http://%s:%d/metrics", settings.mlops_bind_host, settings.metrics_port)
     try:
         online, offline = build_sinks(settings.offline)
         consumer = StreamConsumer(settings, online, offline, stop=stop, metrics=metrics)

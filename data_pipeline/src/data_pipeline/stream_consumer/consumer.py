@@ -8,9 +8,9 @@ across crashes and restarts:
    entries (a restarted consumer with the same name resumes where it died), then entries other
    consumers have held longer than ``claim_min_idle_ms`` (``XAUTOCLAIM``: a dead consumer's work
    is taken over; repeated every ``claim_interval_s``).
-2. Decode and validate each entry (``stream_emitting.events.decode``). Malformed entries, and
-   events dated more than ``max_future_skew_s`` ahead (they would pin the online value), go to
-   the dead-letter stream ``<stream>:dead`` with the reason and the original fields.
+2. Decode and validate each entry (``mlops_common.events.driver_stats.decode``). Malformed
+   entries, and events dated more than ``max_future_skew_s`` ahead (they would pin the online
+   value), go to the dead-letter stream ``<stream>:dead`` with the reason and the original fields.
 3. Drop duplicates: an ``event_id`` seen earlier in the batch or recorded in the applied set
    (``<stream>:<group>:applied``, a sorted set of the newest ``dedup_window`` event ids).
 4. Write the new events to the online store (Feast push). This write is idempotent by itself:
@@ -46,7 +46,7 @@ import redis
 from data_pipeline.stream_consumer.metrics import ConsumerMetrics
 from data_pipeline.stream_consumer.offline import OfflineFlusher, OfflineSink, rows_frame
 from data_pipeline.stream_consumer.settings import StreamConsumerSettings
-from stream_emitting.events import (
+from mlops_common.events.driver_stats import (
     FEATURES,
     DriverStatsEvent,
     MalformedEvent,
@@ -54,7 +54,7 @@ from stream_emitting.events import (
     fields_as_text,
     format_timestamp,
 )
-from stream_emitting.producer import connect, redact
+from mlops_common.redis import connect, redact
 
 log = logging.getLogger("data_pipeline.stream_consumer")
 

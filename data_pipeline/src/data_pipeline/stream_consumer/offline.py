@@ -33,7 +33,7 @@ import pandas as pd
 import redis
 
 from data_pipeline.stream_consumer.settings import StreamConsumerSettings
-from stream_emitting.events import FEATURES
+from mlops_common.events.driver_stats import FEATURES
 
 log = logging.getLogger("data_pipeline.stream_consumer.offline")
 

@@ -1,6 +1,7 @@
 """Settings of the stream consumer: the stream's broker settings plus the consumer's own.
 
-Read like ``stream_emitting.settings`` (environment first, then ``MLOPS_ENV_FILE`` or ``.env``).
+Read like every component's settings (``mlops_common.settings``: environment first, then
+``MLOPS_ENV_FILE`` or ``.env``).
 Where the features go (Feast repo, registry, online and offline store) comes from the data
 pipeline's own ``DataPipelineSettings``.
 """
@@ -13,7 +14,7 @@ from typing import Self
 
 from pydantic import Field, model_validator
 
-from stream_emitting.settings import BrokerSettings
+from mlops_common.events.driver_stats import StreamBrokerSettings
 
 _NAME = re.compile(r"^[A-Za-z0-9._:@-]{1,100}$")
 
@@ -23,7 +24,7 @@ def _default_consumer_name() -> str:
     return f"{host}-1"
 
 
-class StreamConsumerSettings(BrokerSettings):
+class StreamConsumerSettings(StreamBrokerSettings):
     """``MLOPS_STREAM_*`` settings of ``data-pipeline stream-consume``."""
 
     #: the consumer group; every consumer of the group shares the work and the de-duplication

@@ -40,13 +40,13 @@ def unique_project(prefix: str = "test_dp") -> str:
 
 def isolated_settings(data_dir: Path, **values: Any) -> DataPipelineSettings:
     """Settings that read no env file: local files under ``data_dir``, the SQLite online store
-    ``<data_dir>/feast/online.db`` unless ``online_store_url`` says otherwise."""
+    ``<data_dir>/feast/online.db`` unless ``mlops_online_store_url`` says otherwise."""
     base: dict[str, Any] = {
-        "data_dir": data_dir,
-        "database_url": "",
-        "redis_url": "",
-        "online_store_url": f"sqlite:///{data_dir / 'feast' / 'online.db'}",
-        "feast_project": "driver_ranking",
+        "mlops_data_dir": data_dir,
+        "mlops_database_url": "",
+        "mlops_redis_url": "",
+        "mlops_online_store_url": f"sqlite:///{data_dir / 'feast' / 'online.db'}",
+        "mlops_feast_project": "driver_ranking",
     }
     base.update(values)
     return DataPipelineSettings(_env_file=None, **base)  # type: ignore[call-arg]
@@ -58,10 +58,10 @@ def subprocess_env(settings: DataPipelineSettings) -> dict[str, str]:
     env.update(
         {
             "MLOPS_DATA_DIR": str(settings.data_dir),
-            "MLOPS_DATABASE_URL": settings.database_url,
-            "MLOPS_DATABASE_PREFIX": settings.database_prefix,
-            "MLOPS_ONLINE_STORE_URL": settings.online_store_url,
-            "MLOPS_FEAST_PROJECT": settings.feast_project,
+            "MLOPS_DATABASE_URL": settings.mlops_database_url,
+            "MLOPS_DATABASE_PREFIX": settings.mlops_database_prefix,
+            "MLOPS_ONLINE_STORE_URL": settings.mlops_online_store_url,
+            "MLOPS_FEAST_PROJECT": settings.mlops_feast_project,
             "MLOPS_ENV_FILE": str(settings.data_dir / "no-such.env"),
             "MLOPS_VALIDATION_MAX_FAILURE_RATE": str(settings.validation_max_failure_rate),
             "MLOPS_VALIDATION_MIN_ROWS_PER_HOUR": str(settings.validation_min_rows_per_hour),

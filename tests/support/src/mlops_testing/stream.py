@@ -12,7 +12,7 @@ from typing import Any
 import redis
 
 from data_pipeline.stream_consumer.settings import StreamConsumerSettings
-from stream_emitting.events import DriverStatsEvent
+from mlops_common.events.driver_stats import DriverStatsEvent
 
 #: Read when this module is imported: before fixtures scrub MLOPS_* from the environment.
 TEST_REDIS_URL = os.environ.get("MLOPS_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")

@@ -38,10 +38,33 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from mlops_common.events.codec import (
+    MalformedEvent,
+    UtcDatetime,
+    describe,
+    fields_as_text,
+    format_timestamp,
+    strict_text,
+)
+from mlops_common.settings import PlatformSettings
+
+__all__ = [
+    "DEFAULT_STREAM",
+    "FEATURES",
+    "FIELDS",
+    "SCHEMA_VERSION",
+    "DriverStatsEvent",
+    "MalformedEvent",
+    "StreamBrokerSettings",
+    "decode",
+    "fields_as_text",
+    "format_timestamp",
+]
 
 SCHEMA_VERSION: Literal[1] = 1
 
@@ -67,24 +90,6 @@ _DECIMAL = re.compile(r"^[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?$")
 _INT64_MAX = 2**63 - 1
 
 
-class MalformedEvent(ValueError):
-    """A stream entry that is not a valid driver statistics event.
-
-    ``reason`` says which field broke which rule; ``fields`` are the entry's original fields
-    (decoded to text where possible) for the dead-letter stream.
-    """
-
-    def __init__(self, reason: str, fields: Mapping[str, str] | None = None) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.fields: dict[str, str] = dict(fields or {})
-
-
-def _to_utc(value: datetime) -> datetime:
-    return value.astimezone(UTC)
-
-
-UtcDatetime = Annotated[AwareDatetime, AfterValidator(_to_utc)]
 Rate = Annotated[float, Field(ge=0.0, le=1.0)]
 
 
@@ -123,31 +128,6 @@ class DriverStatsEvent(BaseModel):
         return {name: getattr(self, name) for name in FEATURES}
 
 
-def format_timestamp(value: datetime) -> str:
-    """ISO 8601 in UTC with microseconds and a ``Z`` suffix."""
-    if value.tzinfo is None:
-        raise ValueError("timestamp must be timezone-aware")
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def _text(value: object) -> str:
-    if isinstance(value, bytes):
-        return value.decode("utf-8")
-    if isinstance(value, str):
-        return value
-    raise TypeError(f"expected bytes or str, got {type(value).__name__}")
-
-
-def fields_as_text(fields: Mapping[Any, Any]) -> dict[str, str]:
-    """The entry's fields as text; undecodable bytes are shown with backslash escapes."""
-    out: dict[str, str] = {}
-    for key, value in fields.items():
-        k = key.decode("utf-8", "backslashreplace") if isinstance(key, bytes) else str(key)
-        v = value.decode("utf-8", "backslashreplace") if isinstance(value, bytes) else str(value)
-        out[k] = v
-    return out
-
-
 def _parse_int(name: str, raw: str) -> int:
     if not _INTEGER.match(raw):
         raise MalformedEvent(f"{name}: {raw!r} is not an integer")
@@ -173,23 +153,12 @@ def _parse_timestamp(name: str, raw: str) -> datetime:
     return value
 
 
-def _describe(exc: ValidationError) -> str:
-    parts = []
-    for error in exc.errors():
-        loc = ".".join(str(p) for p in error["loc"]) or "event"
-        parts.append(f"{loc}: {error['msg']}")
-    return "; ".join(parts)
-
-
 def decode(fields: Mapping[Any, Any]) -> DriverStatsEvent:
     """Parse a Redis stream entry's fields (bytes or str) into an event.
 
     Raises ``MalformedEvent`` naming the first broken rule (or every range violation at once).
     """
-    try:
-        text = {_text(k): _text(v) for k, v in fields.items()}
-    except (UnicodeDecodeError, TypeError) as exc:
-        raise MalformedEvent(f"not UTF-8 text: {exc}", fields_as_text(fields)) from None
+    text = strict_text(fields)
     try:
         return _decode_text(text)
     except MalformedEvent as exc:
@@ -225,4 +194,25 @@ def _decode_text(text: dict[str, str]) -> DriverStatsEvent:
     try:
         return DriverStatsEvent.model_validate(values)
     except ValidationError as exc:
-        raise MalformedEvent(_describe(exc)) from None
+        raise MalformedEvent(describe(exc)) from None
+
+
+class StreamBrokerSettings(PlatformSettings):
+    """Where the driver stats stream lives: the contract of its producer and its consumer.
+
+    The broker is ``MLOPS_STREAM_REDIS_URL`` when set (a dedicated broker), else the platform's
+    Redis by the one rule (``PlatformSettings.redis_url``: ``MLOPS_REDIS_URL``, a Redis
+    ``MLOPS_ONLINE_STORE_URL``, the launcher's own redis-server). Malformed events go to
+    ``<stream>:dead``.
+    """
+
+    stream_redis_url: str = Field(default="", validation_alias="MLOPS_STREAM_REDIS_URL")
+    stream: str = Field(default=DEFAULT_STREAM, min_length=1, validation_alias="MLOPS_STREAM_NAME")
+
+    @property
+    def broker_url(self) -> str:
+        return self.redis_url(self.stream_redis_url, own_server=True)
+
+    @property
+    def dead_letter_stream(self) -> str:
+        return f"{self.stream}:dead"

@@ -32,10 +32,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from mlops_common.events.codec import MalformedEvent, UtcDatetime, describe, strict_text
 
 SCHEMA_VERSION: Literal[1] = 1
 PREDICTION: Literal["prediction"] = "prediction"
@@ -48,19 +49,22 @@ Role = Literal["champion", "challenger"]
 FeatureValue = float | int | str | bool | None
 
 
-class MalformedEvent(ValueError):
-    """A stream entry that is not a valid version-1 serving event (``reason`` says why)."""
+__all__ = [
+    "FEEDBACK",
+    "PREDICTION",
+    "SCHEMA_VERSION",
+    "DriverScore",
+    "Event",
+    "FeedbackEvent",
+    "MalformedEvent",
+    "ModelRef",
+    "PredictionEvent",
+    "ScoredCandidate",
+    "ShadowScores",
+    "decode",
+    "encode",
+]
 
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-
-
-def _to_utc(value: datetime) -> datetime:
-    return value.astimezone(UTC)
-
-
-UtcDatetime = Annotated[AwareDatetime, AfterValidator(_to_utc)]
 DriverId = Annotated[int, Field(ge=1, le=2**63 - 1)]
 
 _frozen = ConfigDict(frozen=True, extra="forbid")
@@ -147,21 +151,10 @@ def encode(event: Event) -> dict[str, str]:
     }
 
 
-def _text(value: object) -> str:
-    if isinstance(value, bytes):
-        return value.decode("utf-8")
-    if isinstance(value, str):
-        return value
-    raise TypeError(f"expected bytes or str, got {type(value).__name__}")
-
-
 def decode(fields: Mapping[Any, Any]) -> Event:
     """Parse a stream entry's fields (bytes or str); raise ``MalformedEvent`` naming the
     problem for anything that is not a version-1 prediction or feedback event."""
-    try:
-        text = {_text(k): _text(v) for k, v in fields.items()}
-    except (UnicodeDecodeError, TypeError) as exc:
-        raise MalformedEvent(f"not UTF-8 text: {exc}") from None
+    text = strict_text(fields)
     kind, version, data = text.get("type"), text.get("schema_version"), text.get("data")
     if version != str(SCHEMA_VERSION):
         raise MalformedEvent(f"schema_version: {version!r} is not a version this consumer knows")
@@ -183,7 +176,4 @@ def decode(fields: Mapping[Any, Any]) -> Event:
     try:
         return model.model_validate(payload)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or 'event'}: {e['msg']}" for e in exc.errors()
-        )
-        raise MalformedEvent(problems) from None
+        raise MalformedEvent(describe(exc)) from None

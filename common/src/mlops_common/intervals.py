@@ -1,4 +1,5 @@
-"""The unit of work of the batch pipeline: an hour-aligned UTC interval ``[start, end)``.
+"""The unit of work of the hourly pipelines: an hour-aligned UTC interval ``[start, end)``, and
+the interval a DAG run processes (its conf, else its data interval).
 
 Rows belong to the interval in which they were *delivered* (``created``), like the source slices
 them, so a late row is processed by the run of the hour it arrived in.
@@ -6,10 +7,19 @@ them, so a late row is processed by the run of the hour it arrived in.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
-from data_pipeline.batch.errors import BadInput
+
+class BadInput(ValueError):
+    """The caller's input is wrong (an interval not on whole hours, …): exit code 2."""
+
+
+class ConfError(BadInput):
+    """The DAG run conf (or the run's data interval) does not give a usable interval."""
+
 
 _HOUR = timedelta(hours=1)
 #: longest interval one run may process (a backfill of a longer range is split into runs)
@@ -76,3 +86,34 @@ class Interval:
 
     def __str__(self) -> str:
         return f"[{self.start.isoformat()}, {self.end.isoformat()})"
+
+
+def resolve_interval(
+    params: Mapping[str, Any] | None,
+    data_interval_start: datetime | None,
+    data_interval_end: datetime | None,
+) -> Interval:
+    """The interval a DAG run processes: conf ``start``/``end`` (ISO 8601, UTC, whole hours;
+    both or neither) win over the run's data interval. A manually triggered run (REST API with
+    ``"logical_date": null``) has no data interval and must pass the conf."""
+    params = params or {}
+    start, end = params.get("start"), params.get("end")
+    if (start is None) != (end is None):
+        raise ConfError('conf must give both "start" and "end" (ISO 8601, UTC, whole hours)')
+    try:
+        if start is not None and end is not None:
+            return Interval.of(str(start), str(end))
+        if (
+            data_interval_start is None
+            or data_interval_end is None
+            or data_interval_start >= data_interval_end
+        ):
+            raise ConfError(
+                "this run has no data interval (a manual trigger): pass conf "
+                '{"start": "2024-01-01T00:00:00Z", "end": "2024-01-02T00:00:00Z"}'
+            )
+        return Interval.of(data_interval_start, data_interval_end)
+    except ConfError:
+        raise
+    except BadInput as exc:
+        raise ConfError(f"run interval: {exc}") from None

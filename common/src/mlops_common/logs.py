@@ -36,14 +36,14 @@ class JsonFormatter(logging.Formatter):
 
 
 def configure_logging(level: str = "INFO") -> None:
-    """JSON lines on stderr for this package and uvicorn; idempotent."""
+    """JSON lines on stderr for every logger and uvicorn's; idempotent."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter())
     root = logging.getLogger()
     for existing in list(root.handlers):
-        if getattr(existing, "_model_serving", False):
+        if getattr(existing, "_mlops_json", False):
             root.removeHandler(existing)
-    handler._model_serving = True  # type: ignore[attr-defined]
+    handler._mlops_json = True  # type: ignore[attr-defined]
     root.addHandler(handler)
     root.setLevel(level)
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
