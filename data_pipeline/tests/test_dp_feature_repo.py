@@ -24,7 +24,7 @@ def test_env_file_from_mlops_env_file_and_environment_wins(
         "MLOPS_FEAST_PROJECT=from_env_file\nMLOPS_REDIS_URL=redis://10.0.0.1:6379/1\n"
         "MLOPS_VALIDATION_MAX_FAILURE_RATE=0.2\n"
     )
-    assert DataPipelineSettings().feast_project == "from_dot_env"
+    assert DataPipelineSettings().mlops_feast_project == "from_dot_env"
     monkeypatch.setenv("MLOPS_ENV_FILE", str(env_file))
     settings = DataPipelineSettings()
     assert settings.mlops_feast_project == "from_env_file"
@@ -41,9 +41,9 @@ def test_online_store_defaults_to_the_platform_redis(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.chdir(tmp_path)
-    assert DataPipelineSettings().effective_online_store_url == "redis://127.0.0.1:6380/0"
+    assert DataPipelineSettings().online_store_url == "redis://127.0.0.1:6380/0"
     monkeypatch.setenv("REDIS_PORT", "7000")
-    assert DataPipelineSettings().effective_online_store_url == "redis://127.0.0.1:7000/0"
+    assert DataPipelineSettings().online_store_url == "redis://127.0.0.1:7000/0"
     settings = DataPipelineSettings()
     assert settings.mlops_feast_project == "driver_ranking"
     assert settings.feature_repo == REPO
@@ -54,7 +54,7 @@ def test_online_store_defaults_to_the_platform_redis(
 def test_bad_settings_are_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("MLOPS_FEAST_PROJECT", "bad-name!")
-    with pytest.raises(ValidationError, match="feast_project"):
+    with pytest.raises(ValidationError, match="MLOPS_FEAST_PROJECT"):
         DataPipelineSettings()
     monkeypatch.delenv("MLOPS_FEAST_PROJECT")
     monkeypatch.setenv("MLOPS_ONLINE_STORE_URL", "memcached://x")

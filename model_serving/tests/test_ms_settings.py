@@ -25,8 +25,13 @@ def test_env_file_then_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     assert settings.serving_canary_percent == 10
     assert settings.needs_challenger
     assert settings.state_dir == Path("/tmp/file-data/serving")
-    monkeypatch.setenv("MLOPS_MLFLOW_TRACKING_URI", "http://from-the-environment:5000")
-    assert ServingSettings.load().mlflow_tracking_uri == "http://from-the-environment:5000"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://from-the-environment:5000")
+    assert ServingSettings.load().tracking_uri == "http://from-the-environment:5000"
+    # one name only: the platform's MLflow by default, never a second variable
+    monkeypatch.delenv("MLFLOW_TRACKING_URI")
+    monkeypatch.setenv("MLOPS_MLFLOW_TRACKING_URI", "http://ignored:5000")
+    monkeypatch.setenv("MLOPS_ENV_FILE", str(tmp_path / "none.env"))
+    assert ServingSettings.load().tracking_uri == "http://127.0.0.1:5000"
 
 
 def test_defaults_and_derived_values(monkeypatch: pytest.MonkeyPatch) -> None:

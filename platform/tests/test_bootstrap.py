@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from mlops_platform.launcher.airflow_api import ScheduledInterval
+from mlops_common.airflow import ScheduledInterval
 from mlops_platform.launcher.bootstrap import (
     BootstrapError,
     BootstrapPlan,

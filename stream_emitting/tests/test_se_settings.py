@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from stream_emitting.settings import BrokerSettings, ProducerSettings
+from mlops_common.events.driver_stats import StreamBrokerSettings as BrokerSettings
+from stream_emitting.settings import ProducerSettings
 from stream_emitting.world import Scenario
 
 

@@ -34,7 +34,7 @@ from typing import Any
 
 import pytest
 
-from mlops_platform.launcher.airflow_api import AirflowClient, ScheduledInterval
+from mlops_common.airflow import AirflowClient, ScheduledInterval
 from mlops_platform.launcher.bootstrap import alias_version
 from mlops_platform.launcher.envfile import ensure_env_file
 from mlops_platform.launcher.paths import REPO_ROOT

@@ -89,7 +89,7 @@ def test_overrides_deep_merge_and_refuse_environment_fields() -> None:
 def test_run_folder_freezes_the_run_configuration(tmp_path: Path) -> None:
     rd = RunDir.create(tmp_path / "run")
     rd.freeze_settings(TrainingSettings().with_overrides({"split": {"test_fraction": 0.3}}))
-    later = TrainingSettings(tracking_uri="http://elsewhere", split={"test_fraction": 0.1})
+    later = TrainingSettings(mlflow_tracking_uri="http://elsewhere", split={"test_fraction": 0.1})
     effective = rd.settings(later)
     assert effective.split.test_fraction == 0.3  # the run's own configuration
     assert effective.tracking_uri == "http://elsewhere"  # environment fields stay current

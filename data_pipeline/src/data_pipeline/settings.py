@@ -121,9 +121,9 @@ class DataPipelineSettings(FeatureStoreSettings):
         return self._data_url().render_as_string(hide_password=False)
 
     def _data_url(self) -> URL:
-        from mlops_common.postgres import database_url
+        from sqlalchemy.engine import make_url
 
-        return database_url(self.mlops_database_url.strip(), self.data_database)
+        return make_url(self.mlops_database_url.strip()).set(database=self.data_database)
 
     @property
     def source_dir(self) -> Path:

@@ -34,7 +34,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from mlops_common.events import serving as events
+from mlops_common.features import feature_store
 from mlops_common.logs import request_id_var
+from mlops_common.registry import configure_http
 from model_serving.features import (
     FeatureRead,
     FeatureReader,
@@ -44,7 +46,7 @@ from model_serving.features import (
 )
 from model_serving.lifecycle import ModelManager, ServingState
 from model_serving.metrics import NO_MODEL, ServingMetrics
-from model_serving.models import LoadedModel, ModelLoadError, configure_mlflow_http
+from model_serving.models import LoadedModel, ModelLoadError
 from model_serving.schemas import (
     REQUEST_ID_PATTERN,
     ErrorResponse,
@@ -105,15 +107,6 @@ def canary_bucket(request_id: str) -> int:
     """A stable bucket in [0, 10000) per request id: the same id always lands in the same one."""
     digest = hashlib.blake2b(request_id.encode("utf-8"), digest_size=8).digest()
     return int.from_bytes(digest, "big") % 10_000
-
-
-def default_store_factory() -> Any:
-    """The platform's feature store, configured by the data pipeline's settings (the same
-    environment and env file: MLOPS_DATA_DIR, MLOPS_ONLINE_STORE_URL, MLOPS_DATABASE_URL, ...)."""
-    from data_pipeline.feature_store import feature_store
-    from data_pipeline.settings import DataPipelineSettings
-
-    return feature_store(DataPipelineSettings())
 
 
 # --- the edge -------------------------------------------------------------------------------
@@ -387,13 +380,11 @@ def create_app(
     threads (for tests of the edge only)."""
     settings = settings or ServingSettings.load()
     metrics = ServingMetrics()
-    service = Service(settings, metrics, store_factory or default_store_factory)
+    service = Service(settings, metrics, store_factory or (lambda: feature_store(settings)))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        restore = (
-            configure_mlflow_http(settings.serving_registry_timeout_s) if start_background else None
-        )
+        restore = configure_http(settings.serving_registry_timeout_s) if start_background else None
         if start_background:
             try:
                 from threadpoolctl import threadpool_limits

@@ -26,13 +26,12 @@ from typing import Any
 
 import numpy as np
 
+from mlops_common.registry import RegistryUnavailable, alias_version, make_client
+from mlops_common.settings import PlatformSettings
 from model_serving.models import (
     ModelLoadError,
-    RegistryUnavailable,
     fetch_version,
     load_version,
-    make_client,
-    resolve_alias,
 )
 from model_serving.settings import ServingSettings
 
@@ -102,23 +101,27 @@ def read_drivers_file(path: Path) -> list[int]:
     return sorted(set(ids))
 
 
-def active_drivers(store: Any, settings: Any, interval_end: datetime, ttl: timedelta) -> list[int]:
-    """Driver ids with an offline row in ``[interval_end - ttl, interval_end)``."""
+def active_drivers(
+    view: Any, settings: PlatformSettings, interval_end: datetime, ttl: timedelta
+) -> list[int]:
+    """Entity ids with a row of ``view``'s offline source in ``[interval_end - ttl,
+    interval_end)``."""
     import pyarrow.dataset as ds
 
-    from data_pipeline.feature_store import JOIN_KEY, offline_table_dir
+    from mlops_common.features import offline_path
 
-    root = offline_table_dir(settings)
+    (key,) = view.join_keys
+    root = offline_path(settings, view.batch_source.path)
     if not root.is_dir():
         return []
     dataset = ds.dataset(root, format="parquet", partitioning="hive")
     since = interval_end - ttl if ttl else datetime(1970, 1, 1, tzinfo=UTC)
     table = dataset.to_table(
-        columns=[JOIN_KEY],
+        columns=[key],
         filter=(ds.field("event_timestamp") >= since)
         & (ds.field("event_timestamp") < interval_end),
     )
-    return sorted({int(v) for v in table.column(JOIN_KEY).to_pylist()})
+    return sorted({int(v) for v in table.column(key).to_pylist()})
 
 
 def run_batch(
@@ -129,7 +132,6 @@ def run_batch(
     interval_end: str | datetime | None = None,
     output_dir: str | Path | None = None,
     store: Any = None,
-    data_settings: Any = None,
 ) -> dict[str, Any]:
     """Score one interval; returns a summary (rows written, model, file, timings)."""
     import pandas as pd
@@ -151,10 +153,10 @@ def run_batch(
         )
 
     # the champion, as the online API loads it
-    client = make_client(settings.mlflow_tracking_uri)
+    client = make_client(settings.tracking_uri)
     name = settings.serving_model_name
     try:
-        version = resolve_alias(client, name, settings.serving_champion_alias)
+        version = alias_version(client, name, settings.serving_champion_alias)
     except RegistryUnavailable as exc:
         raise BatchError(f"model registry unreachable: {exc}") from exc
     if version is None:
@@ -162,9 +164,7 @@ def run_batch(
             f"{name} has no version with the alias {settings.serving_champion_alias!r}"
         )
     try:
-        path = fetch_version(
-            client, settings.mlflow_tracking_uri, settings.model_cache_dir, name, version
-        )
+        path = fetch_version(client, settings.tracking_uri, settings.model_cache_dir, name, version)
         model = load_version(
             path,
             alias="champion",
@@ -176,14 +176,10 @@ def run_batch(
         raise BatchError(f"cannot load {name} v{version}: {exc}") from exc
 
     # the features: the model's feature service, point in time at the interval's end
-    if data_settings is None:
-        from data_pipeline.settings import DataPipelineSettings
-
-        data_settings = DataPipelineSettings()
     if store is None:
-        from data_pipeline.feature_store import feature_store
+        from mlops_common.features import feature_store
 
-        store = feature_store(data_settings)
+        store = feature_store(settings)
     try:
         service = store.get_feature_service(model.feature_service)
     except Exception as exc:
@@ -194,7 +190,7 @@ def run_batch(
         candidates = read_drivers_file(Path(drivers_file))
         source = f"file {drivers_file}"
     else:
-        candidates = active_drivers(store, data_settings, end, ttl)
+        candidates = active_drivers(views[0], settings, end, ttl)
         source = "active drivers"
     frame = pd.DataFrame({"driver_id": np.array(candidates, dtype=np.int64)})
     frame["event_timestamp"] = pd.Timestamp(end)
@@ -256,7 +252,7 @@ def run_batch_task(context: Any) -> dict[str, Any]:
     optional ``drivers_file`` param."""
     from airflow.sdk.exceptions import AirflowFailException
 
-    from data_pipeline.dag_support import ConfError, resolve_interval
+    from mlops_common.intervals import ConfError, resolve_interval
 
     params = dict(context.get("params") or {})
     try:

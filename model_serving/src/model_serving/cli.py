@@ -18,20 +18,14 @@ import os
 import sys
 from collections.abc import Sequence
 
+from mlops_common.cli import load_settings, serve_http
 from model_serving.settings import ServingSettings
+
+PROG = "model-serving"
 
 
 def _settings(**overrides: object) -> ServingSettings:
-    from pydantic import ValidationError
-
-    try:
-        return ServingSettings.load(**{k: v for k, v in overrides.items() if v is not None})
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
-        )
-        print(f"model-serving: invalid settings: {problems}", file=sys.stderr)
-        raise SystemExit(1) from None
+    return load_settings(PROG, ServingSettings.load, **overrides)
 
 
 def serve(args: argparse.Namespace) -> int:
@@ -43,24 +37,13 @@ def serve(args: argparse.Namespace) -> int:
     # one OpenMP/BLAS thread per process unless told otherwise (see STACK-FACTS: oversubscription)
     os.environ.setdefault("OMP_NUM_THREADS", str(settings.serving_model_threads))
 
-    import uvicorn
-
-    from mlops_common.logs import UVICORN_LOG_CONFIG, configure_logging
     from model_serving.app import create_app
 
-    configure_logging(settings.serving_log_level)
-    app = create_app(settings)
-    uvicorn.run(
-        app,
+    serve_http(
+        lambda: create_app(settings),
         host=settings.mlops_bind_host,
         port=settings.serving_port,
-        workers=1,
-        access_log=False,
-        log_config=UVICORN_LOG_CONFIG,
-        log_level=settings.serving_log_level.lower(),
-        proxy_headers=False,
-        server_header=False,
-        timeout_graceful_shutdown=10,
+        log_level=settings.serving_log_level,
     )
     return 0
 

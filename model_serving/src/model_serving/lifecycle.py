@@ -31,17 +31,15 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
+from mlops_common.registry import RegistryUnavailable, alias_version, make_client
 from model_serving.metrics import ServingMetrics
 from model_serving.models import (
     LoadedModel,
     ModelLoadError,
-    RegistryUnavailable,
     fetch_version,
     load_version,
-    make_client,
     prune_cache,
     read_pointer,
-    resolve_alias,
     write_pointer,
 )
 from model_serving.settings import ServingSettings
@@ -90,7 +88,7 @@ class ModelManager:
         self.settings = settings
         self.metrics = metrics
         self._bind = bind
-        self._client_factory = client_factory or (lambda: make_client(settings.mlflow_tracking_uri))
+        self._client_factory = client_factory or (lambda: make_client(settings.tracking_uri))
         self._client: Any = None
         self.state = ServingState()
         self.registry = RegistryStatus()
@@ -148,7 +146,7 @@ class ModelManager:
         try:
             client = self.client()
             for role, alias in self.roles():
-                wanted[role] = resolve_alias(client, self.name, alias)
+                wanted[role] = alias_version(client, self.name, alias)
         except RegistryUnavailable as exc:
             self._registry_down(str(exc))
             return False
@@ -222,7 +220,7 @@ class ModelManager:
         began = time.perf_counter()
         try:
             path = fetch_version(
-                self.client(), s.mlflow_tracking_uri, s.model_cache_dir, self.name, version
+                self.client(), s.tracking_uri, s.model_cache_dir, self.name, version
             )
             model = self._bind(
                 load_version(

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import shutil
 import tempfile
 import time
@@ -32,6 +31,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from mlops_common.registry import FEATURE_SERVICE_TAG, RegistryUnavailable, is_not_found, short
 from model_serving.compiled import compile_hgb, probe_inputs
 
 log = logging.getLogger("model_serving.models")
@@ -43,9 +43,6 @@ warnings.filterwarnings("ignore", message="X does not have valid feature names")
 Source = Literal["registry", "cache"]
 Scorer = Callable[[np.ndarray], np.ndarray]
 
-#: error codes MLflow uses when a model, version or alias does not exist
-NOT_FOUND_CODES = frozenset({"RESOURCE_DOES_NOT_EXIST", "NOT_FOUND", "INVALID_PARAMETER_VALUE"})
-FEATURE_SERVICE_TAG = "features.service"
 POINTER = "champion.json"
 META = "serving.json"
 #: signature types that are integers (a pyfunc model refuses them as floats)
@@ -55,10 +52,6 @@ NUMPY_TYPES = {"double": "float64", "float": "float32", "boolean": "bool", **INT
 
 class ModelLoadError(RuntimeError):
     """A model version cannot be served (the message says why)."""
-
-
-class RegistryUnavailable(RuntimeError):
-    """The model registry did not answer."""
 
 
 @dataclass(frozen=True)
@@ -107,63 +100,6 @@ class LoadedModel:
         }
 
 
-def configure_mlflow_http(timeout_s: float) -> Callable[[], None]:
-    """Registry calls fail fast instead of MLflow's default minutes of retries: the watcher
-    polls again anyway, and a request never waits on the registry. MLflow reads these from the
-    process environment; values already set win. Returns a function that restores them."""
-    wanted = {
-        "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
-        "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0",
-        "MLFLOW_HTTP_REQUEST_TIMEOUT": str(max(1, round(timeout_s))),
-    }
-    added = [name for name in wanted if name not in os.environ]
-    for name in added:
-        os.environ[name] = wanted[name]
-
-    def restore() -> None:
-        for name in added:
-            os.environ.pop(name, None)
-
-    return restore
-
-
-def make_client(tracking_uri: str) -> Any:
-    from mlflow.tracking import MlflowClient
-
-    uri = tracking_uri.strip() or None
-    return MlflowClient(tracking_uri=uri, registry_uri=uri)
-
-
-def _is_not_found(exc: BaseException) -> bool:
-    return getattr(exc, "error_code", None) in NOT_FOUND_CODES
-
-
-def resolve_alias(client: Any, name: str, alias: str) -> str | None:
-    """The version ``alias`` points at; None when the model or the alias does not exist.
-    Raises ``RegistryUnavailable`` when the registry does not answer."""
-    try:
-        return str(client.get_model_version_by_alias(name, alias).version)
-    except Exception as exc:
-        if _is_not_found(exc):
-            return None
-        raise RegistryUnavailable(f"{type(exc).__name__}: {_short(exc)}") from exc
-
-
-def registered_aliases(client: Any, name: str) -> dict[str, str]:
-    try:
-        model = client.get_registered_model(name)
-    except Exception as exc:
-        if _is_not_found(exc):
-            return {}
-        raise RegistryUnavailable(f"{type(exc).__name__}: {_short(exc)}") from exc
-    return {alias: str(version) for alias, version in model.aliases.items()}
-
-
-def _short(exc: BaseException, limit: int = 300) -> str:
-    text = " ".join(str(exc).split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
 # --- the local cache ----------------------------------------------------------------------
 
 
@@ -181,9 +117,9 @@ def fetch_version(client: Any, tracking_uri: str, cache_dir: Path, name: str, ve
     try:
         details = client.get_model_version(name, version)
     except Exception as exc:
-        if _is_not_found(exc):
+        if is_not_found(exc):
             raise ModelLoadError(f"{name} has no version {version}") from None
-        raise RegistryUnavailable(f"{type(exc).__name__}: {_short(exc)}") from exc
+        raise RegistryUnavailable(f"{type(exc).__name__}: {short(exc)}") from exc
     tags = dict(details.tags or {})
     feature_service = tags.get(FEATURE_SERVICE_TAG)
     if not feature_service and details.run_id:
@@ -208,7 +144,7 @@ def fetch_version(client: Any, tracking_uri: str, cache_dir: Path, name: str, ve
             Path(downloaded).rename(staging / "model")
         except Exception as exc:
             raise RegistryUnavailable(
-                f"downloading {name} v{version}: {type(exc).__name__}: {_short(exc)}"
+                f"downloading {name} v{version}: {type(exc).__name__}: {short(exc)}"
             ) from exc
         if not (staging / "model" / "MLmodel").is_file():
             raise ModelLoadError(f"{name} v{version} has no MLmodel file")
@@ -369,7 +305,7 @@ def load_version(
         raise
     except Exception as exc:
         raise ModelLoadError(
-            f"loading {meta['name']} v{meta['version']}: {type(exc).__name__}: {_short(exc)}"
+            f"loading {meta['name']} v{meta['version']}: {type(exc).__name__}: {short(exc)}"
         ) from exc
     loaded = LoadedModel(
         name=str(meta["name"]),
@@ -403,7 +339,7 @@ def warm_up(model: LoadedModel, rounds: int = 3) -> None:
             except Exception as exc:
                 raise ModelLoadError(
                     f"{model.name} v{model.version} fails on a {rows}x{width} input: "
-                    f"{type(exc).__name__}: {_short(exc)}"
+                    f"{type(exc).__name__}: {short(exc)}"
                 ) from exc
             if scores.shape != (rows,):
                 raise ModelLoadError(

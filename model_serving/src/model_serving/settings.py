@@ -1,11 +1,11 @@
 """The serving component's one settings object (pydantic-settings).
 
-Values come from, in order of precedence: keyword arguments, the process environment, the env
-file (``MLOPS_ENV_FILE`` when set, else ``.env`` in the working directory), the defaults below.
+Built on the shared base (``mlops_common.settings``, ``mlops_common.features``): values come
+from, in order of precedence, keyword arguments, the process environment, the env file
+(``MLOPS_ENV_FILE`` when set, else ``.env`` in the working directory), the defaults below.
 Every field is read from the environment variable of the same name in upper case
-(``serving_port`` <- ``SERVING_PORT``); the platform-wide ones keep their platform names
-(``MLOPS_DATA_DIR``, ``MLOPS_ONLINE_STORE_URL``, ``MLOPS_REDIS_URL``, ``MLFLOW_TRACKING_URI``,
-``MLOPS_BIND_HOST``).
+(``serving_port`` <- ``SERVING_PORT``); the platform-wide ones are the base's (``MLOPS_DATA_DIR``,
+``MLOPS_ONLINE_STORE_URL``, ``MLOPS_REDIS_URL``, ``MLFLOW_TRACKING_URI``, ``MLOPS_BIND_HOST``, …).
 
 Secrets: ``SERVING_API_KEY`` has no usable default. With ``SERVING_AUTH_REQUIRED=true`` (the
 default) the service refuses to start without one.
@@ -13,41 +13,18 @@ default) the service refuses to start without one.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
-from pydantic import AliasChoices, Field, SecretStr, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, model_validator
+
+from mlops_common.features import FeatureStoreSettings
 
 FeatureReaderKind = Literal["auto", "redis", "feast"]
 
 
-def env_file() -> Path:
-    """The env file: ``MLOPS_ENV_FILE`` when set, else ``.env`` in the working directory."""
-    override = os.environ.get("MLOPS_ENV_FILE", "").strip()
-    return Path(override) if override else Path(".env")
-
-
-class ServingSettings(BaseSettings):
+class ServingSettings(FeatureStoreSettings):
     """Everything the prediction service reads from its environment."""
-
-    model_config = SettingsConfigDict(
-        extra="ignore",
-        env_file_encoding="utf-8",
-        env_ignore_empty=True,
-        populate_by_name=True,
-    )
-
-    # --- platform-wide ---------------------------------------------------------------------
-    mlops_data_dir: Path = Field(default=Path(".mlops"))
-    mlops_online_store_url: str = ""
-    mlops_redis_url: str = ""
-    mlflow_tracking_uri: str = Field(
-        default="",
-        validation_alias=AliasChoices("MLFLOW_TRACKING_URI", "MLOPS_MLFLOW_TRACKING_URI"),
-    )
-    mlops_bind_host: str = "127.0.0.1"
 
     # --- the HTTP server -------------------------------------------------------------------
     serving_port: int = Field(default=8172, ge=1, le=65535)
@@ -112,16 +89,7 @@ class ServingSettings(BaseSettings):
             raise ValueError("SERVING_CHAMPION_ALIAS and SERVING_CHALLENGER_ALIAS must differ")
         return self
 
-    @classmethod
-    def load(cls, **values: Any) -> ServingSettings:
-        """Settings from the environment and the env file, overridden by ``values``."""
-        return cls(_env_file=env_file(), **values)  # type: ignore[call-arg]
-
     # --- derived ---------------------------------------------------------------------------
-    @property
-    def data_dir(self) -> Path:
-        return self.mlops_data_dir.expanduser().resolve()
-
     @property
     def state_dir(self) -> Path:
         """Where serving keeps its own state: ``<MLOPS_DATA_DIR>/serving``."""
@@ -134,13 +102,7 @@ class ServingSettings(BaseSettings):
     @property
     def events_redis_url(self) -> str:
         """Redis of the event streams; empty when there is none (events are then dropped)."""
-        if self.serving_events_redis_url:
-            return self.serving_events_redis_url
-        if self.mlops_redis_url:
-            return self.mlops_redis_url
-        if self.mlops_online_store_url.startswith(("redis://", "rediss://", "unix://")):
-            return self.mlops_online_store_url
-        return ""
+        return self.redis_url(self.serving_events_redis_url)
 
     @property
     def needs_challenger(self) -> bool:

@@ -28,13 +28,14 @@ from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from mlops_common.events.alerts import AlertmanagerWebhook
 from monitoring_service.consumer import EventConsumer, redact
 from monitoring_service.evaluator import Evaluator
 from monitoring_service.metrics import MonitoringMetrics
 from monitoring_service.reference import ReferenceStore
 from monitoring_service.settings import MonitoringSettings
 from monitoring_service.store import SEP, Store
-from monitoring_service.trigger import AlertmanagerWebhook, RetrainingTrigger
+from monitoring_service.trigger import RetrainingTrigger
 
 log = logging.getLogger("monitoring_service.app")
 

@@ -23,6 +23,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from mlops_common.cli import load_settings, serve_http
 from monitoring_service.settings import MonitoringSettings
 
 if TYPE_CHECKING:
@@ -32,16 +33,7 @@ PROG = "monitoring-service"
 
 
 def _settings(**overrides: object) -> MonitoringSettings:
-    from pydantic import ValidationError
-
-    try:
-        return MonitoringSettings.load(**{k: v for k, v in overrides.items() if v is not None})
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
-        )
-        print(f"{PROG}: invalid settings: {problems}", file=sys.stderr)
-        raise SystemExit(1) from None
+    return load_settings(PROG, MonitoringSettings.load, **overrides)
 
 
 def serve(args: argparse.Namespace) -> int:
@@ -55,24 +47,13 @@ def serve(args: argparse.Namespace) -> int:
     for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ.setdefault(name, "1")
 
-    import uvicorn
-
-    from mlops_common.logs import UVICORN_LOG_CONFIG, configure_logging
     from monitoring_service.app import create_app
 
-    configure_logging(settings.monitoring_log_level)
-    app = create_app(settings)
-    uvicorn.run(
-        app,
+    serve_http(
+        lambda: create_app(settings),
         host=settings.mlops_bind_host,
         port=settings.monitoring_port,
-        workers=1,
-        access_log=False,
-        log_config=UVICORN_LOG_CONFIG,
-        log_level=settings.monitoring_log_level.lower(),
-        proxy_headers=False,
-        server_header=False,
-        timeout_graceful_shutdown=10,
+        log_level=settings.monitoring_log_level,
     )
     return 0
 

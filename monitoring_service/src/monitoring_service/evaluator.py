@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from model_serving.models import RegistryUnavailable
+from mlops_common.registry import RegistryUnavailable
 from monitoring_service import drift
 from monitoring_service.drift import LABEL, SCORE, DriftConfig, DriftResult, NotEnoughData
 from monitoring_service.metrics import QUALITY, MonitoringMetrics

@@ -28,22 +28,17 @@ from typing import Any
 
 import pandas as pd
 
-from model_serving.models import (
-    NOT_FOUND_CODES,
-    RegistryUnavailable,
-    configure_mlflow_http,
-    make_client,
-    resolve_alias,
-)
+from mlops_common import registry
+from mlops_common.registry import RegistryUnavailable, alias_version, configure_http, make_client
 from monitoring_service.drift import LABEL, SCORE
 from monitoring_service.metrics import MonitoringMetrics
 from monitoring_service.settings import MonitoringSettings
 
 log = logging.getLogger("monitoring_service.reference")
 
-PATH_TAG = "monitoring.reference_path"
-DEFAULT_PATH = "reference/reference.parquet"
-MANIFEST = "reference.json"
+PATH_TAG = registry.REFERENCE_PATH_TAG
+DEFAULT_PATH = registry.REFERENCE_PATH
+MANIFEST = registry.REFERENCE_MANIFEST_FILE
 META = "monitoring.json"
 
 
@@ -110,10 +105,6 @@ def read_reference(folder: Path, model_name: str, version: str, run_id: str) -> 
     )
 
 
-def _not_found(exc: BaseException) -> bool:
-    return getattr(exc, "error_code", None) in NOT_FOUND_CODES
-
-
 class ReferenceStore:
     """Reference data per model version (memory, then disk cache, then the registry) and the
     champion alias watcher."""
@@ -132,7 +123,7 @@ class ReferenceStore:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._restore_env = configure_mlflow_http(settings.monitoring_registry_timeout_s)
+        self._restore_env = configure_http(settings.monitoring_registry_timeout_s)
         #: where the alias points (None: no champion yet), as of the last successful poll
         self.champion_version: str | None = None
         self.polled = False
@@ -143,7 +134,7 @@ class ReferenceStore:
     # --- lookup ------------------------------------------------------------------------------
     def client(self) -> Any:
         if self._client is None:
-            self._client = make_client(self.settings.mlflow_tracking_uri)
+            self._client = make_client(self.settings.tracking_uri)
         return self._client
 
     def get(self, version: str) -> Reference:
@@ -190,7 +181,7 @@ class ReferenceStore:
         try:
             mv = client.get_model_version(self.name, version)
         except Exception as exc:
-            if _not_found(exc):
+            if registry.is_not_found(exc):
                 self.metrics.reference_loads.labels("registry", "missing").inc()
                 raise NoReference(f"{self.name} v{version} is not in the registry") from None
             self.metrics.reference_loads.labels("registry", "unreachable").inc()
@@ -201,7 +192,7 @@ class ReferenceStore:
             try:
                 path = str(client.get_run(run_id).data.tags.get(PATH_TAG) or "")
             except Exception as exc:
-                if not _not_found(exc):
+                if not registry.is_not_found(exc):
                     raise RegistryUnavailable(f"{type(exc).__name__}: {exc}") from exc
         if not run_id or not path:
             self.metrics.reference_loads.labels("registry", "missing").inc()
@@ -217,10 +208,10 @@ class ReferenceStore:
                     run_id=run_id,
                     artifact_path=artifact_dir,
                     dst_path=tmp,
-                    tracking_uri=self.settings.mlflow_tracking_uri or None,
+                    tracking_uri=self.settings.tracking_uri or None,
                 )
             except Exception as exc:
-                if _not_found(exc) or isinstance(exc, OSError | FileNotFoundError):
+                if registry.is_not_found(exc) or isinstance(exc, OSError | FileNotFoundError):
                     self.metrics.reference_loads.labels("registry", "missing").inc()
                     raise NoReference(
                         f"{self.name} v{version}: artifact {artifact_dir} of run {run_id} "
@@ -251,7 +242,7 @@ class ReferenceStore:
     def poll(self) -> None:
         """Ask where the alias points; load that version's reference."""
         try:
-            version = resolve_alias(self.client(), self.name, self.alias)
+            version = alias_version(self.client(), self.name, self.alias)
         except RegistryUnavailable as exc:
             self._registry(False, str(exc))
             return

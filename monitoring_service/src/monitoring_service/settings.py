@@ -1,7 +1,8 @@
 """The monitoring component's one settings object (pydantic-settings).
 
-Values come from, in order of precedence: keyword arguments, the process environment, the env
-file (``MLOPS_ENV_FILE`` when set, else ``.env`` in the working directory), the defaults below.
+Built on the shared base (``mlops_common.settings``): values come from, in order of precedence,
+keyword arguments, the process environment, the env file (``MLOPS_ENV_FILE`` when set, else
+``.env`` in the working directory), the defaults below.
 Every field is read from the environment variable of the same name in upper case
 (``monitoring_port`` <- ``MONITORING_PORT``); the platform-wide ones keep their platform names
 (``MLOPS_DATA_DIR``, ``MLOPS_ONLINE_STORE_URL``, ``MLOPS_REDIS_URL``, ``MLFLOW_TRACKING_URI``,
@@ -15,16 +16,16 @@ Secrets: ``MONITORING_WEBHOOK_SECRET`` has no usable default. With
 
 from __future__ import annotations
 
-import os
 import re
 import socket
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import NoDecode
 
 from mlops_common.events.serving import DEFAULT_FEEDBACK_STREAM, DEFAULT_PREDICTION_STREAM
+from mlops_common.settings import PlatformSettings
 from monitoring_service.windows import WindowPolicy
 
 _NAME = re.compile(r"^[A-Za-z0-9._:@-]{1,100}$")
@@ -51,12 +52,6 @@ DriftMethod = Literal[
 ]
 
 
-def env_file() -> Path:
-    """The env file: ``MLOPS_ENV_FILE`` when set, else ``.env`` in the working directory."""
-    override = os.environ.get("MLOPS_ENV_FILE", "").strip()
-    return Path(override) if override else Path(".env")
-
-
 def _default_consumer_name() -> str:
     host = re.sub(r"[^A-Za-z0-9._-]", "-", socket.gethostname())[:80] or "monitoring"
     return f"{host}-1"
@@ -66,25 +61,8 @@ def _alias(*names: str) -> AliasChoices:
     return AliasChoices(*names)
 
 
-class MonitoringSettings(BaseSettings):
+class MonitoringSettings(PlatformSettings):
     """Everything the monitoring service reads from its environment."""
-
-    model_config = SettingsConfigDict(
-        extra="ignore",
-        env_file_encoding="utf-8",
-        env_ignore_empty=True,
-        populate_by_name=True,
-    )
-
-    # --- platform-wide ---------------------------------------------------------------------
-    mlops_data_dir: Path = Field(default=Path(".mlops"))
-    mlops_online_store_url: str = ""
-    mlops_redis_url: str = ""
-    mlflow_tracking_uri: str = Field(
-        default="",
-        validation_alias=_alias("MLFLOW_TRACKING_URI", "MLOPS_MLFLOW_TRACKING_URI"),
-    )
-    mlops_bind_host: str = "127.0.0.1"
 
     # --- the HTTP server -------------------------------------------------------------------
     monitoring_port: int = Field(default=8309, ge=1, le=65535)
@@ -225,16 +203,7 @@ class MonitoringSettings(BaseSettings):
         self.monitoring_airflow_url = self.monitoring_airflow_url.rstrip("/")
         return self
 
-    @classmethod
-    def load(cls, **values: Any) -> MonitoringSettings:
-        """Settings from the environment and the env file, overridden by ``values``."""
-        return cls(_env_file=env_file(), **values)  # type: ignore[call-arg]
-
     # --- derived ---------------------------------------------------------------------------
-    @property
-    def data_dir(self) -> Path:
-        return self.mlops_data_dir.expanduser().resolve()
-
     @property
     def state_dir(self) -> Path:
         """Where the service keeps its own state: ``<MLOPS_DATA_DIR>/monitoring``."""
@@ -266,13 +235,7 @@ class MonitoringSettings(BaseSettings):
     @property
     def events_redis_url(self) -> str:
         """Redis of the event streams; empty when there is none."""
-        if self.monitoring_events_redis_url:
-            return self.monitoring_events_redis_url
-        if self.mlops_redis_url:
-            return self.mlops_redis_url
-        if self.mlops_online_store_url.startswith(("redis://", "rediss://", "unix://")):
-            return self.mlops_online_store_url
-        return ""
+        return self.redis_url(self.monitoring_events_redis_url)
 
     def problems(self) -> list[str]:
         """Why ``serve`` must not start as configured (empty: it may)."""

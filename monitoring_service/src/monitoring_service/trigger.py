@@ -36,13 +36,12 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
-from urllib.parse import quote
 
-import httpx
-from pydantic import BaseModel, ConfigDict, Field
-
+from mlops_common.airflow import AirflowClient, AirflowError
+from mlops_common.events.alerts import AlertmanagerAlert, AlertmanagerWebhook
 from monitoring_service.metrics import MonitoringMetrics
 from monitoring_service.settings import MonitoringSettings
 from monitoring_service.store import Store
@@ -50,37 +49,6 @@ from monitoring_service.store import Store
 log = logging.getLogger("monitoring_service.trigger")
 
 Decision = Literal["triggered", "skipped", "error"]
-
-
-class AlertmanagerAlert(BaseModel):
-    """One alert of the webhook payload."""
-
-    model_config = ConfigDict(extra="allow")
-
-    status: Literal["firing", "resolved"]
-    labels: dict[str, str]
-    annotations: dict[str, str] = Field(default_factory=dict)
-    startsAt: str | None = None
-    endsAt: str | None = None
-    generatorURL: str | None = None
-    fingerprint: str | None = None
-
-
-class AlertmanagerWebhook(BaseModel):
-    """Alertmanager's webhook payload, version 4."""
-
-    model_config = ConfigDict(extra="allow")
-
-    version: Literal["4"]
-    groupKey: str
-    truncatedAlerts: int = Field(default=0, ge=0)
-    status: Literal["firing", "resolved"]
-    receiver: str
-    groupLabels: dict[str, str] = Field(default_factory=dict)
-    commonLabels: dict[str, str] = Field(default_factory=dict)
-    commonAnnotations: dict[str, str] = Field(default_factory=dict)
-    externalURL: str = ""
-    alerts: list[AlertmanagerAlert] = Field(min_length=1, max_length=10_000)
 
 
 @dataclass(frozen=True)
@@ -103,115 +71,17 @@ class Outcome:
         }
 
 
-class AirflowError(RuntimeError):
-    def __init__(self, reason: str, detail: str) -> None:
-        super().__init__(detail)
-        self.reason = reason
-        self.detail = detail
+AirflowFactory = Callable[[], AirflowClient]
 
 
-class AirflowClient:
-    """The few calls of Airflow 3's REST API the trigger needs (simple auth manager: a JWT from
-    ``POST /auth/token``, fetched for every decision; decisions are rare)."""
-
-    def __init__(
-        self, settings: MonitoringSettings, transport: httpx.BaseTransport | None = None
-    ) -> None:
-        self.base = settings.monitoring_airflow_url
-        self.user = settings.airflow_admin_user
-        self.password = settings.airflow_admin_password
-        self.timeout = settings.monitoring_airflow_timeout_s
-        self.transport = transport
-
-    def _client(self) -> httpx.Client:
-        return httpx.Client(base_url=self.base, timeout=self.timeout, transport=self.transport)
-
-    @staticmethod
-    def _check(response: httpx.Response, what: str, ok: tuple[int, ...] = (200,)) -> Any:
-        if response.status_code in (401, 403):
-            raise AirflowError(
-                "airflow_auth", f"{what}: HTTP {response.status_code} {response.text[:200]}"
-            )
-        if response.status_code not in ok:
-            raise AirflowError(
-                "airflow_refused", f"{what}: HTTP {response.status_code} {response.text[:300]}"
-            )
-        try:
-            return response.json()
-        except ValueError:
-            raise AirflowError("airflow_refused", f"{what}: answer is not JSON") from None
-
-    def _call(self, client: httpx.Client, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        try:
-            return client.request(method, path, **kwargs)
-        except httpx.HTTPError as exc:
-            raise AirflowError(
-                "airflow_unreachable", f"{method} {self.base}{path}: {type(exc).__name__}: {exc}"
-            ) from None
-
-    def token(self, client: httpx.Client) -> str:
-        body = self._check(
-            self._call(
-                client,
-                "POST",
-                "/auth/token",
-                json={
-                    "username": self.user,
-                    "password": self.password.get_secret_value(),
-                },
-            ),
-            "POST /auth/token",
-            ok=(200, 201),
-        )
-        token = body.get("access_token") if isinstance(body, dict) else None
-        if not token:
-            raise AirflowError("airflow_refused", "POST /auth/token: no access_token")
-        return str(token)
-
-    def active_runs(self, dag_id: str) -> tuple[httpx.Client, dict[str, str], list[str]]:
-        """Log in, then the ids of the DAG's queued and running runs."""
-        client = self._client()
-        try:
-            headers = {"Authorization": f"Bearer {self.token(client)}"}
-            path = f"/api/v2/dags/{quote(dag_id, safe='')}/dagRuns"
-            body = self._check(
-                self._call(
-                    client,
-                    "GET",
-                    path,
-                    headers=headers,
-                    params=[("state", "running"), ("state", "queued")],
-                ),
-                f"GET {path}",
-            )
-        except BaseException:
-            client.close()
-            raise
-        runs = body.get("dag_runs", []) if isinstance(body, dict) else []
-        return client, headers, [str(r.get("dag_run_id")) for r in runs]
-
-    def trigger(
-        self, client: httpx.Client, headers: dict[str, str], dag_id: str, conf: dict[str, Any]
-    ) -> str:
-        dag = quote(dag_id, safe="")
-        self._check(
-            self._call(
-                client, "PATCH", f"/api/v2/dags/{dag}", headers=headers, json={"is_paused": False}
-            ),
-            f"PATCH /api/v2/dags/{dag}",
-        )
-        body = self._check(
-            self._call(
-                client,
-                "POST",
-                f"/api/v2/dags/{dag}/dagRuns",
-                headers=headers,
-                json={"logical_date": None, "conf": conf},
-            ),
-            f"POST /api/v2/dags/{dag}/dagRuns",
-            ok=(200, 201),
-        )
-        return str(body.get("dag_run_id")) if isinstance(body, dict) else "?"
+def airflow_factory(settings: MonitoringSettings) -> AirflowFactory:
+    """A new client (and so a new token) for every decision: decisions are rare."""
+    return lambda: AirflowClient(
+        settings.monitoring_airflow_url,
+        settings.airflow_admin_user,
+        settings.airflow_admin_password.get_secret_value(),
+        settings.monitoring_airflow_timeout_s,
+    )
 
 
 def run_conf(
@@ -250,13 +120,13 @@ class RetrainingTrigger:
         settings: MonitoringSettings,
         store: Store,
         metrics: MonitoringMetrics,
-        airflow: AirflowClient | None = None,
+        airflow: AirflowFactory | None = None,
         now: Any = time.time,
     ) -> None:
         self.settings = settings
         self.store = store
         self.metrics = metrics
-        self.airflow = airflow or AirflowClient(settings)
+        self.airflow = airflow or airflow_factory(settings)
         self.now = now
         self._lock = threading.Lock()
         last = store.last_triggered()
@@ -327,8 +197,8 @@ class RetrainingTrigger:
             )
         dag_id = s.monitoring_training_dag_id
         try:
-            client, headers, active = self.airflow.active_runs(dag_id)
-            try:
+            with self.airflow() as airflow:
+                active = airflow.active_runs(dag_id)
                 if active:
                     return out(
                         "skipped",
@@ -336,9 +206,8 @@ class RetrainingTrigger:
                         f"{dag_id} has {len(active)} queued or running run(s): {active[:5]}",
                     )
                 conf = run_conf(payload, firing, s.monitoring_trigger_window_days)
-                run_id = self.airflow.trigger(client, headers, dag_id, conf)
-            finally:
-                client.close()
+                airflow.unpause(dag_id)
+                run_id = airflow.trigger(dag_id, conf)
         except AirflowError as exc:
             return out("error", exc.reason, exc.detail)
         return out("triggered", "alert", f"{dag_id} run {run_id}: {conf['reason']}", run_id)

@@ -13,45 +13,29 @@ import getpass
 import json
 import os
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any
 
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
-from pydantic import BaseModel, ConfigDict
 
+from mlops_common import registry
+from mlops_common.events.promotion import (
+    PROMOTION_TAG_PREFIX,
+    Action,
+    PromotionRecord,
+    promotion_tag,
+)
+from mlops_common.registry import alias_version, aliases
+from mlops_common.registry import promotion_log as read_log
 from training_pipeline.settings import CHAMPION, TrainingSettings
 
-PROMOTION_TAG_PREFIX = "promotion."
+__all__ = ["Action", "PromotionRecord", "alias_version", "aliases", "promotion_tag", "read_log"]
 #: metrics copied into every promotion record (those the version's run has)
 KEY_METRICS: tuple[str, ...] = ("roc_auc", "top1_accuracy", "pr_auc", "log_loss", "brier_score")
-
-Action = Literal["gate", "promote", "rollback"]
 
 
 class RegistryError(Exception):
     """A registry operation cannot be done as asked (the message says why)."""
-
-
-class PromotionRecord(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
-    seq: int
-    time: str
-    actor: str
-    action: Action
-    alias: str
-    from_version: str | None
-    to_version: str
-    reason: str
-    metrics: dict[str, float] = {}
-
-    @property
-    def tag_key(self) -> str:
-        return promotion_tag(self.seq)
-
-
-def promotion_tag(seq: int) -> str:
-    return f"{PROMOTION_TAG_PREFIX}{seq:04d}"
 
 
 def default_actor() -> str:
@@ -66,48 +50,8 @@ def default_actor() -> str:
 
 
 def make_client(settings: TrainingSettings) -> MlflowClient:
-    uri = settings.tracking_uri.strip() or None
-    return MlflowClient(tracking_uri=uri, registry_uri=uri)
-
-
-def _is_not_found(exc: MlflowException) -> bool:
-    return exc.error_code in {"RESOURCE_DOES_NOT_EXIST", "NOT_FOUND", "INVALID_PARAMETER_VALUE"}
-
-
-def alias_version(client: MlflowClient, name: str, alias: str) -> str | None:
-    """The version an alias points at, or None (no such alias, or no such model)."""
-    try:
-        return str(client.get_model_version_by_alias(name, alias).version)
-    except MlflowException as exc:
-        if _is_not_found(exc):
-            return None
-        raise
-
-
-def aliases(client: MlflowClient, name: str) -> dict[str, str]:
-    try:
-        model = client.get_registered_model(name)
-    except MlflowException as exc:
-        if _is_not_found(exc):
-            return {}
-        raise
-    return {alias: str(version) for alias, version in model.aliases.items()}
-
-
-def read_log(client: MlflowClient, name: str) -> list[PromotionRecord]:
-    """The promotion log, oldest first."""
-    try:
-        tags = client.get_registered_model(name).tags
-    except MlflowException as exc:
-        if _is_not_found(exc):
-            return []
-        raise
-    records = [
-        PromotionRecord.model_validate_json(value)
-        for key, value in tags.items()
-        if key.startswith(PROMOTION_TAG_PREFIX)
-    ]
-    return sorted(records, key=lambda r: r.seq)
+    client: MlflowClient = registry.make_client(settings.tracking_uri)
+    return client
 
 
 def _append(client: MlflowClient, name: str, record: dict[str, Any]) -> PromotionRecord:
@@ -143,7 +87,7 @@ def require_version(client: MlflowClient, name: str, version: str) -> None:
     try:
         client.get_model_version(name, version)
     except MlflowException as exc:
-        if _is_not_found(exc):
+        if registry.is_not_found(exc):
             raise RegistryError(f"{name} has no version {version}") from None
         raise
 

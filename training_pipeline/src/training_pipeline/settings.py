@@ -6,9 +6,10 @@ the env file (``MLOPS_ENV_FILE``, else ``.env`` in the working directory), the d
 Environment names: the top-level fields take the prefix ``MLOPS_TRAINING_``; nested groups use
 ``__``: ``MLOPS_TRAINING_GATE__MODE=dry_run``,
 ``MLOPS_TRAINING_ESTIMATOR__HYPERPARAMETERS='{"max_iter": 50}'``,
-``MLOPS_TRAINING_GATE__MINIMUMS='{"roc_auc": 0.75}'``. The shared platform settings keep
-their platform names: ``MLFLOW_TRACKING_URI`` (or ``MLOPS_MLFLOW_TRACKING_URI``; when neither is
-set, the platform's MLflow at ``http://<MLOPS_BIND_HOST>:<MLFLOW_PORT>``) and ``MLOPS_DATA_DIR``.
+``MLOPS_TRAINING_GATE__MINIMUMS='{"roc_auc": 0.75}'``. The shared platform settings
+(``mlops_common.settings``, ``mlops_common.features``) keep their platform names:
+``MLFLOW_TRACKING_URI`` (unset: the platform's MLflow at ``http://<MLOPS_BIND_HOST>:<MLFLOW_PORT>``),
+``MLOPS_DATA_DIR``, the feature store's settings.
 
 Two kinds of fields:
 
@@ -21,21 +22,22 @@ Two kinds of fields:
 
 from __future__ import annotations
 
-import os
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import (
-    AliasChoices,
     BaseModel,
     ConfigDict,
     Field,
     field_validator,
     model_validator,
 )
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
+
+from mlops_common.features import FeatureStoreSettings
+from mlops_common.registry import CHAMPION, Alias
 
 #: metrics where a larger value is better / where a smaller value is better
 HIGHER_IS_BETTER: frozenset[str] = frozenset(
@@ -55,9 +57,7 @@ RUN_CONFIG_GROUPS: tuple[str, ...] = (
     "gate",
 )
 
-#: the aliases the platform knows: ``champion`` is served, ``challenger`` shadows it
-Alias = Literal["champion", "challenger"]
-CHAMPION: Alias = "champion"
+__all__ = ["CHAMPION", "Alias", "TrainingSettings", "load_settings"]
 
 _Strict = ConfigDict(frozen=True, extra="forbid")
 
@@ -269,40 +269,11 @@ class GateConfig(BaseModel):
         return self
 
 
-def _default_data_dir() -> Path:
-    return Path.cwd() / ".mlops"
-
-
-class TrainingSettings(BaseSettings):
+class TrainingSettings(FeatureStoreSettings):
     """The one settings object of the training pipeline (see the module docstring)."""
 
-    model_config = SettingsConfigDict(
-        env_prefix="MLOPS_TRAINING_",
-        env_nested_delimiter="__",
-        env_file=".env",
-        env_file_encoding="utf-8",
-        env_ignore_empty=True,
-        extra="ignore",
-        populate_by_name=True,
-    )
+    model_config = SettingsConfigDict(env_prefix="MLOPS_TRAINING_", env_nested_delimiter="__")
 
-    tracking_uri: str = Field(
-        default="",
-        validation_alias=AliasChoices(
-            "MLOPS_TRAINING_TRACKING_URI", "MLOPS_MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_URI"
-        ),
-        description="MLflow tracking server; empty: the platform's own MLflow "
-        "(http://<MLOPS_BIND_HOST>:<MLFLOW_PORT>, 127.0.0.1:5000 by default)",
-    )
-    #: where the platform's MLflow listens (the launcher's settings), used when no URI is given
-    mlflow_port: int = Field(
-        default=5000, ge=1, le=65535, validation_alias=AliasChoices("MLFLOW_PORT")
-    )
-    bind_host: str = Field(default="127.0.0.1", validation_alias=AliasChoices("MLOPS_BIND_HOST"))
-    data_dir: Path = Field(
-        default_factory=_default_data_dir,
-        validation_alias=AliasChoices("MLOPS_TRAINING_DATA_DIR", "MLOPS_DATA_DIR"),
-    )
     model_name: str = Field(default="driver_ranking", min_length=1)
     experiment_name: str = Field(default="driver_ranking_training", min_length=1)
 
@@ -313,15 +284,6 @@ class TrainingSettings(BaseSettings):
     validation: ValidationConfig = Field(default_factory=ValidationConfig)
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
     gate: GateConfig = Field(default_factory=GateConfig)
-
-    @model_validator(mode="after")
-    def _platform_mlflow_by_default(self) -> TrainingSettings:
-        """No tracking URI: the platform's MLflow on this machine (what `./run.sh all up`
-        started), never a stray ./mlruns next to wherever the command happens to run."""
-        if not self.tracking_uri.strip():
-            host = "127.0.0.1" if self.bind_host in ("", "0.0.0.0", "::") else self.bind_host
-            self.tracking_uri = f"http://{host}:{self.mlflow_port}"
-        return self
 
     @property
     def runs_dir(self) -> Path:
@@ -371,12 +333,6 @@ def _deep_merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def env_file() -> Path:
-    """The env file: ``MLOPS_ENV_FILE`` when set, else ``.env`` in the working directory."""
-    override = os.environ.get("MLOPS_ENV_FILE", "").strip()
-    return Path(override) if override else Path(".env")
-
-
 def load_settings(**values: Any) -> TrainingSettings:
     """Settings from the environment and the env file; ``values`` win over both."""
-    return TrainingSettings(_env_file=env_file(), **values)  # type: ignore[call-arg]
+    return TrainingSettings(**values)

@@ -122,7 +122,7 @@ def build_training_set(
     if features is None:
         from training_pipeline.training_set import feast_feature_source
 
-        features = feast_feature_source(cfg.feature_service)
+        features = feast_feature_source(cfg.feature_service, settings)
     labelled = labels.labelled_events(start, end)
     # candidate sets serve the holdout evaluation only: fetch features for the holdout's
     # candidates, not the whole window's (Feast's file store takes ~0.45 s per 1000 rows)

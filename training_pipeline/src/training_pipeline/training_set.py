@@ -14,6 +14,7 @@ import pandas as pd
 
 if TYPE_CHECKING:
     from data_pipeline.settings import DataPipelineSettings
+    from mlops_common.features import FeatureStoreSettings
 
 
 class FeastFeatureSource:
@@ -44,14 +45,12 @@ class FeastFeatureSource:
 
 
 def feast_feature_source(
-    feature_service: str, data_settings: DataPipelineSettings | None = None
+    feature_service: str, settings: FeatureStoreSettings | None = None
 ) -> FeastFeatureSource:
-    """The platform's feature store (``data_pipeline.feature_store``) and one of its services."""
-    from data_pipeline.feature_store import feature_store
-    from data_pipeline.settings import DataPipelineSettings
+    """The platform's feature store (``mlops_common.features``) and one of its services."""
+    from mlops_common.features import feature_store
 
-    store = feature_store(data_settings or DataPipelineSettings())
-    return FeastFeatureSource(store, feature_service)
+    return FeastFeatureSource(feature_store(settings), feature_service)
 
 
 class ExampleSourceLabels:

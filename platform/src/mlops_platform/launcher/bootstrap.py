@@ -16,7 +16,6 @@ Every step is idempotent, so a bootstrap that failed half-way is simply run agai
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 import urllib.error
@@ -30,7 +29,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
-from mlops_platform.launcher.airflow_api import AirflowClient, AirflowError, ScheduledInterval
+from mlops_common.airflow import AirflowClient, AirflowError, ScheduledInterval
 from mlops_platform.launcher.settings import PlatformSettings
 
 
@@ -110,18 +109,15 @@ def stand_in(
 
 def alias_version(mlflow_url: str, model: str, alias: str, timeout: float = 10.0) -> str | None:
     """The version `alias` points at in the registry, None when the model or alias is absent."""
-    query = urllib.parse.urlencode({"name": model, "alias": alias})
-    url = f"{mlflow_url}/api/2.0/mlflow/registered-models/alias?{query}"
+    from mlops_common import registry
+
+    restore = registry.configure_http(timeout)
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:
-            return str(json.load(response)["model_version"]["version"])
-    except urllib.error.HTTPError as exc:
-        body = exc.read().decode("utf-8", "replace")
-        if exc.code in (400, 404) and ("not found" in body or "DOES_NOT_EXIST" in body):
-            return None
-        raise BootstrapError(f"MLflow registry: GET {url}: HTTP {exc.code} {body[:300]}") from None
-    except (OSError, urllib.error.URLError, ValueError, KeyError) as exc:
+        return registry.alias_version(registry.make_client(mlflow_url), model, alias)
+    except registry.RegistryUnavailable as exc:
         raise BootstrapError(f"MLflow registry unreachable at {mlflow_url}: {exc}") from None
+    finally:
+        restore()
 
 
 def serving_ready(url: str, timeout: float = 3.0) -> tuple[bool, str]:

@@ -7,9 +7,9 @@ import os
 import subprocess
 from pathlib import Path
 
+from mlops_common.postgres import database_url, ensure_database
 from mlops_platform.launcher.health import airflow_probe
 from mlops_platform.launcher.paths import COMPONENT_DAG_FOLDERS, REPO_ROOT
-from mlops_platform.launcher.postgres import database_url, ensure_database
 from mlops_platform.launcher.services.base import Check, Context, Program, Service
 
 LOCAL_BUNDLE = "airflow.dag_processing.bundles.local.LocalDagBundle"

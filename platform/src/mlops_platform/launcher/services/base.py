@@ -47,7 +47,6 @@ class Context:
             "MLOPS_DATABASE_PREFIX": s.mlops_database_prefix,
             "MLOPS_REDIS_URL": s.mlops_redis_url,
             "MLOPS_ONLINE_STORE_URL": online_store_url(s),
-            "MLOPS_MLFLOW_TRACKING_URI": s.url(s.mlflow_port),
             "MLFLOW_TRACKING_URI": s.url(s.mlflow_port),
             # setproctitle (imported via gunicorn by Feast) would otherwise blank the process
             # environment, and with it the MLOPS_INSTANCE tag

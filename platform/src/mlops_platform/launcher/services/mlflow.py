@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from mlops_common.postgres import database_url, ensure_database
 from mlops_platform.launcher.health import http_probe
-from mlops_platform.launcher.postgres import database_url, ensure_database
 from mlops_platform.launcher.services.base import Check, Context, Program, Service
 
 
