@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Protocol
 
 from mlops_platform.bootstrap import BackgroundBootstrap, BootstrapError, BootstrapPlan
+from mlops_platform.engine import cli as engine_cli
 from mlops_platform.envfile import ensure_env_file
 from mlops_platform.paths import REPO_ROOT
 from mlops_platform.runtimes.docker import DockerRuntime, compose_command
@@ -41,7 +42,8 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="run.sh",
         description="Run the MLOps platform's services (local processes or docker compose).",
-        epilog="MLOPS_RUNTIME=auto|local|docker picks the runtime (default auto).",
+        epilog="MLOPS_RUNTIME=auto|local|docker picks the runtime (default auto). "
+        "`run.sh engine <up|down|status|env|images>` runs the project's own Docker engine.",
     )
     p.add_argument("service", choices=["all", *service_names()], help="a service, or all")
     p.add_argument("action", choices=ACTIONS)
@@ -93,6 +95,10 @@ def up_with_bootstrap(runtime: Runtime, services: list[Service], settings: Platf
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["engine"]:
+        # the project's own container engine (mlops_platform.engine), not a platform service
+        return engine_cli.main(argv[1:])
     args = parser().parse_args(argv)
     env_file = env_file_path()
     if args.action in ("up", "restart"):
