@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from collections.abc import Callable
@@ -12,9 +11,9 @@ from typing import Protocol
 
 from mlops_platform.bootstrap import BackgroundBootstrap, BootstrapError, BootstrapPlan
 from mlops_platform.engine import cli as engine_cli
-from mlops_platform.envfile import ensure_env_file
+from mlops_platform.envfile import default_env_path, ensure_env_file
 from mlops_platform.paths import REPO_ROOT
-from mlops_platform.runtimes.docker import DockerRuntime, compose_command
+from mlops_platform.runtimes.docker import DockerRuntime, compose_command, docker_environment
 from mlops_platform.runtimes.local import LocalRuntime, PlatformError
 from mlops_platform.services import Context, Service, resolve, service_names
 from mlops_platform.settings import PlatformSettings
@@ -55,24 +54,27 @@ def parser() -> argparse.ArgumentParser:
 
 
 def env_file_path() -> Path:
-    override = os.environ.get("MLOPS_ENV_FILE")
-    return Path(override).resolve() if override else REPO_ROOT / ".env"
+    return default_env_path(REPO_ROOT)
 
 
 def choose_runtime(ctx: Context) -> Runtime:
     wanted = ctx.settings.mlops_runtime
-    compose = compose_command() if wanted in ("auto", "docker") else None
+    env = docker_environment() if wanted in ("auto", "docker") else {}
+    compose = compose_command(env) if wanted in ("auto", "docker") else None
+    engine_note = f", engine {env['DOCKER_HOST']}" if env.get("DOCKER_HOST") else ""
     if wanted == "docker":
         if compose is None:
             raise PlatformError(
-                "MLOPS_RUNTIME=docker but no working container engine with compose was found "
-                "(`docker info` failed); start the engine or use MLOPS_RUNTIME=local"
+                "MLOPS_RUNTIME=docker but no working container engine with compose v2 was found "
+                "(`docker info` failed, or only compose v1); start the project's engine with "
+                "./run.sh engine up, or use MLOPS_RUNTIME=local"
             )
-        print("runtime: docker (MLOPS_RUNTIME=docker)")
-        return DockerRuntime(ctx, compose)
+        print(f"runtime: docker (MLOPS_RUNTIME=docker{engine_note}, {' '.join(compose)})")
+        return DockerRuntime(ctx, compose, env)
     if wanted == "auto" and compose is not None:
-        print("runtime: docker (auto: a working container engine and compose were found)")
-        return DockerRuntime(ctx, compose)
+        print(f"runtime: docker (auto: a working container engine and compose were found"
+              f"{engine_note})")
+        return DockerRuntime(ctx, compose, env)
     reason = "MLOPS_RUNTIME=local" if wanted == "local" else "auto: no working container engine"
     print(f"runtime: local ({reason})")
     return LocalRuntime(ctx)

@@ -31,6 +31,9 @@ class PlatformSettings(BaseSettings):
     # `all up` on a platform with no champion runs the bootstrap plan (mlops_platform.bootstrap)
     mlops_bootstrap: Bootstrap = "auto"
     mlops_bootstrap_plan: str = ""
+    # docker runtime on a host with no registry: images are the local stand-ins
+    # (`./run.sh engine images` sets it) and services without one (Grafana) are left out
+    mlops_airgap: bool = False
 
     airflow_port: int = 8080
     mlflow_port: int = 5000

@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 import shlex
 import time
+from collections.abc import Callable
 
-from mlops_platform.engine import engine
+from mlops_platform.engine import airgap, engine
 
 ACTIONS = ("up", "down", "status", "env", "images")
 
@@ -23,6 +24,8 @@ def parser() -> argparse.ArgumentParser:
         "up: install when missing and start; down: stop by pid and remove what it added; "
         "status; env: the variables to reach it (eval \"$(./run.sh engine env)\"); "
         "images: build the air-gapped base and stand-in images"))
+    p.add_argument("--rebuild", action="store_true",
+                   help="images: rebuild every image, even those present")
     return p
 
 
@@ -72,15 +75,16 @@ def print_env() -> int:
     return 0
 
 
-def images() -> int:
-    from mlops_platform.engine import airgap
-
-    return airgap.main()
+def images(rebuild: bool) -> int:
+    return airgap.main(["--rebuild"] if rebuild else [])
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    handlers = {"up": up, "down": down, "status": status, "env": print_env, "images": images}
+    handlers: dict[str, Callable[[], int]] = {
+        "up": up, "down": down, "status": status, "env": print_env,
+        "images": lambda: images(args.rebuild),
+    }
     try:
         return handlers[args.action]()
     except engine.EngineError as exc:
