@@ -179,6 +179,8 @@ class DockerRuntime:
         print("\nThe platform is up (docker):")
         for service in services:
             for line in service.endpoints(self.ctx):
+                if line.split(maxsplit=1)[0].lower() in self.left_out():
+                    line = f"{line.split(maxsplit=1)[0]:<20}left out (air-gapped: no image here)"
                 print(f"  {line}")
 
     def down(self, services: list[Service], *, volumes: bool, everything: bool) -> None:
