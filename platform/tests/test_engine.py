@@ -160,9 +160,10 @@ def processes_named(needle: str) -> list[int]:
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
-                if needle.encode() in (entry / "cmdline").read_bytes():
-                    if engine.alive(int(entry.name)):
-                        found.append(int(entry.name))
+                if needle.encode() in (entry / "cmdline").read_bytes() and engine.alive(
+                    int(entry.name)
+                ):
+                    found.append(int(entry.name))
             except OSError:
                 continue
     return found
@@ -180,8 +181,9 @@ def test_dockerd_command_keeps_all_state_under_the_layout(layout: engine.EngineL
     assert f"--exec-root={layout.root}/exec" in command
     assert f"--pidfile={layout.root}/dockerd.pid" in command
     assert f"--host=unix://{layout.root}/docker.sock" in command
-    paths = [a.split("=", 1)[1] for a in command[1:] if a.split("=", 1)[1].startswith(("/", "unix"))]
-    assert all(str(layout.root) in p for p in paths), paths
+    values = [a.split("=", 1)[1] for a in command[1:]]
+    paths = [v for v in values if v.startswith(("/", "unix"))]
+    assert len(paths) == 4 and all(str(layout.root) in p for p in paths), paths
 
 
 def test_default_layout_is_outside_the_platform_data_folder(tmp_path: Path) -> None:
@@ -202,7 +204,8 @@ def test_env_points_docker_at_the_engine_with_debians_cli_first(
 def test_failure_cause_prefers_the_fatal_line() -> None:
     tail = [
         'time="t" level=info msg="Starting up"',
-        'time="t" level=fatal msg="failed to start daemon: pid file found, ensure docker is not running"',
+        'time="t" level=fatal msg="failed to start daemon: pid file found, ensure docker is '
+        'not running"',
         'time="t" level=info msg="stopping"',
     ]
     assert engine.failure_cause(tail) == (
