@@ -198,7 +198,6 @@ def test_env_points_docker_at_the_engine_with_debians_cli_first(
     assert env["DOCKER_HOST"] == f"unix://{layout.socket}"
     assert env["PATH"].split(":") == ["/usr/bin", "/usr/local/bin", "/bin"]
     assert env["DOCKER_BUILDKIT"] == "1" and env["COMPOSE_DOCKER_CLI_BUILD"] == "1"
-    assert env["COMPOSE_BAKE"] == "false"
 
 
 def test_failure_cause_prefers_the_fatal_line() -> None:

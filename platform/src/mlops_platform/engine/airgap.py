@@ -29,6 +29,7 @@ from pathlib import Path
 from mlops_platform.engine import engine
 from mlops_platform.envfile import default_env_path, ensure_env_file, set_keys
 from mlops_platform.paths import PLATFORM_DIR, REPO_ROOT
+from mlops_platform.settings import PlatformSettings
 
 AIRGAP_DIR = PLATFORM_DIR / "docker" / "airgap"
 DEBIAN_IMAGE = "mlops-airgap/debian:bookworm"
@@ -228,6 +229,10 @@ def build_all(environ: Mapping[str, str], *, rebuild: bool, log: Path) -> list[t
 def main(argv: Sequence[str] | None = None) -> int:
     rebuild = "--rebuild" in (argv or [])
     environ = dict(os.environ)
+    env_file = default_env_path(REPO_ROOT)
+    if env_file.is_file():  # the setting may live in .env, as compose reads it from there
+        configured = PlatformSettings.load(env_file).mlops_build_ca_bundle
+        environ.setdefault("MLOPS_BUILD_CA_BUNDLE", configured)
     log = engine.default_layout(environ).root / "airgap-build.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     print(f"building the air-gapped images (log: {log})", flush=True)
@@ -237,7 +242,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except AirgapError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    env_file = default_env_path(REPO_ROOT)
     ensure_env_file(REPO_ROOT / ".env.example", env_file)
     changed = set_keys(env_file, env_values(), "air-gapped images (./run.sh engine images)")
     env = docker_env(environ)

@@ -442,7 +442,7 @@ def env(layout: EngineLayout | None = None, environ: Mapping[str, str] | None = 
     """The variables a docker or compose command needs to use this engine and build offline:
     its socket, Debian's 20.10 CLI first on PATH (the preinstalled CLI 28 has no buildx and
     cannot build with BuildKit), BuildKit for builds; compose v1 builds through the CLI, compose
-    v2 through the daemon's BuildKit (not bake: there is no buildx plugin here)."""
+    v2 (2.40) through the daemon's BuildKit: it warns that bake needs buildx and falls back."""
     layout = layout or default_layout()
     environ = os.environ if environ is None else environ
     rest = [p for p in environ.get("PATH", os.defpath).split(os.pathsep) if p and p != "/usr/bin"]
@@ -451,7 +451,6 @@ def env(layout: EngineLayout | None = None, environ: Mapping[str, str] | None = 
         "PATH": os.pathsep.join(["/usr/bin", *rest]),
         "DOCKER_BUILDKIT": "1",
         "COMPOSE_DOCKER_CLI_BUILD": "1",
-        "COMPOSE_BAKE": "false",
     }
 
 

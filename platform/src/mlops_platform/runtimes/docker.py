@@ -91,6 +91,7 @@ def compose_command(env: Mapping[str, str] | None = None) -> list[str] | None:
     return None
 
 
+MACHINE_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 # Services with no air-gapped stand-in (Grafana: no package on Debian, PyPI or npm).
 AIRGAP_LEFT_OUT = ("grafana",)
 
@@ -112,7 +113,21 @@ class DockerRuntime:
         return cmd
 
     def _env(self) -> dict[str, str]:
-        return {**self.env, "MLOPS_ALERTMANAGER_CONFIG": str(self.alertmanager_config())}
+        return {**self.env, "MLOPS_ALERTMANAGER_CONFIG": str(self.alertmanager_config()),
+                "MLOPS_BUILD_CA_BUNDLE": str(self.build_ca_bundle())}
+
+    def build_ca_bundle(self) -> Path:
+        """The build_ca secret's file (compose fails a build when it does not exist): the
+        setting, else the machine's bundle, else an empty file (no extra CA)."""
+        configured = self.ctx.settings.mlops_build_ca_bundle  # the environment, then .env
+        if configured:
+            return Path(configured)
+        if MACHINE_CA_BUNDLE.is_file():
+            return MACHINE_CA_BUNDLE
+        empty = self.ctx.data_dir / "docker" / "no-extra-ca.pem"
+        empty.parent.mkdir(parents=True, exist_ok=True)
+        empty.touch()
+        return empty
 
     def _run(self, services: list[Service], *args: str, check: bool = True) -> int:
         cmd = [*self._base_command(services), *args]
