@@ -8,7 +8,7 @@ PYTEST_PATHS := common/tests platform/tests data_pipeline/tests training_pipelin
 	monitoring_service/tests stream_emitting/tests tests
 
 .PHONY: help setup up down status test test-fast e2e lint lint-mypy format ci-local deploy-dry-run clean-data \
-	bench-serving bench-stream bench-monitoring
+	bench-serving bench-stream bench-monitoring engine engine-down engine-status airgap-images
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | \
@@ -26,6 +26,18 @@ down: ## stop every platform process (same as ./run.sh all down)
 
 status: ## health of every service
 	./run.sh all status
+
+engine: ## install (Debian docker.io, docker-compose, debootstrap) and start the project's own Docker engine
+	./run.sh engine up
+
+engine-down: ## stop the project's Docker engine by its pid and remove the networking it added
+	./run.sh engine down
+
+engine-status: ## is the project's Docker engine (or another one) running
+	./run.sh engine status
+
+airgap-images: engine ## build the Debian base, Python base and service stand-in images locally; point .env at them
+	./run.sh engine images
 
 test: setup ## run the whole default test suite (unit + integration against real services)
 	@$(UV_RUN) pytest $(wildcard $(PYTEST_PATHS)) -m "not slow"

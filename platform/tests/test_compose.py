@@ -10,6 +10,8 @@ import importlib.metadata
 import importlib.util
 import json
 import os
+import re
+import shutil
 import subprocess
 import uuid
 from collections.abc import Iterator
@@ -21,6 +23,7 @@ import psycopg2
 import pytest
 import yaml
 
+from mlops_platform.engine import airgap
 from mlops_platform.launcher.services import service_names
 from mlops_testing.stack import postgres_server_url
 
@@ -587,3 +590,83 @@ def test_monitoring_service_reaches_its_neighbours(tmp_path: Path) -> None:
     # the secret is not required by the other profiles
     empty = write_env(tmp_path / "empty.env")
     assert run_compose(empty, "config", "-q", profiles=("mlflow",)).returncode == 0
+
+
+# --- air-gapped mode and one Prometheus everywhere ------------------------------------------------
+
+
+def test_compose_with_the_stand_ins_uses_only_local_images(tmp_path: Path) -> None:
+    env_file = write_env(tmp_path / "test.env", **airgap.env_values())
+    result = run_compose(env_file, "config", "--format", "json")
+    assert result.returncode == 0, result.stderr
+    services = json.loads(result.stdout)["services"]
+    for name, service in services.items():
+        if name in ("grafana",):  # no stand-in: left out by the air-gapped runtime
+            continue
+        if "build" in service:
+            assert service["build"]["args"]["PYTHON_BASE_IMAGE"] == airgap.PYTHON.name, name
+            assert service["image"].startswith("mlops/"), name
+        else:
+            assert service["image"].startswith("mlops-airgap/"), (name, service["image"])
+
+
+def test_every_third_party_image_comes_from_a_variable(tmp_path: Path) -> None:
+    """Each image compose does not build is `${<NAME>_IMAGE:-<official>}`: the air-gapped
+    command swaps it through .env, without re-tagging anything under an official name."""
+    defaults = run_compose(write_env(tmp_path / "default.env"), "config", "--format", "json")
+    assert defaults.returncode == 0, defaults.stderr
+    services = json.loads(defaults.stdout)["services"]
+    third_party = {name for name, service in services.items() if "build" not in service}
+    assert third_party == {
+        "postgres",
+        "redis",
+        "prometheus",
+        "alertmanager",
+        "statsd-exporter",
+        "grafana",
+    }
+    overrides = {
+        f"{name.upper().replace('-', '_')}_IMAGE": f"example.test/{name}:1.0.0"
+        for name in third_party
+    }
+    swapped = run_compose(
+        write_env(tmp_path / "swapped.env", **overrides), "config", "--format", "json"
+    )
+    assert swapped.returncode == 0, swapped.stderr
+    for name, service in json.loads(swapped.stdout)["services"].items():
+        if name in third_party:
+            assert service["image"] == f"example.test/{name}:1.0.0", name
+            assert not services[name]["image"].startswith("mlops"), name  # official default
+
+
+def _major(version: str, *, zero_minor: bool = True) -> str:
+    """The compatibility level of a version: its major, or major.minor for 0.x (semver: a 0.x
+    minor may break)."""
+    parts = version.lstrip("v").split(".")
+    return ".".join(parts[:2]) if zero_minor and parts[0] == "0" else parts[0]
+
+
+def _tool_version(binary: str) -> str:
+    path = shutil.which(binary)
+    assert path, f"{binary} not found: install the Debian package (make setup)"
+    result = subprocess.run([path, "--version"], capture_output=True, text=True, timeout=30)
+    match = re.search(r"version (\d+\.\d+\.\d+)", result.stdout + result.stderr)
+    assert match, result.stdout + result.stderr
+    return match[1]
+
+
+def test_compose_runs_the_prometheus_the_rule_tests_run(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    """The promtool rule tests (platform/prometheus/tests), the local runtime and the air-gapped
+    stand-ins run Debian's Prometheus and Alertmanager; the compose stack must run the same
+    major (Prometheus 3 changed range selection, regex and histogram label semantics that rule
+    results depend on), or the tests prove nothing about it."""
+    tested = {"prometheus": _tool_version("promtool"), "alertmanager": _tool_version("amtool")}
+    for name, version in tested.items():
+        tag = services[name]["image"].rpartition(":")[2]
+        assert _major(tag) == _major(version), (
+            f"docker-compose.yml runs {name} {tag}, the rule tests {version}"
+        )
+        stand_in = next(i for i in airgap.SERVICES if i.folder == name)
+        assert _major(stand_in.name.rpartition(":")[2].split("-")[0]) == _major(version)

@@ -45,6 +45,18 @@ def find_dockerfiles(root: Path = REPO) -> list[Path]:
 
 
 DOCKERFILES = find_dockerfiles()
+PROJECT_IMAGES = (
+    "platform/airflow/Dockerfile",
+    "platform/mlflow/Dockerfile",
+    "model_serving/Dockerfile",
+    "monitoring_service/Dockerfile",
+    "stream_emitting/Dockerfile",
+)
+OFFICIAL_PYTHON = "python:3.11.17-slim-bookworm"
+AIRGAP_PREFIX = "mlops-airgap/"
+AIRGAP_DIR = REPO / "platform/docker/airgap"
+# base images (the project's images build FROM them and add their own user)
+BASE_IMAGES = {"platform/docker/airgap/python/Dockerfile"}
 IDS = [str(p.relative_to(REPO)) for p in DOCKERFILES]
 
 
@@ -119,27 +131,85 @@ def test_hadolint_ignores_are_justified(dockerfile: Path) -> None:
             )
 
 
+def global_args(path: Path) -> dict[str, str]:
+    """`ARG NAME=default` lines before the first FROM: what a ${NAME} in FROM resolves to."""
+    found: dict[str, str] = {}
+    for keyword, args in instructions(path):
+        if keyword == "FROM":
+            break
+        if keyword == "ARG" and "=" in args:
+            name, _, value = args.partition("=")
+            found[name.strip()] = value.strip().strip('"')
+    return found
+
+
+def resolve(image: str, defaults: dict[str, str]) -> str:
+    return re.sub(r"\$\{(\w+)\}|\$(\w+)", lambda m: defaults.get(m[1] or m[2], m[0]), image)
+
+
 @pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=IDS)
 def test_base_images_are_pinned(dockerfile: Path) -> None:
+    """Every base, a build ARG's default included, is an exact release; the local air-gapped
+    images (mlops-airgap/..., built on this machine by ./run.sh engine images, never pulled) are
+    named by their Debian release instead."""
     aliases: set[str] = set()
+    defaults = global_args(dockerfile)
     for stage in stages(dockerfile):
         _, args = stage[0]
         words = [w for w in args.split() if not w.startswith("--platform")]
-        image = words[0]
+        image = resolve(words[0], defaults)
         if len(words) >= 3 and words[1].upper() == "AS":
             aliases.add(words[2].lower())
         if image.lower() in aliases or image == "scratch":
             continue
+        assert "$" not in image, f"{dockerfile}: base {words[0]} has no default"
         reference = image.split("@", 1)[0]
         repository, _, tag = reference.rpartition(":")
         assert repository and "/" not in tag, f"{dockerfile}: untagged base {image}"
-        assert tag != "latest" and "$" not in image, f"{dockerfile}: unpinned base {image}"
+        assert tag != "latest", f"{dockerfile}: unpinned base {image}"
+        if repository.startswith(AIRGAP_PREFIX):
+            assert AIRGAP_DIR in dockerfile.parents, f"{dockerfile}: {image} outside airgap"
+            continue
         # an exact release (3.11.17, not 3.11) unless pinned by digest
         exact = re.search(r"\d+\.\d+\.\d+", tag) or "@sha256:" in image
         assert exact, f"{dockerfile}: base {image} is not an exact version"
 
 
 @pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=IDS)
+def test_no_syntax_directive(dockerfile: Path) -> None:
+    """A `# syntax=` line makes BuildKit fetch that frontend image from Docker Hub: the build
+    fails offline. The daemon's built-in frontend handles RUN --mount (cache and secret)."""
+    for line in dockerfile.read_text().splitlines():
+        if not line.startswith("#"):
+            break
+        assert not re.match(r"#\s*syntax\s*=", line, re.IGNORECASE), f"{dockerfile}: {line}"
+
+
+@pytest.mark.parametrize("relative", PROJECT_IMAGES)
+def test_project_images_take_the_python_base_from_a_build_arg(relative: str) -> None:
+    """The official base by default; an air-gapped host passes its local stand-in (compose:
+    PYTHON_BASE_IMAGE, with the same default)."""
+    dockerfile = REPO / relative
+    assert global_args(dockerfile) == {"PYTHON_BASE_IMAGE": OFFICIAL_PYTHON}
+    bases = [stage[0][1].split()[0] for stage in stages(dockerfile)]
+    assert bases and all(base == "${PYTHON_BASE_IMAGE}" for base in bases), bases
+    compose = (REPO / "docker-compose.yml").read_text()
+    assert f"PYTHON_BASE_IMAGE: ${{PYTHON_BASE_IMAGE:-{OFFICIAL_PYTHON}}}" in compose
+    # downloads trust an extra CA only through the build_ca secret, never a copied file
+    runs = [args for keyword, args in instructions(dockerfile) if keyword == "RUN"]
+    downloads = [r for r in runs if "pip install" in r or "uv sync" in r]
+    assert downloads and all(
+        "--mount=type=secret,id=build_ca" in r and "with-build-ca" in r for r in downloads
+    ), downloads
+
+
+# base images run as root like the official ones they stand in for
+SERVICE_DOCKERFILES = [p for p in DOCKERFILES if str(p.relative_to(REPO)) not in BASE_IMAGES]
+
+
+@pytest.mark.parametrize(
+    "dockerfile", SERVICE_DOCKERFILES, ids=[str(p.relative_to(REPO)) for p in SERVICE_DOCKERFILES]
+)
 def test_final_stage_runs_as_a_numeric_non_root_user(dockerfile: Path) -> None:
     final = stages(dockerfile)[-1]
     users = [args for keyword, args in final if keyword == "USER"]

@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
+from mlops_platform.engine import cli as engine_cli
 from mlops_platform.launcher.bootstrap import BackgroundBootstrap, BootstrapError, BootstrapPlan
-from mlops_platform.launcher.envfile import ensure_env_file
+from mlops_platform.launcher.envfile import default_env_path, ensure_env_file
 from mlops_platform.launcher.paths import REPO_ROOT
-from mlops_platform.launcher.runtimes.docker import DockerRuntime, compose_command
+from mlops_platform.launcher.runtimes.docker import (
+    DockerRuntime,
+    compose_command,
+    docker_environment,
+)
 from mlops_platform.launcher.runtimes.local import LocalRuntime, PlatformError
 from mlops_platform.launcher.services import Context, Service, resolve, service_names
 from mlops_platform.launcher.settings import PlatformSettings
@@ -41,7 +45,8 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="run.sh",
         description="Run the MLOps platform's services (local processes or docker compose).",
-        epilog="MLOPS_RUNTIME=auto|local|docker picks the runtime (default auto).",
+        epilog="MLOPS_RUNTIME=auto|local|docker picks the runtime (default auto). "
+        "`run.sh engine <up|down|status|env|images>` runs the project's own Docker engine.",
     )
     p.add_argument("service", choices=["all", *service_names()], help="a service, or all")
     p.add_argument("action", choices=ACTIONS)
@@ -53,24 +58,29 @@ def parser() -> argparse.ArgumentParser:
 
 
 def env_file_path() -> Path:
-    override = os.environ.get("MLOPS_ENV_FILE")
-    return Path(override).resolve() if override else REPO_ROOT / ".env"
+    return default_env_path(REPO_ROOT)
 
 
 def choose_runtime(ctx: Context) -> Runtime:
     wanted = ctx.settings.mlops_runtime
-    compose = compose_command() if wanted in ("auto", "docker") else None
+    env = docker_environment() if wanted in ("auto", "docker") else {}
+    compose = compose_command(env) if wanted in ("auto", "docker") else None
+    engine_note = f", engine {env['DOCKER_HOST']}" if env.get("DOCKER_HOST") else ""
     if wanted == "docker":
         if compose is None:
             raise PlatformError(
-                "MLOPS_RUNTIME=docker but no working container engine with compose was found "
-                "(`docker info` failed); start the engine or use MLOPS_RUNTIME=local"
+                "MLOPS_RUNTIME=docker but no working container engine with compose v2 was found "
+                "(`docker info` failed, or only compose v1); start the project's engine with "
+                "./run.sh engine up, or use MLOPS_RUNTIME=local"
             )
-        print("runtime: docker (MLOPS_RUNTIME=docker)")
-        return DockerRuntime(ctx, compose)
+        print(f"runtime: docker (MLOPS_RUNTIME=docker{engine_note}, {' '.join(compose)})")
+        return DockerRuntime(ctx, compose, env)
     if wanted == "auto" and compose is not None:
-        print("runtime: docker (auto: a working container engine and compose were found)")
-        return DockerRuntime(ctx, compose)
+        print(
+            f"runtime: docker (auto: a working container engine and compose were found"
+            f"{engine_note})"
+        )
+        return DockerRuntime(ctx, compose, env)
     reason = "MLOPS_RUNTIME=local" if wanted == "local" else "auto: no working container engine"
     print(f"runtime: local ({reason})")
     return LocalRuntime(ctx)
@@ -94,6 +104,10 @@ def up_with_bootstrap(
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["engine"]:
+        # the project's own container engine (mlops_platform.engine), not a platform service
+        return engine_cli.main(argv[1:])
     args = parser().parse_args(argv)
     env_file = env_file_path()
     if args.action in ("up", "restart"):

@@ -51,3 +51,32 @@ def ensure_env_file(example: Path, target: Path) -> EnvFileResult:
     with os.fdopen(fd, "w", encoding="utf-8") as handle:
         handle.write(text)
     return EnvFileResult(target, created=True, generated=tuple(generated))
+
+
+def default_env_path(repo_root: Path) -> Path:
+    """The env file the launcher reads: `MLOPS_ENV_FILE`, else `<repo>/.env`."""
+    override = os.environ.get("MLOPS_ENV_FILE")
+    return Path(override).resolve() if override else repo_root / ".env"
+
+
+def set_keys(path: Path, values: dict[str, str], comment: str) -> list[str]:
+    """Set `values` in an existing env file: a key's assignment is replaced in place, a key that
+    is absent is appended (after `comment`). Every other line, secrets included, stays byte for
+    byte. Returns the keys whose value changed."""
+    lines = path.read_text(encoding="utf-8").splitlines()
+    pending = dict(values)
+    changed: list[str] = []
+    for number, line in enumerate(lines):
+        match = _ASSIGNMENT.match(line)
+        if match and match["key"] in pending:
+            value = pending.pop(match["key"])
+            if match["value"] != value:
+                changed.append(match["key"])
+            lines[number] = f"{match['key']}={value}"
+    if pending:
+        lines += ["", f"# {comment}", *(f"{key}={value}" for key, value in pending.items())]
+        changed += list(pending)
+    mode = path.stat().st_mode & 0o777
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    path.chmod(mode)
+    return changed

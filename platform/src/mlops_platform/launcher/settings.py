@@ -32,6 +32,11 @@ class PlatformSettings(BaseSettings):
     # (mlops_platform.launcher.bootstrap)
     mlops_bootstrap: Bootstrap = "auto"
     mlops_bootstrap_plan: str = ""
+    # docker runtime on a host with no registry: images are the local stand-ins
+    # (`./run.sh engine images` sets it) and services without one (Grafana) are left out
+    mlops_airgap: bool = False
+    # extra CA bundle for image builds behind a TLS-intercepting proxy (empty: the machine's)
+    mlops_build_ca_bundle: str = ""
 
     airflow_port: int = 8080
     mlflow_port: int = 5000

@@ -35,7 +35,7 @@ def ensure_binaries(packages: dict[str, str]) -> dict[str, str]:
                 + " ".join(wanted)
                 + ")"
             )
-        _apt_install(wanted)
+        apt_install(wanted)
     found = {binary: shutil.which(binary) for binary in packages}
     still_missing = sorted(binary for binary, path in found.items() if path is None)
     if still_missing:
@@ -43,7 +43,7 @@ def ensure_binaries(packages: dict[str, str]) -> dict[str, str]:
     return {binary: str(path) for binary, path in found.items()}
 
 
-def _apt_install(packages: list[str]) -> None:
+def apt_install(packages: list[str]) -> None:
     global _apt_updated
     print(f"  installing Debian packages: {' '.join(packages)}", flush=True)
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}

