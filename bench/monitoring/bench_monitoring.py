@@ -297,29 +297,7 @@ def bench_service(rate: int, duration: float, window: int, tmp: Path) -> dict[st
         model = f"bench_{uuid.uuid4().hex[:6]}"
         register(mlflow_url, model, tmp)
         port = free_port()
-        env = {
-            k: v
-            for k, v in os.environ.items()
-            if not k.startswith(("MLOPS_", "MONITORING_", "SERVING_", "MLFLOW_"))
-        }
-        env.update(
-            {
-                "MLOPS_ENV_FILE": str(tmp / "none.env"),
-                "MLOPS_DATA_DIR": str(tmp / "data"),
-                "MONITORING_PORT": str(port),
-                "MONITORING_WEBHOOK_SECRET": "bench-secret",
-                "MONITORING_EVENTS_REDIS_URL": REDIS_URL,
-                "MONITORING_PREDICTION_STREAM": streams["p"],
-                "MONITORING_FEEDBACK_STREAM": streams["f"],
-                "MONITORING_DEAD_LETTER_STREAM": f"{prefix}:dead",
-                "MONITORING_MODEL_NAME": model,
-                "MLFLOW_TRACKING_URI": mlflow_url,
-                "MONITORING_WINDOW_SIZE": str(window),
-                "MONITORING_LABEL_GRACE_S": "2",
-                "MONITORING_LOG_LEVEL": "WARNING",
-                "SPT_NOENV": "1",
-            }
-        )
+        env = service_env(tmp, port, prefix, streams, model, mlflow_url, window)
         started = time.monotonic()
         service = subprocess.Popen(
             [str(Path(sys.executable).parent / "monitoring-service"), "serve"],
@@ -331,59 +309,17 @@ def bench_service(rate: int, duration: float, window: int, tmp: Path) -> dict[st
         url = f"http://127.0.0.1:{port}"
         wait_http(f"{url}/health/live", 60)
         live_s = time.monotonic() - started
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            try:
-                with urllib.request.urlopen(f"{url}/health/ready", timeout=5):
-                    break
-            except OSError:
-                time.sleep(0.5)
+        wait_ready(url, 90)
         ready_s = time.monotonic() - started
         idle = measure(service.pid, 10)
-        # load: `rate` predictions (and as many labels) per second, in 10 batches a second
-        total = int(rate * duration)
-        batch = max(1, rate // 10)
-        t0 = time.monotonic()
-        sent = 0
-        load: dict[str, float] = {}
-        cpu0, _ = proc_sample(service.pid)
-        rss: list[int] = []
-        next_sample = t0 + 1
-        while sent < total:
-            chunk = events(min(batch, total - sent), datetime.now(UTC), model, sent)
-            with client.pipeline(transaction=False) as pipe:
-                for kind, fields in chunk:
-                    pipe.xadd(streams[kind], fields)  # type: ignore[arg-type]
-                pipe.execute()
-            sent += len(chunk) // 2
-            target = t0 + sent / rate
-            while time.monotonic() < target:
-                if time.monotonic() >= next_sample:
-                    rss.append(proc_sample(service.pid)[1])
-                    next_sample += 1
-                time.sleep(min(0.02, max(0.0, target - time.monotonic())))
-        elapsed = time.monotonic() - t0
-        cpu1, _ = proc_sample(service.pid)
-        load = {
-            "cpu_percent": round(100 * (cpu1 - cpu0) / elapsed, 1),
-            "rss_mib_median": round(statistics.median(rss) / 2**20, 1) if rss else 0.0,
-            "rss_mib_max": round(max(rss) / 2**20, 1) if rss else 0.0,
-            "predictions_per_s": round(sent / elapsed, 1),
-        }
+        load = drive_load(client, streams, service.pid, model, rate, duration)
         time.sleep(8)
-        with urllib.request.urlopen(f"{url}/metrics", timeout=10) as answer:
-            text = answer.read().decode()
-        evaluations = metric(text, "monitoring_window_evaluation_seconds_count")
-        seconds = metric(text, "monitoring_window_evaluation_seconds_sum")
-        consumed = metric(text, "monitoring_events_consumed_total")
         return {
             "live_after_s": round(live_s, 1),
             "ready_after_s": round(ready_s, 1),
             "idle": idle,
             "load": load,
-            "events_consumed": int(consumed),
-            "evaluations": int(evaluations),
-            "evidently_s_per_evaluation": round(seconds / evaluations, 3) if evaluations else None,
+            **evaluation_numbers(url),
             "window_predictions": window,
         }
     finally:
@@ -396,6 +332,103 @@ def bench_service(rate: int, duration: float, window: int, tmp: Path) -> dict[st
         if keys:
             client.delete(*keys)
         client.close()
+
+
+def service_env(
+    tmp: Path,
+    port: int,
+    prefix: str,
+    streams: dict[str, str],
+    model: str,
+    mlflow_url: str,
+    window: int,
+) -> dict[str, str]:
+    """The service's environment: this process' without the platform's settings, plus the
+    bench's own streams, model, data folder and window size."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("MLOPS_", "MONITORING_", "SERVING_", "MLFLOW_"))
+    }
+    env.update(
+        {
+            "MLOPS_ENV_FILE": str(tmp / "none.env"),
+            "MLOPS_DATA_DIR": str(tmp / "data"),
+            "MONITORING_PORT": str(port),
+            "MONITORING_WEBHOOK_SECRET": "bench-secret",
+            "MONITORING_EVENTS_REDIS_URL": REDIS_URL,
+            "MONITORING_PREDICTION_STREAM": streams["p"],
+            "MONITORING_FEEDBACK_STREAM": streams["f"],
+            "MONITORING_DEAD_LETTER_STREAM": f"{prefix}:dead",
+            "MONITORING_MODEL_NAME": model,
+            "MLFLOW_TRACKING_URI": mlflow_url,
+            "MONITORING_WINDOW_SIZE": str(window),
+            "MONITORING_LABEL_GRACE_S": "2",
+            "MONITORING_LOG_LEVEL": "WARNING",
+            "SPT_NOENV": "1",
+        }
+    )
+    return env
+
+
+def wait_ready(url: str, timeout: float) -> None:
+    """Until ``/health/ready`` answers 200 or the timeout passes (the bench goes on anyway)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"{url}/health/ready", timeout=5):
+                return
+        except OSError:
+            time.sleep(0.5)
+
+
+def drive_load(
+    client: redis.Redis, streams: dict[str, str], pid: int, model: str, rate: int, duration: float
+) -> dict[str, float]:
+    """``rate`` predictions (and as many labels) per second for ``duration`` seconds, in 10
+    batches a second; the service's CPU and RSS meanwhile."""
+    total = int(rate * duration)
+    batch = max(1, rate // 10)
+    t0 = time.monotonic()
+    sent = 0
+    cpu0, _ = proc_sample(pid)
+    rss: list[int] = []
+    next_sample = t0 + 1
+    while sent < total:
+        chunk = events(min(batch, total - sent), datetime.now(UTC), model, sent)
+        with client.pipeline(transaction=False) as pipe:
+            for kind, fields in chunk:
+                pipe.xadd(streams[kind], fields)  # type: ignore[arg-type]
+            pipe.execute()
+        sent += len(chunk) // 2
+        target = t0 + sent / rate
+        while time.monotonic() < target:
+            if time.monotonic() >= next_sample:
+                rss.append(proc_sample(pid)[1])
+                next_sample += 1
+            time.sleep(min(0.02, max(0.0, target - time.monotonic())))
+    elapsed = time.monotonic() - t0
+    cpu1, _ = proc_sample(pid)
+    return {
+        "cpu_percent": round(100 * (cpu1 - cpu0) / elapsed, 1),
+        "rss_mib_median": round(statistics.median(rss) / 2**20, 1) if rss else 0.0,
+        "rss_mib_max": round(max(rss) / 2**20, 1) if rss else 0.0,
+        "predictions_per_s": round(sent / elapsed, 1),
+    }
+
+
+def evaluation_numbers(url: str) -> dict[str, Any]:
+    """Events consumed and Evidently seconds per window evaluation, from the service's
+    ``/metrics``."""
+    with urllib.request.urlopen(f"{url}/metrics", timeout=10) as answer:
+        text = answer.read().decode()
+    evaluations = metric(text, "monitoring_window_evaluation_seconds_count")
+    seconds = metric(text, "monitoring_window_evaluation_seconds_sum")
+    return {
+        "events_consumed": int(metric(text, "monitoring_events_consumed_total")),
+        "evaluations": int(evaluations),
+        "evidently_s_per_evaluation": round(seconds / evaluations, 3) if evaluations else None,
+    }
 
 
 def main() -> int:

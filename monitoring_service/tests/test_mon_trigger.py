@@ -413,3 +413,33 @@ def test_bad_input_gets_a_4xx_naming_the_problem(start: Any, airflow: FakeAirflo
     text_metrics = client.get("/metrics").text
     statuses = metric_values(text_metrics, "monitoring_webhook_requests_total")
     assert {dict(k)["status"] for k in statuses} >= {"400", "413", "415", "422"}
+
+
+def test_refusals_of_the_secret_are_counted(start: Any) -> None:
+    client = start()
+    assert _post(client, payload(), headers={}).status_code == 401
+    assert _post(client, payload(), headers={"Authorization": "Bearer wrong"}).status_code == 403
+    statuses = metric_values(client.get("/metrics").text, "monitoring_webhook_requests_total")
+    assert statuses[(("status", "401"),)] == 1
+    assert statuses[(("status", "403"),)] == 1
+
+
+def test_the_schema_declares_the_secret_the_webhook_enforces(start: Any) -> None:
+    """One security dependency: what /openapi.json documents is what refuses the request."""
+    client = start()
+    schema = client.get("/openapi.json").json()
+    scheme = schema["components"]["securitySchemes"]["webhookSecret"]
+    assert (scheme["type"], scheme["scheme"]) == ("http", "bearer")
+    assert "basic" in scheme["description"].lower()
+    secured = {
+        (method.upper(), path)
+        for path, operations in schema["paths"].items()
+        for method, operation in operations.items()
+        if operation.get("security")
+    }
+    assert secured == {("POST", "/v1/retraining/webhook")}
+    webhook = schema["paths"]["/v1/retraining/webhook"]["post"]
+    assert webhook["security"] == [{"webhookSecret": []}]
+    assert set(schema["paths"]) >= {"/health/ready", "/metrics", "/v1/windows", "/reports"}
+    assert "/openapi.json" not in schema["paths"]
+    assert client.get("/docs").status_code == 404  # no Swagger UI (as before)

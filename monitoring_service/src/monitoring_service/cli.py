@@ -136,9 +136,12 @@ def windows(args: argparse.Namespace) -> int:
 
 
 def report(args: argparse.Namespace) -> int:
+    from monitoring_service.reports import ReportFiles
+
     settings = _settings()
-    path = settings.reports_dir / str(args.window) / f"{args.kind}.html.gz"
-    if not path.is_file():
+    files = ReportFiles(settings.reports_dir, settings.monitoring_max_reports)
+    path = files.path(args.window, args.kind)
+    if path is None:
         print(
             f"{PROG}: no {args.kind} report for window {args.window} under "
             f"{settings.reports_dir} (only the newest MONITORING_MAX_REPORTS are kept)",

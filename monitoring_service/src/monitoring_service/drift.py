@@ -231,9 +231,6 @@ def quality_report(
     labelled: pd.DataFrame, reference: pd.DataFrame | None, cfg: DriftConfig
 ) -> tuple[QualityResult, Any]:
     """Classification quality of the labelled rows (``score``, ``label`` 0/1)."""
-    from evidently import BinaryClassification, Dataset, Report
-    from evidently.metrics import Accuracy, F1Score, Precision, Recall, RocAuc
-
     started = time.perf_counter()
     rows = len(labelled)
     positives = int(labelled[LABEL].sum()) if rows else 0
@@ -241,39 +238,8 @@ def quality_report(
         raise NotEnoughData(
             f"{rows} labelled rows < MONITORING_MIN_LABELLED_ROWS={cfg.min_labelled_rows}"
         )
-    cur = pd.DataFrame(
-        {
-            SCORE: pd.to_numeric(labelled[SCORE], errors="coerce").astype(float),
-            LABEL: labelled[LABEL].astype(int),
-        }
-    )
-    ref = None
-    if reference is not None and len(reference):
-        ref = pd.DataFrame(
-            {SCORE: reference[SCORE].astype(float), LABEL: reference[LABEL].astype(int)}
-        )
-    definition = _definition(
-        [SCORE],
-        cur,
-        classification=[BinaryClassification(target=LABEL, prediction_probas=SCORE, pos_label=1)],
-    )
-    threshold = cfg.probas_threshold
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        snapshot = Report(
-            [
-                RocAuc(probas_threshold=threshold),
-                Precision(probas_threshold=threshold),
-                Recall(probas_threshold=threshold),
-                F1Score(probas_threshold=threshold),
-                Accuracy(probas_threshold=threshold),
-            ]
-        ).run(
-            current_data=Dataset.from_pandas(cur, data_definition=definition),
-            reference_data=(
-                None if ref is None else Dataset.from_pandas(ref, data_definition=definition)
-            ),
-        )
+    baseline = None if reference is None or not len(reference) else _score_and_label(reference)
+    snapshot = _run_quality(_score_and_label(labelled), baseline, cfg.probas_threshold)
     values: dict[str, float | None] = {}
     for metric in snapshot.dict().get("metrics", []):
         kind = str((metric.get("config") or {}).get("type", "")).rsplit(":", 1)[-1]
@@ -288,10 +254,46 @@ def quality_report(
         recall=values.get("Recall"),
         f1=values.get("F1Score"),
         accuracy=values.get("Accuracy"),
-        probas_threshold=threshold,
+        probas_threshold=cfg.probas_threshold,
         seconds=round(time.perf_counter() - started, 4),
     )
     return result, snapshot
+
+
+def _score_and_label(frame: pd.DataFrame) -> pd.DataFrame:
+    """``score`` as float and ``label`` as 0/1 int, the two columns Evidently classifies."""
+    return pd.DataFrame(
+        {
+            SCORE: pd.to_numeric(frame[SCORE], errors="coerce").astype(float),
+            LABEL: frame[LABEL].astype(int),
+        }
+    )
+
+
+def _run_quality(current: pd.DataFrame, reference: pd.DataFrame | None, threshold: float) -> Any:
+    """The Evidently snapshot of the classification metrics at ``threshold``."""
+    from evidently import BinaryClassification, Dataset, Report
+    from evidently.metrics import Accuracy, F1Score, Precision, Recall, RocAuc
+
+    definition = _definition(
+        [SCORE],
+        current,
+        classification=[BinaryClassification(target=LABEL, prediction_probas=SCORE, pos_label=1)],
+    )
+    metrics = [
+        metric(probas_threshold=threshold)
+        for metric in (RocAuc, Precision, Recall, F1Score, Accuracy)
+    ]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return Report(metrics).run(
+            current_data=Dataset.from_pandas(current, data_definition=definition),
+            reference_data=(
+                None
+                if reference is None
+                else Dataset.from_pandas(reference, data_definition=definition)
+            ),
+        )
 
 
 def save_html(snapshot: Any, target: Path) -> int:

@@ -14,14 +14,11 @@ window moves on (never retried in a loop).
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
-import shutil
 import threading
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -30,18 +27,15 @@ import pandas as pd
 from mlops_common.registry import RegistryUnavailable
 from monitoring_service import drift
 from monitoring_service.drift import LABEL, SCORE, DriftConfig, DriftResult, NotEnoughData
-from monitoring_service.metrics import QUALITY, MonitoringMetrics
+from monitoring_service.gauges import WindowGauges
+from monitoring_service.metrics import MonitoringMetrics
 from monitoring_service.reference import NoReference, Reference, ReferenceStore
+from monitoring_service.reports import ReportFiles, ReportKind
 from monitoring_service.settings import MonitoringSettings
 from monitoring_service.store import Store
 from monitoring_service.windows import Window
 
 log = logging.getLogger("monitoring_service.evaluator")
-
-DRIFT_REPORT = "drift.html.gz"
-QUALITY_REPORT = "quality.html.gz"
-#: versions whose per-version gauges are exported (the most recently evaluated ones)
-EXPORTED_VERSIONS = 3
 
 
 def drift_config(settings: MonitoringSettings) -> DriftConfig:
@@ -97,6 +91,7 @@ class Evaluator:
         references: ReferenceStore,
         metrics: MonitoringMetrics,
         watermark: Callable[[], float | None],
+        reports: ReportFiles | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -104,14 +99,13 @@ class Evaluator:
         self.metrics = metrics
         self.watermark = watermark
         self.cfg = drift_config(settings)
-        self.reports_dir = settings.reports_dir
+        self.reports = reports or ReportFiles(settings.reports_dir, settings.monitoring_max_reports)
+        self.gauges = WindowGauges(metrics)
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._retry_at: dict[int, float] = {}
         self._backoff: dict[int, float] = {}
-        self._features: dict[str, set[str]] = {}
-        self._exported: list[str] = []
         self.ready = False
         self.evaluated = 0
 
@@ -194,27 +188,7 @@ class Evaluator:
         self._retry_at.pop(window.window_id, None)
         self._backoff.pop(window.window_id, None)
         began = time.perf_counter()
-        rows = self.store.rows(window.window_id, None)
-        notes: dict[str, Any] = {}
-        result: DriftResult | None = None
-        outcome = "ok"
-        if reference is None:
-            outcome, notes["drift_skipped"] = "skipped", f"no reference: {missing}"
-        else:
-            try:
-                result, snapshot = drift.drift_report(
-                    feature_frame(rows),
-                    reference.frame,
-                    list(reference.feature_columns),
-                    self.cfg,
-                )
-                notes["drift_report"] = self._save(window.window_id, DRIFT_REPORT, snapshot)
-                notes["reference"] = reference.describe()
-            except NotEnoughData as exc:
-                outcome, notes["drift_skipped"] = "skipped", str(exc)
-            except Exception as exc:
-                outcome, notes["drift_error"] = "error", f"{type(exc).__name__}: {exc}"
-                log.exception("drift of window %d failed", window.window_id)
+        outcome, result, notes = self._run_drift(window, reference, missing)
         drift_doc: dict[str, Any] | None = None
         if result is not None:
             drift_doc = result.as_dict()
@@ -222,14 +196,10 @@ class Evaluator:
             drift_doc["consecutive_drifted_windows"] = previous + 1 if result.dataset_drift else 0
         elapsed = time.perf_counter() - began
         notes["drift_seconds"] = round(elapsed, 4)
-        final = self.settings.monitoring_label_grace_s <= 0
         updated = self.store.record(window.window_id, "drifted", drift=drift_doc, notes=notes)
-        self.metrics.evaluations.labels("drift", outcome).inc()
-        self.metrics.evaluation_seconds.labels("drift").observe(elapsed)
-        self.metrics.last_window.labels(window.model_version).set(time.time())
+        self._count("drift", outcome, elapsed, window.model_version)
         if drift_doc is not None:
-            self._export_drift(window, drift_doc)
-        self.evaluated += 1
+            self.gauges.export_drift(window, drift_doc)
         log.info(
             "window %d drift (%s) in %.2f s: %s",
             window.window_id,
@@ -239,9 +209,33 @@ class Evaluator:
             if drift_doc
             else notes.get("drift_skipped") or notes.get("drift_error"),
         )
-        if final:
+        if self.settings.monitoring_label_grace_s <= 0:
             return self.evaluate_quality(updated, reference_known=(reference, missing))
         return updated
+
+    def _run_drift(
+        self, window: Window, reference: Reference | None, missing: str | None
+    ) -> tuple[str, DriftResult | None, dict[str, Any]]:
+        """Evidently's drift report of the window: (outcome, result, notes)."""
+        notes: dict[str, Any] = {}
+        if reference is None:
+            notes["drift_skipped"] = f"no reference: {missing}"
+            return "skipped", None, notes
+        rows = self.store.rows(window.window_id, None)
+        try:
+            result, snapshot = drift.drift_report(
+                feature_frame(rows), reference.frame, list(reference.feature_columns), self.cfg
+            )
+            notes["drift_report"] = self._save(window.window_id, "drift", snapshot)
+            notes["reference"] = reference.describe()
+        except NotEnoughData as exc:
+            notes["drift_skipped"] = str(exc)
+            return "skipped", None, notes
+        except Exception as exc:
+            notes["drift_error"] = f"{type(exc).__name__}: {exc}"
+            log.exception("drift of window %d failed", window.window_id)
+            return "error", None, notes
+        return "ok", result, notes
 
     def evaluate_quality(
         self,
@@ -258,169 +252,67 @@ class Evaluator:
             reference = reference_known[0]
         began = time.perf_counter()
         rows = self.store.rows(window.window_id, window.label_deadline)
-        labels = label_summary(rows)
-        quality: dict[str, Any] = {"labels": labels}
+        quality: dict[str, Any] = {"labels": label_summary(rows)}
+        outcome, notes = self._run_quality(window, rows, reference, quality)
+        elapsed = time.perf_counter() - began
+        notes["quality_seconds"] = round(elapsed, 4)
+        updated = self.store.record(window.window_id, "final", quality=quality, notes=notes)
+        self._count("quality", outcome, elapsed, window.model_version)
+        self.gauges.export_quality(window.model_version, quality)
+        log.info(
+            "window %d quality (%s) in %.2f s: coverage %s, roc_auc %s",
+            window.window_id,
+            outcome,
+            elapsed,
+            quality["labels"]["coverage"],
+            quality.get("roc_auc"),
+        )
+        return updated
+
+    def _run_quality(
+        self,
+        window: Window,
+        rows: pd.DataFrame,
+        reference: Reference | None,
+        quality: dict[str, Any],
+    ) -> tuple[str, dict[str, Any]]:
+        """Evidently's quality report of the labelled rows into ``quality``: (outcome, notes)."""
         notes: dict[str, Any] = {}
-        outcome = "ok"
         labelled = rows[rows["label"].notna()]
+        baseline = reference.frame if reference is not None and reference.has_labels else None
         try:
-            baseline = reference.frame if reference is not None and reference.has_labels else None
             result, snapshot = drift.quality_report(
                 pd.DataFrame({SCORE: labelled["score"], LABEL: labelled["label"]}),
                 baseline,
                 self.cfg,
             )
             quality.update(result.as_dict())
-            notes["quality_report"] = self._save(window.window_id, QUALITY_REPORT, snapshot)
+            notes["quality_report"] = self._save(window.window_id, "quality", snapshot)
         except NotEnoughData as exc:
-            outcome, quality["skipped"] = "skipped", str(exc)
+            quality["skipped"] = str(exc)
+            return "skipped", notes
         except Exception as exc:
-            outcome, quality["error"] = "error", f"{type(exc).__name__}: {exc}"
+            quality["error"] = f"{type(exc).__name__}: {exc}"
             log.exception("quality of window %d failed", window.window_id)
-        elapsed = time.perf_counter() - began
-        notes["quality_seconds"] = round(elapsed, 4)
-        updated = self.store.record(window.window_id, "final", quality=quality, notes=notes)
-        self.metrics.evaluations.labels("quality", outcome).inc()
-        self.metrics.evaluation_seconds.labels("quality").observe(elapsed)
-        self.metrics.last_window.labels(window.model_version).set(time.time())
-        self._export_quality(window.model_version, quality)
-        self.evaluated += 1
-        log.info(
-            "window %d quality (%s) in %.2f s: coverage %s, roc_auc %s",
-            window.window_id,
-            outcome,
-            elapsed,
-            labels["coverage"],
-            quality.get("roc_auc"),
-        )
-        return updated
+            return "error", notes
+        return "ok", notes
 
-    # --- reports ---------------------------------------------------------------------------
-    def _save(self, window_id: int, name: str, snapshot: Any) -> str | None:
-        keep = self.settings.monitoring_max_reports
-        if keep <= 0:
-            return None
-        target = self.reports_dir / str(window_id) / name
-        drift.save_html(snapshot, target)
-        self.prune_reports()
+    def _save(self, window_id: int, kind: ReportKind, snapshot: Any) -> str | None:
+        name = self.reports.save(window_id, kind, snapshot)
+        if name is not None:
+            self.metrics.reports.set(self.reports.prune())
         return name
 
-    def prune_reports(self) -> int:
-        """Keep the reports of the newest ``MONITORING_MAX_REPORTS`` windows."""
-        keep = self.settings.monitoring_max_reports
-        folders = sorted(
-            (p for p in self.reports_dir.glob("*") if p.is_dir() and p.name.isdigit()),
-            key=lambda p: int(p.name),
-            reverse=True,
-        )
-        for old in folders[keep:]:
-            shutil.rmtree(old, ignore_errors=True)
-        kept = folders[:keep]
-        self.metrics.reports.set(sum(len(list(p.glob("*.html.gz"))) for p in kept))
-        return len(kept)
-
-    def report_path(self, window_id: int, kind: str) -> Path | None:
-        name = {"drift": DRIFT_REPORT, "quality": QUALITY_REPORT}.get(kind)
-        if name is None:
-            return None
-        path = self.reports_dir / str(window_id) / name
-        return path if path.is_file() else None
-
-    def reports(self) -> list[dict[str, Any]]:
-        out = []
-        folders = sorted(
-            (p for p in self.reports_dir.glob("*") if p.is_dir() and p.name.isdigit()),
-            key=lambda p: int(p.name),
-            reverse=True,
-        )
-        for folder in folders:
-            kinds = [
-                k
-                for k, n in (("drift", DRIFT_REPORT), ("quality", QUALITY_REPORT))
-                if (folder / n).is_file()
-            ]
-            if kinds:
-                out.append({"window_id": int(folder.name), "kinds": kinds})
-        return out
-
-    # --- gauges ------------------------------------------------------------------------------
-    def _exporting(self, version: str) -> None:
-        """Keep per-version gauges for the most recently evaluated versions only."""
-        if version in self._exported:
-            self._exported.remove(version)
-        self._exported.append(version)
-        while len(self._exported) > EXPORTED_VERSIONS:
-            self._forget(self._exported.pop(0))
-
-    def _forget(self, version: str) -> None:
-        m = self.metrics
-        for feature in self._features.pop(version, set()):
-            for gauge in (m.feature_drift_score, m.feature_drifted, m.feature_drift_threshold):
-                _remove(gauge, version, feature)
-        for gauge in (
-            m.drift_share,
-            m.drifted_features,
-            m.dataset_drift,
-            m.prediction_drift_score,
-            m.prediction_drifted,
-            m.consecutive_drifted,
-            m.window_rows,
-            m.window_predictions,
-            m.quality_rows,
-            m.label_coverage,
-            m.last_window,
-            m.reference_rows,
-            *m.quality.values(),
-        ):
-            _remove(gauge, version)
-
-    def _export_drift(self, window: Window, doc: dict[str, Any]) -> None:
-        m, v = self.metrics, window.model_version
-        self._exporting(v)
-        features = doc["features"]
-        for name, column in features.items():
-            m.feature_drift_score.labels(v, name).set(column["score"])
-            m.feature_drifted.labels(v, name).set(1 if column["drifted"] else 0)
-            m.feature_drift_threshold.labels(v, name).set(column["threshold"])
-        for stale in self._features.get(v, set()) - set(features):
-            for gauge in (m.feature_drift_score, m.feature_drifted, m.feature_drift_threshold):
-                _remove(gauge, v, stale)
-        self._features[v] = set(features)
-        m.drift_share.labels(v).set(doc["drift_share"])
-        m.drifted_features.labels(v).set(doc["drifted_features"])
-        m.dataset_drift.labels(v).set(1 if doc["dataset_drift"] else 0)
-        prediction = doc.get("prediction")
-        if prediction:
-            m.prediction_drift_score.labels(v).set(prediction["score"])
-            m.prediction_drifted.labels(v).set(1 if prediction["drifted"] else 0)
-        m.consecutive_drifted.labels(v).set(doc.get("consecutive_drifted_windows", 0))
-        m.window_rows.labels(v).set(doc["rows"])
-        m.window_predictions.labels(v).set(window.predictions)
-
-    def _export_quality(self, version: str, quality: dict[str, Any]) -> None:
-        m = self.metrics
-        self._exporting(version)
-        for name in QUALITY:
-            value = quality.get(name)
-            m.quality[name].labels(version).set(float("nan") if value is None else value)
-        m.quality_rows.labels(version).set(quality["labels"]["labelled_rows"])
-        coverage = quality["labels"]["coverage"]
-        m.label_coverage.labels(version).set(float("nan") if coverage is None else coverage)
+    def _count(self, stage: str, outcome: str, elapsed: float, version: str) -> None:
+        self.metrics.evaluations.labels(stage, outcome).inc()
+        self.metrics.evaluation_seconds.labels(stage).observe(elapsed)
+        self.metrics.last_window.labels(version).set(time.time())
+        self.evaluated += 1
 
     def restore_gauges(self) -> None:
         """After a restart: the gauges of the newest evaluated windows from the state store."""
-        windows = self.store.windows(limit=500, states=("drifted", "final"))
-        for window in reversed(windows):  # oldest first, newest last
-            if window.drift is not None:
-                self._export_drift(window, window.drift)
-            if window.quality is not None and "labels" in window.quality:
-                self._export_quality(window.model_version, window.quality)
-        self.prune_reports()
-
-
-def _remove(gauge: Any, *labels: str) -> None:
-    with contextlib.suppress(KeyError):
-        gauge.remove(*labels)
+        self.gauges.restore(self.store.windows(limit=500, states=("drifted", "final")))
+        self.metrics.reports.set(self.reports.prune())
 
 
 def _drift_line(doc: dict[str, Any]) -> str:

@@ -35,250 +35,243 @@ QUALITY = ("roc_auc", "precision", "recall", "f1", "accuracy")
 
 
 class MonitoringMetrics:
+    """Every metric of the service, as attributes (``metrics.windows.labels(...).inc()``)."""
+
     def __init__(self) -> None:
-        r = self.registry = CollectorRegistry(auto_describe=True)
+        self.registry = CollectorRegistry(auto_describe=True)
         # process_cpu_seconds_total, process_resident_memory_bytes, ... of this process
-        ProcessCollector(registry=r)
-        # --- events --------------------------------------------------------------------------
-        self.events_consumed = Counter(
+        ProcessCollector(registry=self.registry)
+        self._events()
+        self._labels()
+        self._windows()
+        self._drift()
+        self._quality()
+        self._reference()
+        self._trigger()
+        self.consumer_up.set(0)
+        self.registry_up.set(0)
+
+    def _counter(self, name: str, doc: str, *labels: str) -> Counter:
+        return Counter(name, doc, labels, registry=self.registry)
+
+    def _gauge(self, name: str, doc: str, *labels: str) -> Gauge:
+        return Gauge(name, doc, labels, registry=self.registry)
+
+    def _histogram(
+        self, name: str, doc: str, buckets: tuple[float, ...], *labels: str
+    ) -> Histogram:
+        return Histogram(name, doc, labels, buckets=buckets, registry=self.registry)
+
+    def _events(self) -> None:
+        self.events_consumed = self._counter(
             "monitoring_events_consumed_total",
             "Prediction and feedback events applied to the window state (exactly once), by type",
-            ["type"],
-            registry=r,
+            "type",
         )
-        self.events_malformed = Counter(
+        self.events_malformed = self._counter(
             "monitoring_events_malformed_total",
             "Stream entries that are not valid events, moved to the dead-letter stream, by the "
             "stream they came from (prediction or feedback)",
-            ["stream"],
-            registry=r,
+            "stream",
         )
-        self.events_duplicate = Counter(
+        self.events_duplicate = self._counter(
             "monitoring_events_duplicate_total",
             "Stream entries delivered again after they were applied (ignored), by stream",
-            ["stream"],
-            registry=r,
+            "stream",
         )
-        self.events_backlog = Gauge(
+        self.events_backlog = self._gauge(
             "monitoring_events_backlog",
             "Entries of the stream not yet processed by the consumer group (lag + pending)",
-            ["stream"],
-            registry=r,
+            "stream",
         )
-        self.events_pending = Gauge(
+        self.events_pending = self._gauge(
             "monitoring_events_pending",
             "Entries delivered to the consumer group and not yet acknowledged",
-            ["stream"],
-            registry=r,
+            "stream",
         )
-        self.consumer_up = Gauge(
-            "monitoring_consumer_up",
-            "1 when the last read of the event streams succeeded, else 0",
-            registry=r,
+        self.consumer_up = self._gauge(
+            "monitoring_consumer_up", "1 when the last read of the event streams succeeded, else 0"
         )
-        self.consumer_errors = Counter(
+        self.consumer_errors = self._counter(
             "monitoring_consumer_errors_total",
             "Failed consumer iterations (broker or state store), by error type",
-            ["error"],
-            registry=r,
+            "error",
         )
-        self.batch_seconds = Histogram(
+        self.batch_seconds = self._histogram(
             "monitoring_consumer_batch_seconds",
             "Persisting one batch of events (decode, SQLite commit, acknowledge)",
-            buckets=BATCH_BUCKETS,
-            registry=r,
+            BATCH_BUCKETS,
         )
-        self.last_event = Gauge(
-            "monitoring_last_event_timestamp_seconds",
-            "Event time of the newest prediction applied",
-            registry=r,
+        self.last_event = self._gauge(
+            "monitoring_last_event_timestamp_seconds", "Event time of the newest prediction applied"
         )
-        # --- labels --------------------------------------------------------------------------
-        self.label_delay = Histogram(
+
+    def _labels(self) -> None:
+        self.label_delay = self._histogram(
             "monitoring_label_delay_seconds",
             "Feedback time minus prediction time of each label joined to its prediction",
-            ["model_version"],
-            buckets=DELAY_BUCKETS,
-            registry=r,
+            DELAY_BUCKETS,
+            "model_version",
         )
-        self.labels_late = Counter(
+        self.labels_late = self._counter(
             "monitoring_labels_late_total",
             "Labels that arrived after their window's quality was computed (not counted in it)",
-            ["model_version"],
-            registry=r,
+            "model_version",
         )
-        self.labels_unmatched = Gauge(
-            "monitoring_labels_unmatched",
-            "Stored labels whose prediction has not been seen",
-            registry=r,
+        self.labels_unmatched = self._gauge(
+            "monitoring_labels_unmatched", "Stored labels whose prediction has not been seen"
         )
-        # --- windows -------------------------------------------------------------------------
-        self.windows = Counter(
+
+    def _windows(self) -> None:
+        self.windows = self._counter(
             "monitoring_windows_total",
             "Windows closed, by model version and reason (count, time)",
-            ["model_version", "reason"],
-            registry=r,
+            "model_version",
+            "reason",
         )
-        self.window_open_predictions = Gauge(
+        self.window_open_predictions = self._gauge(
             "monitoring_window_open_predictions",
             "Predictions in the model version's open window",
-            ["model_version"],
-            registry=r,
+            "model_version",
         )
-        self.evaluations = Counter(
+        self.evaluations = self._counter(
             "monitoring_window_evaluations_total",
             "Window evaluations by stage (drift, quality) and outcome (ok, skipped, error)",
-            ["stage", "outcome"],
-            registry=r,
+            "stage",
+            "outcome",
         )
-        self.evaluation_seconds = Histogram(
+        self.evaluation_seconds = self._histogram(
             "monitoring_window_evaluation_seconds",
             "Evidently time of one window evaluation (report computed and saved), by stage",
-            ["stage"],
-            buckets=EVALUATION_BUCKETS,
-            registry=r,
+            EVALUATION_BUCKETS,
+            "stage",
         )
-        self.last_window = Gauge(
+        self.last_window = self._gauge(
             "monitoring_last_window_timestamp_seconds",
             "Unix time of the newest window evaluation, by model version",
-            ["model_version"],
-            registry=r,
+            "model_version",
         )
-        self.window_rows = Gauge(
+        self.window_rows = self._gauge(
             "monitoring_window_rows",
             "Scored candidate rows of the newest drift-evaluated window",
-            ["model_version"],
-            registry=r,
+            "model_version",
         )
-        self.window_predictions = Gauge(
+        self.window_predictions = self._gauge(
             "monitoring_window_predictions",
             "Predictions of the newest drift-evaluated window",
-            ["model_version"],
-            registry=r,
+            "model_version",
         )
-        # --- drift ---------------------------------------------------------------------------
-        self.feature_drift_score = Gauge(
+
+    def _drift(self) -> None:
+        self.feature_drift_score = self._gauge(
             "monitoring_feature_drift_score",
             "Evidently drift score of a feature in the newest window (the method's statistic: "
             "a distance, or a p-value for ks/chisquare/z tests)",
-            ["model_version", "feature"],
-            registry=r,
+            "model_version",
+            "feature",
         )
-        self.feature_drift_threshold = Gauge(
+        self.feature_drift_threshold = self._gauge(
             "monitoring_feature_drift_threshold",
             "Threshold of the feature's drift method",
-            ["model_version", "feature"],
-            registry=r,
+            "model_version",
+            "feature",
         )
-        self.feature_drifted = Gauge(
+        self.feature_drifted = self._gauge(
             "monitoring_feature_drifted",
             "1 when Evidently found the feature drifted in the newest window",
-            ["model_version", "feature"],
-            registry=r,
+            "model_version",
+            "feature",
         )
-        self.drift_share = Gauge(
+        self.drift_share = self._gauge(
             "monitoring_drift_share",
             "Share of the model's features drifted in the newest window",
-            ["model_version"],
-            registry=r,
+            "model_version",
         )
-        self.drifted_features = Gauge(
+        self.drifted_features = self._gauge(
             "monitoring_drifted_features",
             "Number of drifted features in the newest window",
-            ["model_version"],
-            registry=r,
+            "model_version",
         )
-        self.dataset_drift = Gauge(
+        self.dataset_drift = self._gauge(
             "monitoring_dataset_drift",
             "1 when the share of drifted features reached MONITORING_DRIFT_SHARE",
-            ["model_version"],
-            registry=r,
+            "model_version",
         )
-        self.prediction_drift_score = Gauge(
+        self.prediction_drift_score = self._gauge(
             "monitoring_prediction_drift_score",
             "Evidently drift score of the model's score distribution in the newest window",
-            ["model_version"],
-            registry=r,
+            "model_version",
         )
-        self.prediction_drifted = Gauge(
+        self.prediction_drifted = self._gauge(
             "monitoring_prediction_drifted",
             "1 when the score distribution drifted in the newest window",
-            ["model_version"],
-            registry=r,
+            "model_version",
         )
-        self.consecutive_drifted = Gauge(
+        self.consecutive_drifted = self._gauge(
             "monitoring_consecutive_drifted_windows",
             "Consecutive newest windows with dataset drift, by model version",
-            ["model_version"],
-            registry=r,
+            "model_version",
         )
-        # --- quality -------------------------------------------------------------------------
+
+    def _quality(self) -> None:
         self.quality = {
-            name: Gauge(
+            name: self._gauge(
                 f"monitoring_quality_{name}",
                 f"{name} of the labelled rows of the newest quality-evaluated window (NaN: "
                 "too few labels)",
-                ["model_version"],
-                registry=r,
+                "model_version",
             )
             for name in QUALITY
         }
-        self.quality_rows = Gauge(
+        self.quality_rows = self._gauge(
             "monitoring_quality_labelled_rows",
             "Labelled rows the newest quality evaluation used",
-            ["model_version"],
-            registry=r,
+            "model_version",
         )
-        self.label_coverage = Gauge(
+        self.label_coverage = self._gauge(
             "monitoring_label_coverage",
             "Share of the newest quality-evaluated window's predictions with a label",
-            ["model_version"],
-            registry=r,
+            "model_version",
         )
-        # --- reference -----------------------------------------------------------------------
-        self.reference_rows = Gauge(
+
+    def _reference(self) -> None:
+        self.reference_rows = self._gauge(
             "monitoring_reference_rows",
             "Rows of the reference data loaded for the model version",
-            ["model_version"],
-            registry=r,
+            "model_version",
         )
-        self.reference_loads = Counter(
+        self.reference_loads = self._counter(
             "monitoring_reference_loads_total",
             "Reference loads by source (registry, cache) and outcome (ok, missing, unreachable)",
-            ["source", "outcome"],
-            registry=r,
+            "source",
+            "outcome",
         )
-        self.champion = Gauge(
+        self.champion = self._gauge(
             "monitoring_champion_version",
             "1 for the version the champion alias points at",
-            ["model_version"],
-            registry=r,
+            "model_version",
         )
-        self.registry_up = Gauge(
+        self.registry_up = self._gauge(
             "monitoring_registry_reachable",
             "1 when the last poll of the model registry succeeded, else 0",
-            registry=r,
         )
-        self.reports = Gauge(
-            "monitoring_reports_stored", "Evidently HTML reports kept on disk", registry=r
+        self.reports = self._gauge(
+            "monitoring_reports_stored", "Evidently HTML reports kept on disk"
         )
-        # --- retraining trigger ----------------------------------------------------------------
-        self.decisions = Counter(
+
+    def _trigger(self) -> None:
+        self.decisions = self._counter(
             "monitoring_retraining_decisions_total",
             "Decisions on alert webhooks: triggered, skipped or error, with the reason",
-            ["decision", "reason"],
-            registry=r,
+            "decision",
+            "reason",
         )
-        self.last_triggered = Gauge(
+        self.last_triggered = self._gauge(
             "monitoring_retraining_last_triggered_timestamp_seconds",
             "Unix time of the last training run triggered",
-            registry=r,
         )
-        self.webhook_requests = Counter(
+        self.webhook_requests = self._counter(
             "monitoring_webhook_requests_total",
             "Requests to the alert webhook by HTTP status",
-            ["status"],
-            registry=r,
+            "status",
         )
-        self.consumer_up.set(0)
-        self.registry_up.set(0)

@@ -174,10 +174,25 @@ class ReferenceStore:
         return reference
 
     def _download(self, version: str) -> Reference:
-        import mlflow.artifacts
-
-        client = self.client()
+        """The version's reference from its run's artifacts, into the disk cache."""
         started = time.perf_counter()
+        run_id, path = self._locate(version)
+        target = self._fetch(version, run_id, path)
+        self.metrics.reference_loads.labels("registry", "ok").inc()
+        reference = read_reference(target, self.name, version, run_id)
+        log.info(
+            "loaded the reference of %s v%s: %d rows from run %s in %.2f s",
+            self.name,
+            version,
+            reference.rows,
+            run_id,
+            time.perf_counter() - started,
+        )
+        return reference
+
+    def _locate(self, version: str) -> tuple[str, str]:
+        """(run id, artifact path of the reference) of the version, from its tags."""
+        client = self.client()
         try:
             mv = client.get_model_version(self.name, version)
         except Exception as exc:
@@ -200,6 +215,13 @@ class ReferenceStore:
                 f"{self.name} v{version} has no reference data (no {PATH_TAG} tag: registered "
                 "before the training pipeline logged one, or by hand)"
             )
+        return run_id, path
+
+    def _fetch(self, version: str, run_id: str, path: str) -> Path:
+        """Download the reference folder and move it, checked and with its meta file, to
+        ``<cache>/<version>``; returns that folder."""
+        import mlflow.artifacts
+
         artifact_dir = str(Path(path).parent)
         self.cache_dir.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=self.cache_dir) as tmp:
@@ -219,7 +241,7 @@ class ReferenceStore:
                     ) from None
                 self.metrics.reference_loads.labels("registry", "unreachable").inc()
                 raise RegistryUnavailable(f"{type(exc).__name__}: {exc}") from exc
-            reference = read_reference(Path(local), self.name, version, run_id)
+            read_reference(Path(local), self.name, version, run_id)  # raises when unusable
             (Path(local) / META).write_text(
                 json.dumps({"run_id": run_id, "path": path, "downloaded_at": time.time()}),
                 encoding="utf-8",
@@ -227,16 +249,7 @@ class ReferenceStore:
             target = self.cache_dir / version
             shutil.rmtree(target, ignore_errors=True)
             shutil.move(local, target)
-        self.metrics.reference_loads.labels("registry", "ok").inc()
-        log.info(
-            "loaded the reference of %s v%s: %d rows from run %s in %.2f s",
-            self.name,
-            version,
-            reference.rows,
-            run_id,
-            time.perf_counter() - started,
-        )
-        return read_reference(target, self.name, version, run_id)
+        return target
 
     # --- the champion watcher ------------------------------------------------------------
     def poll(self) -> None:
