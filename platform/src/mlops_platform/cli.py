@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Protocol
 
 from mlops_platform.launcher.bootstrap import BackgroundBootstrap, BootstrapError, BootstrapPlan
@@ -16,7 +14,7 @@ from mlops_platform.launcher.paths import REPO_ROOT
 from mlops_platform.launcher.runtimes.docker import DockerRuntime, compose_command
 from mlops_platform.launcher.runtimes.local import LocalRuntime, PlatformError
 from mlops_platform.launcher.services import Context, Service, resolve, service_names
-from mlops_platform.launcher.settings import PlatformSettings
+from mlops_platform.launcher.settings import LauncherSettings, launcher_env_file
 from mlops_platform.launcher.system_packages import MissingSystemPackage
 
 ACTIONS = ("up", "down", "restart", "status", "logs")
@@ -52,11 +50,6 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def env_file_path() -> Path:
-    override = os.environ.get("MLOPS_ENV_FILE")
-    return Path(override).resolve() if override else REPO_ROOT / ".env"
-
-
 def choose_runtime(ctx: Context) -> Runtime:
     wanted = ctx.settings.mlops_runtime
     compose = compose_command() if wanted in ("auto", "docker") else None
@@ -77,7 +70,7 @@ def choose_runtime(ctx: Context) -> Runtime:
 
 
 def up_with_bootstrap(
-    runtime: Runtime, services: list[Service], settings: PlatformSettings, *, build: bool
+    runtime: Runtime, services: list[Service], settings: LauncherSettings, *, build: bool
 ) -> None:
     """`all up`, and bring the example project to a served champion when there is none: the
     bootstrap starts once the services its plan needs are healthy, while the others start."""
@@ -95,7 +88,7 @@ def up_with_bootstrap(
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    env_file = env_file_path()
+    env_file = launcher_env_file()
     if args.action in ("up", "restart"):
         result = ensure_env_file(REPO_ROOT / ".env.example", env_file)
         if result.created:
@@ -103,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"wrote {env_file} with {len(result.generated)} fresh secrets "
                 f"({', '.join(result.generated)})"
             )
-    settings = PlatformSettings.load(env_file)
+    settings = LauncherSettings.load(env_file)
     ctx = Context(settings=settings, env_file=env_file)
     services = resolve(args.service)
     everything = args.service == "all"

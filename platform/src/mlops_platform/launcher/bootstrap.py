@@ -30,7 +30,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
 from mlops_common.airflow import AirflowClient, AirflowError, ScheduledInterval
-from mlops_platform.launcher.settings import PlatformSettings
+from mlops_platform.launcher.settings import LauncherSettings
 
 
 class BootstrapError(RuntimeError):
@@ -138,14 +138,14 @@ class BootstrapResult:
 
 
 def bootstrap(
-    settings: PlatformSettings,
+    settings: LauncherSettings,
     plan: BootstrapPlan,
     *,
     wait_for_serving: bool,
     now: datetime | None = None,
 ) -> BootstrapResult:
     """Run `plan` unless the registry already has a version under the plan's alias."""
-    mlflow_url = settings.url(settings.mlflow_port)
+    mlflow_url = settings.tracking_uri
     version = alias_version(mlflow_url, plan.model, plan.alias)
     if version is not None:
         return BootstrapResult(False, f"{plan.model}@{plan.alias} is version {version}")
@@ -213,7 +213,7 @@ class BackgroundBootstrap:
     the bootstrap (running it now if it never started) and raises what the thread raised.
     """
 
-    def __init__(self, settings: PlatformSettings, plan: BootstrapPlan) -> None:
+    def __init__(self, settings: LauncherSettings, plan: BootstrapPlan) -> None:
         self.settings = settings
         self.plan = plan
         self._healthy: set[str] = set()

@@ -27,9 +27,9 @@ from typing import Any
 
 import yaml
 from pydantic import Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from mlops_platform.launcher.paths import PLATFORM_DIR
+from mlops_platform.launcher.settings import LauncherEnvSettings
 
 ALERTMANAGER_YML = PLATFORM_DIR / "alertmanager" / "alertmanager.yml"
 RETRAIN_RECEIVER = "retrain"
@@ -42,12 +42,8 @@ RETRAIN_PATH = "/v1/retraining/webhook"
 SECRETS_DIR = "/run/secrets"
 
 
-class AlertingSettings(BaseSettings):
+class AlertingSettings(LauncherEnvSettings):
     """The alert delivery entries of the env file (environment first; empty means unset)."""
-
-    model_config = SettingsConfigDict(
-        extra="ignore", env_file_encoding="utf-8", env_ignore_empty=True
-    )
 
     alert_slack_webhook_url: SecretStr = Field(default=SecretStr(""))
     alert_slack_channel: str = "#mlops-alerts"
@@ -57,10 +53,6 @@ class AlertingSettings(BaseSettings):
     alert_smtp_username: str = ""
     alert_smtp_auth_pass: SecretStr = Field(default=SecretStr(""))
     alert_smtp_require_tls: bool = True
-
-    @classmethod
-    def load(cls, env_file: Path) -> AlertingSettings:
-        return cls(_env_file=env_file)  # type: ignore[call-arg]
 
 
 def load_base(path: Path = ALERTMANAGER_YML) -> dict[str, Any]:
