@@ -5,8 +5,8 @@ Real tools throughout: promtool and amtool (Debian packages `prometheus` and
 the test with the package to install; nothing is skipped.
 
 The StatsD mapping is checked against the exporter the local runtime runs: Debian 12 packages no
-statsd_exporter, so the platform ships its own bridge
-(mlops_platform.observability.statsd_bridge) that reads the same mapping file with
+statsd_exporter, so the platform ships its own bridge (mlops_platform.observability.statsd,
+run as mlops_platform.observability.statsd_bridge) that reads the same mapping file with
 statsd_exporter's rules (the docker runtime runs the upstream prom/statsd-exporter image).
 `test_statsd_mapping_maps_airflow_names_offline` resolves the Airflow samples with the bridge's
 mapper; `test_statsd_exporter_maps_airflow_metrics` sends them to a
@@ -34,7 +34,7 @@ from typing import Any
 import pytest
 import yaml
 
-from mlops_platform.observability.statsd_bridge import MetricKind, MetricMapper
+from mlops_platform.observability.statsd.mapping import MetricMapper
 
 REPO = Path(__file__).resolve().parents[2]
 PROM_DIR = REPO / "platform" / "prometheus"
@@ -982,24 +982,21 @@ def test_statsd_mapping_is_valid() -> None:
     assert (last["match"], last.get("match_type"), last.get("action")) == (".", "regex", "drop")
 
 
-STATSD_KINDS: dict[str, MetricKind] = {"c": "counter", "g": "gauge", "ms": "observer"}
-
-
 @functools.cache
 def statsd_mapper() -> MetricMapper:
     """The mapping file as the bridge reads it (the bridge's own mapper, not a copy of it)."""
     return MetricMapper.from_file(STATSD_MAPPING)
 
 
-def matching_mapping(name: str, statsd_type: str) -> int | None:
-    """Index of the mapping the exporter applies to `name` (a metric of `statsd_type`)."""
-    result = statsd_mapper().lookup(name, STATSD_KINDS[statsd_type])
+def matching_mapping(name: str) -> int | None:
+    """Index of the mapping the exporter applies to `name`."""
+    result = statsd_mapper().lookup(name)
     return None if result is None else result.mapping.index
 
 
-def resolve_offline(name: str, statsd_type: str) -> tuple[str, dict[str, str]] | None:
+def resolve_offline(name: str) -> tuple[str, dict[str, str]] | None:
     """(metric name, labels) the exporter exports for `name`; None when it is dropped."""
-    result = statsd_mapper().lookup(name, STATSD_KINDS[statsd_type])
+    result = statsd_mapper().lookup(name)
     if result is None or result.mapping.action == "drop":
         return None
     return result.name, dict(result.labels)
@@ -1015,19 +1012,18 @@ def test_statsd_mapping_maps_airflow_names_offline() -> None:
     registry = airflow_registry()
     for sample in SAMPLES:
         name = sample.statsd_name(registry)
-        assert resolve_offline(name, sample.statsd_type) == (
+        assert resolve_offline(name) == (
             sample.expected_name,
             sample.expected_labels,
         ), name
     for name in DROPPED:
-        for statsd_type in STATSD_KINDS:
-            assert resolve_offline(name, statsd_type) is None, f"{name} should be dropped"
+        assert resolve_offline(name) is None, f"{name} should be dropped"
 
 
 def test_every_statsd_mapping_is_exercised_by_a_sample() -> None:
     """So the integration test below checks every rule against a running exporter."""
     registry = airflow_registry()
-    hit = {matching_mapping(s.statsd_name(registry), s.statsd_type) for s in SAMPLES}
+    hit = {matching_mapping(s.statsd_name(registry)) for s in SAMPLES}
     for i, m in enumerate(mapping_config()["mappings"]):
         if m.get("action") != "drop":
             assert i in hit, f"no sample for mapping {i} ({m['match']})"
@@ -1060,7 +1056,7 @@ def statsd_exporter() -> Iterator[tuple[int, str]]:
     finally:
         log = stop(proc)
     assert "will never be matched" not in log, log
-    assert "level=error" not in log, log
+    assert '"level": "error"' not in log, log
 
 
 @pytest.mark.integration
