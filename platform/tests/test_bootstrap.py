@@ -27,7 +27,7 @@ from mlops_platform.launcher.bootstrap import (
 )
 from mlops_platform.launcher.paths import COMPONENT_DAG_FOLDERS, PLATFORM_DIR, REPO_ROOT
 from mlops_platform.launcher.services import service_names
-from mlops_platform.launcher.settings import PlatformSettings
+from mlops_platform.launcher.settings import LauncherSettings
 from mlops_testing.stack import MlflowServer, start_mlflow
 
 
@@ -64,7 +64,7 @@ def _dag_params() -> dict[str, set[str]]:
 
 def test_the_committed_plan_names_real_dags_and_their_params() -> None:
     plan = BootstrapPlan.load(PLATFORM_DIR / "bootstrap.yml")
-    assert PlatformSettings().bootstrap_plan == PLATFORM_DIR / "bootstrap.yml"
+    assert LauncherSettings(_env_file=None).bootstrap_plan == PLATFORM_DIR / "bootstrap.yml"
     dags = _dag_params()
     assert [run.dag for run in plan.runs] == [
         "example_source",
@@ -170,9 +170,9 @@ def test_the_background_bootstrap_starts_once_the_services_it_needs_are_healthy(
     started = threading.Event()
     healthy: list[str] = []
     seen: list[str] = []
-    background = module.BackgroundBootstrap(PlatformSettings(), plan)
+    background = module.BackgroundBootstrap(LauncherSettings(_env_file=None), plan)
 
-    def fake(settings: PlatformSettings, plan: BootstrapPlan, **_: object) -> BootstrapResult:
+    def fake(settings: LauncherSettings, plan: BootstrapPlan, **_: object) -> BootstrapResult:
         seen.extend(healthy)
         started.set()
         return BootstrapResult(True, "ran")
@@ -195,18 +195,20 @@ def test_the_background_bootstrap_raises_its_error_in_finish(
 ) -> None:
     from mlops_platform.launcher import bootstrap as module
 
-    def failing(settings: PlatformSettings, plan: BootstrapPlan, **_: object) -> BootstrapResult:
+    def failing(settings: LauncherSettings, plan: BootstrapPlan, **_: object) -> BootstrapResult:
         raise BootstrapError("DAG example_source run r failed")
 
     monkeypatch.setattr(module, "bootstrap", failing)
     plan = BootstrapPlan.load(PLATFORM_DIR / "bootstrap.yml")
-    background = module.BackgroundBootstrap(PlatformSettings(), plan)
+    background = module.BackgroundBootstrap(LauncherSettings(_env_file=None), plan)
     for name in plan.needs:
         background.service_healthy(name)
     with pytest.raises(BootstrapError, match="example_source"):
         background.finish()
     # a plan without needs runs when finish() is called, after every service
-    lazy = module.BackgroundBootstrap(PlatformSettings(), plan.model_copy(update={"needs": []}))
+    lazy = module.BackgroundBootstrap(
+        LauncherSettings(_env_file=None), plan.model_copy(update={"needs": []})
+    )
     for name in service_names():
         lazy.service_healthy(name)
     with pytest.raises(BootstrapError, match="example_source"):

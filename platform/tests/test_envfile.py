@@ -10,7 +10,7 @@ import pytest
 
 from mlops_platform.launcher.envfile import SECRET_KEY_PATTERN, ensure_env_file, render_with_secrets
 from mlops_platform.launcher.paths import REPO_ROOT
-from mlops_platform.launcher.settings import PlatformSettings
+from mlops_platform.launcher.settings import LauncherSettings
 
 EXAMPLE = REPO_ROOT / ".env.example"
 
@@ -39,7 +39,7 @@ def test_first_write_fills_every_secret_with_fresh_values(tmp_path: Path) -> Non
     fernet = base64.urlsafe_b64decode(a["AIRFLOW_FERNET_KEY"])
     assert len(fernet) == 32
     assert stat.S_IMODE(first.path.stat().st_mode) == 0o600
-    settings = PlatformSettings.load(first.path)
+    settings = LauncherSettings.load(first.path)
     assert settings.missing_secrets() == []
 
 
@@ -55,7 +55,7 @@ def test_settings_report_empty_secrets(tmp_path: Path, monkeypatch: pytest.Monke
     target = tmp_path / ".env"
     target.write_text(EXAMPLE.read_text())
     monkeypatch.delenv("AIRFLOW_ADMIN_PASSWORD", raising=False)
-    missing = PlatformSettings.load(target).missing_secrets()
+    missing = LauncherSettings.load(target).missing_secrets()
     assert "AIRFLOW_ADMIN_PASSWORD" in missing and "SERVING_API_KEY" in missing
 
 

@@ -1,12 +1,13 @@
 """Tests of the StatsD-to-Prometheus bridge the local runtime runs in place of statsd_exporter.
 
 Unit tests of the line parser and the mapper (against the real mapping file,
-platform/prometheus/statsd_mapping.yml) and one integration test that runs the bridge as a process
-on free loopback ports and sends it Airflow-shaped datagrams.
+platform/prometheus/statsd_mapping.yml), of what the bridge refuses, and one integration test
+that runs the bridge as a process on free loopback ports and sends it Airflow-shaped datagrams.
 """
 
 from __future__ import annotations
 
+import logging
 import random
 import re
 import signal
@@ -23,19 +24,16 @@ import pytest
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from mlops_platform.observability.statsd_bridge import (
-    LOG,
-    Bridge,
-    Event,
-    MappingError,
-    MetricMapper,
-    escape_metric_name,
-    main,
-    parse_line,
-)
+from mlops_platform.observability.statsd.cli import main
+from mlops_platform.observability.statsd.exporter import Bridge, escape_metric_name
+from mlops_platform.observability.statsd.line import Event, LineError, parse_line
+from mlops_platform.observability.statsd.mapping import MappingError, MetricMapper
 
 REPO = Path(__file__).resolve().parents[2]
 STATSD_MAPPING = REPO / "platform" / "prometheus" / "statsd_mapping.yml"
+# every mapping file the bridge reads makes timers histograms
+HISTOGRAMS = "defaults: {observer_type: histogram}\n"
+STATSD_TYPES = {"counter": "c", "gauge": "g", "observer": "ms"}
 
 
 @pytest.fixture(scope="module")
@@ -79,36 +77,21 @@ def exported_names(bridge: Bridge) -> set[str]:
         ("a.b:+2.5|g", "gauge", 2.5, True, 1),
         ("a.b:1|g|@0.5", "gauge", 1, False, 1),  # rate ignored on gauges
         ("a.b:1500|ms", "observer", 1.5, False, 1),  # timers: milliseconds -> seconds
-        ("a.b:1500|h", "observer", 1500, False, 1),  # histograms and distributions as sent
-        ("a.b:1500|d", "observer", 1500, False, 1),
+        ("a.b:1e3|ms", "observer", 1.0, False, 1),
         ("a.b:100|ms|@0.25", "observer", 0.1, False, 4),  # sampled timer: observed 1/rate times
-        ("a.b:1e3|ms|T1656581400", "observer", 1.0, False, 1),  # DogStatsD timestamp ignored
+        ("a.b:100|ms|@1e-9", "observer", 0.1, False, 1000),  # at most 1000 times
     ],
 )
 def test_parse_sample_types(
     line: str, kind: str, number: float, relative: bool, repeat: int
 ) -> None:
-    parsed = parse_line(line)
-    assert parsed.errors == []
-    assert parsed.events == [Event("a.b", kind, number, {}, relative, repeat)]  # type: ignore[arg-type]
+    assert parse_line(line) == Event("a.b", kind, number, relative, repeat)  # type: ignore[arg-type]
 
 
-def test_parse_multi_value_lines_and_tags() -> None:
-    assert [e.value for e in parse_line("a:1|c:2|c").events] == [1, 2]
-    assert [e.value for e in parse_line("a:1:2:3000|ms").events] == [0.001, 0.002, 3]
-    tags = {"env": "prod", "team": "ml"}
-    for line in (
-        "a.b:1|c|#env:prod,team:ml",  # DogStatsD
-        "a.b,env=prod,team=ml:1|c",  # InfluxDB
-        "a.b#env=prod,team=ml:1|c",  # Librato
-        "a.b[env=prod,team=ml]:1|c",  # SignalFX
-    ):
-        parsed = parse_line(line)
-        assert parsed.errors == [], line
-        assert parsed.events == [Event("a.b", "counter", 1, tags)], line
-    # a malformed tag is skipped and counted, the sample is kept
-    parsed = parse_line("a.b:1|c|#env:prod,oops")
-    assert (parsed.events[0].labels, parsed.tag_errors) == ({"env": "prod"}, 1)
+def test_tags_in_a_name_are_not_parsed() -> None:
+    """Plain StatsD has no tags: an InfluxDB- or Librato-style name is just a name."""
+    assert parse_line("a.b,env=prod:1|c").name == "a.b,env=prod"
+    assert parse_line("a.b#env=prod:1|c").name == "a.b#env=prod"
 
 
 @pytest.mark.parametrize(
@@ -119,23 +102,28 @@ def test_parse_multi_value_lines_and_tags() -> None:
         ("a.b:1", "not_enough_parts_after_colon"),
         ("a.b:one|c", "malformed_value"),
         ("a.b: 1|c", "malformed_value"),
+        ("a.b:1:2:3000|ms", "malformed_value"),  # DogStatsD extended aggregation
         ("a.b:1|s", "illegal_event"),  # sets are not supported (neither upstream)
+        ("a.b:1|h", "illegal_event"),  # histograms and distributions: not Airflow's
+        ("a.b:1|d", "illegal_event"),
+        ("a.b:1|c:2|c", "illegal_event"),  # multi-value lines
         ("a.b:1|zz", "illegal_event"),
         ("a.b:1|", "illegal_event"),
         ("a.b:1|c|@x", "invalid_sample_factor"),
         ("a.b:1|c|@-1", "invalid_sample_factor"),
+        ("a.b:1|c|@nan", "invalid_sample_factor"),
         ("a.b:1|c|x", "invalid_sample_factor"),
-        ("a.b:1|c||", "malformed_component"),
-        ("a.b:1:2|c", "invalid_extended_aggregate_type"),
-        ("a.b,env=x:1|c|#team:y", "mixed_tagging_styles"),
-        ("a.b:1|c|c", "malformed_container_id"),
-        ("a.b:1|c|Tsoon", "malformed_timestamp"),
+        ("a.b:1|c||", "invalid_sample_factor"),
+        ("a.b:1|c|@0.5|@0.5", "invalid_sample_factor"),
+        ("a.b:1|c|#env:prod", "invalid_sample_factor"),  # DogStatsD tags
+        ("a.b:1|c|c:abc", "invalid_sample_factor"),  # DogStatsD container id
+        ("a.b:1|c|T1656581400", "invalid_sample_factor"),  # DogStatsD timestamp
     ],
 )
 def test_malformed_lines_are_rejected_with_a_reason(line: str, reason: str) -> None:
-    parsed = parse_line(line)
-    assert parsed.events == []
-    assert parsed.errors == [reason]
+    with pytest.raises(LineError) as excinfo:
+        parse_line(line)
+    assert excinfo.value.reason == reason
 
 
 @pytest.mark.parametrize(
@@ -255,7 +243,7 @@ DROPPED = [
 
 def test_real_mapping_file_loads_without_warnings(mapper: MetricMapper) -> None:
     assert mapper.warnings == []
-    assert mapper.defaults.observer_type == "histogram"
+    assert mapper.buckets == (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
     assert mapper.mappings[-1].action == "drop"
 
 
@@ -265,9 +253,15 @@ def test_real_mapping_file_loads_without_warnings(mapper: MetricMapper) -> None:
 def test_airflow_metric_maps_to_the_documented_name_and_labels(
     mapper: MetricMapper, statsd_name: str, kind: str, name: str, labels: dict[str, str]
 ) -> None:
-    result = mapper.lookup(statsd_name, kind)  # type: ignore[arg-type]
+    result = mapper.lookup(statsd_name)
     assert result is not None and result.mapping.action == "map", statsd_name
     assert (result.name, dict(result.labels)) == (name, labels)
+    # and the bridge exports it as the type Airflow sends it as
+    bridge = Bridge(mapper)
+    bridge.handle_line(f"{statsd_name}:2000|{STATSD_TYPES[kind]}")
+    exported = {"counter": (name, 2000), "gauge": (name, 2000), "observer": (f"{name}_sum", 2)}
+    sample, number = exported[kind]
+    assert value(bridge, sample, **labels) == number
 
 
 def test_every_mapping_is_reachable(mapper: MetricMapper) -> None:
@@ -276,14 +270,13 @@ def test_every_mapping_is_reachable(mapper: MetricMapper) -> None:
         if m.glob is None:
             continue
         name = ".".join(f"v{i}" if part == "*" else part for i, part in enumerate(m.glob))
-        for kind in ("counter", "gauge", "observer"):
-            result = mapper.lookup(name, kind)
-            assert result is not None and result.mapping.index == m.index, (m.match, kind)
+        result = mapper.lookup(name)
+        assert result is not None and result.mapping.index == m.index, m.match
 
 
 @pytest.mark.parametrize("name", DROPPED)
 def test_unmapped_airflow_names_are_dropped(mapper: MetricMapper, name: str) -> None:
-    result = mapper.lookup(name, "counter")
+    result = mapper.lookup(name)
     assert result is not None and result.mapping.action == "drop"
     bridge = Bridge(mapper)
     bridge.handle_packet(f"{name}:1|c\n{name}:5|g\n{name}:5|ms".encode())
@@ -341,15 +334,14 @@ def test_malformed_lines_are_counted_and_do_not_stop_the_rest() -> None:
 
 
 def test_random_input_never_breaks_the_bridge_or_its_exposition() -> None:
-    """Seeded fuzzing: odd names, values, types, tags and bytes are counted, never raised."""
+    """Seeded fuzzing: odd names, values, types, rates and bytes are counted, never raised."""
     rng = random.Random(20240601)
     parts = ["airflow", "ti", "finish", "a", "x_total", "y_bucket", "1st", "dag-1", "\u00e9", "",
              "*", "statsd_bridge_lines", "process_open_fds"]  # fmt: skip
     values = ["1", "-1", "+2", "1.5", "nan", "inf", "1e400", "x", ""]
-    types = ["c", "g", "ms", "h", "d", "s", ""]
-    extras = ["@0.5", "@0", "@1e-300", "@x", "#le:1", "#quantile:0.5", "#__r:1", "#env:prod",
-              "#bad", "c:abc", "T123", "Tx", ""]  # fmt: skip
-    bridges = [bridge_for(), bridge_for("mappings: []")]
+    types = ["c", "g", "ms", "h", "s", ""]
+    extras = ["@0.5", "@0", "@1e-300", "@x", "#env:prod", "c:abc", "T123", ""]
+    bridges = [bridge_for(), bridge_for(HISTOGRAMS + "mappings: []")]
     for _ in range(3000):
         name = ".".join(rng.choice(parts) for _ in range(rng.randint(1, 6)))
         name += rng.choice(["", "", "", ",env=prod", "[le=3]", "#k=v"])
@@ -381,19 +373,28 @@ def test_no_created_series_are_exported() -> None:
 
 
 def test_unmatched_names_are_escaped_and_counters_get_total() -> None:
-    bridge = bridge_for("mappings: []")
+    bridge = bridge_for(HISTOGRAMS + "mappings: []")
     bridge.handle_packet(b"my.app-requests:2|c\nmy.queue.size:7|g\nmy.req.time:250|ms")
     assert value(bridge, "my_app_requests_total") == 2
     assert value(bridge, "my_queue_size") == 7
-    # no observer type anywhere: a summary, as upstream
+    # timers are histograms with the default buckets
     assert value(bridge, "my_req_time_sum") == 0.25
-    assert value(bridge, "my_req_time_bucket", le="+Inf") is None
+    assert value(bridge, "my_req_time_bucket", le="0.25") == 1
+    assert value(bridge, "my_req_time_bucket", le="0.1") == 0
     assert value(bridge, "statsd_bridge_events_unmapped_total") == 3
+
+
+def test_without_a_mapping_file_every_name_is_exported_unmapped() -> None:
+    bridge = Bridge(MetricMapper.unmapped())
+    bridge.handle_packet(b"airflow.ti.finish:1|c\nairflow.job.time:30|ms")
+    assert value(bridge, "airflow_ti_finish_total") == 1
+    assert value(bridge, "airflow_job_time_bucket", le="0.05") == 1
 
 
 def test_first_matching_glob_wins_and_globs_come_before_regexes() -> None:
     mapper = MetricMapper.from_yaml(
-        """
+        HISTOGRAMS
+        + """
 mappings:
   - match: .
     match_type: regex
@@ -412,71 +413,46 @@ mappings:
         "mapping 3 (app.web.requests) will never be matched: mapping 1 (app.*.requests) "
         "comes first and matches every name it matches"
     ]
-    result = mapper.lookup("app.web.requests", "counter")
+    result = mapper.lookup("app.web.requests")
     assert result and (result.name, dict(result.labels)) == ("first", {"svc": "web"})
-    result = mapper.lookup("app.web.errors", "counter")
+    result = mapper.lookup("app.web.errors")
     assert result and (result.name, dict(result.labels)) == ("second", {"what": "errors"})
-    result = mapper.lookup("app.web.errors.extra", "counter")
+    result = mapper.lookup("app.web.errors.extra")
     assert result and result.name == "regex_catch_all"
 
 
-def test_without_ordering_the_most_specific_glob_wins() -> None:
+def test_regex_rules_are_searched_in_file_order_with_numbered_substitution() -> None:
     mapper = MetricMapper.from_yaml(
-        """
-defaults: {glob_disable_ordering: true}
+        HISTOGRAMS
+        + r"""
 mappings:
-  - {match: "app.*.*", name: generic}
-  - {match: "app.web.*", name: web}
-  - {match: "app.*.requests", name: requests}
-"""
-    )
-    found = {
-        n: mapper.lookup(n, "counter") for n in ("app.web.requests", "app.db.requests", "app.db.x")
-    }
-    assert {n: r.name if r else None for n, r in found.items()} == {
-        "app.web.requests": "web",  # a literal component beats "*", leftmost first
-        "app.db.requests": "requests",
-        "app.db.x": "generic",
-    }
-    assert not [w for w in mapper.warnings if "never" in w]  # order does not shadow here
-
-
-def test_regex_substitution_follows_go() -> None:
-    mapper = MetricMapper.from_yaml(
-        r"""
-mappings:
-  - match: ^svc\.(?P<service>[a-z]+)\.(\w+)$
+  - match: svc\.([a-z]+)\.(\w+)(\.x)?$
     match_type: regex
     name: svc_${2}_total
-    labels: {service: "$service", both: "$1-$2", missing: "$9", literal: "$$1", odd: "$1x"}
+    labels: {service: "$1", both: "$1-$2", optional: "$3", fixed: "7"}
+  - match: svc
+    match_type: regex
+    name: later
 """
     )
-    result = mapper.lookup("svc.api.calls", "counter")
+    result = mapper.lookup("my.svc.api.calls")  # unanchored, as upstream
     assert result is not None
     assert result.name == "svc_calls_total"
     assert dict(result.labels) == {
-        "service": "api", "both": "api-calls", "missing": "", "literal": "$1", "odd": "",
-    }  # fmt: skip
-
-
-def test_match_metric_type_honor_labels_and_scale() -> None:
-    bridge = bridge_for(
-        """
-mappings:
-  - {match: "job.*.duration", match_metric_type: gauge, name: job_last_duration_seconds,
-     scale: 0.001, labels: {job: "$1"}}
-  - {match: "job.*.duration", name: job_duration_seconds, observer_type: histogram,
-     labels: {job: "$1", env: default}, honor_labels: true}
-"""
-    )
-    bridge.handle_packet(b"job.etl.duration:1500|g\njob.etl.duration:2|h|#env:prod")
-    assert value(bridge, "job_last_duration_seconds", job="etl") == 1.5
-    assert value(bridge, "job_duration_seconds_sum", job="etl", env="prod") == 2
+        "service": "api",
+        "both": "api-calls",
+        "optional": "",
+        "fixed": "7",
+    }
+    result = mapper.lookup("svc.API")
+    assert result is not None and result.name == "later"
+    assert mapper.lookup("other") is None
 
 
 def test_conflicting_label_sets_and_types_are_dropped_and_counted() -> None:
     bridge = bridge_for(
-        """
+        HISTOGRAMS
+        + """
 mappings:
   - {match: "a.*", name: shared, labels: {one: "$1"}}
   - {match: "b.*.*", name: shared, labels: {one: "$1", two: "$2"}}
@@ -498,21 +474,31 @@ mappings:
     ("config", "problem"),
     [
         ("mappings: [", "not valid YAML"),
-        ("- just a list", "top level: expected a mapping"),
-        ("mappings: {match: a.b}", "mappings: expected a list"),
-        ("mappings: [{match: a.b}]", "mappings[0] (match 'a.b'): name"),
-        ("mappings: [{match: 'a b.c', name: x}]", "invalid glob"),
-        ("mappings: [{match: 'solo', name: x}]", "invalid glob"),
-        ("mappings: [{match: '(', match_type: regex, name: x}]", "invalid regular expression"),
-        ("mappings: [{match: a.b, name: 'bad-name'}]", "not a valid Prometheus name"),
-        ("mappings: [{match: a.b, name: x, labels: {bad-label: v}}]", "invalid label name"),
-        ("mappings: [{match: a.b, name: x, action: keep}]", "action: expected one of map, drop"),
-        ("mappings: [{match: a.b, name: x, observer_type: gauge}]", "observer_type"),
-        ("mappings: [{match: a.b, name: x, histogram_options: {buckets: [2, 1]}}]", "increasing"),
+        ("- just a list", "top level: Input should be a valid dictionary"),
+        ("mappings: []", "defaults: Field required (the bridge needs at least observer_type"),
         (
-            "defaults: {observer_type: histogram}\n"
-            "mappings: [{match: a.b, name: x, summary_options: {quantiles: []}}]",
-            "cannot use histogram observer and summary options",
+            "defaults: {observer_type: summary}",
+            "defaults.observer_type: Input should be 'histogram' (timers are histograms here",
+        ),
+        (HISTOGRAMS + "mappings: {match: a.b}", "mappings: Input should be a valid list"),
+        (HISTOGRAMS + "mappings: [{match: a.b}]", "mappings.0.name: Field required"),
+        (HISTOGRAMS + "mappings: [{match: 'a b.c', name: x}]", "invalid glob"),
+        (HISTOGRAMS + "mappings: [{match: 'solo', name: x}]", "invalid glob"),
+        (HISTOGRAMS + "mappings: [{match: '(', match_type: regex, name: x}]", "invalid regular"),
+        (HISTOGRAMS + "mappings: [{match: a.b, name: 'bad-name'}]", "not a valid Prometheus"),
+        (HISTOGRAMS + "mappings: [{match: a.b, name: x, labels: {bad-label: v}}]", "label name"),
+        (
+            HISTOGRAMS + "mappings: [{match: a.b, name: x, action: keep}]",
+            "mappings.0.action: Input should be 'map' or 'drop'",
+        ),
+        (
+            HISTOGRAMS + "mappings: [{match: a.b, name: x, match_type: fsm}]",
+            "mappings.0.match_type: Input should be 'glob' or 'regex'",
+        ),
+        (HISTOGRAMS + "mappings: [{match: a.b, name: x, labels: {lab: [1]}}]", "labels.lab"),
+        (
+            HISTOGRAMS + "mappings: [{match: a.b, name: x, histogram_options: {buckets: [2, 1]}}]",
+            "increasing",
         ),
     ],
 )
@@ -521,31 +507,82 @@ def test_invalid_mapping_files_are_refused_naming_the_problem(config: str, probl
         MetricMapper.from_yaml(config)
 
 
+@pytest.mark.parametrize(
+    ("config", "problem"),
+    [
+        ("defaults: {observer_type: histogram, glob_disable_ordering: true}",
+         "defaults.glob_disable_ordering: Input should be False (globs are tried in file order"),
+        ("defaults: {observer_type: histogram, timer_type: histogram}",
+         "defaults.timer_type: not supported by statsd_bridge"),
+        ("defaults: {observer_type: histogram, buckets: [1]}", "defaults.buckets: not supported"),
+        ("defaults: {observer_type: histogram, summary_options: {}}",
+         "defaults.summary_options: not supported"),
+        ("defaults: {observer_type: histogram, ttl: 1m}", "defaults.ttl: not supported"),
+        ("defaults: {observer_type: histogram, "
+         "histogram_options: {native_histogram_bucket_factor: 1.1}}",
+         "defaults.histogram_options.native_histogram_bucket_factor: not supported"),
+        (HISTOGRAMS + "mappings: []\nextra: 1", "extra: not supported by statsd_bridge"),
+        *(
+            (HISTOGRAMS + f"mappings: [{{match: a.b, name: x, {entry}}}]",
+             f"mappings.0.{key}: not supported by statsd_bridge")
+            for key, entry in (
+                ("scale", "scale: 0.001"),
+                ("honor_labels", "honor_labels: true"),
+                ("match_metric_type", "match_metric_type: gauge"),
+                ("summary_options", "summary_options: {quantiles: []}"),
+                ("quantiles", "quantiles: []"),
+                ("buckets", "buckets: [1]"),
+                ("timer_type", "timer_type: histogram"),
+                ("ttl", "ttl: 1m"),
+            )
+        ),
+        (HISTOGRAMS + "mappings: [{match: a.b, name: x, observer_type: summary}]",
+         "mappings.0.observer_type: Input should be 'histogram'"),
+        # a reference names a capture the rule has: $1 to $n (${n} when a letter follows)
+        (HISTOGRAMS + "mappings: [{match: a.*, name: x, labels: {lab: $2}}]",
+         "labels.lab '$2' refers to $2, but the match has 1 capture(s)"),
+        (HISTOGRAMS + "mappings: [{match: a.*, name: x_$1x}]", "name 'x_$1x' refers to $1x"),
+        (HISTOGRAMS + "mappings: [{match: a.*, name: x, labels: {lab: $$1}}]", "refers to $$1"),
+        (HISTOGRAMS + r"mappings: [{match: '^a\.(?P<s>.+)$', match_type: regex, name: x, "
+         "labels: {lab: $s}}]", "refers to $s, but the match has 1 capture(s)"),
+    ],
+)  # fmt: skip
+def test_what_statsd_bridge_does_not_do_is_refused_at_load(config: str, problem: str) -> None:
+    with pytest.raises(MappingError, match="^mapping config: .*" + re.escape(problem)):
+        MetricMapper.from_yaml(config)
+
+
 @pytest.fixture
-def bridge_logger() -> Iterator[None]:
+def root_logging() -> Iterator[None]:
     """Undo main()'s logging setup (its handler writes to the captured stderr of one test)."""
-    saved = LOG.handlers[:], LOG.propagate, LOG.level
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
     yield
-    LOG.handlers[:], LOG.propagate = saved[0], saved[1]
-    LOG.setLevel(saved[2])
+    root.handlers[:] = saved[0]
+    root.setLevel(saved[1])
 
 
-@pytest.mark.usefixtures("bridge_logger")
+@pytest.mark.usefixtures("root_logging")
 def test_main_exits_non_zero_for_a_missing_or_invalid_mapping_file(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     missing = tmp_path / "nope.yml"
     assert main([f"--statsd.mapping-config={missing}"]) == 1
     err = capsys.readouterr().err
-    assert "level=error" in err and f"mapping config {missing} does not exist" in err
+    assert '"level": "error"' in err and f"mapping config {missing} does not exist" in err
     broken = tmp_path / "broken.yml"
-    broken.write_text("mappings: [{match: a.b}]\n")
+    broken.write_text(HISTOGRAMS + "mappings: [{match: a.b, name: x, scale: 2}]\n")
     assert main([f"--statsd.mapping-config={broken}"]) == 1
-    assert f"mapping config {broken}: mappings[0] (match 'a.b'): name" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert f"mapping config {broken}: mappings.0.scale: not supported by statsd_bridge" in err
     with pytest.raises(SystemExit) as excinfo:
         main(["--statsd.listen-udp=nonsense"])
     assert excinfo.value.code == 2
     assert "expected HOST:PORT" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as excinfo:
+        main(["--statsd.listen-tcp=127.0.0.1:9125"])
+    assert excinfo.value.code == 2
+    assert "only listens on UDP" in capsys.readouterr().err
 
 
 # ------------------------------------------------------------------------------- integration
@@ -644,7 +681,9 @@ def test_bridge_process_maps_airflow_datagrams() -> None:
                 break
             time.sleep(0.1)
         assert {k: got.get(k) for k in expected} == expected
-        # only what was mapped is exported: no dropped names, no _created series
+        # only what was mapped is exported: no dropped names, no _created series (not even
+        # of the bridge's own metrics)
+        assert not [name for name, _ in got if name.endswith("_created")]
         families = {re.sub(r"_(bucket|sum|count)$", "", name) for name, _ in got}
         assert {f for f in families if f.startswith("airflow")} == {
             "airflow_ti_finish_total",
@@ -665,5 +704,5 @@ def test_bridge_process_maps_airflow_datagrams() -> None:
             raise
         err = proc.communicate(timeout=5)[1]
     assert returncode == 0, err
-    assert "level=error" not in err, err
+    assert '"level": "error"' not in err, err
     assert "received SIGTERM, stopping" in err, err

@@ -6,12 +6,11 @@ import argparse
 import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Protocol
 
 from mlops_platform.engine import cli as engine_cli
 from mlops_platform.launcher.bootstrap import BackgroundBootstrap, BootstrapError, BootstrapPlan
-from mlops_platform.launcher.envfile import default_env_path, ensure_env_file
+from mlops_platform.launcher.envfile import ensure_env_file
 from mlops_platform.launcher.paths import REPO_ROOT
 from mlops_platform.launcher.runtimes.docker import (
     DockerRuntime,
@@ -20,7 +19,7 @@ from mlops_platform.launcher.runtimes.docker import (
 )
 from mlops_platform.launcher.runtimes.local import LocalRuntime, PlatformError
 from mlops_platform.launcher.services import Context, Service, resolve, service_names
-from mlops_platform.launcher.settings import PlatformSettings
+from mlops_platform.launcher.settings import LauncherSettings, launcher_env_file
 from mlops_platform.launcher.system_packages import MissingSystemPackage
 
 ACTIONS = ("up", "down", "restart", "status", "logs")
@@ -57,10 +56,6 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def env_file_path() -> Path:
-    return default_env_path(REPO_ROOT)
-
-
 def choose_runtime(ctx: Context) -> Runtime:
     wanted = ctx.settings.mlops_runtime
     env = docker_environment() if wanted in ("auto", "docker") else {}
@@ -87,7 +82,7 @@ def choose_runtime(ctx: Context) -> Runtime:
 
 
 def up_with_bootstrap(
-    runtime: Runtime, services: list[Service], settings: PlatformSettings, *, build: bool
+    runtime: Runtime, services: list[Service], settings: LauncherSettings, *, build: bool
 ) -> None:
     """`all up`, and bring the example project to a served champion when there is none: the
     bootstrap starts once the services its plan needs are healthy, while the others start."""
@@ -109,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
         # the project's own container engine (mlops_platform.engine), not a platform service
         return engine_cli.main(argv[1:])
     args = parser().parse_args(argv)
-    env_file = env_file_path()
+    env_file = launcher_env_file()
     if args.action in ("up", "restart"):
         result = ensure_env_file(REPO_ROOT / ".env.example", env_file)
         if result.created:
@@ -117,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"wrote {env_file} with {len(result.generated)} fresh secrets "
                 f"({', '.join(result.generated)})"
             )
-    settings = PlatformSettings.load(env_file)
+    settings = LauncherSettings.load(env_file)
     ctx = Context(settings=settings, env_file=env_file)
     services = resolve(args.service)
     everything = args.service == "all"

@@ -174,10 +174,10 @@ def _cmd_produce(args: argparse.Namespace) -> int:
     server = None
     if settings.metrics_port:
         server, _ = start_http_server(
-            settings.metrics_port, addr=settings.bind_host, registry=producer.registry
+            settings.metrics_port, addr=settings.mlops_bind_host, registry=producer.registry
         )
         logging.getLogger(PROG).info(
-            "metrics on http://%s:%d/metrics", settings.bind_host, settings.metrics_port
+            "metrics on http://%s:%d/metrics", settings.mlops_bind_host, settings.metrics_port
         )
     try:
         stats = producer.run(max_events=args.max_events, duration=args.duration)

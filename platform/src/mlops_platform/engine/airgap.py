@@ -27,9 +27,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mlops_platform.engine import engine
-from mlops_platform.launcher.envfile import default_env_path, ensure_env_file, set_keys
+from mlops_platform.launcher.envfile import ensure_env_file, set_keys
 from mlops_platform.launcher.paths import PLATFORM_DIR, REPO_ROOT
-from mlops_platform.launcher.settings import PlatformSettings
+from mlops_platform.launcher.settings import LauncherSettings, launcher_env_file
 
 AIRGAP_DIR = PLATFORM_DIR / "docker" / "airgap"
 DEBIAN_IMAGE = "mlops-airgap/debian:bookworm"
@@ -257,9 +257,9 @@ def build_all(environ: Mapping[str, str], *, rebuild: bool, log: Path) -> list[t
 def main(argv: Sequence[str] | None = None) -> int:
     rebuild = "--rebuild" in (argv or [])
     environ = dict(os.environ)
-    env_file = default_env_path(REPO_ROOT)
+    env_file = launcher_env_file()
     if env_file.is_file():  # the setting may live in .env, as compose reads it from there
-        configured = PlatformSettings.load(env_file).mlops_build_ca_bundle
+        configured = LauncherSettings.load(env_file).mlops_build_ca_bundle
         environ.setdefault("MLOPS_BUILD_CA_BUNDLE", configured)
     log = engine.default_layout(environ).root / "airgap-build.log"
     log.parent.mkdir(parents=True, exist_ok=True)

@@ -30,7 +30,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
 from mlops_common.airflow import AirflowClient, AirflowError, ScheduledInterval
-from mlops_platform.launcher.settings import PlatformSettings
+from mlops_platform.launcher.settings import LauncherSettings
 
 
 class BootstrapError(RuntimeError):
@@ -138,52 +138,25 @@ class BootstrapResult:
 
 
 def bootstrap(
-    settings: PlatformSettings,
+    settings: LauncherSettings,
     plan: BootstrapPlan,
     *,
     wait_for_serving: bool,
     now: datetime | None = None,
 ) -> BootstrapResult:
     """Run `plan` unless the registry already has a version under the plan's alias."""
-    mlflow_url = settings.url(settings.mlflow_port)
+    mlflow_url = settings.tracking_uri
     version = alias_version(mlflow_url, plan.model, plan.alias)
     if version is not None:
         return BootstrapResult(False, f"{plan.model}@{plan.alias} is version {version}")
     began = time.monotonic()
-    start, end = history_window(plan.history_days, now)
-    values = {"start": start.isoformat(), "end": end.isoformat()}
-    print(
-        f"* bootstrap: no {plan.model}@{plan.alias} in the registry yet: running the example "
-        f"project from {values['start']} to {values['end']} ({len(plan.runs)} DAG runs)",
-        flush=True,
-    )
     client = AirflowClient(
         settings.url(settings.airflow_port),
         settings.airflow_admin_user,
         settings.airflow_admin_password.get_secret_value(),
     )
     try:
-        for planned in plan.runs:
-            dag = client.wait_for_dag(planned.dag)
-            print(f"  bootstrap: {planned.dag} running", flush=True)
-            run = client.run_to_end(
-                planned.dag,
-                render_conf(planned.conf, values),
-                planned.timeout_s,
-                stand_in_for=stand_in(ScheduledInterval.next_of(dag), start, end),
-            )
-            tasks = ", ".join(f"{task} {state}" for task, state in run.tasks.items())
-            if run.state != "success":
-                raise BootstrapError(
-                    f"DAG {run.dag_id} run {run.run_id} {run.state} ({tasks}); see its task "
-                    f"logs in the Airflow UI ({client.base_url}) or ./run.sh airflow logs"
-                )
-            print(f"  bootstrap: {planned.dag} succeeded in {run.seconds:.0f} s", flush=True)
-        for dag_id in plan.unpause:
-            client.wait_for_dag(dag_id)
-            client.unpause(dag_id)
-        if plan.unpause:
-            print(f"  bootstrap: unpaused {', '.join(plan.unpause)}", flush=True)
+        run_plan(client, plan, now)
     except AirflowError as exc:
         raise BootstrapError(str(exc)) from None
     version = alias_version(mlflow_url, plan.model, plan.alias)
@@ -194,15 +167,52 @@ def bootstrap(
         )
     if wait_for_serving:
         url = f"{settings.url(settings.serving_port)}/health/ready"
-        deadline = time.monotonic() + plan.serving_ready_timeout_s
-        ready, detail = serving_ready(url)
-        while not ready:
-            if time.monotonic() > deadline:
-                raise BootstrapError(f"serving is not ready with version {version}: {detail}")
-            time.sleep(2)
-            ready, detail = serving_ready(url)
+        wait_until_ready(url, plan.serving_ready_timeout_s, f"with version {version}")
     seconds = time.monotonic() - began
     return BootstrapResult(True, f"{plan.model}@{plan.alias} is version {version}", seconds)
+
+
+def run_plan(client: AirflowClient, plan: BootstrapPlan, now: datetime | None = None) -> None:
+    """The plan's DAG runs, one after the other over its history window, then its unpauses."""
+    start, end = history_window(plan.history_days, now)
+    values = {"start": start.isoformat(), "end": end.isoformat()}
+    print(
+        f"* bootstrap: no {plan.model}@{plan.alias} in the registry yet: running the example "
+        f"project from {values['start']} to {values['end']} ({len(plan.runs)} DAG runs)",
+        flush=True,
+    )
+    for planned in plan.runs:
+        dag = client.wait_for_dag(planned.dag)
+        print(f"  bootstrap: {planned.dag} running", flush=True)
+        run = client.run_to_end(
+            planned.dag,
+            render_conf(planned.conf, values),
+            planned.timeout_s,
+            stand_in_for=stand_in(ScheduledInterval.next_of(dag), start, end),
+        )
+        tasks = ", ".join(f"{task} {state}" for task, state in run.tasks.items())
+        if run.state != "success":
+            raise BootstrapError(
+                f"DAG {run.dag_id} run {run.run_id} {run.state} ({tasks}); see its task "
+                f"logs in the Airflow UI ({client.base_url}) or ./run.sh airflow logs"
+            )
+        print(f"  bootstrap: {planned.dag} succeeded in {run.seconds:.0f} s", flush=True)
+    for dag_id in plan.unpause:
+        client.wait_for_dag(dag_id)
+        client.unpause(dag_id)
+    if plan.unpause:
+        print(f"  bootstrap: unpaused {', '.join(plan.unpause)}", flush=True)
+
+
+def wait_until_ready(url: str, timeout_s: float, what: str) -> None:
+    """Poll serving's readiness at `url` until it answers 200, or raise after `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    ready, detail = serving_ready(url)
+    while not ready:
+        if time.monotonic() > deadline:
+            raise BootstrapError(f"serving is not ready {what}: {detail}")
+        time.sleep(2)
+        ready, detail = serving_ready(url)
 
 
 class BackgroundBootstrap:
@@ -213,7 +223,7 @@ class BackgroundBootstrap:
     the bootstrap (running it now if it never started) and raises what the thread raised.
     """
 
-    def __init__(self, settings: PlatformSettings, plan: BootstrapPlan) -> None:
+    def __init__(self, settings: LauncherSettings, plan: BootstrapPlan) -> None:
         self.settings = settings
         self.plan = plan
         self._healthy: set[str] = set()

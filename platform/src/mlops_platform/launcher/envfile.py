@@ -53,12 +53,6 @@ def ensure_env_file(example: Path, target: Path) -> EnvFileResult:
     return EnvFileResult(target, created=True, generated=tuple(generated))
 
 
-def default_env_path(repo_root: Path) -> Path:
-    """The env file the launcher reads: `MLOPS_ENV_FILE`, else `<repo>/.env`."""
-    override = os.environ.get("MLOPS_ENV_FILE")
-    return Path(override).resolve() if override else repo_root / ".env"
-
-
 def set_keys(path: Path, values: dict[str, str], comment: str) -> list[str]:
     """Set `values` in an existing env file: a key's assignment is replaced in place, a key that
     is absent is appended (after `comment`). Every other line, secrets included, stays byte for

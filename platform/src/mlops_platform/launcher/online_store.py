@@ -3,29 +3,26 @@
 from __future__ import annotations
 
 import shutil
-from pathlib import Path
 from typing import Literal
 
-from mlops_platform.launcher.settings import PlatformSettings
+from mlops_platform.launcher.settings import LauncherSettings
 
 OnlineStoreKind = Literal["external-redis", "local-redis", "sqlite"]
 
 
-def online_store_kind(settings: PlatformSettings) -> OnlineStoreKind:
-    """External Redis when configured; else the platform's own redis-server when the binary
-    exists (the feast service installs it when it can); else the embedded SQLite store."""
-    if settings.mlops_redis_url:
+def online_store_kind(settings: LauncherSettings) -> OnlineStoreKind:
+    """External Redis when configured (the shared Redis rule); else the platform's own
+    redis-server when the binary exists (the feast service installs it when it can); else the
+    embedded SQLite store."""
+    if settings.redis_url():
         return "external-redis"
     if shutil.which("redis-server"):
         return "local-redis"
     return "sqlite"
 
 
-def online_store_url(settings: PlatformSettings) -> str:
+def online_store_url(settings: LauncherSettings) -> str:
     """The URL every component reaches the online store at (redis://… or sqlite:///…)."""
-    kind = online_store_kind(settings)
-    if kind == "external-redis":
-        return settings.mlops_redis_url
-    if kind == "local-redis":
-        return f"redis://{settings.mlops_bind_host}:{settings.redis_port}/0"
-    return f"sqlite:///{Path(settings.data_dir) / 'feast' / 'online_store.db'}"
+    if online_store_kind(settings) == "sqlite":
+        return f"sqlite:///{settings.data_dir / 'feast' / 'online_store.db'}"
+    return settings.redis_url(own_server=True)

@@ -1,32 +1,61 @@
-"""The platform launcher's one settings object, read from the environment and the `.env` file."""
+"""The platform launcher's settings, on the shared base (:mod:`mlops_common.settings`).
+
+Every settings class of the launcher (its own :class:`LauncherSettings`, a service's small
+``XxxSettings``, the alert delivery settings) derives from :class:`LauncherEnvSettings`: the
+shared fields and rules (data directory, bind host, Redis, MLflow, PostgreSQL) come from the
+base, and :meth:`LauncherEnvSettings.load` reads the env file the launcher named (the
+environment still wins over it). Which file that is follows the base's rule, anchored at the
+repository: ``MLOPS_ENV_FILE``, else ``.env`` at the repo root (:func:`launcher_env_file`).
+"""
 
 from __future__ import annotations
 
-from functools import cached_property
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal, Protocol, Self
 
 from pydantic import Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from mlops_common.settings import PlatformSettings, env_file
 from mlops_platform.launcher.paths import PLATFORM_DIR, REPO_ROOT
 
 Runtime = Literal["auto", "local", "docker"]
 Bootstrap = Literal["auto", "off"]
 
 
-class PlatformSettings(BaseSettings):
+def launcher_env_file() -> Path:
+    """The launcher's env file: the shared rule's, a relative path taken from the repo root
+    (where run.sh works)."""
+    return REPO_ROOT / env_file()
+
+
+class HasEnvFile(Protocol):
+    """Anything that knows the launcher's env file (a service's Context)."""
+
+    @property
+    def env_file(self) -> Path: ...
+
+
+class LauncherEnvSettings(PlatformSettings):
+    """Settings read from the launcher's env file: subclass it and add fields."""
+
+    @classmethod
+    def load(cls, source: Path | HasEnvFile | None = None, /, **values: Any) -> Self:
+        """Settings from the environment and ``source`` (an env file, or the holder of one)
+        instead of the rule's own lookup; ``values`` win over both."""
+        if source is not None:
+            values["_env_file"] = source if isinstance(source, Path) else source.env_file
+        return super().load(**values)
+
+
+class LauncherSettings(LauncherEnvSettings):
     """Everything `run.sh` needs: runtime, ports, backends and secrets.
 
     Values come from the process environment first, then from the env file (default `<repo>/.env`,
-    written from `.env.example` on the first `up`).
+    written from `.env.example` on the first `up`). A relative data directory is taken from the
+    repository root (default `<repo>/.mlops`).
     """
 
-    model_config = SettingsConfigDict(extra="ignore", env_file_encoding="utf-8")
-
     mlops_runtime: Runtime = "auto"
-    mlops_bind_host: str = "127.0.0.1"
-    mlops_data_dir: str = ""
     compose_project_name: str = "mlops"
     # `all up` on a platform with no champion runs the bootstrap plan
     # (mlops_platform.launcher.bootstrap)
@@ -39,20 +68,13 @@ class PlatformSettings(BaseSettings):
     mlops_build_ca_bundle: str = ""
 
     airflow_port: int = 8080
-    mlflow_port: int = 5000
     serving_port: int = 8172
     monitoring_port: int = 8309
     prometheus_port: int = 9090
     alertmanager_port: int = 9093
     grafana_port: int = 3000
-    redis_port: int = 6380
     statsd_exporter_port: int = 9102
     statsd_port: int = 9125
-
-    mlops_database_url: str = ""
-    # databases on that server are named <prefix>_airflow, <prefix>_mlflow, <prefix>_data
-    mlops_database_prefix: str = "mlops"
-    mlops_redis_url: str = ""
 
     airflow_admin_user: str = "admin"
     grafana_admin_user: str = "admin"
@@ -65,16 +87,11 @@ class PlatformSettings(BaseSettings):
     grafana_admin_password: SecretStr = Field(default=SecretStr(""))
     postgres_password: SecretStr = Field(default=SecretStr(""))
 
-    @classmethod
-    def load(cls, env_file: Path) -> PlatformSettings:
-        return cls(_env_file=env_file)  # type: ignore[call-arg]
-
-    @cached_property
+    @property
     def data_dir(self) -> Path:
         """Root of all local-runtime state (git-ignored)."""
-        raw = self.mlops_data_dir.strip()
-        path = Path(raw).expanduser() if raw else REPO_ROOT / ".mlops"
-        return path if path.is_absolute() else (REPO_ROOT / path)
+        path = self.mlops_data_dir.expanduser()
+        return path if path.is_absolute() else REPO_ROOT / path
 
     @property
     def bootstrap_plan(self) -> Path:
@@ -84,11 +101,9 @@ class PlatformSettings(BaseSettings):
         path = Path(raw).expanduser()
         return path if path.is_absolute() else REPO_ROOT / path
 
-    def database_name(self, component: str) -> str:
-        return f"{self.mlops_database_prefix}_{component}"
-
     def url(self, port: int) -> str:
-        return f"http://{self.mlops_bind_host}:{port}"
+        """A platform server's URL on this machine."""
+        return f"http://{self.loopback_host}:{port}"
 
     def missing_secrets(self) -> list[str]:
         """Names of secrets that are empty: the launcher refuses to start with any of them."""

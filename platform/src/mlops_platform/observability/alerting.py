@@ -27,9 +27,9 @@ from typing import Any
 
 import yaml
 from pydantic import Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from mlops_platform.launcher.paths import PLATFORM_DIR
+from mlops_platform.launcher.settings import LauncherEnvSettings
 
 ALERTMANAGER_YML = PLATFORM_DIR / "alertmanager" / "alertmanager.yml"
 RETRAIN_RECEIVER = "retrain"
@@ -42,12 +42,8 @@ RETRAIN_PATH = "/v1/retraining/webhook"
 SECRETS_DIR = "/run/secrets"
 
 
-class AlertingSettings(BaseSettings):
+class AlertingSettings(LauncherEnvSettings):
     """The alert delivery entries of the env file (environment first; empty means unset)."""
-
-    model_config = SettingsConfigDict(
-        extra="ignore", env_file_encoding="utf-8", env_ignore_empty=True
-    )
 
     alert_slack_webhook_url: SecretStr = Field(default=SecretStr(""))
     alert_slack_channel: str = "#mlops-alerts"
@@ -57,10 +53,6 @@ class AlertingSettings(BaseSettings):
     alert_smtp_username: str = ""
     alert_smtp_auth_pass: SecretStr = Field(default=SecretStr(""))
     alert_smtp_require_tls: bool = True
-
-    @classmethod
-    def load(cls, env_file: Path) -> AlertingSettings:
-        return cls(_env_file=env_file)  # type: ignore[call-arg]
 
 
 def load_base(path: Path = ALERTMANAGER_YML) -> dict[str, Any]:
@@ -100,42 +92,58 @@ def render(
             hook["http_config"] = {
                 "authorization": {"type": "Bearer", "credentials": webhook_secret}
             }
-    slack_url = alerting.alert_slack_webhook_url.get_secret_value()
-    if slack_url:
+    slack = _slack_config(alerting, inline=inline)
+    if slack:
         for name in SLACK_RECEIVERS:
-            slack: dict[str, Any] = {
-                "channel": alerting.alert_slack_channel,
-                "send_resolved": True,
-                "title": "{{ .Status | toUpper }}: {{ .CommonLabels.alertname }} "
-                "({{ .CommonLabels.service }})",
-                "text": "{{ range .Alerts }}{{ .Annotations.summary }}\n"
-                "{{ .Annotations.description }}\nRunbook: {{ .Annotations.runbook_url }}\n"
-                "{{ end }}",
-            }
-            if inline:
-                slack["api_url"] = slack_url
-            else:
-                slack["api_url_file"] = f"{SECRETS_DIR}/alert_slack_webhook_url"
-            _receiver(config, name)["slack_configs"] = [slack]
-    if alerting.alert_email_to:
-        if not alerting.alert_smtp_smarthost:
-            raise ValueError("ALERT_EMAIL_TO is set but ALERT_SMTP_SMARTHOST (host:port) is empty")
-        email: dict[str, Any] = {
-            "to": alerting.alert_email_to,
-            "from": alerting.alert_email_from,
-            "smarthost": alerting.alert_smtp_smarthost,
-            "require_tls": alerting.alert_smtp_require_tls,
-            "send_resolved": True,
-        }
-        if alerting.alert_smtp_username:
-            email["auth_username"] = alerting.alert_smtp_username
-            if inline:
-                email["auth_password"] = alerting.alert_smtp_auth_pass.get_secret_value()
-            else:
-                email["auth_password_file"] = f"{SECRETS_DIR}/alert_smtp_auth_pass"
+            _receiver(config, name)["slack_configs"] = [dict(slack)]  # no YAML alias
+    email = _email_config(alerting, inline=inline)
+    if email:
         for name in EMAIL_RECEIVERS:
             _receiver(config, name)["email_configs"] = [email]
     return config
+
+
+def _slack_config(alerting: AlertingSettings, *, inline: bool) -> dict[str, Any] | None:
+    """The Slack receiver's configuration, or None without ALERT_SLACK_WEBHOOK_URL."""
+    slack_url = alerting.alert_slack_webhook_url.get_secret_value()
+    if not slack_url:
+        return None
+    slack: dict[str, Any] = {
+        "channel": alerting.alert_slack_channel,
+        "send_resolved": True,
+        "title": "{{ .Status | toUpper }}: {{ .CommonLabels.alertname }} "
+        "({{ .CommonLabels.service }})",
+        "text": "{{ range .Alerts }}{{ .Annotations.summary }}\n"
+        "{{ .Annotations.description }}\nRunbook: {{ .Annotations.runbook_url }}\n"
+        "{{ end }}",
+    }
+    if inline:
+        slack["api_url"] = slack_url
+    else:
+        slack["api_url_file"] = f"{SECRETS_DIR}/alert_slack_webhook_url"
+    return slack
+
+
+def _email_config(alerting: AlertingSettings, *, inline: bool) -> dict[str, Any] | None:
+    """The e-mail receiver's configuration, or None without ALERT_EMAIL_TO."""
+    if not alerting.alert_email_to:
+        return None
+    if not alerting.alert_smtp_smarthost:
+        raise ValueError("ALERT_EMAIL_TO is set but ALERT_SMTP_SMARTHOST (host:port) is empty")
+    email: dict[str, Any] = {
+        "to": alerting.alert_email_to,
+        "from": alerting.alert_email_from,
+        "smarthost": alerting.alert_smtp_smarthost,
+        "require_tls": alerting.alert_smtp_require_tls,
+        "send_resolved": True,
+    }
+    if alerting.alert_smtp_username:
+        email["auth_username"] = alerting.alert_smtp_username
+        if inline:
+            email["auth_password"] = alerting.alert_smtp_auth_pass.get_secret_value()
+        else:
+            email["auth_password_file"] = f"{SECRETS_DIR}/alert_smtp_auth_pass"
+    return email
 
 
 def write_config(config: dict[str, Any], target: Path, *, private: bool = True) -> Path:

@@ -62,7 +62,11 @@ class Stack:
 
     @property
     def environment(self) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("MLOPS_", "AIRFLOW"))}
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(("MLOPS_", "AIRFLOW", "MLFLOW_"))
+        }
         env.update({k: str(v) for k, v in self.ports.items()})
         env.update(
             MLOPS_RUNTIME="local",

@@ -10,14 +10,14 @@ from pathlib import Path
 from mlops_platform.launcher.health import Probe
 from mlops_platform.launcher.online_store import online_store_url
 from mlops_platform.launcher.paths import REPO_ROOT
-from mlops_platform.launcher.settings import PlatformSettings
+from mlops_platform.launcher.settings import LauncherSettings
 
 
 @dataclass(frozen=True)
 class Context:
     """What a service definition may read: the settings and where state lives."""
 
-    settings: PlatformSettings
+    settings: LauncherSettings
     env_file: Path
 
     @property
@@ -47,7 +47,7 @@ class Context:
             "MLOPS_DATABASE_PREFIX": s.mlops_database_prefix,
             "MLOPS_REDIS_URL": s.mlops_redis_url,
             "MLOPS_ONLINE_STORE_URL": online_store_url(s),
-            "MLFLOW_TRACKING_URI": s.url(s.mlflow_port),
+            "MLFLOW_TRACKING_URI": s.tracking_uri,
             # setproctitle (imported via gunicorn by Feast) would otherwise blank the process
             # environment, and with it the MLOPS_INSTANCE tag
             "SPT_NOENV": "1",

@@ -18,7 +18,7 @@ class FeastOnlineStoreService(Service):
 
     def prepare(self, ctx: Context) -> None:
         ctx.state_dir(self.name)
-        if not ctx.settings.mlops_redis_url:
+        if not ctx.settings.redis_url():
             try:
                 ensure_binaries({"redis-server": "redis-server"})
             except MissingSystemPackage as exc:

@@ -23,23 +23,20 @@ from typing import Any
 
 import redis
 from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from mlops_common.redis import redact
 from mlops_platform.launcher.health import Health, Probe, http_probe
 from mlops_platform.launcher.online_store import online_store_kind
 from mlops_platform.launcher.services.base import Check, Context, Program, Service
+from mlops_platform.launcher.settings import LauncherEnvSettings
 
 DEFAULT_STREAM = "mlops:driver_stats"
 DEFAULT_GROUP = "data-pipeline"
 NO_BROKER = "no Redis for the stream broker (the online store is the embedded SQLite one)"
 
 
-class StreamSettings(BaseSettings):
+class StreamSettings(LauncherEnvSettings):
     """The stream service's own entries of the env file (environment first)."""
-
-    model_config = SettingsConfigDict(
-        extra="ignore", env_file_encoding="utf-8", env_ignore_empty=True
-    )
 
     stream_producer_metrics_port: int = Field(default=8311, ge=1, le=65535)
     stream_consumer_metrics_port: int = Field(default=8312, ge=1, le=65535)
@@ -47,18 +44,9 @@ class StreamSettings(BaseSettings):
     mlops_stream_name: str = DEFAULT_STREAM
     mlops_stream_group: str = DEFAULT_GROUP
 
-    @classmethod
-    def load(cls, ctx: Context) -> StreamSettings:
-        return cls(_env_file=ctx.env_file)  # type: ignore[call-arg]
-
 
 def broker_url(ctx: Context, stream: StreamSettings) -> str:
-    s = ctx.settings
-    return (
-        stream.mlops_stream_redis_url
-        or s.mlops_redis_url
-        or f"redis://{s.mlops_bind_host}:{s.redis_port}/0"
-    )
+    return ctx.settings.redis_url(stream.mlops_stream_redis_url, own_server=True)
 
 
 def consumer_group_probe(url: str, stream: str, group: str, timeout: float = 2.0) -> Probe:
@@ -177,13 +165,6 @@ class StreamService(Service):
         return [
             f"Stream producer     {s.url(stream.stream_producer_metrics_port)}/metrics",
             f"Stream consumer     {s.url(stream.stream_consumer_metrics_port)}/metrics  "
-            f"(stream {stream.mlops_stream_name} on {_redacted(broker_url(ctx, stream))}, "
+            f"(stream {stream.mlops_stream_name} on {redact(broker_url(ctx, stream))}, "
             f"dead letters in {stream.mlops_stream_name}:dead)",
         ]
-
-
-def _redacted(url: str) -> str:
-    scheme, sep, rest = url.partition("://")
-    if not sep or "@" not in rest:
-        return url
-    return f"{scheme}://***@{rest.rpartition('@')[2]}"

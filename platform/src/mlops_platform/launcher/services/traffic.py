@@ -14,24 +14,16 @@ Healthy when its ``/metrics`` answers (``DISPATCH_METRICS_PORT``, default 8313).
 from __future__ import annotations
 
 from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from mlops_platform.launcher.health import http_probe
 from mlops_platform.launcher.services.base import Check, Context, Program, Service
+from mlops_platform.launcher.settings import LauncherEnvSettings
 
 
-class TrafficSettings(BaseSettings):
+class TrafficSettings(LauncherEnvSettings):
     """The traffic service's own entry of the env file (environment first)."""
 
-    model_config = SettingsConfigDict(
-        extra="ignore", env_file_encoding="utf-8", env_ignore_empty=True
-    )
-
     dispatch_metrics_port: int = Field(default=8313, ge=1, le=65535)
-
-    @classmethod
-    def load(cls, ctx: Context) -> TrafficSettings:
-        return cls(_env_file=ctx.env_file)  # type: ignore[call-arg]
 
 
 class TrafficService(Service):
