@@ -382,8 +382,9 @@ def floor(
 ) -> dict[str, float]:
     from threadpoolctl import threadpool_limits
 
+    from mlops_common.registry import make_client
     from model_serving.features import make_reader
-    from model_serving.models import fetch_version, load_version, make_client
+    from model_serving.models import fetch_version, load_version
     from model_serving.shadow import feature_matrix
 
     threadpool_limits(1)
