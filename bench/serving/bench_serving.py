@@ -45,9 +45,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
+
+from mlops_testing.stack import start_mlflow
 
 REDIS_URL = os.environ.get("MLOPS_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 API_KEY = "bench-" + uuid.uuid4().hex
@@ -382,8 +384,9 @@ def floor(
 ) -> dict[str, float]:
     from threadpoolctl import threadpool_limits
 
+    from mlops_common.registry import make_client
     from model_serving.features import make_reader
-    from model_serving.models import fetch_version, load_version, make_client
+    from model_serving.models import fetch_version, load_version
     from model_serving.shadow import feature_matrix
 
     threadpool_limits(1)
@@ -424,9 +427,13 @@ def floor(
 # --- the run ----------------------------------------------------------------------------------
 
 
+class Stoppable(Protocol):
+    def stop(self) -> None: ...
+
+
 @contextmanager
-def processes() -> Iterator[list[Proc]]:
-    started: list[Proc] = []
+def processes() -> Iterator[list[Stoppable]]:
+    started: list[Stoppable] = []
     try:
         yield started
     finally:
@@ -467,7 +474,7 @@ VARIANTS = [
 ]
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per measurement")
     parser.add_argument("--rate", type=float, default=100.0, help="fixed request rate")
@@ -475,8 +482,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", choices=["hgb", "logreg"], default="hgb")
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
     parser.add_argument("--check", action="store_true", help="exit 1 when a target is missed")
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
 
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     folder = Path(tempfile.mkdtemp(prefix="bench-serving-"))
     project = f"bench_{uuid.uuid4().hex[:10]}"
@@ -489,121 +499,133 @@ def main(argv: list[str] | None = None) -> int:
     }
     try:
         with processes() as started:
-            mlflow_port = free_port()
-            mlflow = start(
-                "mlflow",
-                [
-                    str(VENV_BIN / "mlflow"),
-                    "server",
-                    "--host",
-                    "127.0.0.1",
-                    "--port",
-                    str(mlflow_port),
-                    "--workers",
-                    "1",
-                    "--backend-store-uri",
-                    f"sqlite:///{folder / 'mlflow.db'}",
-                    "--serve-artifacts",
-                    "--artifacts-destination",
-                    str(folder / "artifacts"),
-                ],
-                {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
-                folder,
-            )
+            mlflow = start_mlflow(folder / "mlflow")
             started.append(mlflow)
-            tracking = f"http://127.0.0.1:{mlflow_port}"
-            data_dir = folder / "data"
-            store = setup_store(data_dir, project)
-            wait_http(mlflow, f"{tracking}/health")
-            version = register(tracking, args.model)
-            log(f"registered {MODEL} v{version} ({args.model})")
-
-            from data_pipeline.feature_store import FEATURE_NAMES
-
-            online = store.get_online_features(
-                features=store.get_feature_service("driver_ranking_v1"),
-                entity_rows=[{"driver_id": i} for i in CANDIDATES],
-            ).to_dict()
-            rows = [[online[f][k] for f in FEATURE_NAMES] for k in range(len(CANDIDATES))]
+            tracking = mlflow.url
+            world = World(folder, project, streams, tracking, setup_store(folder / "data", project))
+            world.version = register(tracking, args.model)
+            log(f"registered {MODEL} v{world.version} ({args.model})")
             for variant in VARIANTS:
-                port = free_port()
-                if variant.kind == "serving":
-                    proc = start(
-                        variant.key,
-                        [str(VENV_BIN / "model-serving"), "serve"],
-                        {
-                            **variant.env,
-                            "MLOPS_ENV_FILE": str(folder / "no.env"),
-                            "MLOPS_DATA_DIR": str(data_dir),
-                            "MLOPS_ONLINE_STORE_URL": REDIS_URL,
-                            "MLOPS_FEAST_PROJECT": project,
-                            "MLOPS_DATABASE_URL": "",
-                            "MLFLOW_TRACKING_URI": tracking,
-                            "MLOPS_BIND_HOST": "127.0.0.1",
-                            "SERVING_PORT": str(port),
-                            "SERVING_API_KEY": API_KEY,
-                            "SERVING_MODEL_NAME": MODEL,
-                            "SERVING_EVENTS_REDIS_URL": REDIS_URL,
-                            "SERVING_EVENTS_PREDICTION_STREAM": streams[0],
-                            "SERVING_EVENTS_FEEDBACK_STREAM": streams[1],
-                        },
-                        folder,
-                    )
-                    ready = f"http://127.0.0.1:{port}/health/ready"
-                    target = Target(
-                        variant.label,
-                        f"http://127.0.0.1:{port}/v1/predict",
-                        json.dumps({"driver_ids": CANDIDATES}).encode(),
-                        {"X-API-Key": API_KEY},
-                    )
-                else:
-                    env = dict(variant.env)
-                    for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-                        env.setdefault(name, None)  # unset: the libraries' default
-                    proc = start(
-                        variant.key,
-                        [
-                            str(VENV_BIN / "mlflow"),
-                            "models",
-                            "serve",
-                            "-m",
-                            f"models:/{MODEL}/{version}",
-                            "--env-manager",
-                            "local",
-                            "--host",
-                            "127.0.0.1",
-                            "-p",
-                            str(port),
-                            "--workers",
-                            "1",
-                        ],
-                        {**env, "MLFLOW_TRACKING_URI": tracking},
-                        folder,
-                    )
-                    ready = f"http://127.0.0.1:{port}/health"
-                    target = Target(
-                        variant.label,
-                        f"http://127.0.0.1:{port}/invocations",
-                        json.dumps(
-                            {"dataframe_split": {"columns": list(FEATURE_NAMES), "data": rows}}
-                        ).encode(),
-                        {},
-                    )
-                started.append(proc)
-                try:
-                    wait_http(proc, ready)
-                    results[variant.key] = measure(target, args)
-                finally:
-                    proc.stop()
+                results[variant.key] = run_variant(world, variant, args, started)
             log("in-process floor")
-            results["c"] = floor(store, tracking, version, folder, args.duration, compiled=True)
-            results["c_sklearn"] = floor(
-                store, tracking, version, folder, args.duration, compiled=False
-            )
+            for key, compiled in (("c", True), ("c_sklearn", False)):
+                results[key] = floor(
+                    world.store, tracking, world.version, folder, args.duration, compiled=compiled
+                )
     finally:
         drop_keys(project, streams)
         shutil.rmtree(folder, ignore_errors=True)
+    targets_met = add_ratios(results)
+    print(report(results, args))
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2))
+    return 1 if args.check and not all(targets_met.values()) else 0
 
+
+@dataclass
+class World:
+    """What every variant of one run shares: the folder, the Feast project on Redis, the event
+    streams, the MLflow server and the registered version."""
+
+    folder: Path
+    project: str
+    streams: list[str]
+    tracking: str
+    store: Any
+    version: str = ""
+
+    @property
+    def data_dir(self) -> Path:
+        return self.folder / "data"
+
+    def feature_rows(self) -> list[list[Any]]:
+        """The candidates' online feature rows (what (b) is posted)."""
+        from data_pipeline.feature_store import FEATURE_NAMES
+
+        online = self.store.get_online_features(
+            features=self.store.get_feature_service("driver_ranking_v1"),
+            entity_rows=[{"driver_id": i} for i in CANDIDATES],
+        ).to_dict()
+        return [[online[f][k] for f in FEATURE_NAMES] for k in range(len(CANDIDATES))]
+
+
+def run_variant(
+    world: World, variant: Variant, args: argparse.Namespace, started: list[Stoppable]
+) -> dict[str, Any]:
+    """Start the variant's server, measure it, stop it."""
+    port = free_port()
+    if variant.kind == "serving":
+        proc, ready, target = start_serving(world, variant, port)
+    else:
+        proc, ready, target = start_mlflow_serve(world, variant, port)
+    started.append(proc)
+    try:
+        wait_http(proc, ready)
+        return measure(target, args)
+    finally:
+        proc.stop()
+
+
+def start_serving(world: World, variant: Variant, port: int) -> tuple[Proc, str, Target]:
+    """(a): ``model-serving serve``."""
+    env: dict[str, str | None] = {
+        **variant.env,
+        "MLOPS_ENV_FILE": str(world.folder / "no.env"),
+        "MLOPS_DATA_DIR": str(world.data_dir),
+        "MLOPS_ONLINE_STORE_URL": REDIS_URL,
+        "MLOPS_FEAST_PROJECT": world.project,
+        "MLOPS_DATABASE_URL": "",
+        "MLFLOW_TRACKING_URI": world.tracking,
+        "MLOPS_BIND_HOST": "127.0.0.1",
+        "SERVING_PORT": str(port),
+        "SERVING_API_KEY": API_KEY,
+        "SERVING_MODEL_NAME": MODEL,
+        "SERVING_EVENTS_REDIS_URL": REDIS_URL,
+        "SERVING_EVENTS_PREDICTION_STREAM": world.streams[0],
+        "SERVING_EVENTS_FEEDBACK_STREAM": world.streams[1],
+    }
+    proc = start(variant.key, [str(VENV_BIN / "model-serving"), "serve"], env, world.folder)
+    target = Target(
+        variant.label,
+        f"http://127.0.0.1:{port}/v1/predict",
+        json.dumps({"driver_ids": CANDIDATES}).encode(),
+        {"X-API-Key": API_KEY},
+    )
+    return proc, f"http://127.0.0.1:{port}/health/ready", target
+
+
+def start_mlflow_serve(world: World, variant: Variant, port: int) -> tuple[Proc, str, Target]:
+    """(b): ``mlflow models serve`` of the same version, posted the feature rows directly."""
+    from data_pipeline.feature_store import FEATURE_NAMES
+
+    env = dict(variant.env)
+    for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        env.setdefault(name, None)  # unset: the libraries' default
+    command = [
+        str(VENV_BIN / "mlflow"),
+        "models",
+        "serve",
+        "-m",
+        f"models:/{MODEL}/{world.version}",
+        "--env-manager",
+        "local",
+        "--host",
+        "127.0.0.1",
+        "-p",
+        str(port),
+        "--workers",
+        "1",
+    ]
+    proc = start(variant.key, command, {**env, "MLFLOW_TRACKING_URI": world.tracking}, world.folder)
+    body = {"dataframe_split": {"columns": list(FEATURE_NAMES), "data": world.feature_rows()}}
+    target = Target(
+        variant.label, f"http://127.0.0.1:{port}/invocations", json.dumps(body).encode(), {}
+    )
+    return proc, f"http://127.0.0.1:{port}/health", target
+
+
+def add_ratios(results: dict[str, Any]) -> dict[str, bool]:
+    """The ratios against the baselines of the same run, and which targets are met."""
     a, b, c = results["a"], results["b"], results["c"]
     results["ratio_a_over_b_rps"] = a["rps"] / b["rps"]
     results["ratio_a_over_b_default_threads_rps"] = a["rps"] / results["b_default_threads"]["rps"]
@@ -613,10 +635,7 @@ def main(argv: list[str] | None = None) -> int:
         "a p99 at fixed rate <= 10 ms": a["p99_ms"] <= 10.0,
     }
     results["targets"] = targets_met
-    print(report(results, args))
-    if args.json:
-        args.json.write_text(json.dumps(results, indent=2))
-    return 1 if args.check and not all(targets_met.values()) else 0
+    return targets_met
 
 
 def measure(target: Target, args: argparse.Namespace) -> dict[str, Any]:

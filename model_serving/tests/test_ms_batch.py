@@ -93,9 +93,7 @@ def world(tmp_path_factory: pytest.TempPathFactory, mlflow_server: MlflowServer)
 def test_one_row_per_active_driver_with_point_in_time_features(world: World) -> None:
     import mlflow.sklearn
 
-    summary = run_batch(
-        world.serving(), interval_end=END, store=world.store, data_settings=world.data
-    )
+    summary = run_batch(world.serving(), interval_end=END, store=world.store)
     path = interval_file(table_dir(world.serving()), END)
     assert summary["file"] == str(path) and summary["scored"] == len(ACTIVE)
     table = pd.read_parquet(path)
@@ -124,9 +122,9 @@ def test_one_row_per_active_driver_with_point_in_time_features(world: World) -> 
 
 def test_rerunning_an_interval_replaces_its_file(world: World) -> None:
     settings = world.serving()
-    first = run_batch(settings, interval_end=END, store=world.store, data_settings=world.data)
+    first = run_batch(settings, interval_end=END, store=world.store)
     before = pd.read_parquet(first["file"])
-    second = run_batch(settings, interval_end=END, store=world.store, data_settings=world.data)
+    second = run_batch(settings, interval_end=END, store=world.store)
     after = pd.read_parquet(second["file"])
     assert first["file"] == second["file"]
     assert len(list(Path(first["file"]).parent.iterdir())) == 1  # no temp file left over
@@ -141,7 +139,6 @@ def test_a_request_file_and_bad_input(world: World, tmp_path: Path) -> None:
         drivers_file=requests,
         interval_end=END,
         store=world.store,
-        data_settings=world.data,
         output_dir=tmp_path / "out",
     )
     assert (summary["candidates"], summary["scored"], summary["inactive_or_unknown"]) == (3, 1, 2)
@@ -153,14 +150,12 @@ def test_a_request_file_and_bad_input(world: World, tmp_path: Path) -> None:
             drivers_file=bad,
             interval_end=END,
             store=world.store,
-            data_settings=world.data,
         )
     with pytest.raises(BatchError, match="has no version with the alias 'champion'"):
         run_batch(
             world.serving(serving_model_name="no_such_model"),
             interval_end=END,
             store=world.store,
-            data_settings=world.data,
         )
 
 

@@ -13,7 +13,7 @@ from ms_fixtures import FEATURES, metric_value, wait_for
 from ms_harness import Harness, SettingsFactory, Streams
 
 from mlops_common.events import serving as events
-from model_serving.app import canary_bucket
+from model_serving.predictor import canary_bucket
 
 pytestmark = pytest.mark.integration
 

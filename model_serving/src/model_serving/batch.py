@@ -20,20 +20,25 @@ import logging
 import os
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from mlops_common.registry import RegistryUnavailable, alias_version, make_client
 from mlops_common.settings import PlatformSettings
 from model_serving.models import (
+    LoadedModel,
     ModelLoadError,
     fetch_version,
     load_version,
 )
 from model_serving.settings import ServingSettings
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 log = logging.getLogger("model_serving.batch")
 
@@ -134,9 +139,38 @@ def run_batch(
     store: Any = None,
 ) -> dict[str, Any]:
     """Score one interval; returns a summary (rows written, model, file, timings)."""
-    import pandas as pd
-
     began = time.perf_counter()
+    start, end = resolve_interval_bounds(interval_start, interval_end)
+    model = load_champion(settings)
+    if store is None:
+        from mlops_common.features import feature_store
+
+        store = feature_store(settings)
+    candidates = Candidates.pick(store, model, settings, end, drivers_file)
+    features = candidates.features(store, model, end)
+    table, inactive = score_table(model, features, len(candidates.ids), start, end)
+    root = Path(output_dir) if output_dir else table_dir(settings)
+    target = write_table(table, interval_file(root, end))
+    summary = {
+        "interval_start": start.isoformat(),
+        "interval_end": end.isoformat(),
+        "model": {"name": model.name, "version": model.version, "scorer": model.scorer_kind},
+        "feature_service": model.feature_service,
+        "candidates": len(candidates.ids),
+        "candidates_from": candidates.source,
+        "scored": len(table),
+        "inactive_or_unknown": inactive,
+        "file": str(target),
+        "seconds": round(time.perf_counter() - began, 3),
+    }
+    log.info("batch prediction: %s", summary)
+    return summary
+
+
+def resolve_interval_bounds(
+    interval_start: str | datetime | None, interval_end: str | datetime | None
+) -> tuple[datetime, datetime]:
+    """(start, end): the end defaults to the current hour, the start to an hour before the end."""
     end = (
         parse_time(interval_end, "interval_end")
         if interval_end
@@ -151,8 +185,11 @@ def run_batch(
         raise BatchError(
             f"interval_start {start.isoformat()} must be before interval_end {end.isoformat()}"
         )
+    return start, end
 
-    # the champion, as the online API loads it
+
+def load_champion(settings: ServingSettings) -> LoadedModel:
+    """The version the champion alias points at now, loaded as the online API loads it."""
     client = make_client(settings.tracking_uri)
     name = settings.serving_model_name
     try:
@@ -165,7 +202,7 @@ def run_batch(
         )
     try:
         path = fetch_version(client, settings.tracking_uri, settings.model_cache_dir, name, version)
-        model = load_version(
+        return load_version(
             path,
             alias="champion",
             source="registry",
@@ -175,35 +212,61 @@ def run_batch(
     except (ModelLoadError, RegistryUnavailable) as exc:
         raise BatchError(f"cannot load {name} v{version}: {exc}") from exc
 
-    # the features: the model's feature service, point in time at the interval's end
-    if store is None:
-        from mlops_common.features import feature_store
 
-        store = feature_store(settings)
-    try:
-        service = store.get_feature_service(model.feature_service)
-    except Exception as exc:
-        raise BatchError(f"feature service {model.feature_service!r}: {exc}") from exc
-    views = [store.get_feature_view(p.name) for p in service.feature_view_projections]
-    ttl = max((v.ttl for v in views if v.ttl), default=timedelta(0))
-    if drivers_file:
-        candidates = read_drivers_file(Path(drivers_file))
-        source = f"file {drivers_file}"
-    else:
-        candidates = active_drivers(views[0], settings, end, ttl)
-        source = "active drivers"
-    frame = pd.DataFrame({"driver_id": np.array(candidates, dtype=np.int64)})
-    frame["event_timestamp"] = pd.Timestamp(end)
-    if candidates:
-        features = store.get_historical_features(entity_df=frame, features=service).to_df()
-    else:
-        features = frame.assign(**{c: pd.Series(dtype="float64") for c in model.columns})
-    missing = [c for c in model.columns if c not in features.columns]
-    if missing:
-        raise BatchError(f"feature service {model.feature_service!r} gave no {missing}")
+@dataclass(frozen=True)
+class Candidates:
+    """The drivers to score and the model's feature service they are scored with."""
+
+    ids: list[int]
+    #: where the ids come from (a file, or the active drivers)
+    source: str
+    service: Any
+
+    @classmethod
+    def pick(
+        cls,
+        store: Any,
+        model: LoadedModel,
+        settings: ServingSettings,
+        end: datetime,
+        drivers_file: str | Path | None,
+    ) -> Candidates:
+        try:
+            service = store.get_feature_service(model.feature_service)
+        except Exception as exc:
+            raise BatchError(f"feature service {model.feature_service!r}: {exc}") from exc
+        if drivers_file:
+            return cls(read_drivers_file(Path(drivers_file)), f"file {drivers_file}", service)
+        views = [store.get_feature_view(p.name) for p in service.feature_view_projections]
+        ttl = max((v.ttl for v in views if v.ttl), default=timedelta(0))
+        return cls(active_drivers(views[0], settings, end, ttl), "active drivers", service)
+
+    def features(self, store: Any, model: LoadedModel, end: datetime) -> pd.DataFrame:
+        """The feature service's features of every candidate, point in time at ``end``."""
+        import pandas as pd
+
+        frame = pd.DataFrame({"driver_id": np.array(self.ids, dtype=np.int64)})
+        frame["event_timestamp"] = pd.Timestamp(end)
+        if self.ids:
+            features = store.get_historical_features(entity_df=frame, features=self.service)
+            found: pd.DataFrame = features.to_df()
+        else:
+            found = frame.assign(**{c: pd.Series(dtype="float64") for c in model.columns})
+        missing = [c for c in model.columns if c not in found.columns]
+        if missing:
+            raise BatchError(f"feature service {model.feature_service!r} gave no {missing}")
+        return found
+
+
+def score_table(
+    model: LoadedModel, features: pd.DataFrame, candidates: int, start: datetime, end: datetime
+) -> tuple[pd.DataFrame, int]:
+    """The result table (``COLUMNS``, best first) of the drivers with every feature, and how
+    many candidates had none (inactive, or unknown)."""
+    import pandas as pd
+
     complete = features.dropna(subset=list(model.columns))
     complete = complete.drop_duplicates("driver_id").sort_values("driver_id", kind="stable")
-    inactive = len(candidates) - len(complete)
     matrix = complete[list(model.columns)].to_numpy(dtype=np.float64)
     scores = model.score(matrix) if len(complete) else np.empty(0)
     scored_at = datetime.now(UTC)
@@ -218,33 +281,22 @@ def run_batch(
         if len(table)
         else pd.Series(dtype="int32")
     )
-    table["model_name"] = name
-    table["model_version"] = str(version)
+    table["model_name"] = model.name
+    table["model_version"] = str(model.version)
     table["interval_start"] = pd.Timestamp(start)
     table["interval_end"] = pd.Timestamp(end)
     table["scored_at"] = pd.Timestamp(scored_at)
     table = table.sort_values("rank", kind="stable").reset_index(drop=True)[list(COLUMNS)]
+    return table, candidates - len(complete)
 
-    root = Path(output_dir) if output_dir else table_dir(settings)
-    target = interval_file(root, end)
+
+def write_table(table: pd.DataFrame, target: Path) -> Path:
+    """Replace ``target`` whole (a temporary file renamed: never half a file)."""
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{FILE}.{os.getpid()}.tmp")
     table.to_parquet(tmp, index=False)
     tmp.replace(target)
-    summary = {
-        "interval_start": start.isoformat(),
-        "interval_end": end.isoformat(),
-        "model": {"name": name, "version": str(version), "scorer": model.scorer_kind},
-        "feature_service": model.feature_service,
-        "candidates": len(candidates),
-        "candidates_from": source,
-        "scored": len(table),
-        "inactive_or_unknown": inactive,
-        "file": str(target),
-        "seconds": round(time.perf_counter() - began, 3),
-    }
-    log.info("batch prediction: %s", summary)
-    return summary
+    return target
 
 
 def run_batch_task(context: Any) -> dict[str, Any]:

@@ -54,6 +54,21 @@ class ServingMetrics:
         r = self.registry = CollectorRegistry(auto_describe=True)
         # process_cpu_seconds_total, process_resident_memory_bytes, ... of this process
         ProcessCollector(registry=r)
+        self._http(r)
+        self._predictions(r)
+        self._scores(r)
+        self._models(r)
+        self._registry(r)
+        self._events(r)
+        for alias in ("champion", "challenger"):
+            self.model_loaded.labels(alias).set(0)
+        self.registry_up.set(0)
+        self.sink_up.set(0)
+        self._versions: dict[tuple[str, str], VersionMetrics] = {}
+        self._requests: dict[tuple[str, str, str, str], tuple[Counter, Histogram]] = {}
+
+    def _http(self, r: CollectorRegistry) -> None:
+        """HTTP requests (the edge)."""
         self.requests = Counter(
             "serving_requests_total",
             "HTTP requests by route, method, status code and the model version that answered",
@@ -70,6 +85,9 @@ class ServingMetrics:
         self.in_flight = Gauge(
             "serving_requests_in_flight", "Requests being handled right now", registry=r
         )
+
+    def _predictions(self, r: CollectorRegistry) -> None:
+        """One prediction: feature read, model call, outcome."""
         self.feature_read_latency = Histogram(
             "serving_feature_read_duration_seconds",
             "Online store read of one request's candidates, by reader (redis or feast)",
@@ -103,6 +121,9 @@ class ServingMetrics:
             ["model_version"],
             registry=r,
         )
+
+    def _scores(self, r: CollectorRegistry) -> None:
+        """What the models answered, and the labels that came back."""
         self.scores = Histogram(
             "serving_prediction_score",
             "Distribution of the scores of every ranked candidate, by model version",
@@ -130,7 +151,9 @@ class ServingMetrics:
             ["trip_completed", "model_version"],
             registry=r,
         )
-        # --- model lifecycle -----------------------------------------------------------------
+
+    def _models(self, r: CollectorRegistry) -> None:
+        """Model loads and swaps."""
         self.model_loads = Counter(
             "serving_model_loads_total",
             "Model loads by alias, source (registry or cache) and outcome (success or failure)",
@@ -162,6 +185,9 @@ class ServingMetrics:
             ["alias"],
             registry=r,
         )
+
+    def _registry(self, r: CollectorRegistry) -> None:
+        """The model registry as the watcher sees it."""
         self.registry_up = Gauge(
             "serving_registry_reachable",
             "1 when the last poll of the model registry succeeded, else 0",
@@ -178,7 +204,9 @@ class ServingMetrics:
             "Unix time of the last successful registry poll",
             registry=r,
         )
-        # --- events ------------------------------------------------------------------------
+
+    def _events(self, r: CollectorRegistry) -> None:
+        """The event sink and shadow scoring."""
         self.events_written = Counter(
             "serving_events_written_total",
             "Events written to the sink, by type (prediction or feedback)",
@@ -206,12 +234,6 @@ class ServingMetrics:
             ["outcome"],
             registry=r,
         )
-        for alias in ("champion", "challenger"):
-            self.model_loaded.labels(alias).set(0)
-        self.registry_up.set(0)
-        self.sink_up.set(0)
-        self._versions: dict[tuple[str, str], VersionMetrics] = {}
-        self._requests: dict[tuple[str, str, str, str], tuple[Counter, Histogram]] = {}
 
     def version(self, model_version: str, alias: str) -> VersionMetrics:
         """The children of one answering model version (cached: label lookups take a lock)."""

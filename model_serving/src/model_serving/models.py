@@ -27,12 +27,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
 from mlops_common.registry import FEATURE_SERVICE_TAG, RegistryUnavailable, is_not_found, short
 from model_serving.compiled import compile_hgb, probe_inputs
+
+if TYPE_CHECKING:
+    from mlflow.models import Model
 
 log = logging.getLogger("model_serving.models")
 
@@ -272,15 +275,8 @@ def load_version(
     compiled: bool = True,
 ) -> LoadedModel:
     """Load a cached version folder (``fetch_version``'s result) and warm it up."""
-    from mlflow.models import Model
-
     began = time.perf_counter()
-    try:
-        meta = json.loads((path / META).read_text())
-        model_dir = path / "model"
-        mlmodel = Model.load(str(model_dir / "MLmodel"))
-    except (OSError, ValueError) as exc:
-        raise ModelLoadError(f"cached model at {path} is unreadable: {exc}") from exc
+    meta, mlmodel = _read_version(path)
     schema = mlmodel.get_input_schema()  # type: ignore[no-untyped-call]
     if schema is None or not schema.has_input_names():
         raise ModelLoadError(
@@ -289,18 +285,7 @@ def load_version(
     columns = tuple(schema.input_names())
     types = tuple(str(getattr(t, "name", t)) for t in schema.input_types())
     try:
-        if "sklearn" in mlmodel.flavors:
-            import mlflow.sklearn
-
-            flavor = "sklearn"
-            scorer, kind = _sklearn_scorer(
-                mlflow.sklearn.load_model(str(model_dir)), compiled=compiled
-            )
-        else:
-            import mlflow.pyfunc
-
-            flavor = kind = "pyfunc"
-            scorer = _pyfunc_scorer(mlflow.pyfunc.load_model(str(model_dir)), columns, types)
+        flavor, scorer, kind = _scorer(mlmodel, path / "model", columns, types, compiled=compiled)
     except ModelLoadError:
         raise
     except Exception as exc:
@@ -325,6 +310,39 @@ def load_version(
     )
     warm_up(loaded)
     return replace(loaded, load_seconds=time.perf_counter() - began)
+
+
+def _read_version(path: Path) -> tuple[dict[str, Any], Model]:
+    """The cached version's ``serving.json`` and its ``MLmodel``."""
+    from mlflow.models import Model
+
+    try:
+        meta = json.loads((path / META).read_text())
+        mlmodel = Model.load(str(path / "model" / "MLmodel"))
+    except (OSError, ValueError) as exc:
+        raise ModelLoadError(f"cached model at {path} is unreadable: {exc}") from exc
+    return meta, mlmodel
+
+
+def _scorer(
+    mlmodel: Model,
+    model_dir: Path,
+    columns: tuple[str, ...],
+    types: tuple[str, ...],
+    *,
+    compiled: bool,
+) -> tuple[str, Scorer, str]:
+    """(flavor, scorer, scorer kind): the sklearn flavor as the raw estimator, any other through
+    pyfunc."""
+    if "sklearn" in mlmodel.flavors:
+        import mlflow.sklearn
+
+        scorer, kind = _sklearn_scorer(mlflow.sklearn.load_model(str(model_dir)), compiled=compiled)
+        return "sklearn", scorer, kind
+    import mlflow.pyfunc
+
+    loaded = mlflow.pyfunc.load_model(str(model_dir))
+    return "pyfunc", _pyfunc_scorer(loaded, columns, types), "pyfunc"
 
 
 def warm_up(model: LoadedModel, rounds: int = 3) -> None:

@@ -16,6 +16,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from typing import Protocol
 
 import redis
 from redis.backoff import NoBackoff
@@ -27,6 +28,14 @@ from model_serving.metrics import ServingMetrics
 log = logging.getLogger("model_serving.sink")
 
 EventBuilder = Callable[[], Event]
+
+
+class EventSubmitter(Protocol):
+    """What the request path needs of a sink: hand it an event builder, never wait."""
+
+    def submit(self, kind: str, build: EventBuilder) -> bool:
+        """Queue an event; False when it is dropped."""
+        ...
 
 
 class EventSink:

@@ -1,0 +1,306 @@
+"""The prediction itself, with no HTTP: route to a model, read features, score, rank, emit.
+
+``Predictor.route`` takes the serving state snapshot once (the request uses it to the end),
+refuses when no model is loaded and picks the answering model: the champion, or the challenger
+for a sticky canary share of request ids. ``Predictor.predict`` reads the candidates' online
+features through the model's reader, scores the scorable ones, ranks them, remembers which model
+answered and hands the prediction event to the sink (with shadow scoring on: to the shadow
+scorer first, which hands it on with the challenger's scores). Nothing here waits on anything
+but the feature read and the model call.
+
+What can go wrong is a ``PredictionError`` with a stable ``code``; the HTTP layer maps codes to
+status codes (``model_serving.api.errors``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import partial
+from typing import Any, Protocol, TypedDict
+
+from prometheus_client import Histogram
+
+from mlops_common.events import serving as events
+from model_serving.answers import AnswerMemory, ModelRef, model_ref
+from model_serving.features import FeatureRead, FeatureReader, OnlineStoreError
+from model_serving.lifecycle import ServingState
+from model_serving.metrics import ServingMetrics, VersionMetrics
+from model_serving.models import LoadedModel
+from model_serving.settings import ServingSettings
+from model_serving.shadow import ShadowJob, ShadowScorer, feature_matrix, rank
+from model_serving.sink import EventSubmitter
+
+log = logging.getLogger("model_serving.predictor")
+
+Ranking = list[tuple[int, float]]
+
+
+def canary_bucket(request_id: str) -> int:
+    """A stable bucket in [0, 10000) per request id: the same id always lands in the same one."""
+    digest = hashlib.blake2b(request_id.encode("utf-8"), digest_size=8).digest()
+    return int.from_bytes(digest, "big") % 10_000
+
+
+# --- what can go wrong ----------------------------------------------------------------------
+
+
+class PredictionError(Exception):
+    """A request that cannot be answered; ``code`` is stable and machine-readable."""
+
+    code = "prediction_error"
+
+    def __init__(self, message: str, details: Any = None) -> None:
+        super().__init__(message)
+        self.message, self.details = message, details
+
+
+class NoModel(PredictionError):
+    code = "no_model"
+
+
+class OnlineStoreUnavailable(PredictionError):
+    code = "online_store_unavailable"
+
+
+class NoScorableCandidates(PredictionError):
+    code = "no_scorable_candidates"
+
+
+class ModelFailed(PredictionError):
+    code = "model_error"
+
+
+# --- collaborators and results --------------------------------------------------------------
+
+
+class ServesModels(Protocol):
+    """Where the current serving state comes from (``ModelManager``)."""
+
+    @property
+    def state(self) -> ServingState: ...
+
+
+@dataclass(frozen=True)
+class Traffic:
+    """How requests are split between champion and challenger."""
+
+    #: share of request ids the challenger answers, percent
+    canary_percent: float = 0.0
+    #: the challenger also scores every request the champion answers, off the request path
+    shadow: bool = False
+
+    @classmethod
+    def from_settings(cls, settings: ServingSettings) -> Traffic:
+        return cls(settings.serving_canary_percent, settings.serving_shadow)
+
+
+@dataclass(frozen=True, slots=True)
+class Routing:
+    """The model that answers one request (and the one that shadows it, if any)."""
+
+    request_id: str
+    model: LoadedModel
+    shadow: LoadedModel | None
+    #: perf_counter() when the request started
+    began: float
+
+
+class ScoreEntry(TypedDict):
+    driver_id: int
+    score: float
+
+
+class PredictAnswer(TypedDict):
+    request_id: str
+    best_driver_id: int
+    scores: list[ScoreEntry]
+    model: ModelRef
+    unknown_driver_ids: list[int]
+    stale_driver_ids: list[int]
+
+
+def score_entries(ranking: Ranking) -> list[ScoreEntry]:
+    return [{"driver_id": d, "score": s} for d, s in ranking]
+
+
+@dataclass(frozen=True, slots=True)
+class PredictionRecord:
+    """What the prediction event of one answer is built from (off the request path)."""
+
+    request_id: str
+    time: datetime
+    model: LoadedModel
+    ranking: Ranking
+    read: FeatureRead
+    latency_ms: float
+
+    def event(self, shadow: dict[str, Any] | None = None) -> events.PredictionEvent:
+        read = self.read
+        return events.PredictionEvent.model_validate(
+            {
+                "request_id": self.request_id,
+                "time": self.time,
+                "model": model_ref(self.model),
+                "candidates": self.candidates(),
+                "best_driver_id": self.ranking[0][0],
+                "unknown_driver_ids": read.unknown,
+                "stale_driver_ids": read.stale,
+                "shadow": shadow,
+                "latency_ms": self.latency_ms,
+            }
+        )
+
+    def candidates(self) -> list[dict[str, Any]]:
+        """Ranked candidates with the exact model inputs and their feature time."""
+        columns, positions = self.model.columns, self.model.positions
+        rows, times = self.read.rows, self.read.times
+        return [
+            {
+                "driver_id": driver,
+                "score": score,
+                "features": {c: rows[driver][p] for c, p in zip(columns, positions, strict=True)},
+                "feature_time": datetime.fromtimestamp(times[driver], tz=UTC),
+            }
+            for driver, score in self.ranking
+        ]
+
+
+# --- the predictor --------------------------------------------------------------------------
+
+
+class Predictor:
+    def __init__(
+        self,
+        models: ServesModels,
+        metrics: ServingMetrics,
+        sink: EventSubmitter,
+        shadow: ShadowScorer,
+        answers: AnswerMemory,
+        traffic: Traffic,
+    ) -> None:
+        self._models = models
+        self._metrics = metrics
+        self._sink = sink
+        self._shadow = shadow
+        self._answers = answers
+        self._canary_threshold = round(traffic.canary_percent * 100)
+        self._shadow_on = traffic.shadow
+        self._read_latency: dict[str, Histogram] = {}
+
+    def route(self, request_id: str) -> Routing:
+        """The answering model for ``request_id``; ``NoModel`` before the first load."""
+        began = time.perf_counter()
+        state = self._models.state
+        model = state.champion
+        if model is None:
+            raise NoModel("no model is loaded yet (see /health/ready for why)")
+        challenger = state.challenger
+        if (
+            challenger is not None
+            and self._canary_threshold
+            and canary_bucket(request_id) < self._canary_threshold
+        ):
+            model = challenger
+        shadow = challenger if self._shadow_on and model is not challenger else None
+        return Routing(request_id, model, shadow, began)
+
+    def predict(self, routing: Routing, ids: list[int]) -> PredictAnswer:
+        """Rank ``ids`` (unique) with the routed model, best first."""
+        model = routing.model
+        per_version = self._metrics.version(model.version, model.alias)
+        read = self._read(model.reader, ids, per_version)
+        scored = [i for i in ids if i in read.rows] if len(read.rows) < len(ids) else ids
+        ranking = self._rank(model, scored, read, per_version)
+        ref = model_ref(model)
+        self._answers.remember(routing.request_id, ref)
+        answer: PredictAnswer = {
+            "request_id": routing.request_id,
+            "best_driver_id": ranking[0][0],
+            "scores": score_entries(ranking),
+            "model": ref,
+            "unknown_driver_ids": read.unknown,
+            "stale_driver_ids": read.stale,
+        }
+        latency_ms = (time.perf_counter() - routing.began) * 1000
+        record = PredictionRecord(
+            routing.request_id, datetime.now(UTC), model, ranking, read, latency_ms
+        )
+        self._emit(record, routing.shadow, scored)
+        return answer
+
+    # --- the steps ------------------------------------------------------------------------
+    def _read(
+        self, reader: FeatureReader, ids: list[int], per_version: VersionMetrics
+    ) -> FeatureRead:
+        began = time.perf_counter()
+        try:
+            read = reader.read(ids)
+        except OnlineStoreError as exc:
+            raise OnlineStoreUnavailable(str(exc)) from None
+        self._read_histogram(reader.kind).observe(time.perf_counter() - began)
+        if read.unknown:
+            per_version.unknown.inc(len(read.unknown))
+        if read.stale:
+            per_version.stale.inc(len(read.stale))
+        self._metrics.candidates.observe(len(ids))
+        if not read.rows:
+            per_version.no_scorable.inc()
+            raise NoScorableCandidates(
+                f"none of the {len(ids)} candidates can be scored: "
+                f"{len(read.unknown)} unknown to the online store, {len(read.stale)} with "
+                "features older than the feature view's TTL",
+                {"unknown_driver_ids": read.unknown, "stale_driver_ids": read.stale},
+            )
+        return read
+
+    def _rank(
+        self, model: LoadedModel, ids: list[int], read: FeatureRead, per_version: VersionMetrics
+    ) -> Ranking:
+        rows = read.rows
+        matrix = feature_matrix([rows[i] for i in ids], model.positions)
+        began = time.perf_counter()
+        try:
+            scores = model.score(matrix)
+        except Exception as exc:
+            log.exception("model v%s failed to score", model.version)
+            raise ModelFailed(f"model v{model.version} failed: {exc}") from None
+        per_version.model_latency.observe(time.perf_counter() - began)
+        ranking = rank(ids, scores)
+        per_version.predictions.inc()
+        per_version.best_score.observe(ranking[0][1])
+        for _, value in ranking:
+            per_version.scores.observe(value)
+        return ranking
+
+    def _read_histogram(self, kind: str) -> Histogram:
+        found = self._read_latency.get(kind)
+        if found is None:
+            found = self._read_latency[kind] = self._metrics.feature_read_latency.labels(kind)
+        return found
+
+    # --- the event ------------------------------------------------------------------------
+    def _emit(self, record: PredictionRecord, shadow: LoadedModel | None, ids: list[int]) -> None:
+        if shadow is not None:
+            done = partial(self._shadow_done, record, shadow)
+            if self._shadow.submit(ShadowJob(shadow, record.model.reader, ids, record.read, done)):
+                return
+        self._sink.submit(events.PREDICTION, record.event)
+
+    def _shadow_done(
+        self, record: PredictionRecord, shadow: LoadedModel, ranking: Ranking | None
+    ) -> None:
+        """The shadow scorer's callback: the event, with the challenger's scores when it had
+        some."""
+        if ranking is None:
+            self._sink.submit(events.PREDICTION, record.event)
+            return
+        scores = {
+            "model": model_ref(shadow),
+            "scores": score_entries(ranking),
+            "best_driver_id": ranking[0][0],
+        }
+        self._sink.submit(events.PREDICTION, partial(record.event, scores))
