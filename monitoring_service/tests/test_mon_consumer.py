@@ -295,7 +295,7 @@ def test_an_event_that_cannot_be_applied_is_dead_lettered_after_the_retry_bound(
     assert letters[poison_id]["source_stream"] == streams.feedback
     assert json.loads(letters[poison_id]["original"]) == poison
     assert "not UTF-8" in letters[raw_id]["reason"]
-    assert letters[raw_id]["deliveries"] == "1"
+    assert json.loads(letters[raw_id]["original"])["data"] == "\\xff\\xfe"
     assert _pending(redis_client, streams.predictions) == 0
     assert _pending(redis_client, streams.feedback) == 0
     assert metrics.consumer_errors.labels("UnicodeEncodeError")._value.get() >= 1

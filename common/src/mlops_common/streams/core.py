@@ -1,0 +1,426 @@
+"""The consumer core: the claim / acknowledge / dead-letter loop every stream consumer shares.
+
+Delivery is at-least-once (a Redis consumer group); a component makes the *effect* exactly once
+by acknowledging an entry only in the same atomic step that records its effect (its
+``BatchHandler.process``). The core never knows what the entries mean. It runs the loop:
+
+1. On start, and after any error: create the group on every stream (``BUSYGROUP`` tolerated; a
+   broker that lost the group, ``NOGROUP``, gets it back), process this consumer's own pending
+   entries (a restarted consumer with the same name resumes where it stopped), then take over
+   entries any consumer has held longer than ``claim_min_idle_ms`` (``XAUTOCLAIM``; repeated
+   every ``claim_interval_s``; entries trimmed from the stream meanwhile are passed on as
+   trimmed entries, so they are counted and acknowledged like the others).
+2. Read new entries of every stream with one ``XREADGROUP`` and hand them to the handler as one
+   batch; then ``handler.after_read`` (the component's periodic work) and, every
+   ``gauge_interval_s``, the lag and pending gauges of every stream.
+3. Any error: counted, logged, retried with exponential backoff (``backoff_initial_s`` doubling
+   up to ``backoff_max_s``; tenacity), never an exit. ``stop`` (SIGTERM), ``max_entries``,
+   ``duration`` and ``idle_exit_s`` end the loop; ``handler.finish`` runs once at the end.
+
+The retry bound: nothing is retried forever. An entry delivered before (``deliveries`` > 1: it
+was in a batch that failed, or its consumer died) is processed on its own, so one entry that
+cannot be processed holds back no other. When it fails alone for the ``max_deliveries``-th time
+(the broker's delivery count, ``XPENDING``), or comes back more often than that without ever
+being acknowledged (a consumer that dies on it), the core hands it to the handler *refused*
+(``Entry.refused``, with the last error): the handler dead-letters and acknowledges it instead of
+applying it. Failures that are not the entry's fault do not count: after a *transient* error
+(the broker or a store unreachable: ``TRANSIENT_ERRORS``, or the component's own list) the
+pending entries are read again without counting a delivery.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from typing import Protocol
+
+import redis
+from tenacity import RetryCallState, Retrying, retry_if_exception_type, wait_exponential
+
+from mlops_common.redis import redact
+from mlops_common.streams.entries import Entry, ReadResult, dead_letter
+from mlops_common.streams.group import StreamGroup
+from mlops_common.streams.metrics import NullStreamMetrics, StreamMetrics
+
+#: Errors that are not an entry's fault: the broker or a store could not be reached.
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
+    redis.ConnectionError,
+    redis.TimeoutError,
+    OSError,
+)
+_MAX_REMEMBERED_FAILURES = 10_000
+
+
+class OwnershipLost(RuntimeError):
+    """Raised by a handler's commit: another consumer took an entry of the batch over before it
+    was committed (the batch is left to that consumer)."""
+
+
+class BatchHandler(Protocol):
+    """A component's part of a consumer: what a batch means and how its commit is atomic."""
+
+    def process(self, entries: Sequence[Entry]) -> object:
+        """Apply a batch and commit it atomically: the effect of every valid entry, a dead
+        letter (``ConsumerCore.dead_letter``) for every malformed or ``refused`` entry, and the
+        acknowledgement of every entry (trimmed ones included). Raise on failure (nothing
+        committed); raise ``OwnershipLost`` when the commit found an entry taken over."""
+
+    def after_read(self, read: ReadResult) -> None:
+        """The component's periodic work, after every read (and its batch)."""
+
+    def refresh_gauges(self) -> None:
+        """The component's own gauges, every ``gauge_interval_s`` after the group's."""
+
+    def finish(self) -> None:
+        """Once, when the loop ends."""
+
+
+@dataclass(frozen=True)
+class ConsumerConfig:
+    streams: tuple[str, ...]
+    group: str
+    consumer: str
+    dead_letter_stream: str
+    dead_letter_maxlen: int = 100_000
+    #: where a new group starts: ``0`` (everything in the stream) or ``$`` (new entries only)
+    start_id: str = "0"
+    batch_size: int = 500
+    block_ms: int = 1000
+    claim_min_idle_ms: int = 60_000
+    claim_interval_s: float = 30.0
+    #: the retry bound: processing attempts (deliveries) before an entry is dead-lettered
+    max_deliveries: int = 5
+    backoff_initial_s: float = 0.2
+    backoff_max_s: float = 5.0
+    gauge_interval_s: float = 2.0
+    #: the broker's URL, for the log (redacted)
+    broker_url: str = ""
+
+
+@dataclass
+class ConsumerStats:
+    """What this process did."""
+
+    #: entries committed (acknowledged), every outcome
+    consumed: int = 0
+    batches: int = 0
+    aborted_batches: int = 0
+    claimed: int = 0
+    trimmed: int = 0
+    #: entries dead-lettered by the retry bound
+    exhausted: int = 0
+    errors: int = 0
+    elapsed_s: float = 0.0
+
+    def as_dict(self) -> dict[str, float | int]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Bounds:
+    """When ``ConsumerCore.run`` returns (besides ``stop``)."""
+
+    started: float
+    max_entries: int | None = None
+    duration: float | None = None
+    idle_exit_s: float | None = None
+
+
+def describe(exc: BaseException) -> str:
+    """``Type: first line of the message``."""
+    detail = (str(exc).strip().splitlines() or ["no detail"])[0]
+    return f"{type(exc).__name__}: {detail}"
+
+
+class ConsumerCore:
+    """Runs one consumer of a group: reads, claims, retries; the handler applies and commits."""
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        config: ConsumerConfig,
+        handler: BatchHandler,
+        *,
+        metrics: StreamMetrics | None = None,
+        stop: threading.Event | None = None,
+        log: logging.Logger | None = None,
+        clock: Callable[[], float] = time.time,
+        transient: tuple[type[BaseException], ...] = TRANSIENT_ERRORS,
+    ) -> None:
+        self.config = config
+        self.handler = handler
+        self.metrics: StreamMetrics = metrics or NullStreamMetrics()
+        self.stop = stop or threading.Event()
+        self.log = log or logging.getLogger("mlops_common.streams")
+        self.clock = clock
+        self.transient = transient
+        self.group = StreamGroup(
+            client,
+            config.streams,
+            config.group,
+            config.consumer,
+            start_id=config.start_id,
+            batch_size=config.batch_size,
+            log=self.log,
+        )
+        self.stats = ConsumerStats()
+        #: None before the first loop iteration, then whether the last one succeeded
+        self.up: bool | None = None
+        self.last_error: str | None = None
+        self._recovering = True
+        self._count_redeliveries = True  # a start may follow a crash: its re-reads count
+        self._failures: dict[tuple[str, str], str] = {}
+        self._last_claim = 0.0
+        self._last_gauges = 0.0
+        self._last_entry = time.monotonic()
+        self._wait = wait_exponential(multiplier=config.backoff_initial_s, max=config.backoff_max_s)
+
+    # --- what handlers use ---------------------------------------------------------------------
+    def dead_letter(self, entry: Entry, reason: str) -> dict[str, str]:
+        """The dead letter of ``entry`` (the shape of ``entries.dead_letter``), now."""
+        c = self.config
+        return dead_letter(entry, reason, group=c.group, consumer=c.consumer, at=self.clock())
+
+    def acknowledge(
+        self, entries: Sequence[Entry], dead_letters: Sequence[dict[str, str]] = ()
+    ) -> None:
+        """Dead letters and acknowledgement of a batch in one ``MULTI``."""
+        self.group.acknowledge(
+            entries,
+            dead_letters,
+            dead_letter_stream=self.config.dead_letter_stream,
+            dead_letter_maxlen=self.config.dead_letter_maxlen,
+        )
+
+    # --- processing ----------------------------------------------------------------------------
+    def process(self, entries: Sequence[Entry]) -> None:
+        """Entries delivered for the first time (and trimmed ones) as one batch; entries
+        delivered before one at a time, under the retry bound (the module docstring)."""
+        first = [e for e in entries if e.deliveries <= 1 or e.trimmed]
+        again = [e for e in entries if e.deliveries > 1 and not e.trimmed]
+        if first:
+            self._commit(first)
+        if again:
+            self._one_by_one(again)
+
+    def _commit(self, entries: Sequence[Entry]) -> None:
+        started = time.perf_counter()
+        try:
+            self.handler.process(entries)
+        except OwnershipLost as exc:
+            self.stats.aborted_batches += 1
+            self.metrics.on_aborted()
+            self.log.warning("%s", exc)
+            return
+        st = self.stats
+        st.consumed += len(entries)
+        st.batches += 1
+        st.trimmed += sum(1 for e in entries if e.trimmed)
+        st.exhausted += sum(1 for e in entries if e.refused is not None)
+        self.metrics.on_batch(len(entries), time.perf_counter() - started)
+        if self._failures:
+            for entry in entries:
+                self._failures.pop((entry.stream, entry.id), None)
+        self._last_entry = time.monotonic()
+
+    def _one_by_one(self, entries: Sequence[Entry]) -> None:
+        failed: Exception | None = None
+        for entry in entries:
+            if self.stop.is_set():
+                break
+            bounded = self._bounded(entry)
+            try:
+                self._commit([bounded])
+            except self.transient:
+                raise
+            except Exception as exc:
+                if not self._failed_alone(bounded, exc):
+                    failed = failed or exc
+        if failed is not None:
+            raise failed
+
+    def _bounded(self, entry: Entry) -> Entry:
+        """The entry, refused when it came back more than ``max_deliveries`` times."""
+        bound = self.config.max_deliveries
+        if entry.deliveries <= bound:
+            return entry
+        last = self._failures.get(
+            (entry.stream, entry.id), "none seen by this process (did a consumer die on it?)"
+        )
+        return entry.refuse(
+            f"not acknowledged after {entry.deliveries - 1} deliveries (max_deliveries "
+            f"{bound}); last error: {last}"
+        )
+
+    def _failed_alone(self, entry: Entry, exc: Exception) -> bool:
+        """Remember why the entry failed; at the retry bound, dead-letter it now. True when it
+        was dead-lettered."""
+        error = describe(exc)
+        bound = self.config.max_deliveries
+        if len(self._failures) >= _MAX_REMEMBERED_FAILURES:
+            self._failures.clear()
+        self._failures[(entry.stream, entry.id)] = error
+        self.log.warning(
+            "entry %s of %s failed (delivery %d of at most %d): %s",
+            entry.id,
+            entry.stream,
+            entry.deliveries,
+            bound,
+            error,
+        )
+        if entry.refused is not None or entry.deliveries < bound:
+            return False
+        reason = f"processing failed {entry.deliveries} times (max_deliveries {bound}): {error}"
+        self._commit([entry.refuse(reason)])
+        return True
+
+    # --- recovery ------------------------------------------------------------------------------
+    def recover(self) -> None:
+        """Group, own pending entries, idle entries of others (step 1 of the module docstring)."""
+        self.group.ensure()
+        self.drain_own_pending(counted=self._count_redeliveries)
+        self.claim_idle()
+        self._recovering = False
+
+    def drain_own_pending(self, *, counted: bool = True) -> int:
+        """Process the entries delivered to this consumer name and never acknowledged."""
+        total = 0
+        for stream in self.config.streams:
+            after: str | None = None
+            while not self.stop.is_set():
+                entries = self.group.own_pending(stream, after, counted=counted)
+                if not entries:
+                    break
+                self.process(entries)
+                total += len(entries)
+                after = entries[-1].id
+        if total:
+            self.log.info("re-processed %d pending entries of %s", total, self.config.consumer)
+        return total
+
+    def claim_idle(self) -> int:
+        """Take over entries held longer than ``claim_min_idle_ms`` (by any consumer)."""
+        total = 0
+        for stream in self.config.streams:
+            cursor = "0-0"
+            while not self.stop.is_set():
+                cursor, entries = self.group.claim_idle(
+                    stream, cursor, self.config.claim_min_idle_ms
+                )
+                claimed = sum(1 for e in entries if not e.trimmed)
+                if claimed:
+                    self.stats.claimed += claimed
+                    self.metrics.on_claimed(stream, claimed)
+                    self.log.info("claimed %d idle entries of %s", claimed, stream)
+                if len(entries) > claimed:
+                    self.log.warning(
+                        "%d claimed entries of %s had been trimmed from the stream",
+                        len(entries) - claimed,
+                        stream,
+                    )
+                if entries:
+                    self.process(entries)
+                    total += claimed
+                if cursor in ("0-0", "0"):
+                    break
+        self._last_claim = time.monotonic()
+        return total
+
+    def update_gauges(self) -> None:
+        """Lag and pending of the group on every stream, then the handler's own gauges."""
+        for stream in self.config.streams:
+            state = self.group.state(stream)
+            if state is not None:
+                self.metrics.on_group_state(stream, state.lag, state.pending)
+        self.handler.refresh_gauges()
+        self._last_gauges = time.monotonic()
+
+    # --- the loop ------------------------------------------------------------------------------
+    def run(
+        self,
+        *,
+        max_entries: int | None = None,
+        duration: float | None = None,
+        idle_exit_s: float | None = None,
+    ) -> ConsumerStats:
+        """Consume until ``stop`` is set, or a bound is reached: ``max_entries`` consumed,
+        ``duration`` seconds, ``idle_exit_s`` seconds without an entry committed."""
+        c = self.config
+        bounds = Bounds(time.monotonic(), max_entries, duration, idle_exit_s)
+        self._last_entry = bounds.started
+        self.log.info(
+            "consuming %s on %s as %s/%s (batch %d)",
+            " and ".join(c.streams),
+            redact(c.broker_url),
+            c.group,
+            c.consumer,
+            c.batch_size,
+        )
+        retrying = Retrying(
+            retry=retry_if_exception_type(Exception),
+            wait=self._wait,
+            stop=lambda _: self._done(bounds),
+            sleep=self._pause,
+            after=self._failed,
+            retry_error_callback=lambda _: None,
+        )
+        while not self._done(bounds):
+            retrying(self._iteration)
+        self.handler.finish()
+        self.stats.elapsed_s = round(time.monotonic() - bounds.started, 3)
+        return self.stats
+
+    def _done(self, bounds: Bounds) -> bool:
+        now = time.monotonic()
+        return (
+            self.stop.is_set()
+            or (bounds.duration is not None and now - bounds.started >= bounds.duration)
+            or (bounds.max_entries is not None and self.stats.consumed >= bounds.max_entries)
+            or (bounds.idle_exit_s is not None and now - self._last_entry >= bounds.idle_exit_s)
+        )
+
+    def _iteration(self) -> None:
+        if self._recovering:
+            self.recover()
+        elif time.monotonic() - self._last_claim >= self.config.claim_interval_s:
+            self.claim_idle()
+        read = self.group.read_new(self.config.block_ms, self.clock)
+        if read.entries:
+            self.process(read.entries)
+        self.handler.after_read(read)
+        if time.monotonic() - self._last_gauges >= self.config.gauge_interval_s:
+            self.update_gauges()
+        self._set_up(True, None)
+
+    def _pause(self, seconds: float) -> None:
+        """The backoff's sleep: cut short by ``stop``."""
+        self.stop.wait(seconds)
+
+    def _failed(self, state: RetryCallState) -> None:
+        """An iteration failed: count it, and recover before the next one (after the backoff)."""
+        exc = state.outcome.exception() if state.outcome is not None else None
+        if exc is None:
+            return
+        self.stats.errors += 1
+        self.metrics.on_error(type(exc).__name__)
+        self._set_up(False, describe(exc))
+        self._recovering = True
+        self._count_redeliveries = not isinstance(exc, self.transient)
+        if isinstance(exc, redis.ResponseError) and "NOGROUP" in str(exc):
+            self.log.warning(
+                "consumer group %s is gone (broker restart?): recreating", self.config.group
+            )
+        self.log.warning(
+            "consumer iteration failed (%s); retrying pending entries in %.2f s",
+            describe(exc),
+            self._wait(state),
+        )
+
+    def _set_up(self, up: bool, error: str | None) -> None:
+        self.up = up
+        if error:
+            self.last_error = error
+        self.metrics.on_up(up)
