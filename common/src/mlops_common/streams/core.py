@@ -102,7 +102,8 @@ class ConsumerConfig:
 
 @dataclass
 class ConsumerStats:
-    """What this process did."""
+    """What this process did (a component may subclass it with counts of its own and pass an
+    instance to the core)."""
 
     #: entries committed (acknowledged), every outcome
     consumed: int = 0
@@ -129,6 +130,15 @@ class Bounds:
     idle_exit_s: float | None = None
 
 
+def _group_lost(exc: BaseException) -> bool:
+    """The broker lost the stream or the group (a restart without persistence, a deletion):
+    ``NOGROUP``, or a blocked read ended because the stream was deleted."""
+    message = str(exc)
+    return isinstance(exc, redis.ResponseError) and (
+        "NOGROUP" in message or "no longer exists" in message
+    )
+
+
 def describe(exc: BaseException) -> str:
     """``Type: first line of the message``."""
     detail = (str(exc).strip().splitlines() or ["no detail"])[0]
@@ -149,6 +159,7 @@ class ConsumerCore:
         log: logging.Logger | None = None,
         clock: Callable[[], float] = time.time,
         transient: tuple[type[BaseException], ...] = TRANSIENT_ERRORS,
+        stats: ConsumerStats | None = None,
     ) -> None:
         self.config = config
         self.handler = handler
@@ -166,7 +177,7 @@ class ConsumerCore:
             batch_size=config.batch_size,
             log=self.log,
         )
-        self.stats = ConsumerStats()
+        self.stats = stats if stats is not None else ConsumerStats()
         #: None before the first loop iteration, then whether the last one succeeded
         self.up: bool | None = None
         self.last_error: str | None = None
@@ -196,15 +207,25 @@ class ConsumerCore:
         )
 
     # --- processing ----------------------------------------------------------------------------
-    def process(self, entries: Sequence[Entry]) -> None:
+    def process(self, entries: Sequence[Entry], failures: list[Exception] | None = None) -> None:
         """Entries delivered for the first time (and trimmed ones) as one batch; entries
-        delivered before one at a time, under the retry bound (the module docstring)."""
+        delivered before one at a time, under the retry bound (the module docstring).
+
+        An entry that fails alone stays pending for its next attempt and the others go on; its
+        error is raised once all were tried, or appended to ``failures`` for a caller that has
+        more entries to try first (so that no entry waits, its delivery count rising, behind
+        another one's failures)."""
         first = [e for e in entries if e.deliveries <= 1 or e.trimmed]
         again = [e for e in entries if e.deliveries > 1 and not e.trimmed]
         if first:
             self._commit(first)
+        found: list[Exception] = []
         if again:
-            self._one_by_one(again)
+            self._one_by_one(again, found)
+        if failures is not None:
+            failures.extend(found)
+        elif found:
+            raise found[0]
 
     def _commit(self, entries: Sequence[Entry]) -> None:
         started = time.perf_counter()
@@ -226,8 +247,7 @@ class ConsumerCore:
                 self._failures.pop((entry.stream, entry.id), None)
         self._last_entry = time.monotonic()
 
-    def _one_by_one(self, entries: Sequence[Entry]) -> None:
-        failed: Exception | None = None
+    def _one_by_one(self, entries: Sequence[Entry], failures: list[Exception]) -> None:
         for entry in entries:
             if self.stop.is_set():
                 break
@@ -238,9 +258,7 @@ class ConsumerCore:
                 raise
             except Exception as exc:
                 if not self._failed_alone(bounded, exc):
-                    failed = failed or exc
-        if failed is not None:
-            raise failed
+                    failures.append(exc)
 
     def _bounded(self, entry: Entry) -> Entry:
         """The entry, refused when it came back more than ``max_deliveries`` times."""
@@ -288,22 +306,26 @@ class ConsumerCore:
     def drain_own_pending(self, *, counted: bool = True) -> int:
         """Process the entries delivered to this consumer name and never acknowledged."""
         total = 0
+        failures: list[Exception] = []
         for stream in self.config.streams:
             after: str | None = None
             while not self.stop.is_set():
                 entries = self.group.own_pending(stream, after, counted=counted)
                 if not entries:
                     break
-                self.process(entries)
+                self.process(entries, failures)
                 total += len(entries)
                 after = entries[-1].id
         if total:
             self.log.info("re-processed %d pending entries of %s", total, self.config.consumer)
+        if failures:
+            raise failures[0]
         return total
 
     def claim_idle(self) -> int:
         """Take over entries held longer than ``claim_min_idle_ms`` (by any consumer)."""
         total = 0
+        failures: list[Exception] = []
         for stream in self.config.streams:
             cursor = "0-0"
             while not self.stop.is_set():
@@ -322,11 +344,13 @@ class ConsumerCore:
                         stream,
                     )
                 if entries:
-                    self.process(entries)
+                    self.process(entries, failures)
                     total += claimed
                 if cursor in ("0-0", "0"):
                     break
         self._last_claim = time.monotonic()
+        if failures:
+            raise failures[0]
         return total
 
     def update_gauges(self) -> None:
@@ -409,7 +433,7 @@ class ConsumerCore:
         self._set_up(False, describe(exc))
         self._recovering = True
         self._count_redeliveries = not isinstance(exc, self.transient)
-        if isinstance(exc, redis.ResponseError) and "NOGROUP" in str(exc):
+        if _group_lost(exc):
             self.log.warning(
                 "consumer group %s is gone (broker restart?): recreating", self.config.group
             )

@@ -36,7 +36,7 @@ import json
 import logging
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
@@ -63,6 +63,7 @@ from mlops_common.streams import (
     stream_ms,
     text,
 )
+from mlops_common.streams import ConsumerStats as CoreStats
 
 __all__ = [
     "COMMIT_SCRIPT",
@@ -135,28 +136,9 @@ class OnlineSink(Protocol):
 
 
 @dataclass
-class ConsumerStats:
-    """What this process did (the broker's counters hash holds the totals over all runs)."""
-
-    consumed: int = 0
-    applied: int = 0
-    duplicates: int = 0
-    dead_lettered: int = 0
-    trimmed: int = 0
-    batches: int = 0
-    aborted_batches: int = 0
-    claimed: int = 0
-    errors: int = 0
-    offline_rows_flushed: int = 0
-    elapsed_s: float = 0.0
-
-    def as_dict(self) -> dict[str, float | int]:
-        return asdict(self)
-
-
-@dataclass
-class _Effects:
-    """What this process's commits did (the rest of ``ConsumerStats`` is the core's)."""
+class ConsumerStats(CoreStats):
+    """What this process did (the broker's counters hash holds the totals over all runs): the
+    core's counts and the effects of this consumer's commits."""
 
     applied: int = 0
     duplicates: int = 0
@@ -259,7 +241,7 @@ class StreamConsumer:
         )
         self.metrics = metrics or ConsumerMetrics()
         self.now = now
-        self.effects = _Effects()
+        self.stats = ConsumerStats()
         self._commit = self.client.register_script(COMMIT_SCRIPT)
         self.flusher = (
             OfflineFlusher(self.client, settings, offline) if settings.offline and offline else None
@@ -272,28 +254,12 @@ class StreamConsumer:
             stop=stop,
             log=log,
             clock=lambda: self.now().timestamp(),
+            stats=self.stats,
         )
 
     @property
     def stop(self) -> threading.Event:
         return self.core.stop
-
-    @property
-    def stats(self) -> ConsumerStats:
-        core, effects = self.core.stats, self.effects
-        return ConsumerStats(
-            consumed=core.consumed,
-            applied=effects.applied,
-            duplicates=effects.duplicates,
-            dead_lettered=effects.dead_lettered,
-            trimmed=core.trimmed,
-            batches=core.batches,
-            aborted_batches=core.aborted_batches,
-            claimed=core.claimed,
-            errors=core.errors,
-            offline_rows_flushed=effects.offline_rows_flushed,
-            elapsed_s=core.elapsed_s,
-        )
 
     # -- the group (the core's) -------------------------------------------------------------
     def ensure_group(self) -> None:
@@ -404,10 +370,10 @@ class StreamConsumer:
         }
 
     def _count(self, batch: _Batch, *, applied: int, duplicates: int) -> None:
-        fx = self.effects
-        fx.applied += applied
-        fx.duplicates += duplicates
-        fx.dead_lettered += len(batch.dead)
+        st = self.stats
+        st.applied += applied
+        st.duplicates += duplicates
+        st.dead_lettered += len(batch.dead)
         events = self.metrics.events
         events.labels("applied").inc(applied)
         events.labels("duplicate").inc(duplicates)
@@ -420,7 +386,7 @@ class StreamConsumer:
 
     def after_read(self, read: ReadResult) -> None:
         if self.flusher:
-            self.effects.offline_rows_flushed += self.flusher.flush(force=False)
+            self.stats.offline_rows_flushed += self.flusher.flush(force=False)
 
     def refresh_gauges(self) -> None:
         if self.flusher:
@@ -431,7 +397,7 @@ class StreamConsumer:
         if not self.flusher:
             return
         try:
-            self.effects.offline_rows_flushed += self.flusher.flush(force=True)
+            self.stats.offline_rows_flushed += self.flusher.flush(force=True)
         except Exception as exc:
             log.warning(
                 "final offline flush failed (%s: %s); the rows stay buffered",
@@ -450,6 +416,5 @@ class StreamConsumer:
         """Consume until stopped (SIGTERM), or a bound is reached: ``max_entries`` consumed,
         ``duration`` seconds, or ``idle_exit_s`` seconds without a new entry."""
         self.core.run(max_entries=max_entries, duration=duration, idle_exit_s=idle_exit_s)
-        stats = self.stats
-        log.info("stopped: %s", stats.as_dict())
-        return stats
+        log.info("stopped: %s", self.stats.as_dict())
+        return self.stats
