@@ -7,17 +7,11 @@ backoff, the retry bound, gauges and metrics (through ``StreamMetrics``). A comp
 acknowledgement) is made atomic. Dead letters have one shape (``entries.dead_letter``).
 """
 
-from mlops_common.streams.core import (
-    TRANSIENT_ERRORS,
-    BatchHandler,
-    ConsumerConfig,
-    ConsumerCore,
-    ConsumerStats,
-    OwnershipLost,
-    describe,
-)
+from mlops_common.streams.config import ConsumerConfig, ConsumerStats, RunBounds
+from mlops_common.streams.core import ConsumerCore
 from mlops_common.streams.entries import Entry, ReadResult, dead_letter, stream_ms, text
 from mlops_common.streams.group import GroupState, StreamGroup
+from mlops_common.streams.handler import TRANSIENT_ERRORS, BatchHandler, OwnershipLost, describe
 from mlops_common.streams.metrics import NullStreamMetrics, StreamMetrics
 
 __all__ = [
@@ -31,6 +25,7 @@ __all__ = [
     "NullStreamMetrics",
     "OwnershipLost",
     "ReadResult",
+    "RunBounds",
     "StreamGroup",
     "StreamMetrics",
     "dead_letter",

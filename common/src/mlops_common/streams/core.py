@@ -34,100 +34,18 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
-from typing import Protocol
 
 import redis
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, wait_exponential
 
 from mlops_common.redis import redact
-from mlops_common.streams.entries import Entry, ReadResult, dead_letter
+from mlops_common.streams.config import Bounds, ConsumerConfig, ConsumerStats
+from mlops_common.streams.entries import Entry, dead_letter
 from mlops_common.streams.group import StreamGroup
+from mlops_common.streams.handler import TRANSIENT_ERRORS, BatchHandler, OwnershipLost, describe
 from mlops_common.streams.metrics import NullStreamMetrics, StreamMetrics
 
-#: Errors that are not an entry's fault: the broker or a store could not be reached.
-TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
-    redis.ConnectionError,
-    redis.TimeoutError,
-    OSError,
-)
 _MAX_REMEMBERED_FAILURES = 10_000
-
-
-class OwnershipLost(RuntimeError):
-    """Raised by a handler's commit: another consumer took an entry of the batch over before it
-    was committed (the batch is left to that consumer)."""
-
-
-class BatchHandler(Protocol):
-    """A component's part of a consumer: what a batch means and how its commit is atomic."""
-
-    def process(self, entries: Sequence[Entry]) -> object:
-        """Apply a batch and commit it atomically: the effect of every valid entry, a dead
-        letter (``ConsumerCore.dead_letter``) for every malformed or ``refused`` entry, and the
-        acknowledgement of every entry (trimmed ones included). Raise on failure (nothing
-        committed); raise ``OwnershipLost`` when the commit found an entry taken over."""
-
-    def after_read(self, read: ReadResult) -> None:
-        """The component's periodic work, after every read (and its batch)."""
-
-    def refresh_gauges(self) -> None:
-        """The component's own gauges, every ``gauge_interval_s`` after the group's."""
-
-    def finish(self) -> None:
-        """Once, when the loop ends."""
-
-
-@dataclass(frozen=True)
-class ConsumerConfig:
-    streams: tuple[str, ...]
-    group: str
-    consumer: str
-    dead_letter_stream: str
-    dead_letter_maxlen: int = 100_000
-    #: where a new group starts: ``0`` (everything in the stream) or ``$`` (new entries only)
-    start_id: str = "0"
-    batch_size: int = 500
-    block_ms: int = 1000
-    claim_min_idle_ms: int = 60_000
-    claim_interval_s: float = 30.0
-    #: the retry bound: processing attempts (deliveries) before an entry is dead-lettered
-    max_deliveries: int = 5
-    backoff_initial_s: float = 0.2
-    backoff_max_s: float = 5.0
-    gauge_interval_s: float = 2.0
-    #: the broker's URL, for the log (redacted)
-    broker_url: str = ""
-
-
-@dataclass
-class ConsumerStats:
-    """What this process did (a component may subclass it with counts of its own and pass an
-    instance to the core)."""
-
-    #: entries committed (acknowledged), every outcome
-    consumed: int = 0
-    batches: int = 0
-    aborted_batches: int = 0
-    claimed: int = 0
-    trimmed: int = 0
-    #: entries dead-lettered by the retry bound
-    exhausted: int = 0
-    errors: int = 0
-    elapsed_s: float = 0.0
-
-    def as_dict(self) -> dict[str, float | int]:
-        return asdict(self)
-
-
-@dataclass(frozen=True)
-class Bounds:
-    """When ``ConsumerCore.run`` returns (besides ``stop``)."""
-
-    started: float
-    max_entries: int | None = None
-    duration: float | None = None
-    idle_exit_s: float | None = None
 
 
 def _group_lost(exc: BaseException) -> bool:
@@ -137,12 +55,6 @@ def _group_lost(exc: BaseException) -> bool:
     return isinstance(exc, redis.ResponseError) and (
         "NOGROUP" in message or "no longer exists" in message
     )
-
-
-def describe(exc: BaseException) -> str:
-    """``Type: first line of the message``."""
-    detail = (str(exc).strip().splitlines() or ["no detail"])[0]
-    return f"{type(exc).__name__}: {detail}"
 
 
 class ConsumerCore:

@@ -38,7 +38,7 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
+from typing import Any, Protocol, Unpack
 
 import pandas as pd
 import redis
@@ -60,6 +60,7 @@ from mlops_common.streams import (
     Entry,
     OwnershipLost,
     ReadResult,
+    RunBounds,
     stream_ms,
     text,
 )
@@ -406,15 +407,9 @@ class StreamConsumer:
             )
 
     # -- the loop (the core's) --------------------------------------------------------------
-    def run(
-        self,
-        *,
-        max_entries: int | None = None,
-        duration: float | None = None,
-        idle_exit_s: float | None = None,
-    ) -> ConsumerStats:
+    def run(self, **bounds: Unpack[RunBounds]) -> ConsumerStats:
         """Consume until stopped (SIGTERM), or a bound is reached: ``max_entries`` consumed,
         ``duration`` seconds, or ``idle_exit_s`` seconds without a new entry."""
-        self.core.run(max_entries=max_entries, duration=duration, idle_exit_s=idle_exit_s)
+        self.core.run(**bounds)
         log.info("stopped: %s", self.stats.as_dict())
         return self.stats
