@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from mlops_common.events.codec import fields_as_text, format_timestamp
 
@@ -25,9 +25,9 @@ def stream_ms(entry_id: str) -> int:
     return int(entry_id.split("-", 1)[0])
 
 
-@dataclass(frozen=True, slots=True)
-class Entry:
-    """One stream entry delivered to this consumer and not yet acknowledged."""
+class Entry(NamedTuple):
+    """One stream entry delivered to this consumer and not yet acknowledged (a named tuple:
+    immutable and cheap, one is made per entry read)."""
 
     stream: str
     id: str
@@ -46,7 +46,7 @@ class Entry:
         return self.fields is None
 
     def refuse(self, reason: str) -> Entry:
-        return replace(self, refused=reason)
+        return self._replace(refused=reason)
 
 
 @dataclass(frozen=True, slots=True)
