@@ -86,7 +86,10 @@ class StreamGroup:
         drained = True
         for name, items in answer or []:
             stream = text(name)
-            entries.extend(Entry(stream, text(sid), fields or None) for sid, fields in items)
+            # the hot path: ``_make`` builds the named tuple at the cost of a plain one
+            entries.extend(
+                Entry._make((stream, text(sid), fields or None, 1, None)) for sid, fields in items
+            )
             drained = drained and len(items) < self.batch_size
         return ReadResult(entries, began, drained)
 
