@@ -323,19 +323,23 @@ def test_transient_failures_do_not_count_against_the_entries(
 def test_an_entry_its_consumers_keep_dying_on_is_refused_without_another_attempt(
     client: redis.Redis, prefix: str
 ) -> None:
-    """A crash loop: the entry came back more than max_deliveries times, never acknowledged
-    and no failure seen (every consumer died on it): dead-lettered, not processed again."""
-    [entry_id] = add(client, f"{prefix}:a", "boom")
+    """A crash loop: every restart redelivers the first pending entry and dies on it. Once it
+    came back more than max_deliveries times, never acknowledged and no failure seen, it is
+    dead-lettered without another attempt; the entries waiting behind it were not counted by
+    those crashes and are applied."""
+    entry_id, *_ = add(client, f"{prefix}:a", "boom", "1", "2")
     dying, _, _ = make(client, prefix)
     dying.group.ensure()
-    dying.group.read_new(None)
-    for _ in range(3):  # three restarts that each read it again and died
-        dying.group.own_pending(f"{prefix}:a", None, counted=True)
+    dying.group.read_new(None)  # the batch: the process died in it
+    for _ in range(3):  # three restarts that each tried it again and died
+        dying.group.redeliver(f"{prefix}:a", entry_id)
     core, handler, _ = make(client, prefix, max_deliveries=3)
     core.run(idle_exit_s=0.3)
-    assert handler.applied == []
+    assert sorted(handler.applied) == ["1", "2"]
     assert [[(e.deliveries, e.refused is not None) for e in b] for b in handler.batches] == [
-        [(5, True)]
+        [(5, True)],
+        [(2, False)],
+        [(2, False)],
     ]
     [letter] = letters(client, f"{prefix}:dead")
     assert letter["source_id"] == entry_id

@@ -10,7 +10,7 @@ Every field is read from the environment variable of the same name in upper case
 streams' Redis and names, the model name, Airflow's admin credentials), so one env file
 configures both ends.
 
-The retry bound ``MONITORING_MAX_DELIVERIES`` (default 5): a stream entry that fails
+The retry bound ``MONITORING_MAX_DELIVERIES`` (default 5, at least 2): a stream entry that fails
 processing that many times (the broker's delivery count; retries after Redis or the state store
 was unreachable do not count) goes to the dead-letter stream with the error and is acknowledged.
 
@@ -111,7 +111,7 @@ class MonitoringSettings(PlatformSettings):
     monitoring_backoff_max_s: float = Field(default=5.0, gt=0, le=600)
     #: the retry bound: an entry that fails processing this many times (deliveries) is
     #: dead-lettered with the error (``mlops_common.streams``)
-    monitoring_max_deliveries: int = Field(default=5, ge=1, le=1000)
+    monitoring_max_deliveries: int = Field(default=5, ge=2, le=1000)
 
     # --- windows ---------------------------------------------------------------------------
     #: a window closes at this many predictions ...

@@ -29,6 +29,15 @@ class ConsumerConfig:
     #: the broker's URL, for the log (redacted)
     broker_url: str = ""
 
+    def __post_init__(self) -> None:
+        if not self.streams:
+            raise ValueError("a consumer needs at least one stream")
+        if self.max_deliveries < 2:
+            raise ValueError(
+                "max_deliveries must be at least 2 (an entry of a failed batch is tried once "
+                f"more on its own); got {self.max_deliveries}"
+            )
+
 
 @dataclass
 class ConsumerStats:

@@ -17,15 +17,18 @@ by acknowledging an entry only in the same atomic step that records its effect (
    up to ``backoff_max_s``; tenacity), never an exit. ``stop`` (SIGTERM), ``max_entries``,
    ``duration`` and ``idle_exit_s`` end the loop; ``handler.finish`` runs once at the end.
 
-The retry bound: nothing is retried forever. An entry delivered before (``deliveries`` > 1: it
-was in a batch that failed, or its consumer died) is processed on its own, so one entry that
-cannot be processed holds back no other. When it fails alone for the ``max_deliveries``-th time
-(the broker's delivery count, ``XPENDING``), or comes back more often than that without ever
-being acknowledged (a consumer that dies on it), the core hands it to the handler *refused*
-(``Entry.refused``, with the last error): the handler dead-letters and acknowledges it instead of
-applying it. Failures that are not the entry's fault do not count: after a *transient* error
-(the broker or a store unreachable: ``TRANSIENT_ERRORS``, or the component's own list) the
-pending entries are read again without counting a delivery.
+The retry bound: nothing is retried forever. An entry delivered before (in a batch that failed,
+to a consumer that died, or taken over from one) is tried on its own, so one entry that cannot
+be processed holds back no other, and its delivery is counted just before it is tried (the
+broker's delivery count, ``XPENDING``; entries waiting behind one that kills the process are not
+counted). When it fails alone for the ``max_deliveries``-th time, or comes back more often than
+that without ever being acknowledged (consumers die on it), the core hands it to the handler
+*refused* (``Entry.refused``, with the last error): the handler dead-letters and acknowledges it
+instead of applying it. Failures that are not the entry's fault do not count: after a
+*transient* error (the broker or a store unreachable: ``TRANSIENT_ERRORS``, or the component's
+own list) the pending entries are read again without counting a delivery and retried as one
+batch. ``max_deliveries`` is at least 2: an entry of a batch that failed gets one more attempt
+on its own.
 """
 
 from __future__ import annotations
@@ -119,25 +122,9 @@ class ConsumerCore:
         )
 
     # --- processing ----------------------------------------------------------------------------
-    def process(self, entries: Sequence[Entry], failures: list[Exception] | None = None) -> None:
-        """Entries delivered for the first time (and trimmed ones) as one batch; entries
-        delivered before one at a time, under the retry bound (the module docstring).
-
-        An entry that fails alone stays pending for its next attempt and the others go on; its
-        error is raised once all were tried, or appended to ``failures`` for a caller that has
-        more entries to try first (so that no entry waits, its delivery count rising, behind
-        another one's failures)."""
-        first = [e for e in entries if e.deliveries <= 1 or e.trimmed]
-        again = [e for e in entries if e.deliveries > 1 and not e.trimmed]
-        if first:
-            self._commit(first)
-        found: list[Exception] = []
-        if again:
-            self._one_by_one(again, found)
-        if failures is not None:
-            failures.extend(found)
-        elif found:
-            raise found[0]
+    def process(self, entries: Sequence[Entry]) -> None:
+        """Commit a batch through the handler (new entries: one batch, as read)."""
+        self._commit(entries)
 
     def _commit(self, entries: Sequence[Entry]) -> None:
         started = time.perf_counter()
@@ -159,18 +146,18 @@ class ConsumerCore:
                 self._failures.pop((entry.stream, entry.id), None)
         self._last_entry = time.monotonic()
 
-    def _one_by_one(self, entries: Sequence[Entry], failures: list[Exception]) -> None:
-        for entry in entries:
-            if self.stop.is_set():
-                break
-            bounded = self._bounded(entry)
-            try:
-                self._commit([bounded])
-            except self.transient:
-                raise
-            except Exception as exc:
-                if not self._failed_alone(bounded, exc):
-                    failures.append(exc)
+    def _attempt(self, entry: Entry, failures: list[Exception]) -> None:
+        """An entry delivered before, on its own and under the retry bound: a failure that is
+        the entry's own leaves it pending (its error appended to ``failures``, raised by the
+        caller once every other entry was tried) or, at the bound, dead-letters it."""
+        bounded = self._bounded(entry)
+        try:
+            self._commit([bounded])
+        except self.transient:
+            raise
+        except Exception as exc:
+            if not self._failed_alone(bounded, exc):
+                failures.append(exc)
 
     def _bounded(self, entry: Entry) -> Entry:
         """The entry, refused when it came back more than ``max_deliveries`` times."""
@@ -216,18 +203,29 @@ class ConsumerCore:
         self._recovering = False
 
     def drain_own_pending(self, *, counted: bool = True) -> int:
-        """Process the entries delivered to this consumer name and never acknowledged."""
+        """Process the entries delivered to this consumer name and never acknowledged.
+
+        ``counted`` (on start, and after a failure that may be an entry's fault): each entry on
+        its own, delivered again just before it is tried (its count goes up then, so entries
+        waiting behind one that kills the process are not counted). Otherwise (after a
+        transient failure) the entries are read again without counting, as one batch."""
         total = 0
         failures: list[Exception] = []
         for stream in self.config.streams:
             after: str | None = None
             while not self.stop.is_set():
-                entries = self.group.own_pending(stream, after, counted=counted)
-                if not entries:
+                pending = self.group.own_pending(stream, after)
+                if not pending:
                     break
-                self.process(entries, failures)
-                total += len(entries)
-                after = entries[-1].id
+                if counted:
+                    for entry_id in pending:
+                        if self.stop.is_set():
+                            break
+                        self._attempt(self.group.redeliver(stream, entry_id), failures)
+                else:
+                    self._commit([self._bounded(e) for e in self.group.fetch(stream, pending)])
+                total += len(pending)
+                after = list(pending)[-1]
         if total:
             self.log.info("re-processed %d pending entries of %s", total, self.config.consumer)
         if failures:
@@ -235,29 +233,30 @@ class ConsumerCore:
         return total
 
     def claim_idle(self) -> int:
-        """Take over entries held longer than ``claim_min_idle_ms`` (by any consumer)."""
+        """Take over entries held longer than ``claim_min_idle_ms`` (by any consumer); each is
+        tried on its own (it was delivered before)."""
         total = 0
         failures: list[Exception] = []
         for stream in self.config.streams:
             cursor = "0-0"
             while not self.stop.is_set():
-                cursor, entries = self.group.claim_idle(
+                cursor, claimed, deleted = self.group.claim_idle(
                     stream, cursor, self.config.claim_min_idle_ms
                 )
-                claimed = sum(1 for e in entries if not e.trimmed)
-                if claimed:
-                    self.stats.claimed += claimed
-                    self.metrics.on_claimed(stream, claimed)
-                    self.log.info("claimed %d idle entries of %s", claimed, stream)
-                if len(entries) > claimed:
+                if deleted:
                     self.log.warning(
                         "%d claimed entries of %s had been trimmed from the stream",
-                        len(entries) - claimed,
+                        len(deleted),
                         stream,
                     )
-                if entries:
-                    self.process(entries, failures)
-                    total += claimed
+                    self._commit([Entry(stream, entry_id, None) for entry_id in deleted])
+                if claimed:
+                    total += len(claimed)
+                    self.stats.claimed += len(claimed)
+                    self.metrics.on_claimed(stream, len(claimed))
+                    self.log.info("claimed %d idle entries of %s", len(claimed), stream)
+                    for entry in claimed:
+                        self._attempt(entry, failures)
                 if cursor in ("0-0", "0"):
                     break
         self._last_claim = time.monotonic()

@@ -93,54 +93,50 @@ class StreamGroup:
             drained = drained and len(items) < self.batch_size
         return ReadResult(entries, began, drained)
 
-    def own_pending(self, stream: str, after: str | None, *, counted: bool) -> list[Entry]:
-        """The next page of this consumer's pending entries of ``stream`` (ids after ``after``).
-
-        ``counted``: this read is a new delivery (``XREADGROUP`` of the pending history: the
-        broker's delivery counts go up). Otherwise the entries are read without counting
-        (``XRANGE``) and kept ours (``XCLAIM JUSTID`` resets their idle time, not their count):
-        a retry after the broker or a store was unreachable is not the entries' fault.
-        """
+    def own_pending(self, stream: str, after: str | None) -> dict[str, int]:
+        """The next page of this consumer's pending entries of ``stream`` (ids after
+        ``after``): id -> delivery count (``XPENDING``)."""
         low = "-" if after is None else f"({after}"
-        if not counted:
-            page: Any = self.client.xpending_range(
-                stream, self.group, low, "+", self.batch_size, consumername=self.consumer
-            )
-            return self._uncounted(stream, {text(p["message_id"]): p for p in page})
-        with self.client.pipeline(transaction=True) as pipe:
-            pipe.xreadgroup(
-                self.group, self.consumer, {stream: after or "0"}, count=self.batch_size
-            )
-            pipe.xpending_range(
-                stream, self.group, low, "+", self.batch_size, consumername=self.consumer
-            )
-            answer, page = pipe.execute()
-        counts = {text(p["message_id"]): _count(p) for p in page}
-        items = answer[0][1] if answer else []
-        return [
-            Entry(stream, text(sid), fields or None, counts.get(text(sid), 1))
-            for sid, fields in items
-        ]
+        page: Any = self.client.xpending_range(
+            stream, self.group, low, "+", self.batch_size, consumername=self.consumer
+        )
+        return {text(p["message_id"]): _count(p) for p in page}
 
-    def _uncounted(self, stream: str, page: Mapping[str, Any]) -> list[Entry]:
-        if not page:
+    def fetch(self, stream: str, pending: Mapping[str, int]) -> list[Entry]:
+        """Pending entries of this consumer read again *without* counting a delivery
+        (``XRANGE``), kept this consumer's (``XCLAIM JUSTID`` resets their idle time, not their
+        count): for a retry that is not the entries' fault."""
+        if not pending:
             return []
-        ids = list(page)
+        ids = list(pending)
         with self.client.pipeline(transaction=False) as pipe:
             pipe.xclaim(stream, self.group, self.consumer, 0, list[Any](ids), justid=True)
             for entry_id in ids:
                 pipe.xrange(stream, entry_id, entry_id, count=1)
             _, *found = pipe.execute()
         return [
-            Entry(stream, entry_id, (rows[0][1] or None) if rows else None, _count(page[entry_id]))
+            Entry(stream, entry_id, (rows[0][1] or None) if rows else None, pending[entry_id])
             for entry_id, rows in zip(ids, found, strict=True)
         ]
 
-    def claim_idle(self, stream: str, cursor: str, min_idle_ms: int) -> tuple[str, list[Entry]]:
+    def redeliver(self, stream: str, entry_id: str) -> Entry:
+        """One pending entry delivered to this consumer again, counted (``XCLAIM``: its delivery
+        count goes up by one) with its new count, in one ``MULTI``. An entry trimmed from the
+        stream meanwhile comes back trimmed (and the broker drops it from the pending list)."""
+        with self.client.pipeline(transaction=True) as pipe:
+            pipe.xclaim(stream, self.group, self.consumer, 0, [entry_id])
+            pipe.xpending_range(stream, self.group, entry_id, entry_id, 1)
+            claimed, pending = pipe.execute()
+        fields = (claimed[0][1] or None) if claimed else None
+        return Entry(stream, entry_id, fields, _count(pending[0]) if pending else 1)
+
+    def claim_idle(
+        self, stream: str, cursor: str, min_idle_ms: int
+    ) -> tuple[str, list[Entry], list[str]]:
         """One ``XAUTOCLAIM`` page: entries any consumer has held longer than ``min_idle_ms``,
-        now this consumer's (with their delivery counts), and the ids the broker dropped from
-        the pending list because they were trimmed from the stream (as trimmed entries).
-        Returns the next cursor (``0-0``: done) and the entries."""
+        now this consumer's (the claim is a delivery: their counts went up by one; the counts
+        are read back with ``XPENDING``), and the ids the broker dropped from the pending list
+        because they were trimmed from the stream. Returns the next cursor (``0-0``: done)."""
         answer: Any = self.client.xautoclaim(
             stream, self.group, self.consumer, min_idle_ms, cursor, count=self.batch_size
         )
@@ -148,8 +144,7 @@ class StreamGroup:
         deleted = [text(sid) for sid in answer[2]] if len(answer) > 2 else []
         counts = self.deliveries(stream, [sid for sid, _ in claimed])
         entries = [Entry(stream, sid, fields, counts.get(sid, 1)) for sid, fields in claimed]
-        entries.extend(Entry(stream, sid, None) for sid in deleted)
-        return text(answer[0]), entries
+        return text(answer[0]), entries, deleted
 
     def deliveries(self, stream: str, ids: Sequence[str]) -> dict[str, int]:
         """The delivery counts of pending entries (``XPENDING``, one round trip)."""

@@ -2,11 +2,12 @@
 
 Read like every component's settings (``mlops_common.settings``: environment first, then
 ``MLOPS_ENV_FILE`` or ``.env``).
-The retry bound ``MLOPS_STREAM_MAX_DELIVERIES`` (default 5): an entry that fails processing that
-many times (the broker's delivery count; retries after the broker or a store was unreachable do
-not count) goes to the dead-letter stream with the error and is acknowledged.
 Where the features go (Feast repo, registry, online and offline store) comes from the data
 pipeline's own ``DataPipelineSettings``.
+
+The retry bound ``MLOPS_STREAM_MAX_DELIVERIES`` (default 5, at least 2): an entry that fails
+processing that many times (the broker's delivery count; retries after the broker or a store was
+unreachable do not count) goes to the dead-letter stream with the error and is acknowledged.
 """
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ class StreamConsumerSettings(StreamBrokerSettings):
     #: the retry bound: an entry that fails processing this many times (deliveries) is
     #: dead-lettered with the error (``mlops_common.streams``)
     max_deliveries: int = Field(
-        default=5, ge=1, le=1000, validation_alias="MLOPS_STREAM_MAX_DELIVERIES"
+        default=5, ge=2, le=1000, validation_alias="MLOPS_STREAM_MAX_DELIVERIES"
     )
     #: how many applied event ids are remembered for de-duplication (newest by stream time)
     dedup_window: int = Field(
