@@ -325,7 +325,7 @@ def test_a_batch_taken_over_by_another_consumer_is_not_committed_twice(
     batch = slow.read()
     other = consumer(stream, offline_root, consumer_name="other", claim_min_idle_ms=100)
     time.sleep(0.2)
-    assert other.claim_idle() == 4
+    assert other.core.claim_idle() == 4
     with pytest.raises(OwnershipLost):
         slow.process(batch)
     assert counters(client, slow.settings)["applied"] == 4

@@ -201,15 +201,15 @@ def test_backlog_gauge(
     consumer = _consumer(settings, store, metrics)
     consumer.ensure_groups()
     streams.add([e for e, _ in Traffic().predictions(40)])
-    consumer.update_gauges()
+    consumer.core.update_gauges()
     assert metrics.events_backlog.labels("prediction")._value.get() == 40
     assert metrics.events_backlog.labels("feedback")._value.get() == 0
     consumer.read()  # delivered, not yet acknowledged: still backlog (pending)
-    consumer.update_gauges()
+    consumer.core.update_gauges()
     assert metrics.events_pending.labels("prediction")._value.get() == 40
     assert metrics.events_backlog.labels("prediction")._value.get() == 40
     consumer.run(idle_exit_s=0.5)
-    consumer.update_gauges()
+    consumer.core.update_gauges()
     assert metrics.events_backlog.labels("prediction")._value.get() == 0
 
 

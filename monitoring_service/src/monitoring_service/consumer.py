@@ -181,15 +181,6 @@ class EventConsumer:
         read = self.core.group.read_new(self.settings.monitoring_block_ms, self.now)
         return read.entries, read.drained
 
-    def drain_own_pending(self) -> int:
-        return self.core.drain_own_pending()
-
-    def claim_idle(self) -> int:
-        return self.core.claim_idle()
-
-    def update_gauges(self) -> None:
-        self.core.update_gauges()
-
     # --- one batch (BatchHandler) ----------------------------------------------------------------
     def parse(self, entries: Sequence[Entry]) -> tuple[list[Parsed], int]:
         """Decode a batch; returns the parsed entries and how many were trimmed unread."""

@@ -270,12 +270,6 @@ class StreamConsumer:
         """New entries (not processed: ``process`` them, or leave them pending)."""
         return self.core.group.read_new(block_ms).entries
 
-    def claim_idle(self) -> int:
-        return self.core.claim_idle()
-
-    def update_gauges(self) -> None:
-        self.core.update_gauges()
-
     def counters(self) -> dict[str, int]:
         """The effect counters over every run of the group (from the broker)."""
         raw: Any = self.client.hgetall(self.settings.counters_key)
