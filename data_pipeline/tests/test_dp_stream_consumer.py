@@ -224,6 +224,49 @@ def test_online_store_failure_leaves_the_batch_pending_and_it_is_retried(
     assert counters(client, c.settings)["consumed"] == 5
 
 
+class PoisonSink(RecordingSink):
+    """An online store that cannot take one event (a data error, not an outage)."""
+
+    def __init__(self, poison: str) -> None:
+        super().__init__()
+        self.poison = poison
+        self.refused = 0
+
+    def write(self, frame: pd.DataFrame) -> None:
+        if self.poison in set(frame["event_id"]):
+            self.refused += 1
+            raise ValueError(f"online store refuses {self.poison} (test)")
+        super().write(frame)
+
+
+def test_an_event_that_fails_processing_is_dead_lettered_at_the_retry_bound(
+    client: redis.Redis, stream: str, offline_root: Path
+) -> None:
+    """Nothing is retried forever: the event that makes every online write of its batch fail
+    is tried in its batch, then alone, and after MLOPS_STREAM_MAX_DELIVERIES attempts
+    dead-lettered with the error; the events around it are applied once."""
+    events = [make_event(i, driver_id=1001 + i) for i in range(5)]
+    ids = add(client, stream, *events)
+    sink = PoisonSink(events[2].event_id)
+    c = consumer(stream, offline_root, online=sink, max_deliveries=3)
+    stats = c.run(idle_exit_s=1.0)
+    assert sink.refused == 3
+    assert sorted(sink.event_ids) == sorted(e.event_id for i, e in enumerate(events) if i != 2)
+    assert stats.applied == 4 and stats.dead_lettered == 1 and stats.consumed == 5
+    [(_, raw)] = client.xrange(c.settings.dead_letter_stream)
+    letter = {k.decode(): v.decode() for k, v in raw.items()}
+    assert letter["source_id"] == ids[2] and letter["deliveries"] == "3"
+    assert letter["reason"] == (
+        "processing failed 3 times (max_deliveries 3): ValueError: online store refuses "
+        f"{events[2].event_id} (test)"
+    )
+    assert json.loads(letter["original"]) == events[2].encode()
+    assert counters(client, c.settings)["dead_lettered"] == 1
+    assert counters(client, c.settings)["applied"] == 4
+    assert client.xinfo_groups(stream)[0]["pending"] == 0  # type: ignore[index]
+    assert len(offline_rows(offline_root)) == 4
+
+
 class CrashBeforeCommit(Exception):
     pass
 
@@ -244,7 +287,7 @@ def test_crash_between_online_write_and_commit_is_redone_once(
     doomed._commit = crash  # type: ignore[assignment, method-assign]
     doomed.ensure_group()
     with pytest.raises(CrashBeforeCommit):
-        doomed.process(doomed._read(">", None))
+        doomed.process(doomed.read())
     assert client.xinfo_groups(stream)[0]["pending"] == 8  # type: ignore[index]
     assert len(doomed.online.frames) == 1  # type: ignore[attr-defined]
 
@@ -262,7 +305,7 @@ def test_a_dead_consumers_entries_are_claimed_on_start(
     add(client, stream, *[make_event(i) for i in range(6)])
     dead = consumer(stream, offline_root, consumer_name="dead-one")
     dead.ensure_group()
-    assert len(dead._read(">", None)) == 6  # delivered, never acknowledged: it "died"
+    assert len(dead.read()) == 6  # delivered, never acknowledged: it "died"
     survivor = consumer(stream, offline_root, consumer_name="survivor", claim_min_idle_ms=100)
     pending: Any = client.xpending(stream, survivor.settings.group)
     assert pending["pending"] == 6
@@ -279,10 +322,10 @@ def test_a_batch_taken_over_by_another_consumer_is_not_committed_twice(
     add(client, stream, *[make_event(i) for i in range(4)])
     slow = consumer(stream, offline_root, consumer_name="slow")
     slow.ensure_group()
-    batch = slow._read(">", None)
+    batch = slow.read()
     other = consumer(stream, offline_root, consumer_name="other", claim_min_idle_ms=100)
     time.sleep(0.2)
-    assert other.claim_idle() == 4
+    assert other.core.claim_idle() == 4
     with pytest.raises(OwnershipLost):
         slow.process(batch)
     assert counters(client, slow.settings)["applied"] == 4
@@ -295,7 +338,7 @@ def test_trimmed_pending_entries_are_counted(
     add(client, stream, *[make_event(i) for i in range(3)])
     c = consumer(stream, offline_root)
     c.ensure_group()
-    c._read(">", None)  # delivered...
+    c.read()  # delivered...
     client.xtrim(stream, maxlen=0)  # ...then trimmed before it was processed
     stats = consumer(stream, offline_root).run(idle_exit_s=0.3)
     assert stats.trimmed == 3 and stats.applied == 0
@@ -335,7 +378,7 @@ def test_offline_flush_waits_for_rows_or_time_and_partitions_by_date(
     add(client, stream, *events)
     c = consumer(stream, offline_root, offline_flush_rows=100, offline_flush_interval_s=3600)
     c.ensure_group()
-    c.process(c._read(">", None))
+    c.process(c.read())
     assert c.flusher is not None
     assert c.flusher.flush() == 0  # neither 100 rows nor an hour old
     assert client.xlen(c.settings.offline_buffer_key) == 4
@@ -357,7 +400,7 @@ def test_offline_flush_waits_for_rows_or_time_and_partitions_by_date(
     add(client, stream, *[make_event(10 + i) for i in range(3)])
     c2 = consumer(stream, offline_root, offline_flush_rows=3, offline_flush_interval_s=3600)
     c2.ensure_group()
-    c2.process(c2._read(">", None))
+    c2.process(c2.read())
     assert c2.flusher is not None and c2.flusher.flush() == 3  # 3 rows: due
 
 
@@ -382,7 +425,7 @@ def test_interrupted_flush_is_redone_to_the_same_file(
     settings = settings_for(stream)
     c = StreamConsumer(settings, RecordingSink(), FailingAfterWrite(offline_root))
     c.ensure_group()
-    c.process(c._read(">", None))
+    c.process(c.read())
     assert c.flusher is not None
     with pytest.raises(CrashBeforeCommit):
         c.flusher.flush(force=True)
@@ -391,7 +434,7 @@ def test_interrupted_flush_is_redone_to_the_same_file(
     assert len(files_after_crash) == 1 and len(offline_rows(offline_root)) == 5
     # new rows arrive before the flush is redone: they must not join the interrupted range
     add(client, stream, *[make_event(10 + i) for i in range(2)])
-    c.process(c._read(">", None))
+    c.process(c.read())
     assert c.flusher.flush() == 5  # the recorded range, to the same file
     assert sorted(offline_root.rglob("*.parquet")) == files_after_crash
     assert c.flusher.flush(force=True) == 2

@@ -201,15 +201,15 @@ def test_backlog_gauge(
     consumer = _consumer(settings, store, metrics)
     consumer.ensure_groups()
     streams.add([e for e, _ in Traffic().predictions(40)])
-    consumer.update_gauges()
+    consumer.core.update_gauges()
     assert metrics.events_backlog.labels("prediction")._value.get() == 40
     assert metrics.events_backlog.labels("feedback")._value.get() == 0
     consumer.read()  # delivered, not yet acknowledged: still backlog (pending)
-    consumer.update_gauges()
+    consumer.core.update_gauges()
     assert metrics.events_pending.labels("prediction")._value.get() == 40
     assert metrics.events_backlog.labels("prediction")._value.get() == 40
     consumer.run(idle_exit_s=0.5)
-    consumer.update_gauges()
+    consumer.core.update_gauges()
     assert metrics.events_backlog.labels("prediction")._value.get() == 0
 
 
@@ -254,3 +254,48 @@ def test_applied_entry_ids_are_forgotten_only_once_they_cannot_come_again(
     consumer.housekeeping()  # within the minute of margin: nothing forgotten yet
     assert store.totals()["entries"] == 5
     assert store.prune_entries(streams.predictions, int(ids[-1].split("-")[0]) + 1) == 5
+
+
+def test_an_event_that_cannot_be_applied_is_dead_lettered_after_the_retry_bound(
+    make_settings: SettingsFactory, streams: Streams, redis_client: redis.Redis
+) -> None:
+    """A poison pill: a feedback event whose request id is a lone surrogate (escaped in the
+    JSON ``data``, so the entry is valid UTF-8 and decodes) cannot be stored (SQLite refuses
+    text that is not UTF-8). It fails its batch, then fails alone; after
+    ``MONITORING_MAX_DELIVERIES`` attempts it goes to the dead-letter stream with the error and
+    is acknowledged, instead of being retried forever. The good events around it are applied.
+    An entry with raw bytes that are not UTF-8 is refused at decoding, at once."""
+    settings = make_settings(monitoring_backoff_max_s=0.2, monitoring_max_deliveries=3)
+    store, metrics = _parts(settings)
+    events = [e for e, _ in Traffic().predictions(6)]
+    good = [Traffic.feedback(e, True) for e in events[:3]]
+    poison = encode(Traffic.feedback(events[3], False))
+    poison["data"] = poison["data"].replace(events[3].request_id, "\\udc80")
+    streams.add(events[:3])
+    [poison_id] = [streams.add_raw(streams.feedback, poison)]
+    streams.add([*events[3:], *good])
+    raw_id = redis_client.xadd(
+        streams.feedback, {b"type": b"feedback", b"schema_version": b"1", b"data": b"\xff\xfe"}
+    ).decode()
+
+    _consumer(settings, store, metrics).run(idle_exit_s=3.0)
+
+    assert store.counter("events_consumed", "prediction") == 6
+    assert store.counter("events_consumed", "feedback") == 3
+    assert store.counter("events_malformed", "feedback") == 2
+    dead: Any = redis_client.xrange(streams.dead)
+    letters = {
+        fields[b"source_id"].decode(): {k.decode(): v.decode() for k, v in fields.items()}
+        for _, fields in dead
+    }
+    assert set(letters) == {poison_id, raw_id}
+    assert "UnicodeEncodeError" in letters[poison_id]["reason"]
+    assert "3" in letters[poison_id]["reason"]
+    assert letters[poison_id]["deliveries"] == "3"
+    assert letters[poison_id]["source_stream"] == streams.feedback
+    assert json.loads(letters[poison_id]["original"]) == poison
+    assert "not UTF-8" in letters[raw_id]["reason"]
+    assert json.loads(letters[raw_id]["original"])["data"] == "\\xff\\xfe"
+    assert _pending(redis_client, streams.predictions) == 0
+    assert _pending(redis_client, streams.feedback) == 0
+    assert metrics.consumer_errors.labels("UnicodeEncodeError")._value.get() >= 1

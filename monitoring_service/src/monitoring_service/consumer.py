@@ -1,23 +1,27 @@
 """The event consumer: serving's prediction and feedback streams into the window state.
 
-A Redis consumer group (``MONITORING_CONSUMER_GROUP``, default ``monitoring``) on both streams,
-read with one ``XREADGROUP``. Delivery is at-least-once; the effect is exactly once
-(the patterns of ``data_pipeline.stream_consumer``):
+It runs on the platform's consumer core (``mlops_common.streams.ConsumerCore``): a Redis
+consumer group (``MONITORING_CONSUMER_GROUP``, default ``monitoring``) on both streams, read with
+one ``XREADGROUP``; on start and after any error this consumer's own pending entries first (a
+restarted consumer with the same name resumes where it stopped), then entries other consumer
+names have held longer than ``MONITORING_CLAIM_MIN_IDLE_MS`` (``XAUTOCLAIM``; repeated every
+``MONITORING_CLAIM_INTERVAL_S``); the retry bound (an entry that fails processing
+``MONITORING_MAX_DELIVERIES`` times is dead-lettered with the error, not retried forever);
+backoff, gauges. This module is the core's batch handler. Delivery is at-least-once; the effect
+is exactly once:
 
-1. On start and after any error, first this consumer's own pending entries (a restarted
-   consumer with the same name resumes where it stopped), then entries other consumer names
-   have held longer than ``MONITORING_CLAIM_MIN_IDLE_MS`` (``XAUTOCLAIM``; repeated every
-   ``MONITORING_CLAIM_INTERVAL_S``).
-2. Decode every entry with ``mlops_common.events.serving.decode`` (the one schema). Malformed
-   entries, an event of the other stream's type, and events dated more than
-   ``MONITORING_MAX_FUTURE_SKEW_S`` ahead are refused with a reason.
-3. ``Store.apply``: the whole batch in one SQLite transaction, every entry id recorded with its
+1. Decode every entry with ``mlops_common.events.serving.decode`` (the one schema). Malformed
+   entries, an event of the other stream's type, events dated more than
+   ``MONITORING_MAX_FUTURE_SKEW_S`` ahead, and entries the core refused at the retry bound are
+   refused with a reason.
+2. ``Store.apply``: the whole batch in one SQLite transaction, every entry id recorded with its
    effect (so an entry delivered twice is applied once).
-4. Only then, in one Redis ``MULTI``: the refused entries go to the dead-letter stream
-   (reason, source stream and id, the original fields) and the batch is acknowledged
-   (``XACK``). Either both happen or neither, so a dead letter is written exactly once.
+3. Only then, in one Redis ``MULTI``: the refused entries go to the dead-letter stream (the
+   core's dead-letter shape: reason, source stream and id, group, consumer, deliveries, time,
+   the original fields) and the batch is acknowledged (``XACK``). Either both happen or
+   neither, so a dead letter is written exactly once.
 
-A crash before 3 leaves the entries pending (re-read on restart); between 3 and 4 the entries
+A crash before 2 leaves the entries pending (re-read on restart); between 2 and 3 the entries
 are re-read, recognised as applied, and acknowledged (dead letters are written then).
 
 After each read the consumer closes the windows whose time span has ended (``windows``): its
@@ -27,53 +31,89 @@ batch size on every stream), i.e. every event written before it has been applied
 
 from __future__ import annotations
 
-import json
 import logging
+import sqlite3
 import threading
 import time
-from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import redis
 
+from mlops_common.events.codec import fields_as_text
 from mlops_common.events.serving import FEEDBACK, PREDICTION, MalformedEvent, decode
+from mlops_common.redis import connect, redact
+from mlops_common.streams import (
+    TRANSIENT_ERRORS,
+    ConsumerConfig,
+    ConsumerCore,
+    Entry,
+    NullStreamMetrics,
+    ReadResult,
+    stream_ms,
+    text,
+)
 from monitoring_service.metrics import MonitoringMetrics
 from monitoring_service.settings import MonitoringSettings
 from monitoring_service.store import ApplyResult, Parsed, Store, epoch
 from monitoring_service.windows import Window
 
+__all__ = ["EventConsumer", "core_config", "redact"]
+
 log = logging.getLogger("monitoring_service.consumer")
 
 HOUSEKEEPING_S = 60.0
-
-#: (stream kind, entry id, fields or None when trimmed from the stream before it was read)
-Entry = tuple[str, str, dict[Any, Any] | None]
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode("utf-8", errors="replace") if isinstance(value, bytes) else value
+BACKOFF_INITIAL_S = 0.2
+#: besides the broker's: the state store could not be written (locked, disk full, I/O error)
+TRANSIENT = (*TRANSIENT_ERRORS, sqlite3.OperationalError)
 
 
-def fields_as_text(fields: dict[Any, Any]) -> dict[str, str]:
-    return {_text(k): _text(v) for k, v in fields.items()}
-
-
-def redact(url: str) -> str:
-    scheme, sep, rest = url.partition("://")
-    if not sep or "@" not in rest:
-        return url
-    return f"{scheme}://***@{rest.rpartition('@')[2]}"
-
-
-def connect(url: str, block_ms: int) -> redis.Redis:
-    timeout = block_ms / 1000.0 + 5.0
-    return redis.Redis.from_url(
-        url, socket_timeout=timeout, socket_connect_timeout=5.0, health_check_interval=30
+def core_config(settings: MonitoringSettings) -> ConsumerConfig:
+    """The consumer core's configuration from the service's settings."""
+    s = settings
+    return ConsumerConfig(
+        streams=(s.monitoring_prediction_stream, s.monitoring_feedback_stream),
+        group=s.monitoring_consumer_group,
+        consumer=s.monitoring_consumer_name,
+        dead_letter_stream=s.monitoring_dead_letter_stream,
+        dead_letter_maxlen=s.monitoring_dead_letter_maxlen,
+        start_id=s.monitoring_start_id,
+        batch_size=s.monitoring_batch_size,
+        block_ms=s.monitoring_block_ms,
+        claim_min_idle_ms=s.monitoring_claim_min_idle_ms,
+        claim_interval_s=s.monitoring_claim_interval_s,
+        max_deliveries=s.monitoring_max_deliveries,
+        backoff_initial_s=BACKOFF_INITIAL_S,
+        backoff_max_s=s.monitoring_backoff_max_s,
+        broker_url=s.events_redis_url,
     )
 
 
+class _CoreMetrics(NullStreamMetrics):
+    """The core's reports on the service's metrics (labelled by stream kind)."""
+
+    def __init__(self, metrics: MonitoringMetrics, kinds: Mapping[str, str]) -> None:
+        self.metrics = metrics
+        self.kinds = kinds
+
+    def on_batch(self, entries: int, seconds: float) -> None:
+        self.metrics.batch_seconds.observe(seconds)
+
+    def on_error(self, error: str) -> None:
+        self.metrics.consumer_errors.labels(error).inc()
+
+    def on_group_state(self, stream: str, lag: int | None, pending: int) -> None:
+        kind = self.kinds[stream]
+        self.metrics.events_pending.labels(kind).set(pending)
+        self.metrics.events_backlog.labels(kind).set(pending + (lag or 0))
+
+    def on_up(self, up: bool) -> None:
+        self.metrics.consumer_up.set(1 if up else 0)
+
+
 class EventConsumer:
+    """The batch handler of a ``ConsumerCore`` (``core``), which runs the loop."""
+
     def __init__(
         self,
         settings: MonitoringSettings,
@@ -88,102 +128,99 @@ class EventConsumer:
         s = self.settings = settings
         self.store = store
         self.metrics = metrics
-        self.client = client or connect(settings.events_redis_url, settings.monitoring_block_ms)
-        self.stop = stop or threading.Event()
+        self.client = client or connect(
+            s.events_redis_url, read_timeout_s=s.monitoring_block_ms / 1000.0 + 5.0
+        )
         self.on_closed = on_closed
         self.now = now
+        #: stream name -> kind of event
         self.streams = {
             s.monitoring_prediction_stream: PREDICTION,
             s.monitoring_feedback_stream: FEEDBACK,
         }
-        self.names = {kind: name for name, kind in self.streams.items()}
         self.group = s.monitoring_consumer_group
         self.consumer = s.monitoring_consumer_name
         #: every event written to the streams before this time has been applied
         self.watermark: float | None = None
-        self.up: bool | None = None
-        self.last_error: str | None = None
         self.applied = 0
         self.batches = 0
-        self._last_claim = 0.0
-        self._last_gauges = 0.0
         self._thread: threading.Thread | None = None
         self._open_versions: set[str] = set()
         self._last_housekeeping = 0.0
+        self.core = ConsumerCore(
+            self.client,
+            core_config(s),
+            self,
+            metrics=_CoreMetrics(metrics, self.streams),
+            stop=stop,
+            log=log,
+            clock=now,
+            transient=TRANSIENT,
+        )
 
-    # --- group ---------------------------------------------------------------------------
+    @property
+    def stop(self) -> threading.Event:
+        return self.core.stop
+
+    @property
+    def up(self) -> bool | None:
+        """None before the first loop iteration, then whether the last one succeeded."""
+        return self.core.up
+
+    @property
+    def last_error(self) -> str | None:
+        return self.core.last_error
+
+    # --- the group (the core's) ----------------------------------------------------------------
     def ensure_groups(self) -> None:
-        for name in self.streams:
-            try:
-                self.client.xgroup_create(
-                    name, self.group, id=self.settings.monitoring_start_id, mkstream=True
-                )
-                log.info("created consumer group %s on %s", self.group, name)
-            except redis.ResponseError as exc:
-                if "BUSYGROUP" not in str(exc):
-                    raise
+        self.core.group.ensure()
 
-    # --- one batch -------------------------------------------------------------------------
+    def read(self) -> tuple[list[Entry], bool]:
+        """New entries of both streams (blocking up to ``block_ms``; not processed); True when
+        the read left nothing behind."""
+        read = self.core.group.read_new(self.settings.monitoring_block_ms, self.now)
+        return read.entries, read.drained
+
+    # --- one batch (BatchHandler) ----------------------------------------------------------------
     def parse(self, entries: Sequence[Entry]) -> tuple[list[Parsed], int]:
         """Decode a batch; returns the parsed entries and how many were trimmed unread."""
         horizon = self.now() + self.settings.monitoring_max_future_skew_s
-        parsed: list[Parsed] = []
-        trimmed = 0
-        for kind, entry_id, fields in entries:
-            if fields is None:
-                trimmed += 1
-                continue
-            original = fields_as_text(fields)
-            try:
-                event = decode(fields)
-                if event.type != kind:
-                    raise MalformedEvent(f"a {event.type} event in the {kind} stream")
-                if epoch(event.time) > horizon:
-                    raise MalformedEvent(
-                        f"time {event.time.isoformat()} is more than "
-                        f"{self.settings.monitoring_max_future_skew_s:g} s in the future"
-                    )
-            except MalformedEvent as exc:
-                parsed.append(
-                    Parsed(kind, entry_id, None, exc.reason, original, source=self.names[kind])
+        parsed = [self._parse(entry, horizon) for entry in entries if entry.fields is not None]
+        return parsed, len(entries) - len(parsed)
+
+    def _parse(self, entry: Entry, horizon: float) -> Parsed:
+        assert entry.fields is not None
+        kind = self.streams[entry.stream]
+        original = fields_as_text(entry.fields)
+        try:
+            if entry.refused is not None:
+                raise MalformedEvent(entry.refused)
+            event = decode(entry.fields)
+            if event.type != kind:
+                raise MalformedEvent(f"a {event.type} event in the {kind} stream")
+            if epoch(event.time) > horizon:
+                raise MalformedEvent(
+                    f"time {event.time.isoformat()} is more than "
+                    f"{self.settings.monitoring_max_future_skew_s:g} s in the future"
                 )
-                continue
-            parsed.append(Parsed(kind, entry_id, event, None, original, source=self.names[kind]))
-        return parsed, trimmed
+        except MalformedEvent as exc:
+            return Parsed(kind, entry.id, None, exc.reason, original, source=entry.stream)
+        return Parsed(kind, entry.id, event, None, original, source=entry.stream)
 
     def process(self, entries: Sequence[Entry]) -> ApplyResult | None:
         """Apply, then dead-letter and acknowledge, one batch of this consumer's entries."""
         if not entries:
             return None
-        started = time.perf_counter()
         parsed, trimmed = self.parse(entries)
         result = self.store.apply(parsed, now=self.now())
         dead = [p for p in parsed if p.event is None]
-        dead_at = datetime.now(UTC).isoformat()
-        s = self.settings
-        with self.client.pipeline(transaction=True) as pipe:
-            for item in dead:
-                pipe.xadd(
-                    s.monitoring_dead_letter_stream,
-                    {
-                        "reason": item.dead_reason or "malformed",
-                        "source_stream": self.names[item.stream],
-                        "source_id": item.entry_id,
-                        "consumer": f"{self.group}/{self.consumer}",
-                        "dead_at": dead_at,
-                        "original": json.dumps(item.original),
-                    },
-                    maxlen=s.monitoring_dead_letter_maxlen,
-                    approximate=True,
-                )
-            by_stream: dict[str, list[str]] = {}
-            for kind, entry_id, _ in entries:
-                by_stream.setdefault(self.names[kind], []).append(entry_id)
-            for name, ids in by_stream.items():
-                pipe.xack(name, self.group, *ids)
-            pipe.execute()
+        by_id = {(e.stream, e.id): e for e in entries}
+        letters = [
+            self.core.dead_letter(by_id[(p.source, p.entry_id)], p.dead_reason or "malformed")
+            for p in dead
+        ]
+        self.core.acknowledge(entries, letters)
         self._account(result, dead, trimmed)
-        self.metrics.batch_seconds.observe(time.perf_counter() - started)
         return result
 
     def _account(self, result: ApplyResult, dead: list[Parsed], trimmed: int) -> None:
@@ -225,93 +262,8 @@ class EventConsumer:
         if windows and self.on_closed is not None:
             self.on_closed(windows)
 
-    # --- reading ---------------------------------------------------------------------------
-    def _entries(self, answer: Any) -> list[Entry]:
-        out: list[Entry] = []
-        for name, entries in answer or []:
-            kind = self.streams[_text(name)]
-            out.extend((kind, _text(sid), fields or None) for sid, fields in entries)
-        return out
-
-    def read(self) -> tuple[list[Entry], bool]:
-        """New entries of both streams (blocking up to ``block_ms``); True when the read left
-        nothing behind."""
-        s = self.settings
-        answer: Any = self.client.xreadgroup(
-            self.group,
-            self.consumer,
-            {name: ">" for name in self.streams},
-            count=s.monitoring_batch_size,
-            block=s.monitoring_block_ms,
-        )
-        entries = self._entries(answer)
-        per_stream: dict[str, int] = {}
-        for kind, _, _ in entries:
-            per_stream[kind] = per_stream.get(kind, 0) + 1
-        drained = all(n < s.monitoring_batch_size for n in per_stream.values())
-        return entries, drained
-
-    def drain_own_pending(self) -> int:
-        """Process the entries delivered to this consumer name and never acknowledged."""
-        total = 0
-        for name in self.streams:
-            cursor = "0"
-            while not self.stop.is_set():
-                answer: Any = self.client.xreadgroup(
-                    self.group,
-                    self.consumer,
-                    {name: cursor},
-                    count=self.settings.monitoring_batch_size,
-                )
-                entries = self._entries(answer)
-                if not entries:
-                    break
-                self.process(entries)
-                total += len(entries)
-                cursor = entries[-1][1]
-        if total:
-            log.info("re-processed %d pending entries of %s", total, self.consumer)
-        return total
-
-    def claim_idle(self) -> int:
-        """Take over entries other consumer names have held longer than the idle limit."""
-        s = self.settings
-        total = 0
-        for name, kind in self.streams.items():
-            cursor = "0-0"
-            while not self.stop.is_set():
-                answer: Any = self.client.xautoclaim(
-                    name,
-                    self.group,
-                    self.consumer,
-                    s.monitoring_claim_min_idle_ms,
-                    cursor,
-                    count=s.monitoring_batch_size,
-                )
-                cursor = _text(answer[0])
-                claimed = [(kind, _text(sid), fields or None) for sid, fields in answer[1]]
-                if claimed:
-                    total += len(claimed)
-                    log.info("claimed %d idle entries of %s", len(claimed), name)
-                    self.process(claimed)
-                if cursor in ("0-0", "0"):
-                    break
-        self._last_claim = time.monotonic()
-        return total
-
-    def update_gauges(self) -> None:
-        for name, kind in self.streams.items():
-            try:
-                groups: Any = self.client.xinfo_groups(name)
-            except redis.ResponseError:
-                continue
-            for group in groups:
-                if _text(group["name"]) != self.group:
-                    continue
-                pending = int(group.get("pending") or 0)
-                lag = group.get("lag")
-                self.metrics.events_pending.labels(kind).set(pending)
-                self.metrics.events_backlog.labels(kind).set(pending + int(lag or 0))
+    def refresh_gauges(self) -> None:
+        """Predictions in each model version's open window."""
         open_by_version: dict[str, int] = {}
         for window in self.store.windows(limit=1000, states=("open",)):
             open_by_version[window.model_version] = window.predictions
@@ -320,7 +272,17 @@ class EventConsumer:
         for version in self._open_versions - set(open_by_version):
             self.metrics.window_open_predictions.labels(version).set(0)
         self._open_versions = set(open_by_version)
-        self._last_gauges = time.monotonic()
+
+    def after_read(self, read: ReadResult) -> None:
+        """Move the watermark, close the windows it passed, forget what no longer matters."""
+        if read.drained:
+            self.watermark = read.began
+        self.tick()
+        if time.monotonic() - self._last_housekeeping >= HOUSEKEEPING_S:
+            self.housekeeping()
+
+    def finish(self) -> None:
+        log.info("consumer stopped after %d events in %d batches", self.applied, self.batches)
 
     def horizon_ms(self, name: str) -> int | None:
         """Stream time before which every entry of ``name`` is acknowledged by the group: the
@@ -332,11 +294,10 @@ class EventConsumer:
             return None
         if pending and pending.get("pending"):
             oldest = pending.get("min")
-            return int(_text(oldest).split("-", 1)[0]) if oldest else None
+            return stream_ms(text(oldest)) if oldest else None
         for group in groups:
-            if _text(group["name"]) == self.group:
-                last = _text(group.get("last-delivered-id") or "0-0")
-                return int(last.split("-", 1)[0])
+            if text(group["name"]) == self.group:
+                return stream_ms(text(group.get("last-delivered-id") or "0-0"))
         return None
 
     def housekeeping(self) -> None:
@@ -362,69 +323,11 @@ class EventConsumer:
         self._closed(closed)
         return closed
 
-    # --- the loop --------------------------------------------------------------------------
+    # --- the loop (the core's) ------------------------------------------------------------------
     def run(self, *, max_entries: int | None = None, idle_exit_s: float | None = None) -> None:
-        """Consume until ``stop`` is set (or, for tests and tools, ``max_entries`` applied or
+        """Consume until ``stop`` is set (or, for tests and tools, ``max_entries`` consumed or
         ``idle_exit_s`` seconds without an entry)."""
-        s = self.settings
-        recovering = True
-        wait = 0.2
-        last_entry = time.monotonic()
-        log.info(
-            "consuming %s and %s on %s as %s/%s",
-            s.monitoring_prediction_stream,
-            s.monitoring_feedback_stream,
-            redact(s.events_redis_url),
-            self.group,
-            self.consumer,
-        )
-        while not self.stop.is_set():
-            if max_entries is not None and self.applied >= max_entries:
-                break
-            if idle_exit_s is not None and time.monotonic() - last_entry >= idle_exit_s:
-                break
-            try:
-                if recovering:
-                    self.ensure_groups()
-                    if self.drain_own_pending() or self.claim_idle():
-                        last_entry = time.monotonic()
-                    recovering = False
-                if time.monotonic() - self._last_claim >= s.monitoring_claim_interval_s:
-                    self.claim_idle()
-                began = self.now()
-                entries, drained = self.read()
-                if entries:
-                    self.process(entries)
-                    last_entry = time.monotonic()
-                if drained:
-                    self.watermark = began
-                self.tick()
-                if time.monotonic() - self._last_gauges >= 2.0:
-                    self.update_gauges()
-                if time.monotonic() - self._last_housekeeping >= HOUSEKEEPING_S:
-                    self.housekeeping()
-                self._set_up(True, None)
-                wait = 0.2
-            except Exception as exc:  # broker or state store: retry, never exit
-                self.metrics.consumer_errors.labels(type(exc).__name__).inc()
-                detail = (str(exc).strip().splitlines() or ["no detail"])[0]
-                self._set_up(False, f"{type(exc).__name__}: {detail}")
-                log.warning(
-                    "consumer iteration failed (%s: %s); retrying pending entries in %.2f s",
-                    type(exc).__name__,
-                    detail,
-                    wait,
-                )
-                recovering = True
-                self.stop.wait(wait)
-                wait = min(wait * 2.0, s.monitoring_backoff_max_s)
-        log.info("consumer stopped after %d events in %d batches", self.applied, self.batches)
-
-    def _set_up(self, up: bool, error: str | None) -> None:
-        self.up = up
-        if error:
-            self.last_error = error
-        self.metrics.consumer_up.set(1 if up else 0)
+        self.core.run(max_entries=max_entries, idle_exit_s=idle_exit_s)
 
     def start(self) -> None:
         if self._thread is None:

@@ -10,6 +10,10 @@ Every field is read from the environment variable of the same name in upper case
 streams' Redis and names, the model name, Airflow's admin credentials), so one env file
 configures both ends.
 
+The retry bound ``MONITORING_MAX_DELIVERIES`` (default 5, at least 2): a stream entry that fails
+processing that many times (the broker's delivery count; retries after Redis or the state store
+was unreachable do not count) goes to the dead-letter stream with the error and is acknowledged.
+
 Secrets: ``MONITORING_WEBHOOK_SECRET`` has no usable default. With
 ``MONITORING_WEBHOOK_AUTH_REQUIRED=true`` (the default) ``serve`` refuses to start without it.
 """
@@ -105,6 +109,9 @@ class MonitoringSettings(PlatformSettings):
     monitoring_dead_letter_stream: str = "mlops:monitoring:dead"
     monitoring_dead_letter_maxlen: int = Field(default=100_000, ge=100)
     monitoring_backoff_max_s: float = Field(default=5.0, gt=0, le=600)
+    #: the retry bound: an entry that fails processing this many times (deliveries) is
+    #: dead-lettered with the error (``mlops_common.streams``)
+    monitoring_max_deliveries: int = Field(default=5, ge=2, le=1000)
 
     # --- windows ---------------------------------------------------------------------------
     #: a window closes at this many predictions ...

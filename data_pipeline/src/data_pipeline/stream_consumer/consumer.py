@@ -1,32 +1,33 @@
 """The stream consumer: driver statistics events from the Redis stream into the feature store.
 
-Delivery is at-least-once (a Redis consumer group; an entry is acknowledged only in the same
-atomic step that records its effect); application is idempotent, so the *effect* is exactly once
-across crashes and restarts:
+It runs on the platform's consumer core (``mlops_common.streams.ConsumerCore``: the consumer
+group, this consumer's own pending entries after a restart, takeover of a dead consumer's
+entries, the retry bound, backoff, bounds and gauges); this module is the core's batch handler.
+Delivery is at-least-once (an entry is acknowledged only in the same atomic step that records
+its effect); application is idempotent, so the *effect* is exactly once across crashes and
+restarts. For each batch:
 
-1. Read a batch (``XREADGROUP``). On start, and after any error, first the consumer's own pending
-   entries (a restarted consumer with the same name resumes where it died), then entries other
-   consumers have held longer than ``claim_min_idle_ms`` (``XAUTOCLAIM``: a dead consumer's work
-   is taken over; repeated every ``claim_interval_s``).
-2. Decode and validate each entry (``mlops_common.events.driver_stats.decode``). Malformed
-   entries, and events dated more than ``max_future_skew_s`` ahead (they would pin the online
-   value), go to the dead-letter stream ``<stream>:dead`` with the reason and the original fields.
-3. Drop duplicates: an ``event_id`` seen earlier in the batch or recorded in the applied set
+1. Decode and validate each entry (``mlops_common.events.driver_stats.decode``). Malformed
+   entries, events dated more than ``max_future_skew_s`` ahead (they would pin the online
+   value) and entries the core refused at the retry bound (``MLOPS_STREAM_MAX_DELIVERIES``
+   failed attempts) go to the dead-letter stream ``<stream>:dead`` (the core's dead-letter
+   shape: reason, source stream and id, group, consumer, deliveries, time, original fields).
+2. Drop duplicates: an ``event_id`` seen earlier in the batch or recorded in the applied set
    (``<stream>:<group>:applied``, a sorted set of the newest ``dedup_window`` event ids).
-4. Write the new events to the online store (Feast push). This write is idempotent by itself:
+3. Write the new events to the online store (Feast push). This write is idempotent by itself:
    the Redis online store keeps, per driver, only a value newer than the one it holds.
-5. Commit, in one Lua script (atomic in Redis): check that this consumer still owns every entry
+4. Commit, in one Lua script (atomic in Redis): check that this consumer still owns every entry
    (else abort: another consumer took the batch over and will apply it), re-check each event id
    against the applied set (a concurrent consumer may have applied a duplicate), add the new ids
    to it, append their rows to the offline buffer (``<stream>:<group>:offline``, a stream), add
    the dead letters, count the effects (``<stream>:<group>:counters``) and ``XACK`` the batch.
-   A crash before the commit leaves the entries pending: steps 2-5 run again, and 4 is
+   A crash before the commit leaves the entries pending: steps 1-4 run again, and 3 is
    harmless; a crash after it has nothing left to redo.
 
-The offline store gets the buffered rows in files of many batches (``offline.OfflineFlusher``):
-one flush at a time (a lock), whose buffer range is recorded before the file is written and
-removed from the buffer in the same step as the record, so a flush interrupted by a crash is
-redone over exactly the same range, to the same file name.
+The offline store gets the buffered rows in files of many batches (``offline.OfflineFlusher``,
+after every read and once more at the end): one flush at a time (a lock), whose buffer range is
+recorded before the file is written and removed from the buffer in the same step as the record,
+so a flush interrupted by a crash is redone over exactly the same range, to the same file name.
 """
 
 from __future__ import annotations
@@ -34,11 +35,10 @@ from __future__ import annotations
 import json
 import logging
 import threading
-import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
+from typing import Any, Protocol, Unpack
 
 import pandas as pd
 import redis
@@ -51,10 +51,32 @@ from mlops_common.events.driver_stats import (
     DriverStatsEvent,
     MalformedEvent,
     decode,
-    fields_as_text,
     format_timestamp,
 )
-from mlops_common.redis import connect, redact
+from mlops_common.redis import connect
+from mlops_common.streams import (
+    ConsumerConfig,
+    ConsumerCore,
+    Entry,
+    OwnershipLost,
+    ReadResult,
+    RunBounds,
+    stream_ms,
+    text,
+)
+from mlops_common.streams import ConsumerStats as CoreStats
+
+__all__ = [
+    "COMMIT_SCRIPT",
+    "ROW_COLUMNS",
+    "ConsumerStats",
+    "OnlineSink",
+    "OwnershipLost",
+    "StreamConsumer",
+    "core_config",
+    "event_row",
+    "events_frame",
+]
 
 log = logging.getLogger("data_pipeline.stream_consumer")
 
@@ -66,7 +88,7 @@ _CHUNK = 1000  # Lua unpack() stays far below its argument limit
 COMMIT_SCRIPT = """
 local p = cjson.decode(ARGV[1])
 local stream, dead, applied, buffer, counters = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
-for _, id in ipairs(p.ids) do
+for _, id in ipairs(p.owned) do
   local owned = redis.call('XPENDING', stream, p.group, id, id, 1, p.consumer)
   if #owned == 0 then
     return {0, id}
@@ -84,10 +106,8 @@ for _, e in ipairs(p.new) do
     n_applied = n_applied + 1
   end
 end
-for _, d in ipairs(p.dead) do
-  redis.call('XADD', dead, 'MAXLEN', '~', p.dead_maxlen, '*',
-    'reason', d.reason, 'source_stream', stream, 'source_id', d.source_id,
-    'consumer', p.consumer, 'dead_at', p.dead_at, 'original', d.original)
+for _, letter in ipairs(p.dead) do
+  redis.call('XADD', dead, 'MAXLEN', '~', p.dead_maxlen, '*', unpack(letter))
 end
 if n_applied > 0 then
   local excess = redis.call('ZCARD', applied) - p.dedup_window
@@ -116,39 +136,28 @@ class OnlineSink(Protocol):
     def write(self, frame: pd.DataFrame) -> None: ...
 
 
-class OwnershipLost(RuntimeError):
-    """Another consumer claimed an entry of the batch before it was committed."""
-
-
-Entry = tuple[str, dict[bytes, bytes] | None]
-
-
 @dataclass
-class ConsumerStats:
-    """What this process did (the broker's counters hash holds the totals over all runs)."""
+class ConsumerStats(CoreStats):
+    """What this process did (the broker's counters hash holds the totals over all runs): the
+    core's counts and the effects of this consumer's commits."""
 
-    consumed: int = 0
     applied: int = 0
     duplicates: int = 0
     dead_lettered: int = 0
-    trimmed: int = 0
-    batches: int = 0
-    aborted_batches: int = 0
-    claimed: int = 0
-    errors: int = 0
     offline_rows_flushed: int = 0
-    elapsed_s: float = 0.0
-
-    def as_dict(self) -> dict[str, float | int]:
-        return asdict(self)
 
 
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
+@dataclass
+class _Batch:
+    """A batch after validation."""
 
-
-def stream_ms(stream_id: str) -> int:
-    return int(stream_id.split("-", 1)[0])
+    ids: list[str]
+    #: entries still in the stream: the commit checks that this consumer still owns them
+    owned: list[str] = field(default_factory=list)
+    fresh: list[tuple[str, DriverStatsEvent]] = field(default_factory=list)
+    dead: list[dict[str, str]] = field(default_factory=list)
+    duplicates: int = 0
+    trimmed: int = 0
 
 
 def event_row(event: DriverStatsEvent) -> list[str]:
@@ -188,8 +197,30 @@ def events_frame(events: Sequence[DriverStatsEvent]) -> pd.DataFrame:
     )
 
 
+def core_config(settings: StreamConsumerSettings) -> ConsumerConfig:
+    """The consumer core's configuration from the consumer's settings."""
+    s = settings
+    return ConsumerConfig(
+        streams=(s.stream,),
+        group=s.group,
+        consumer=s.consumer_name,
+        dead_letter_stream=s.dead_letter_stream,
+        dead_letter_maxlen=s.dead_letter_maxlen,
+        start_id=s.start_id,
+        batch_size=s.batch_size,
+        block_ms=s.block_ms,
+        claim_min_idle_ms=s.claim_min_idle_ms,
+        claim_interval_s=s.claim_interval_s,
+        max_deliveries=s.max_deliveries,
+        backoff_initial_s=s.backoff_initial,
+        backoff_max_s=s.backoff_max,
+        broker_url=s.broker_url,
+    )
+
+
 class StreamConsumer:
-    """Consumes the driver stats stream into an online sink and the offline buffer."""
+    """Consumes the driver stats stream into an online sink and the offline buffer: the batch
+    handler of a ``ConsumerCore`` (``core``), which runs the loop."""
 
     def __init__(
         self,
@@ -206,8 +237,9 @@ class StreamConsumer:
             raise ValueError("offline writes are enabled but no offline sink was given")
         self.settings = settings
         self.online = online
-        self.client = client or connect(settings.broker_url)
-        self.stop = stop or threading.Event()
+        self.client = client or connect(
+            settings.broker_url, read_timeout_s=settings.block_ms / 1000.0 + 5.0
+        )
         self.metrics = metrics or ConsumerMetrics()
         self.now = now
         self.stats = ConsumerStats()
@@ -215,276 +247,163 @@ class StreamConsumer:
         self.flusher = (
             OfflineFlusher(self.client, settings, offline) if settings.offline and offline else None
         )
-        self._last_claim = 0.0
-        self._last_gauges = 0.0
-        self._group_ready = False
-
-    # -- group ------------------------------------------------------------------------------
-    def ensure_group(self) -> None:
-        s = self.settings
-        try:
-            self.client.xgroup_create(s.stream, s.group, id=s.start_id, mkstream=True)
-            log.info("created consumer group %s on %s (from %s)", s.group, s.stream, s.start_id)
-        except redis.ResponseError as exc:
-            if "BUSYGROUP" not in str(exc):
-                raise
-        self._group_ready = True
-
-    # -- one batch --------------------------------------------------------------------------
-    def process(self, entries: Sequence[Entry]) -> None:
-        """Validate, de-duplicate, apply and commit one batch of this consumer's entries."""
-        if not entries:
-            return
-        s = self.settings
-        started = time.perf_counter()
-        now = self.now()
-        horizon = now + timedelta(seconds=s.max_future_skew_s)
-        ids = [sid for sid, _ in entries]
-        trimmed = 0
-        dead: list[dict[str, str]] = []
-        fresh: list[tuple[str, DriverStatsEvent]] = []
-        seen: set[str] = set()
-        duplicates = 0
-        for sid, fields in entries:
-            if fields is None:  # trimmed from the stream (MAXLEN) before it was processed
-                trimmed += 1
-                continue
-            try:
-                event = decode(fields)
-                if event.event_timestamp > horizon:
-                    raise MalformedEvent(
-                        f"event_timestamp {format_timestamp(event.event_timestamp)} is more than "
-                        f"{s.max_future_skew_s:g} s in the future",
-                        fields_as_text(fields),
-                    )
-            except MalformedEvent as exc:
-                dead.append(
-                    {"source_id": sid, "reason": exc.reason, "original": json.dumps(exc.fields)}
-                )
-                continue
-            if event.event_id in seen:
-                duplicates += 1
-                continue
-            seen.add(event.event_id)
-            fresh.append((sid, event))
-        new = fresh
-        if fresh:
-            scores: Any = self.client.zmscore(s.applied_key, [e.event_id for _, e in fresh])
-            new = [item for item, score in zip(fresh, scores, strict=True) if score is None]
-            duplicates += len(fresh) - len(new)
-        if new:
-            self.online.write(events_frame([e for _, e in new]))
-        payload = {
-            "group": s.group,
-            "consumer": s.consumer_name,
-            "ids": ids,
-            "new": [
-                {"id": e.event_id, "score": stream_ms(sid), "row": event_row(e)} for sid, e in new
-            ],
-            "dead": dead,
-            "duplicates": duplicates,
-            "trimmed": trimmed,
-            "dedup_window": s.dedup_window,
-            "dead_maxlen": s.dead_letter_maxlen,
-            "offline": bool(self.flusher),
-            "dead_at": format_timestamp(now),
-        }
-        keys = [s.stream, s.dead_letter_stream, s.applied_key, s.offline_buffer_key, s.counters_key]
-        result = self._commit(keys=keys, args=[json.dumps(payload)])
-        if int(result[0]) != 1:
-            self.stats.aborted_batches += 1
-            self.metrics.aborted.inc()
-            raise OwnershipLost(
-                f"entry {_text(result[1])} was claimed by another consumer; batch of "
-                f"{len(ids)} left to it"
-            )
-        applied, dups = int(result[1]), int(result[2])
-        self._count(len(ids), applied, dups, len(dead), trimmed)
-        self.metrics.batch_seconds.observe(time.perf_counter() - started)
-        if new:
-            newest = max(e.event_timestamp for _, e in new)
-            self.metrics.event_age.set(max(0.0, (self.now() - newest).total_seconds()))
-        for d in dead:
-            log.warning("dead-lettered %s: %s", d["source_id"], d["reason"])
-
-    def _count(self, consumed: int, applied: int, dups: int, dead: int, trimmed: int) -> None:
-        st = self.stats
-        st.consumed += consumed
-        st.applied += applied
-        st.duplicates += dups
-        st.dead_lettered += dead
-        st.trimmed += trimmed
-        st.batches += 1
-        m = self.metrics
-        m.consumed.inc(consumed)
-        m.events.labels("applied").inc(applied)
-        m.events.labels("duplicate").inc(dups)
-        m.events.labels("dead_lettered").inc(dead)
-        m.events.labels("trimmed").inc(trimmed)
-        if trimmed:
-            log.warning("%d pending entries were trimmed from the stream unprocessed", trimmed)
-
-    # -- reading ----------------------------------------------------------------------------
-    def _read(self, start: str, block: int | None) -> list[Entry]:
-        s = self.settings
-        answer: Any = self.client.xreadgroup(
-            s.group, s.consumer_name, {s.stream: start}, count=s.batch_size, block=block
+        self.core = ConsumerCore(
+            self.client,
+            core_config(settings),
+            self,
+            metrics=self.metrics,
+            stop=stop,
+            log=log,
+            clock=lambda: self.now().timestamp(),
+            stats=self.stats,
         )
-        if not answer:
-            return []
-        _, entries = answer[0]
-        return [(_text(sid), fields or None) for sid, fields in entries]
 
-    def drain_own_pending(self) -> int:
-        """Process the entries delivered to this consumer name but never acknowledged."""
-        cursor = "0"
-        total = 0
-        while not self.stop.is_set():
-            entries = self._read(cursor, None)
-            if not entries:
-                break
-            self._process_or_skip(entries)
-            total += len(entries)
-            cursor = entries[-1][0]
-        if total:
-            log.info("re-processed %d pending entries of %s", total, self.settings.consumer_name)
-        return total
+    @property
+    def stop(self) -> threading.Event:
+        return self.core.stop
 
-    def claim_idle(self) -> int:
-        """Take over entries other consumers have held longer than ``claim_min_idle_ms``."""
-        s = self.settings
-        cursor = "0-0"
-        total = 0
-        while not self.stop.is_set():
-            answer: Any = self.client.xautoclaim(
-                s.stream,
-                s.group,
-                s.consumer_name,
-                s.claim_min_idle_ms,
-                cursor,
-                count=s.batch_size,
-            )
-            cursor = _text(answer[0])
-            claimed = [(_text(sid), fields or None) for sid, fields in answer[1]]
-            deleted = len(answer[2]) if len(answer) > 2 else 0
-            if deleted:  # XAUTOCLAIM drops entries trimmed from the stream from the PEL itself
-                self.client.hincrby(s.counters_key, "trimmed", deleted)
-                self.stats.trimmed += deleted
-                self.metrics.events.labels("trimmed").inc(deleted)
-                log.warning("%d claimed entries had been trimmed from the stream", deleted)
-            if claimed:
-                total += len(claimed)
-                self.stats.claimed += len(claimed)
-                self.metrics.claimed.inc(len(claimed))
-                log.info("claimed %d idle entries from other consumers", len(claimed))
-                self._process_or_skip(claimed)
-            if cursor in ("0-0", "0"):
-                break
-        self._last_claim = time.monotonic()
-        return total
+    # -- the group (the core's) -------------------------------------------------------------
+    def ensure_group(self) -> None:
+        self.core.group.ensure()
 
-    def _process_or_skip(self, entries: Sequence[Entry]) -> None:
-        try:
-            self.process(entries)
-        except OwnershipLost as exc:
-            log.warning("%s", exc)
-
-    def update_gauges(self) -> None:
-        s = self.settings
-        groups: Any = self.client.xinfo_groups(s.stream)
-        for group in groups:
-            if _text(group["name"]) == s.group:
-                lag = group.get("lag")
-                if lag is not None:
-                    self.metrics.lag.set(int(lag))
-                self.metrics.pending.set(int(group.get("pending", 0)))
-        if self.flusher:
-            buffered: Any = self.client.xlen(s.offline_buffer_key)
-            self.metrics.offline_buffer.set(int(buffered))
-        self._last_gauges = time.monotonic()
+    def read(self, block_ms: int | None = None) -> list[Entry]:
+        """New entries (not processed: ``process`` them, or leave them pending)."""
+        return self.core.group.read_new(block_ms).entries
 
     def counters(self) -> dict[str, int]:
         """The effect counters over every run of the group (from the broker)."""
         raw: Any = self.client.hgetall(self.settings.counters_key)
-        return {_text(k): int(v) for k, v in raw.items()}
+        return {text(k): int(v) for k, v in raw.items()}
 
-    # -- the loop ---------------------------------------------------------------------------
-    def run(
-        self,
-        *,
-        max_entries: int | None = None,
-        duration: float | None = None,
-        idle_exit_s: float | None = None,
-    ) -> ConsumerStats:
+    # -- one batch (BatchHandler) -----------------------------------------------------------
+    def process(self, entries: Sequence[Entry]) -> None:
+        """Validate, de-duplicate, apply and commit one batch of this consumer's entries."""
+        if not entries:
+            return
+        batch = self._validate(entries)
+        new = self._unseen(batch)
+        if new:
+            self.online.write(events_frame([e for _, e in new]))
+        result = self._commit(keys=self._keys(), args=[json.dumps(self._payload(batch, new))])
+        if int(result[0]) != 1:
+            raise OwnershipLost(
+                f"entry {text(result[1])} was claimed by another consumer; batch of "
+                f"{len(batch.ids)} left to it"
+            )
+        self._count(batch, applied=int(result[1]), duplicates=int(result[2]))
+        if new:
+            newest = max(e.event_timestamp for _, e in new)
+            self.metrics.event_age.set(max(0.0, (self.now() - newest).total_seconds()))
+        for letter in batch.dead:
+            log.warning("dead-lettered %s: %s", letter["source_id"], letter["reason"])
+
+    def _validate(self, entries: Sequence[Entry]) -> _Batch:
+        horizon = self.now() + timedelta(seconds=self.settings.max_future_skew_s)
+        batch = _Batch(ids=[entry.id for entry in entries])
+        seen: set[str] = set()
+        for entry in entries:
+            if entry.fields is None:  # trimmed from the stream (MAXLEN) before it was processed
+                batch.trimmed += 1
+                continue
+            batch.owned.append(entry.id)
+            try:
+                event = self._decode(entry, horizon)
+            except MalformedEvent as exc:
+                batch.dead.append(self.core.dead_letter(entry, exc.reason))
+                continue
+            if event.event_id in seen:
+                batch.duplicates += 1
+                continue
+            seen.add(event.event_id)
+            batch.fresh.append((entry.id, event))
+        return batch
+
+    def _decode(self, entry: Entry, horizon: datetime) -> DriverStatsEvent:
+        assert entry.fields is not None
+        if entry.refused is not None:
+            raise MalformedEvent(entry.refused)
+        event = decode(entry.fields)
+        if event.event_timestamp > horizon:
+            raise MalformedEvent(
+                f"event_timestamp {format_timestamp(event.event_timestamp)} is more than "
+                f"{self.settings.max_future_skew_s:g} s in the future"
+            )
+        return event
+
+    def _unseen(self, batch: _Batch) -> list[tuple[str, DriverStatsEvent]]:
+        """The batch's events not in the applied set (the others count as duplicates)."""
+        if not batch.fresh:
+            return []
+        ids = [e.event_id for _, e in batch.fresh]
+        scores: Any = self.client.zmscore(self.settings.applied_key, ids)
+        new = [item for item, score in zip(batch.fresh, scores, strict=True) if score is None]
+        batch.duplicates += len(batch.fresh) - len(new)
+        return new
+
+    def _keys(self) -> list[str]:
+        s = self.settings
+        return [s.stream, s.dead_letter_stream, s.applied_key, s.offline_buffer_key, s.counters_key]
+
+    def _payload(
+        self, batch: _Batch, new: Sequence[tuple[str, DriverStatsEvent]]
+    ) -> dict[str, Any]:
+        s = self.settings
+        return {
+            "group": s.group,
+            "consumer": s.consumer_name,
+            "ids": batch.ids,
+            "owned": batch.owned,
+            "new": [
+                {"id": e.event_id, "score": stream_ms(sid), "row": event_row(e)} for sid, e in new
+            ],
+            "dead": [[x for item in letter.items() for x in item] for letter in batch.dead],
+            "duplicates": batch.duplicates,
+            "trimmed": batch.trimmed,
+            "dedup_window": s.dedup_window,
+            "dead_maxlen": s.dead_letter_maxlen,
+            "offline": bool(self.flusher),
+        }
+
+    def _count(self, batch: _Batch, *, applied: int, duplicates: int) -> None:
+        st = self.stats
+        st.applied += applied
+        st.duplicates += duplicates
+        st.dead_lettered += len(batch.dead)
+        events = self.metrics.events
+        events.labels("applied").inc(applied)
+        events.labels("duplicate").inc(duplicates)
+        events.labels("dead_lettered").inc(len(batch.dead))
+        events.labels("trimmed").inc(batch.trimmed)
+        if batch.trimmed:
+            log.warning(
+                "%d pending entries were trimmed from the stream unprocessed", batch.trimmed
+            )
+
+    def after_read(self, read: ReadResult) -> None:
+        if self.flusher:
+            self.stats.offline_rows_flushed += self.flusher.flush(force=False)
+
+    def refresh_gauges(self) -> None:
+        if self.flusher:
+            buffered: Any = self.client.xlen(self.settings.offline_buffer_key)
+            self.metrics.offline_buffer.set(int(buffered))
+
+    def finish(self) -> None:
+        if not self.flusher:
+            return
+        try:
+            self.stats.offline_rows_flushed += self.flusher.flush(force=True)
+        except Exception as exc:
+            log.warning(
+                "final offline flush failed (%s: %s); the rows stay buffered",
+                type(exc).__name__,
+                exc,
+            )
+
+    # -- the loop (the core's) --------------------------------------------------------------
+    def run(self, **bounds: Unpack[RunBounds]) -> ConsumerStats:
         """Consume until stopped (SIGTERM), or a bound is reached: ``max_entries`` consumed,
         ``duration`` seconds, or ``idle_exit_s`` seconds without a new entry."""
-        s = self.settings
-        started = time.monotonic()
-        last_entry = started
-        recovering = True
-        wait = s.backoff_initial
-        log.info(
-            "consuming %s on %s as %s/%s (batch %d)",
-            s.stream,
-            redact(s.broker_url),
-            s.group,
-            s.consumer_name,
-            s.batch_size,
-        )
-        while not self.stop.is_set():
-            now = time.monotonic()
-            if duration is not None and now - started >= duration:
-                break
-            if max_entries is not None and self.stats.consumed >= max_entries:
-                break
-            if idle_exit_s is not None and now - last_entry >= idle_exit_s:
-                break
-            try:
-                if recovering:
-                    self.ensure_group()
-                    if self.flusher:
-                        self.stats.offline_rows_flushed += self.flusher.flush(force=False)
-                    if self.drain_own_pending() or self.claim_idle():
-                        last_entry = time.monotonic()
-                    recovering = False
-                    wait = s.backoff_initial
-                if now - self._last_claim >= s.claim_interval_s and self.claim_idle():
-                    last_entry = time.monotonic()
-                entries = self._read(">", s.block_ms)
-                if entries:
-                    self.process(entries)
-                    last_entry = time.monotonic()
-                if self.flusher:
-                    self.stats.offline_rows_flushed += self.flusher.flush(force=False)
-                if time.monotonic() - self._last_gauges >= 2.0:
-                    self.update_gauges()
-                wait = s.backoff_initial
-            except OwnershipLost as exc:
-                log.warning("%s", exc)
-            except Exception as exc:  # broker, online or offline store: retry, never exit
-                self.stats.errors += 1
-                self.metrics.errors.labels(type(exc).__name__).inc()
-                if isinstance(exc, redis.ResponseError) and "NOGROUP" in str(exc):
-                    log.warning("consumer group %s is gone (broker restart?): recreating", s.group)
-                pause = wait
-                log.warning(
-                    "batch failed (%s: %s); retrying pending entries in %.2f s",
-                    type(exc).__name__,
-                    (str(exc).strip().splitlines() or ["no detail"])[0],
-                    pause,
-                )
-                wait = min(wait * 2.0, s.backoff_max)
-                recovering = True
-                self.stop.wait(pause)
-        if self.flusher:
-            try:
-                self.stats.offline_rows_flushed += self.flusher.flush(force=True)
-            except Exception as exc:
-                log.warning(
-                    "final offline flush failed (%s: %s); the rows stay buffered",
-                    type(exc).__name__,
-                    exc,
-                )
-        self.stats.elapsed_s = round(time.monotonic() - started, 3)
+        self.core.run(**bounds)
         log.info("stopped: %s", self.stats.as_dict())
         return self.stats

@@ -1,4 +1,7 @@
-"""Prometheus metrics of the stream consumer (one registry per consumer, served on /metrics)."""
+"""Prometheus metrics of the stream consumer (one registry per consumer, served on /metrics).
+
+``ConsumerMetrics`` is also the consumer core's ``mlops_common.streams.StreamMetrics``: the
+core's reports (batches, claims, aborts, errors, lag and pending) land on these metrics."""
 
 from __future__ import annotations
 
@@ -66,3 +69,25 @@ class ConsumerMetrics:
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
             registry=r,
         )
+
+    # --- mlops_common.streams.StreamMetrics ------------------------------------------------------
+    def on_batch(self, entries: int, seconds: float) -> None:
+        self.consumed.inc(entries)
+        self.batch_seconds.observe(seconds)
+
+    def on_claimed(self, stream: str, count: int) -> None:
+        self.claimed.inc(count)
+
+    def on_aborted(self) -> None:
+        self.aborted.inc()
+
+    def on_error(self, error: str) -> None:
+        self.errors.labels(error).inc()
+
+    def on_group_state(self, stream: str, lag: int | None, pending: int) -> None:
+        if lag is not None:
+            self.lag.set(lag)
+        self.pending.set(pending)
+
+    def on_up(self, up: bool) -> None:
+        return None  # no such metric: errors count the failed iterations

@@ -4,6 +4,10 @@ Read like every component's settings (``mlops_common.settings``: environment fir
 ``MLOPS_ENV_FILE`` or ``.env``).
 Where the features go (Feast repo, registry, online and offline store) comes from the data
 pipeline's own ``DataPipelineSettings``.
+
+The retry bound ``MLOPS_STREAM_MAX_DELIVERIES`` (default 5, at least 2): an entry that fails
+processing that many times (the broker's delivery count; retries after the broker or a store was
+unreachable do not count) goes to the dead-letter stream with the error and is acknowledged.
 """
 
 from __future__ import annotations
@@ -46,6 +50,11 @@ class StreamConsumerSettings(StreamBrokerSettings):
     )
     claim_interval_s: float = Field(
         default=30.0, gt=0.0, validation_alias="MLOPS_STREAM_CLAIM_INTERVAL_S"
+    )
+    #: the retry bound: an entry that fails processing this many times (deliveries) is
+    #: dead-lettered with the error (``mlops_common.streams``)
+    max_deliveries: int = Field(
+        default=5, ge=2, le=1000, validation_alias="MLOPS_STREAM_MAX_DELIVERIES"
     )
     #: how many applied event ids are remembered for de-duplication (newest by stream time)
     dedup_window: int = Field(
