@@ -65,7 +65,7 @@ def _driver_range(value: str) -> tuple[int, int]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from stream_emitting.world import Scenario
+    from example_project.world.config import Scenario
 
     parser = argparse.ArgumentParser(prog=PROG, description="Driver statistics event producer.")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)

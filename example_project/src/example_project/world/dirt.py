@@ -138,7 +138,14 @@ def _nulls(
     parts.null_rows.append(row_offset + draws.null_rows.astype(np.int64))
     parts.null_cols.append(cols)
     return [
-        _entry(int(r), hour_s, hour_s + int(lag[r]), "null_value", FEATURES[c], f"{FEATURES[c]} is null")
+        _entry(
+            int(r),
+            hour_s,
+            hour_s + int(lag[r]),
+            "null_value",
+            FEATURES[c],
+            f"{FEATURES[c]} is null",
+        )
         for r, c in zip(draws.null_rows, cols, strict=True)
     ]
 
@@ -215,9 +222,7 @@ def _late(
             None,
             f"event_timestamp {int(age)} h before its delivery hour",
         )
-        for drv, age, lc in zip(
-            draws.late_drivers, draws.late_age, draws.late_created, strict=True
-        )
+        for drv, age, lc in zip(draws.late_drivers, draws.late_age, draws.late_created, strict=True)
     ]
 
 
