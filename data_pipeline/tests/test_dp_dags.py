@@ -17,8 +17,9 @@ import pytest
 
 from data_pipeline import feature_store as fs
 from data_pipeline.batch import ValidationFailed
-from data_pipeline.dag_support import ConfError, resolve_interval, run_task
-from data_pipeline.example_source import ExampleSourceConfig
+from data_pipeline.dag_support import run_task
+from example_project.world.config import ExampleSourceConfig
+from mlops_common.intervals import ConfError, resolve_interval
 from mlops_testing.data import (
     isolated_settings,
     latest_offline,
@@ -47,8 +48,8 @@ print(json.dumps({
         for dag_id, dag in bag.dags.items()
     },
     "heavy": sorted(m for m in sys.modules
-                    if m.split(".")[0] in ("data_pipeline", "feast", "pandas", "pandera",
-                                           "pyarrow", "dask")),
+                    if m.split(".")[0] in ("data_pipeline", "example_project", "feast", "pandas",
+                                           "pandera", "pyarrow", "dask")),
 }))
 """
 

@@ -1,6 +1,6 @@
-"""The producer's driver world restates the example generator's model (stream_emitting cannot
-import the data pipeline): at a whole hour, with the generator's own hourly noise, it must give
-exactly the generator's values, for every scenario that changes the statistics."""
+"""The two samplings of the drivers' one formula agree: the stream's continuous-time
+``DriverWorld``, at a whole hour and given the generator's own hourly noise, gives exactly the
+generator's values, for every scenario that changes the statistics."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from datetime import UTC, datetime
 import numpy as np
 import pytest
 
-from data_pipeline.example_source.config import DRIVER_ID_OFFSET, Scenario
-from data_pipeline.example_source.generator import _World, epoch_hour
-from stream_emitting import world as stream_world
+from example_project.world.config import DRIVER_ID_OFFSET, Scenario
+from example_project.world.drivers import STREAM_HOUR, DriverWorld, seeded_rng
+from example_project.world.hourly import HourlyDrivers, epoch_hour
 
 
 class _HourNoise:
@@ -31,29 +31,41 @@ def test_stream_values_equal_the_generators_at_whole_hours(scenario: str) -> Non
     at = datetime(2024, 3, 5, 17, tzinfo=UTC)
     drift = datetime(2024, 3, 5, tzinfo=UTC)
     hour = epoch_hour(at)
-    batch = _World(seed, n, Scenario(scenario), epoch_hour(drift))
-    live = stream_world.DriverWorld(
-        seed, DRIVER_ID_OFFSET, DRIVER_ID_OFFSET + n - 1, stream_world.Scenario(scenario), drift
-    )
-    assert stream_world.DRIVER_ID_OFFSET == DRIVER_ID_OFFSET
+    batch = HourlyDrivers(seed, n, Scenario(scenario), epoch_hour(drift))
+    live = DriverWorld(seed, DRIVER_ID_OFFSET, DRIVER_ID_OFFSET + n - 1, Scenario(scenario), drift)
     assert np.array_equal(live.baseline, batch.baseline)
     assert np.array_equal(live.phase, batch.phase)
     assert np.array_equal(live.day_noise(hour // 24), batch.day_noise(hour // 24))
 
     rows = np.array([0, 5, 17, 299, 120], dtype=np.int64)
-    hour_noise = np.random.default_rng(
-        np.random.SeedSequence([seed, 4, hour])  # the generator's hourly stream
-    ).standard_normal((n, 5))
+    # the generator's hourly stream, spelled out: SeedSequence([seed, 4, hour])
+    assert STREAM_HOUR == 4
+    hour_noise = np.random.default_rng(np.random.SeedSequence([seed, 4, hour])).standard_normal(
+        (n, 5)
+    )
+    assert np.array_equal(hour_noise, seeded_rng(seed, STREAM_HOUR, hour).standard_normal((n, 5)))
     values = live.sample(rows + DRIVER_ID_OFFSET, at, _HourNoise(hour_noise, rows))  # type: ignore[arg-type]
     expected = batch.features(hour)
     for name, column in values.items():
         assert np.array_equal(column, expected[name][rows]), name
 
 
-def test_shift_constants_match_the_generator() -> None:
-    from data_pipeline.example_source import generator
+def test_between_whole_hours_the_stream_uses_the_fractional_hour() -> None:
+    """At 17:30 the daily cycle is half-way through the hour (the generator knows whole hours
+    only): the values are the formula's at hour + 0.5, and differ from 17:00's."""
+    live = DriverWorld(42, DRIVER_ID_OFFSET, DRIVER_ID_OFFSET + 999)
+    zero = np.zeros((1000, 5))
 
-    assert stream_world.COVARIATE_SHIFT_CONV_LOGIT == generator.COVARIATE_SHIFT_CONV_LOGIT
-    assert stream_world.COVARIATE_SHIFT_TRIPS_LOG == generator.COVARIATE_SHIFT_TRIPS_LOG
-    assert stream_world.COVARIATE_SHIFT_CANCEL_LOGIT == generator.COVARIATE_SHIFT_CANCEL_LOGIT
-    assert {s.value for s in stream_world.Scenario} == {s.value for s in Scenario}
+    class Zero:
+        def standard_normal(self, shape: tuple[int, int]) -> np.ndarray:
+            return zero[: shape[0]]
+
+    ids = live.driver_ids
+    half = datetime(2024, 3, 5, 17, 30, tzinfo=UTC)
+    sampled = live.sample(ids, half, Zero())  # type: ignore[arg-type]
+    hours = epoch_hour(datetime(2024, 3, 5, 17, tzinfo=UTC)) + 0.5
+    expected = live.statistics(ids - DRIVER_ID_OFFSET, hours, zero, drifted=False)
+    at_17 = live.sample(ids, datetime(2024, 3, 5, 17, tzinfo=UTC), Zero())  # type: ignore[arg-type]
+    for name, column in sampled.items():
+        assert np.array_equal(column, expected[name]), name
+    assert (sampled["conv_rate"] != at_17["conv_rate"]).mean() > 0.9
