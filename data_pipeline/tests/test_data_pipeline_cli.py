@@ -60,7 +60,7 @@ def test_an_unknown_source_fails_naming_the_setting(
     [
         (["ingest", "--start", "yesterday", "--end", "2024-03-02"], "invalid time 'yesterday'"),
         (["ingest", "--start", "2024-03-02", "--end", "2024-03-01"], "must be after"),
-        (["validate", "--start", "2024-03-01T00:30Z", "--end", "2024-03-02"], "whole hour"),
+        (["validate", "--start", "2024-03-01T00:30Z", "--end", "2024-03-02"], "whole UTC hour"),
         (["ingest", "--end", "2024-03-02"], "--start"),
         # the example company's programs are example-project's, not the pipeline's
         (["generate", *INTERVAL], "invalid choice: 'generate'"),

@@ -21,9 +21,12 @@ import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
+
+if TYPE_CHECKING:
+    from stream_emitting.settings import ProducerSettings
 
 PROG = "stream-emitting"
 
@@ -129,7 +132,7 @@ def _settings_error(exc: ValidationError) -> UsageError:
     return UsageError("invalid settings: " + "; ".join(messages))
 
 
-def _producer_settings(args: argparse.Namespace) -> Any:
+def _producer_settings(args: argparse.Namespace) -> ProducerSettings:
     from stream_emitting.settings import ProducerSettings
 
     overrides: dict[str, Any] = {
@@ -174,10 +177,10 @@ def _cmd_produce(args: argparse.Namespace) -> int:
     server = None
     if settings.metrics_port:
         server, _ = start_http_server(
-            settings.metrics_port, addr=settings.bind_host, registry=producer.registry
+            settings.metrics_port, addr=settings.mlops_bind_host, registry=producer.registry
         )
         logging.getLogger(PROG).info(
-            "metrics on http://%s:%d/metrics", settings.bind_host, settings.metrics_port
+            "metrics on http://%s:%d/metrics", settings.mlops_bind_host, settings.metrics_port
         )
     try:
         stats = producer.run(max_events=args.max_events, duration=args.duration)
