@@ -13,6 +13,7 @@ import pytest
 
 from data_pipeline.cli import main
 from example_project.world.config import ExampleSourceConfig
+from mlops_testing.cli import exit_code, one_line_error
 from mlops_testing.data import isolated_settings, write_world
 
 INTERVAL = ["--start", "2024-03-01T00:00Z", "--end", "2024-03-01T06:00Z"]
@@ -48,11 +49,10 @@ def test_an_unknown_source_fails_naming_the_setting(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setenv("MLOPS_SOURCE", "acme")
-    assert main(["ingest", *INTERVAL]) == 1
-    err = capsys.readouterr().err
+    assert exit_code(main, ["ingest", *INTERVAL]) == 1
+    err = one_line_error(capsys)
     assert err.startswith("data-pipeline ingest: failed: SourceNotFound: MLOPS_SOURCE='acme'")
     assert "installed: example" in err
-    assert len(err.strip().splitlines()) == 1
 
 
 @pytest.mark.parametrize(
@@ -73,9 +73,7 @@ def test_an_unknown_source_fails_naming_the_setting(
 def test_bad_arguments_exit_2(
     args: list[str], message: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    with pytest.raises(SystemExit) as exc:
-        main(args)
-    assert exc.value.code == 2
+    assert exit_code(main, args) == 2
     assert message in capsys.readouterr().err
 
 
@@ -83,10 +81,8 @@ def test_unreachable_database_exits_1(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setenv("MLOPS_DATABASE_URL", "postgresql://postgres@127.0.0.1:1")
-    assert main(["ingest", *INTERVAL]) == 1
-    err = capsys.readouterr().err
-    assert err.startswith("data-pipeline ingest: failed: OperationalError")
-    assert len(err.strip().splitlines()) == 1
+    assert exit_code(main, ["ingest", *INTERVAL]) == 1
+    assert one_line_error(capsys).startswith("data-pipeline ingest: failed: OperationalError")
 
 
 def test_console_script_is_installed(tmp_path: Path) -> None:

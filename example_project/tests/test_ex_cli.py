@@ -15,6 +15,7 @@ from sqlalchemy.engine import make_url
 
 from example_project.cli import main
 from example_project.storage import LocalFileSource, PostgresSource
+from mlops_testing.cli import exit_code, one_line_error
 
 SMALL = ["--start", "2024-03-01", "--end", "2024-03-01T06:00", "--drivers", "50"]
 
@@ -89,9 +90,7 @@ def test_oracle_prints_json(capsys: pytest.CaptureFixture[str]) -> None:
 def test_bad_arguments_exit_2(
     args: list[str], message: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    with pytest.raises(SystemExit) as exc:
-        main(args)
-    assert exc.value.code == 2
+    assert exit_code(main, args) == 2
     assert message in capsys.readouterr().err
 
 
@@ -99,10 +98,8 @@ def test_unreachable_database_exits_1(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setenv("MLOPS_DATABASE_URL", "postgresql://postgres@127.0.0.1:1")
-    assert main(["generate", *SMALL]) == 1
-    err = capsys.readouterr().err
-    assert err.startswith("example-project generate: failed: OperationalError")
-    assert len(err.strip().splitlines()) == 1
+    assert exit_code(main, ["generate", *SMALL]) == 1
+    assert one_line_error(capsys).startswith("example-project generate: failed: OperationalError")
 
 
 @pytest.mark.integration

@@ -23,9 +23,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from pydantic import ValidationError
-
-from mlops_common.cli import UsageError
+from mlops_common.cli import UsageError, run_command
 
 __all__ = ["PROG", "UsageError", "build_parser", "main"]
 
@@ -121,28 +119,15 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
     from data_pipeline.batch.errors import BadInput, StepFailed
 
-    try:
-        result: int = args.handler(args)
-    except (UsageError, BadInput) as exc:
-        parser.exit(2, f"{PROG} {args.command}: error: {exc}\n")
-    except StepFailed as exc:  # the step's own one-line reason
-        print(f"{PROG} {args.command}: failed: {exc}", file=sys.stderr)
-        return 1
-    except ValidationError as exc:  # settings from the environment / env file
-        first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": str(exc)}
-        loc = ".".join(str(p) for p in first["loc"])
-        message = f"invalid setting {loc}: {first['msg']}"
-        print(f"{PROG} {args.command}: error: {message}", file=sys.stderr)
-        return 2
-    except Exception as exc:  # a step failed: one line naming the problem, non-zero exit
-        detail = (str(exc).strip().splitlines() or [""])[0]
-        print(f"{PROG} {args.command}: failed: {type(exc).__name__}: {detail}", file=sys.stderr)
-        return 1
-    return result
+    return run_command(
+        build_parser(),
+        argv,
+        PROG,
+        usage_errors=(UsageError, BadInput),
+        reported_errors=(StepFailed,),  # the step's own one-line reason
+    )
 
 
 if __name__ == "__main__":

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
-from mlops_common.cli import UsageError, non_negative_int, positive_int, utc_time
+from mlops_common.cli import UsageError, non_negative_int, positive_int, run_command, utc_time
 from mlops_common.intervals import BadInput
 
 if TYPE_CHECKING:
@@ -282,27 +282,8 @@ def _cmd_dispatch(args: argparse.Namespace) -> int:
     return 0
 
 
-def _settings_error(exc: ValidationError) -> str:
-    first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": str(exc)}
-    loc = ".".join(str(p) for p in first["loc"])
-    return f"invalid setting {loc}: {first['msg']}"
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    try:
-        result: int = args.handler(args)
-    except (UsageError, BadInput) as exc:
-        parser.exit(2, f"{PROG} {args.command}: error: {exc}\n")
-    except ValidationError as exc:  # settings from the environment / env file
-        print(f"{PROG} {args.command}: error: {_settings_error(exc)}", file=sys.stderr)
-        return 2
-    except Exception as exc:  # the command failed: one line naming the problem, non-zero exit
-        detail = (str(exc).strip().splitlines() or [""])[0]
-        print(f"{PROG} {args.command}: failed: {type(exc).__name__}: {detail}", file=sys.stderr)
-        return 1
-    return result
+    return run_command(build_parser(), argv, PROG, usage_errors=(UsageError, BadInput))
 
 
 if __name__ == "__main__":

@@ -19,15 +19,13 @@ from example_project.world.completion import (
     CONCEPT_DRIFT_WEIGHTS,
     FEATURES,
     NORMAL_WEIGHTS,
+    FloatArray,
     completion_probability,
 )
 from example_project.world.config import DRIVER_ID_OFFSET, ExampleSourceConfig, Scenario
-from example_project.world.drivers import STREAM_BOOKINGS, seeded_rng
+from example_project.world.drivers import STREAM_BOOKINGS, IntArray, seeded_rng
 from example_project.world.hourly import SECONDS_PER_HOUR, seconds_to_ts
 from mlops_common.sources import BOOKING_CANDIDATES, BOOKINGS, SCHEMAS
-
-FloatArray = npt.NDArray[np.float64]
-IntArray = npt.NDArray[np.int64]
 
 
 @dataclass(frozen=True)

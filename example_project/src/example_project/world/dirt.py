@@ -21,9 +21,9 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from example_project.world.completion import FEATURES
+from example_project.world.completion import FEATURES, FloatArray
 from example_project.world.config import DRIVER_ID_OFFSET, DirtyRates
-from example_project.world.drivers import N_FEATURES, STREAM_DIRTY, seeded_rng
+from example_project.world.drivers import N_FEATURES, STREAM_DIRTY, IntArray, seeded_rng
 from example_project.world.hourly import (
     MAX_CREATED_LAG_S,
     SECONDS_PER_HOUR,
@@ -32,9 +32,6 @@ from example_project.world.hourly import (
     stats_frame,
 )
 from mlops_common.sources import DRIVER_HOURLY_STATS, SCHEMAS, TIMESTAMP
-
-FloatArray = npt.NDArray[np.float64]
-IntArray = npt.NDArray[np.int64]
 
 # Float features that the dirty scenario may null out (avg_daily_trips stays int64, never null).
 _NULLABLE_FEATURES = ("conv_rate", "acc_rate", "rating", "cancel_rate")

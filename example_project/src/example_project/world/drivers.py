@@ -36,10 +36,9 @@ from datetime import datetime
 import numpy as np
 import numpy.typing as npt
 
-from example_project.world.completion import FEATURES, sigmoid
+from example_project.world.completion import FEATURES, FloatArray, sigmoid
 from example_project.world.config import DRIVER_ID_OFFSET, Scenario
 
-FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 Rows = IntArray | slice
 

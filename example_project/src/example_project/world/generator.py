@@ -17,18 +17,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import numpy.typing as npt
 import pandas as pd
 
 from example_project.world.bookings import bookings_and_candidates
-from example_project.world.completion import FEATURES
+from example_project.world.completion import FEATURES, FloatArray
 from example_project.world.config import ExampleSourceConfig, Scenario
 from example_project.world.dirt import DirtyParts, apply_dirt, build_manifest, dirty_hour
+from example_project.world.drivers import IntArray
 from example_project.world.hourly import SECONDS_PER_HOUR, HourlyDrivers, epoch_hour, stats_frame
 from mlops_common.sources import BOOKING_CANDIDATES, BOOKINGS, DRIVER_HOURLY_STATS
-
-FloatArray = npt.NDArray[np.float64]
-IntArray = npt.NDArray[np.int64]
 
 #: Columns that carry the ground truth. They exist for evaluation only: a model must never see them.
 GROUND_TRUTH_COLUMNS: frozenset[str] = frozenset({"true_p", "completed_if_assigned"})

@@ -10,22 +10,19 @@ from __future__ import annotations
 from datetime import datetime
 
 import numpy as np
-import numpy.typing as npt
 import pandas as pd
 
-from example_project.world.completion import FEATURES
+from example_project.world.completion import FEATURES, FloatArray
 from example_project.world.config import DRIVER_ID_OFFSET, Scenario
 from example_project.world.drivers import (
     N_FEATURES,
     STREAM_HOUR,
     STREAM_LAG,
     DriverTerms,
+    IntArray,
     seeded_rng,
 )
 from mlops_common.sources import DRIVER_HOURLY_STATS, SCHEMAS
-
-FloatArray = npt.NDArray[np.float64]
-IntArray = npt.NDArray[np.int64]
 
 SECONDS_PER_HOUR = 3600
 #: clean rows arrive within 20 minutes of their hour
