@@ -25,6 +25,7 @@ from mlops_testing.data import (
     latest_offline,
     online_values,
     subprocess_env,
+    use_environment_of,
     write_world,
 )
 
@@ -116,9 +117,7 @@ def test_a_rejected_batch_fails_the_task_without_retry(
     from airflow.sdk.exceptions import AirflowFailException
 
     settings = isolated_settings(tmp_path)
-    for name, value in subprocess_env(settings).items():
-        if name.startswith("MLOPS_"):
-            monkeypatch.setenv(name, value)
+    use_environment_of(settings, monkeypatch)
     context = {"params": {"start": "2024-01-01T00:00Z", "end": "2024-01-01T01:00Z"}}
     ingested = run_task("ingest", context)
     assert ingested["rows"] == 0

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
@@ -15,7 +12,7 @@ from sqlalchemy.engine import make_url
 
 from example_project.cli import main
 from example_project.storage import LocalFileSource, PostgresSource
-from mlops_testing.cli import exit_code, one_line_error
+from mlops_testing.cli import exit_code, one_line_error, run_console_script, usage_error
 
 SMALL = ["--start", "2024-03-01", "--end", "2024-03-01T06:00", "--drivers", "50"]
 
@@ -90,8 +87,7 @@ def test_oracle_prints_json(capsys: pytest.CaptureFixture[str]) -> None:
 def test_bad_arguments_exit_2(
     args: list[str], message: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert exit_code(main, args) == 2
-    assert message in capsys.readouterr().err
+    assert message in usage_error(main, args, capsys)
 
 
 def test_unreachable_database_exits_1(
@@ -121,20 +117,9 @@ def test_generate_into_postgres_twice(
 
 
 def test_console_script_is_installed(tmp_path: Path) -> None:
-    exe = shutil.which("example-project", path=str(Path(sys.executable).parent))
-    assert exe is not None, "run `uv sync` so that the example-project entry point exists"
-    env = {"PATH": str(Path(exe).parent), "MLOPS_DATA_DIR": str(tmp_path / "state")}
-    done = subprocess.run(
-        [exe, "oracle", *SMALL], capture_output=True, text=True, env=env, check=False, timeout=120
-    )
+    env = {"MLOPS_DATA_DIR": str(tmp_path / "state")}
+    done = run_console_script("example-project", ["oracle", *SMALL], env)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["all"]["n_bookings"] == 180
-    bad = subprocess.run(
-        [exe, "oracle", "--start", "x", "--end", "y"],
-        capture_output=True,
-        text=True,
-        env=env,
-        check=False,
-        timeout=120,
-    )
+    bad = run_console_script("example-project", ["oracle", "--start", "x", "--end", "y"], env)
     assert bad.returncode == 2 and "invalid time 'x'" in bad.stderr

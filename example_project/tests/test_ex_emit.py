@@ -17,7 +17,11 @@ from example_project.storage import open_example_source
 from example_project.world.config import ExampleSourceConfig
 from example_project.world.generator import generate
 from mlops_common.sources import BOOKINGS
-from mlops_testing.data import isolated_example_settings, isolated_settings, subprocess_env
+from mlops_testing.data import (
+    isolated_example_settings,
+    isolated_settings,
+    use_environment_of,
+)
 
 HOUR = datetime(2024, 9, 2, 7, tzinfo=UTC)
 H = timedelta(hours=1)
@@ -84,9 +88,7 @@ def test_emit_task_takes_a_period_an_hour_or_the_data_interval(
     from airflow.sdk.exceptions import AirflowFailException
 
     settings = isolated_settings(tmp_path)
-    for name, value in subprocess_env(settings).items():
-        if name.startswith("MLOPS_"):
-            monkeypatch.setenv(name, value)
+    use_environment_of(settings, monkeypatch)
     monkeypatch.setenv("MLOPS_EXAMPLE_DRIVERS", "20")
     period = emit_task({"params": {"start": "2024-09-02T00:00Z", "end": "2024-09-02T03:00Z"}})
     assert period["start"] == "2024-09-02T00:00:00+00:00"

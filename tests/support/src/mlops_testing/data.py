@@ -97,6 +97,14 @@ def subprocess_env(settings: DataPipelineSettings) -> dict[str, str]:
     return env
 
 
+def use_environment_of(settings: DataPipelineSettings, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Set the ``MLOPS_*`` variables that make a fresh settings object in this process equal
+    ``settings`` (what DAG tasks read)."""
+    for name, value in subprocess_env(settings).items():
+        if name.startswith("MLOPS_"):
+            monkeypatch.setenv(name, value)
+
+
 def write_world(settings: PlatformSettings, config: ExampleSourceConfig) -> ExampleData:
     """Generate ``config``'s slice and write it to the example source of the settings' data
     directory or database (what ``MLOPS_SOURCE=example``, the default, reads)."""
