@@ -3,9 +3,9 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 UV_RUN := source platform/scripts/bootstrap.sh && ensure_uv && uv run --frozen
 MYPY_PATHS := common/src platform/src data_pipeline/src training_pipeline/src model_serving/src tests/support/src \
-	monitoring_service/src stream_emitting/src
+	monitoring_service/src stream_emitting/src example_project/src
 PYTEST_PATHS := common/tests platform/tests data_pipeline/tests training_pipeline/tests model_serving/tests \
-	monitoring_service/tests stream_emitting/tests tests
+	monitoring_service/tests stream_emitting/tests example_project/tests tests
 
 .PHONY: help setup up down status test test-fast e2e lint lint-mypy format ci-local deploy-dry-run clean-data \
 	bench-serving bench-stream bench-monitoring engine engine-down engine-status airgap-images

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from data_pipeline.example_source import ExampleSourceConfig
+from example_project.world.config import ExampleSourceConfig
 from mlops_testing.data import (
     delete_redis_project,
     isolated_settings,

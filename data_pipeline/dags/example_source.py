@@ -1,14 +1,17 @@
 """Example source: write the next hour of the example world, so scheduled pipeline runs find data.
 
-The run for ``[h - 1 h, h)`` (it starts at ``h``) runs ``data-pipeline emit --hour h``: the
-driver statistics delivered in ``[h, h + 1 h)`` — which the ``driver_features`` run for that hour
-ingests at ``h + 1 h`` — and the bookings of ``[h - 1 h, h)``. The world is configured by
+The example company's upstream systems (``example_project.emit``: this file only wires the
+example's step into the platform's schedule). The run for ``[h - 1 h, h)`` (it starts at ``h``)
+runs ``example-project emit --hour h``: the driver statistics delivered in ``[h, h + 1 h)`` —
+which the ``driver_features`` run for that hour ingests at ``h + 1 h`` — and the bookings of
+``[h - 1 h, h)``. The world is configured by
 ``MLOPS_EXAMPLE_SEED``, ``_DRIVERS``, ``_SCENARIO``, ``_BOOKINGS_PER_HOUR``, ``_DRIFT_START``.
 Conf ``{"hour": "2024-01-01T05:00:00Z"}`` emits another hour (manual REST triggers); conf
 ``{"start": "...", "end": "..."}`` (whole UTC hours) writes that whole period of history, statistics
 and bookings alike (``./run.sh all up`` does this on a fresh platform).
 
-For history, generate a whole period at once instead: ``data-pipeline generate --start … --end …``.
+For history, generate a whole period at once instead:
+``example-project generate --start … --end …``.
 """
 
 from __future__ import annotations
@@ -46,7 +49,7 @@ def _start_date() -> datetime:
 def example_source() -> None:
     @task
     def emit() -> dict[str, Any]:
-        from data_pipeline.dag_support import emit_task
+        from example_project.emit import emit_task
 
         return emit_task(get_current_context())
 

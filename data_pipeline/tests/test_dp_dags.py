@@ -17,13 +17,15 @@ import pytest
 
 from data_pipeline import feature_store as fs
 from data_pipeline.batch import ValidationFailed
-from data_pipeline.dag_support import ConfError, resolve_interval, run_task
-from data_pipeline.example_source import ExampleSourceConfig
+from data_pipeline.dag_support import run_task
+from example_project.world.config import ExampleSourceConfig
+from mlops_common.intervals import ConfError, resolve_interval
 from mlops_testing.data import (
     isolated_settings,
     latest_offline,
     online_values,
     subprocess_env,
+    use_environment_of,
     write_world,
 )
 
@@ -47,8 +49,8 @@ print(json.dumps({
         for dag_id, dag in bag.dags.items()
     },
     "heavy": sorted(m for m in sys.modules
-                    if m.split(".")[0] in ("data_pipeline", "feast", "pandas", "pandera",
-                                           "pyarrow", "dask")),
+                    if m.split(".")[0] in ("data_pipeline", "example_project", "feast", "pandas",
+                                           "pandera", "pyarrow", "dask")),
 }))
 """
 
@@ -115,9 +117,7 @@ def test_a_rejected_batch_fails_the_task_without_retry(
     from airflow.sdk.exceptions import AirflowFailException
 
     settings = isolated_settings(tmp_path)
-    for name, value in subprocess_env(settings).items():
-        if name.startswith("MLOPS_"):
-            monkeypatch.setenv(name, value)
+    use_environment_of(settings, monkeypatch)
     context = {"params": {"start": "2024-01-01T00:00Z", "end": "2024-01-01T01:00Z"}}
     ingested = run_task("ingest", context)
     assert ingested["rows"] == 0

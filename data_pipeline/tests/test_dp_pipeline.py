@@ -24,8 +24,8 @@ from data_pipeline import feature_store as fs
 from data_pipeline.batch import Interval, ValidationFailed, run_all, run_step, staging
 from data_pipeline.batch.transform import to_offline_rows
 from data_pipeline.cli import main
-from data_pipeline.example_source import DirtyRates, ExampleSourceConfig
 from data_pipeline.settings import DataPipelineSettings
+from example_project.world.config import DirtyRates, ExampleSourceConfig
 from mlops_testing.data import (
     TEST_REDIS_URL,
     delete_redis_project,

@@ -19,8 +19,8 @@ from sqlalchemy.engine import make_url
 
 from data_pipeline import feature_store as fs
 from data_pipeline.batch import run_all, run_step
-from data_pipeline.example_source import ExampleSourceConfig
 from data_pipeline.settings import DataPipelineSettings
+from example_project.world.config import ExampleSourceConfig
 from mlops_common.postgres import make_engine
 from mlops_testing.data import (
     TEST_POSTGRES_URL,

@@ -17,9 +17,9 @@ import pytest
 from data_pipeline.batch import BadInput, Interval, ValidationFailed, staging
 from data_pipeline.batch.ingest import ingest
 from data_pipeline.batch.validation import validate
-from data_pipeline.example_source import ExampleSourceConfig
-from data_pipeline.example_source.schema import DRIVER_HOURLY_STATS, SCHEMAS
 from data_pipeline.settings import DataPipelineSettings
+from example_project.world.config import ExampleSourceConfig
+from mlops_common.sources import DRIVER_HOURLY_STATS, SCHEMAS
 from mlops_testing.data import isolated_settings, write_world
 
 T0 = datetime(2024, 5, 1, tzinfo=UTC)

@@ -23,6 +23,8 @@ SERVER_IMAGES = {
         "data-pipeline",
         "training-pipeline",
         "model-serving",
+        # the example_source DAG's step and the pipelines' default source (MLOPS_SOURCE=example)
+        "mlops-example-project",
     },
     "platform/mlflow/Dockerfile": {"mlops-platform"},
     "monitoring_service/Dockerfile": {"monitoring-service"},

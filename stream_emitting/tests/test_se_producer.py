@@ -17,11 +17,11 @@ import numpy as np
 import pytest
 import redis
 
+from example_project.world.config import Scenario
 from mlops_common.events.driver_stats import MalformedEvent, decode
 from mlops_testing.redis_server import PrivateRedis, free_port
 from stream_emitting.producer import DEFECTS, Producer, corrupt, redact
 from stream_emitting.settings import ProducerSettings
-from stream_emitting.world import Scenario
 
 CLI = str(Path(sys.executable).parent / "stream-emitting")
 

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
+from example_project.world.config import Scenario
 from mlops_common.events.driver_stats import StreamBrokerSettings as BrokerSettings
 from stream_emitting.settings import ProducerSettings
-from stream_emitting.world import Scenario
 
 
 def test_defaults_point_at_the_platform_redis() -> None:

@@ -171,9 +171,10 @@ def evaluate_versions(tracking: str, drift_start: datetime, versions: list[str])
     import mlflow
     import pandas as pd
 
-    from data_pipeline.example_source import ExampleSourceConfig, generate
-    from data_pipeline.example_source.metrics import roc_auc, top1_accuracy
     from data_pipeline.feature_store import FEATURE_NAMES
+    from example_project.world.config import ExampleSourceConfig
+    from example_project.world.generator import generate
+    from mlops_common.metrics import roc_auc, top1_accuracy
 
     now = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
     world = generate(

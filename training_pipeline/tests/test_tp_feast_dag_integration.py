@@ -36,9 +36,11 @@ def feast_env(
 ) -> Iterator[dict[str, str]]:
     """A data directory with the small world's source tables, its offline feature rows and the
     applied feature repository; the environment variables that point at it."""
-    from data_pipeline.example_source import LocalFileSource, write_example_data
+    from contextlib import closing
+
     from data_pipeline.feature_store import OFFLINE_COLUMNS, apply, offline_table_dir
     from data_pipeline.settings import DataPipelineSettings
+    from example_project.storage import open_example_source, write_example_data
 
     root = tmp_path_factory.mktemp("feast")
     env = {
@@ -50,7 +52,9 @@ def feast_env(
         for key, value in env.items():
             mp.setenv(key, value)
         settings = DataPipelineSettings()
-        write_example_data(LocalFileSource(settings.source_dir), small_world.data)
+        # the example source (MLOPS_SOURCE's default) under the data directory
+        with closing(open_example_source(settings)) as source:
+            write_example_data(source, small_world.data)
         stats = small_world.data.driver_hourly_stats
         table = offline_table_dir(settings)
         for day, rows in stats.groupby(stats["event_timestamp"].dt.strftime("%Y-%m-%d")):

@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 from tp_fixtures import make_world
 
-from data_pipeline.example_source import oracle_metrics
+from example_project.oracle import oracle_metrics
 from training_pipeline import steps
 from training_pipeline.gate import GateStatus
 from training_pipeline.rundir import RunDir
@@ -30,7 +30,7 @@ SCORER = """
 import json, sys
 import mlflow.pyfunc
 import pandas as pd
-from data_pipeline.example_source import roc_auc, top1_accuracy
+from mlops_common.metrics import roc_auc, top1_accuracy
 
 name, test_path, candidates_path = sys.argv[1:4]
 model = mlflow.pyfunc.load_model(f"models:/{name}@champion")

@@ -9,7 +9,8 @@ import pandas as pd
 import pytest
 from tp_fixtures import World, small_settings
 
-from data_pipeline.example_source import FEATURES, GROUND_TRUTH_COLUMNS
+from example_project.world.completion import FEATURES
+from example_project.world.generator import GROUND_TRUTH_COLUMNS
 from training_pipeline import steps
 from training_pipeline.cli import main
 from training_pipeline.dataset import assemble_training_set, content_hash

@@ -16,7 +16,9 @@ from typing import Any
 
 import pandas as pd
 
-from data_pipeline.example_source import FEATURES, ExampleData, ExampleSourceConfig, generate
+from example_project.world.completion import FEATURES
+from example_project.world.config import ExampleSourceConfig
+from example_project.world.generator import ExampleData, generate
 from training_pipeline.settings import TrainingSettings
 
 SMALL_START = datetime(2024, 1, 1, tzinfo=UTC)

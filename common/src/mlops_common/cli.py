@@ -1,5 +1,5 @@
-"""What every component's command line shares: argument validators, settings errors, the HTTP
-server start.
+"""What every component's command line shares: argument validators, settings errors, running a
+sub-command with the exit-code contract (``run_command``), the HTTP server start.
 
 Exit codes of every component CLI: 0 success, 1 the step failed (the message names why), 2 bad
 input (arguments or settings).
@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -85,6 +85,43 @@ def load_settings(prog: str, load: Callable[..., _S], **overrides: Any) -> _S:
     except ValidationError as exc:
         print(f"{prog}: invalid settings: {describe(exc)}", file=sys.stderr)
         raise SystemExit(EXIT_FAILED) from None
+
+
+def _invalid_setting(exc: ValidationError) -> str:
+    first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": str(exc)}
+    loc = ".".join(str(p) for p in first["loc"])
+    return f"invalid setting {loc}: {first['msg']}"
+
+
+def run_command(
+    parser: argparse.ArgumentParser,
+    argv: Sequence[str] | None,
+    prog: str,
+    *,
+    usage_errors: tuple[type[Exception], ...] = (UsageError,),
+    reported_errors: tuple[type[Exception], ...] = (),
+) -> int:
+    """Parse ``argv`` and run the sub-command's ``handler`` (``args.command`` names it), with the
+    exit codes of every component CLI: ``usage_errors`` exit 2 (``<prog> <command>: error: …``),
+    so does a ``ValidationError`` of the settings (``invalid setting <field>: …``);
+    ``reported_errors`` return 1 with their own message (``failed: …``), any other exception 1
+    with its type and first line. Every failure is one line on stderr."""
+    args = parser.parse_args(argv)
+    try:
+        result: int = args.handler(args)
+    except usage_errors as exc:
+        parser.exit(EXIT_USAGE, f"{prog} {args.command}: error: {exc}\n")
+    except reported_errors as exc:
+        print(f"{prog} {args.command}: failed: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except ValidationError as exc:  # settings from the environment / env file
+        print(f"{prog} {args.command}: error: {_invalid_setting(exc)}", file=sys.stderr)
+        return EXIT_USAGE
+    except Exception as exc:  # the step failed: one line naming the problem
+        detail = (str(exc).strip().splitlines() or [""])[0]
+        print(f"{prog} {args.command}: failed: {type(exc).__name__}: {detail}", file=sys.stderr)
+        return EXIT_FAILED
+    return result
 
 
 def serve_http(app_factory: Callable[[], Any], *, host: str, port: int, log_level: str) -> None:

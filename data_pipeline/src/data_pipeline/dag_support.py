@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from data_pipeline.batch.errors import BadInput, StepFailed, ValidationFailed
-from mlops_common.intervals import ConfError, resolve_interval
+from mlops_common.intervals import resolve_interval
 
 
 def run_task(step: str, context: Mapping[str, Any]) -> dict[str, Any]:
@@ -44,37 +44,4 @@ def run_task(step: str, context: Mapping[str, Any]) -> dict[str, Any]:
     if output:
         print(output.rstrip(), flush=True)
     print(f"data-pipeline {step}: {summary}", flush=True)
-    return summary
-
-
-def emit_task(context: Mapping[str, Any]) -> dict[str, Any]:
-    """The ``example_source`` DAG's task: emit the period ``conf.start``/``conf.end`` (history,
-    e.g. for a fresh platform), else the hour ``conf.hour``, else the data interval's end."""
-    from airflow.sdk.exceptions import AirflowFailException
-
-    from data_pipeline.example_source.emit import emit_hour, emit_period
-    from data_pipeline.settings import DataPipelineSettings
-    from mlops_common.intervals import parse_utc
-
-    params = context.get("params") or {}
-    try:
-        if params.get("start") is not None or params.get("end") is not None:
-            if params.get("hour") is not None:
-                raise ConfError('conf gives "hour" and a period: give one of them')
-            interval = resolve_interval(params, None, None)
-            summary = emit_period(DataPipelineSettings(), interval.start, interval.end)
-        else:
-            if params.get("hour") is not None:
-                hour = parse_utc(str(params["hour"]), "hour")
-            elif context.get("data_interval_end") is not None:
-                hour = parse_utc(context["data_interval_end"], "hour")
-            else:
-                raise ConfError(
-                    'this run has no data interval: pass conf {"hour": "..."} or '
-                    '{"start": "...", "end": "..."}'
-                )
-            summary = emit_hour(DataPipelineSettings(), hour)
-    except (BadInput, ValueError) as exc:
-        raise AirflowFailException(f"emit: {exc}") from exc
-    print(f"data-pipeline emit: {summary}", flush=True)
     return summary

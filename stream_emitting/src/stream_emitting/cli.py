@@ -21,9 +21,12 @@ import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
+
+if TYPE_CHECKING:
+    from stream_emitting.settings import ProducerSettings
 
 PROG = "stream-emitting"
 
@@ -65,7 +68,7 @@ def _driver_range(value: str) -> tuple[int, int]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from stream_emitting.world import Scenario
+    from example_project.world.config import Scenario
 
     parser = argparse.ArgumentParser(prog=PROG, description="Driver statistics event producer.")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -129,7 +132,7 @@ def _settings_error(exc: ValidationError) -> UsageError:
     return UsageError("invalid settings: " + "; ".join(messages))
 
 
-def _producer_settings(args: argparse.Namespace) -> Any:
+def _producer_settings(args: argparse.Namespace) -> ProducerSettings:
     from stream_emitting.settings import ProducerSettings
 
     overrides: dict[str, Any] = {

@@ -1,7 +1,8 @@
 """The producer: driver statistics events to a Redis stream, at a steady rate, through outages.
 
 Each tick it emits the events that are due (``rate`` per second), each one driver's statistics
-now (``world.DriverWorld``), as one ``MULTI``/``EXEC`` of ``XADD <stream> MAXLEN ~ <maxlen>``.
+now (the example world's ``DriverWorld``, ``example_project.world.drivers``), as one
+``MULTI``/``EXEC`` of ``XADD <stream> MAXLEN ~ <maxlen>``.
 
 Broker outages: every Redis error is caught, counted (``retries``), logged with the next wait,
 and the same batch (same event ids) is retried with exponential backoff and jitter
@@ -30,10 +31,11 @@ import numpy as np
 import redis
 from prometheus_client import CollectorRegistry, Counter, Gauge, ProcessCollector
 
+from example_project.world.config import Scenario
+from example_project.world.drivers import DriverWorld
 from mlops_common.events.driver_stats import DriverStatsEvent
 from mlops_common.redis import connect, redact
 from stream_emitting.settings import ProducerSettings
-from stream_emitting.world import DriverWorld, Scenario
 
 log = logging.getLogger("stream_emitting.producer")
 

@@ -15,8 +15,8 @@ from typing import Self
 
 from pydantic import AliasChoices, Field, field_validator, model_validator
 
+from example_project.world.config import DRIVER_ID_OFFSET, Scenario
 from mlops_common.events.driver_stats import StreamBrokerSettings
-from stream_emitting.world import DRIVER_ID_OFFSET, Scenario
 
 
 class ProducerSettings(StreamBrokerSettings):

@@ -118,9 +118,9 @@ def classification_metrics(
 def ranking_metrics(
     candidates: pd.DataFrame, scores: FloatArray, dataset: DatasetConfig
 ) -> dict[str, float]:
-    """Top-1 accuracy over each event's candidate set (the product metric), with the example
-    source's definition (``data_pipeline.example_source.top1_accuracy``)."""
-    from data_pipeline.example_source import top1_accuracy
+    """Top-1 accuracy over each event's candidate set (the product metric), with the platform's
+    one definition (``mlops_common.metrics.top1_accuracy``, also the example's oracle's)."""
+    from mlops_common.metrics import top1_accuracy
 
     if candidates.empty:
         raise EvaluationError("no candidate sets for the holdout: top-1 accuracy is undefined")

@@ -19,7 +19,7 @@ Why the holdout: training rows are scored in sample (their score distribution is
 one, not what serving sees), and the holdout is the slice closest in time to serving.
 Why it compares with every scored candidate: the example source's dispatcher assigned drivers
 uniformly at random among the candidates, so the labelled (assigned) rows are an unbiased sample
-of all candidates (data_pipeline/docs/example_data.md).
+of all candidates (example_project/docs/example_data.md).
 """
 
 from __future__ import annotations

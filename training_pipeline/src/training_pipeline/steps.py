@@ -116,9 +116,9 @@ def build_training_set(
     cfg = settings.dataset
     start, end = (pd.Timestamp(t) for t in settings.window.resolve())
     if labels is None:
-        from training_pipeline.training_set import ExampleSourceLabels
+        from training_pipeline.training_set import SourceLabels
 
-        labels = ExampleSourceLabels()
+        labels = SourceLabels()
     if features is None:
         from training_pipeline.training_set import feast_feature_source
 

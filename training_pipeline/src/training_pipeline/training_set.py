@@ -1,6 +1,7 @@
 """Where a training run's data comes from: labels from the source, features from Feast.
 
-The one module that knows Feast and the example source. Labelled bookings in the window become
+The one module that knows Feast and the source (the configured one, ``MLOPS_SOURCE``: see
+``mlops_common.sources``). Labelled bookings in the window become
 the entity frame of ``store.get_historical_features(entity_df, features=<feature service>)``: a
 point-in-time join done by the feature store, not by hand. Everything downstream takes DataFrames
 (``dataset.assemble_training_set``), so replacing this module replaces the data source.
@@ -12,9 +13,11 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from mlops_common.sources import BOOKING_CANDIDATES, BOOKINGS
+
 if TYPE_CHECKING:
-    from data_pipeline.settings import DataPipelineSettings
     from mlops_common.features import FeatureStoreSettings
+    from mlops_common.sources import SourceSettings
 
 
 class FeastFeatureSource:
@@ -53,31 +56,22 @@ def feast_feature_source(
     return FeastFeatureSource(feature_store(settings), feature_service)
 
 
-class ExampleSourceLabels:
-    """Labelled bookings and their candidate sets from the example source (``data_pipeline``):
-    local parquet files or PostgreSQL, as ``MLOPS_DATABASE_URL`` says."""
+class SourceLabels:
+    """Labelled bookings and their candidate sets from the configured source (``MLOPS_SOURCE``,
+    default the example project's: local parquet files or PostgreSQL, as ``MLOPS_DATABASE_URL``
+    says)."""
 
-    def __init__(self, data_settings: DataPipelineSettings | None = None) -> None:
-        from data_pipeline.example_source import open_source
+    def __init__(self, settings: SourceSettings | None = None) -> None:
+        from mlops_common.sources import open_source
 
-        self._source = open_source(data_settings)
+        self._source = open_source(settings)
 
     @property
     def location(self) -> str:
         return str(self._source.location)
 
     def labelled_events(self, start: pd.Timestamp, end: pd.Timestamp) -> pd.DataFrame:
-        from data_pipeline.example_source import BOOKINGS
-
-        frame: pd.DataFrame = self._source.read(
-            BOOKINGS, start.to_pydatetime(), end.to_pydatetime()
-        )
-        return frame
+        return self._source.read(BOOKINGS, start.to_pydatetime(), end.to_pydatetime())
 
     def candidates(self, start: pd.Timestamp, end: pd.Timestamp) -> pd.DataFrame:
-        from data_pipeline.example_source import BOOKING_CANDIDATES
-
-        frame: pd.DataFrame = self._source.read(
-            BOOKING_CANDIDATES, start.to_pydatetime(), end.to_pydatetime()
-        )
-        return frame
+        return self._source.read(BOOKING_CANDIDATES, start.to_pydatetime(), end.to_pydatetime())

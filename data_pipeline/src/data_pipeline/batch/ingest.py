@@ -1,8 +1,8 @@
 """Ingest: read the interval's delivered driver statistics from the source and stage them.
 
-The rows are those the source delivered in ``[start, end)`` (``created`` in the interval; see
-``example_source.sinks``). The staged file replaces any earlier one of the same interval, so
-re-running an interval never duplicates rows.
+The source is the configured one (``MLOPS_SOURCE``, see ``mlops_common.sources``); the rows are
+those it delivered in ``[start, end)`` (``created`` in the interval). The staged file replaces any
+earlier one of the same interval, so re-running an interval never duplicates rows.
 """
 
 from __future__ import annotations
@@ -11,24 +11,21 @@ import time
 from typing import Any
 
 from data_pipeline.batch import staging
-from data_pipeline.example_source.schema import DRIVER_HOURLY_STATS, SCHEMAS
-from data_pipeline.example_source.sinks import LocalFileSource, PostgresSource, open_source
 from data_pipeline.settings import DataPipelineSettings
 from mlops_common.intervals import Interval
+from mlops_common.sources import DRIVER_HOURLY_STATS, SCHEMAS, Source, open_source
 
 
 def ingest(
-    settings: DataPipelineSettings,
-    interval: Interval,
-    source: LocalFileSource | PostgresSource | None = None,
+    settings: DataPipelineSettings, interval: Interval, source: Source | None = None
 ) -> dict[str, Any]:
+    """Stage the rows ``source`` (default: the configured one) delivered in ``interval``."""
     began = time.perf_counter()
-    own = source is None
     src = source or open_source(settings)
     try:
         frame = src.read(DRIVER_HOURLY_STATS, interval.start, interval.end)
     finally:
-        if own and isinstance(src, PostgresSource):
+        if source is None:
             src.close()
     frame = SCHEMAS[DRIVER_HOURLY_STATS].conform(frame)
     folder = staging.interval_dir(settings, interval)

@@ -27,9 +27,9 @@ from typing import Any
 import pandas as pd
 
 from data_pipeline.batch.errors import StepFailed
-from data_pipeline.example_source.schema import DRIVER_HOURLY_STATS
 from data_pipeline.settings import DataPipelineSettings
 from mlops_common.intervals import Interval
+from mlops_common.sources import DRIVER_HOURLY_STATS
 
 TABLE = DRIVER_HOURLY_STATS
 

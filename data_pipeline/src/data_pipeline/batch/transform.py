@@ -5,8 +5,8 @@
 - columns and dtypes become exactly ``feature_store.OFFLINE_COLUMNS`` (the contract every file of
   the offline table follows, batch and stream alike), sorted by event time and driver.
 
-The example source already delivers the model's features as they are; this is where derived
-features would be computed.
+The source already delivers the model's features as they are; this is where derived features
+would be computed.
 """
 
 from __future__ import annotations
@@ -17,10 +17,10 @@ from typing import Any
 import pandas as pd
 
 from data_pipeline.batch import staging
-from data_pipeline.example_source.schema import TableSchema
 from data_pipeline.feature_store import OFFLINE_COLUMNS
 from data_pipeline.settings import DataPipelineSettings
 from mlops_common.intervals import Interval
+from mlops_common.sources import TableSchema
 
 #: the offline table's files: columns and dtypes (``conform`` casts a frame to them)
 OFFLINE_SCHEMA = TableSchema(

@@ -41,10 +41,10 @@ from pandera.errors import SchemaErrors
 
 from data_pipeline.batch import staging
 from data_pipeline.batch.errors import ValidationFailed
-from data_pipeline.example_source.schema import DRIVER_HOURLY_STATS, SCHEMAS
 from data_pipeline.feature_store import FEATURE_NAMES
 from data_pipeline.settings import DataPipelineSettings
 from mlops_common.intervals import Interval
+from mlops_common.sources import DRIVER_HOURLY_STATS, SCHEMAS
 
 KEY: tuple[str, ...] = ("driver_id", "event_timestamp", "created")
 

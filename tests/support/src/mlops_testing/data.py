@@ -1,6 +1,8 @@
-"""Test support for the batch pipeline: isolated settings, worlds in the source, store readers.
+"""Test support for the batch pipeline and the example project: isolated settings, example
+worlds in the source, store readers.
 
-Used by this component's tests and by other components' integration tests that need features.
+Used by the data pipeline's and the example project's tests and by other components' integration
+tests that need features.
 """
 
 from __future__ import annotations
@@ -8,15 +10,13 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterable
+from contextlib import closing
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import pandas as pd
 import pyarrow.dataset as ds
 
-from data_pipeline.example_source.config import ExampleSourceConfig
-from data_pipeline.example_source.generator import ExampleData, generate
-from data_pipeline.example_source.sinks import PostgresSource, open_source, write_example_data
 from data_pipeline.feature_store import (
     FEATURE_NAMES,
     FEATURE_SERVICE,
@@ -26,6 +26,17 @@ from data_pipeline.feature_store import (
     offline_table_dir,
 )
 from data_pipeline.settings import DataPipelineSettings
+from example_project.settings import ExampleProjectSettings
+from example_project.storage import open_example_source, write_example_data
+from example_project.world.config import ExampleSourceConfig
+from example_project.world.generator import ExampleData, generate
+from mlops_common.features import FeatureStoreSettings
+from mlops_common.settings import PlatformSettings
+
+if TYPE_CHECKING:
+    import pytest
+
+_S = TypeVar("_S", bound=FeatureStoreSettings)
 
 #: Read at import: before test fixtures scrub MLOPS_* from the environment.
 TEST_POSTGRES_URL = os.environ.get(
@@ -34,13 +45,18 @@ TEST_POSTGRES_URL = os.environ.get(
 TEST_REDIS_URL = os.environ.get("MLOPS_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 
+def scrub_mlops_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Keep the developer's or CI's MLOPS_* environment out of a test (MLOPS_TEST_* stays)."""
+    for name in list(os.environ):
+        if name.startswith("MLOPS_") and not name.startswith("MLOPS_TEST_"):
+            monkeypatch.delenv(name)
+
+
 def unique_project(prefix: str = "test_dp") -> str:
     return f"{prefix}_{uuid.uuid4().hex[:10]}"
 
 
-def isolated_settings(data_dir: Path, **values: Any) -> DataPipelineSettings:
-    """Settings that read no env file: local files under ``data_dir``, the SQLite online store
-    ``<data_dir>/feast/online.db`` unless ``mlops_online_store_url`` says otherwise."""
+def _isolated(cls: type[_S], data_dir: Path, values: dict[str, Any]) -> _S:
     base: dict[str, Any] = {
         "mlops_data_dir": data_dir,
         "mlops_database_url": "",
@@ -49,7 +65,18 @@ def isolated_settings(data_dir: Path, **values: Any) -> DataPipelineSettings:
         "mlops_feast_project": "driver_ranking",
     }
     base.update(values)
-    return DataPipelineSettings(_env_file=None, **base)  # type: ignore[call-arg]
+    return cls(_env_file=None, **base)  # type: ignore[call-arg]
+
+
+def isolated_settings(data_dir: Path, **values: Any) -> DataPipelineSettings:
+    """Data pipeline settings that read no env file: local files under ``data_dir``, the SQLite
+    online store ``<data_dir>/feast/online.db`` unless ``mlops_online_store_url`` says otherwise."""
+    return _isolated(DataPipelineSettings, data_dir, values)
+
+
+def isolated_example_settings(data_dir: Path, **values: Any) -> ExampleProjectSettings:
+    """The example project's settings with the same isolation as ``isolated_settings``."""
+    return _isolated(ExampleProjectSettings, data_dir, values)
 
 
 def subprocess_env(settings: DataPipelineSettings) -> dict[str, str]:
@@ -70,15 +97,20 @@ def subprocess_env(settings: DataPipelineSettings) -> dict[str, str]:
     return env
 
 
-def write_world(settings: DataPipelineSettings, config: ExampleSourceConfig) -> ExampleData:
-    """Generate ``config``'s slice and write it to the settings' example source."""
+def use_environment_of(settings: DataPipelineSettings, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Set the ``MLOPS_*`` variables that make a fresh settings object in this process equal
+    ``settings`` (what DAG tasks read)."""
+    for name, value in subprocess_env(settings).items():
+        if name.startswith("MLOPS_"):
+            monkeypatch.setenv(name, value)
+
+
+def write_world(settings: PlatformSettings, config: ExampleSourceConfig) -> ExampleData:
+    """Generate ``config``'s slice and write it to the example source of the settings' data
+    directory or database (what ``MLOPS_SOURCE=example``, the default, reads)."""
     data = generate(config)
-    source = open_source(settings)
-    try:
+    with closing(open_example_source(settings)) as source:
         write_example_data(source, data)
-    finally:
-        if isinstance(source, PostgresSource):
-            source.close()
     return data
 
 
@@ -104,7 +136,7 @@ def online_values(settings: DataPipelineSettings, driver_ids: Iterable[int]) -> 
     """The online features of the model's feature service, indexed by driver."""
     store = feature_store(settings)
     rows = [{JOIN_KEY: int(d)} for d in driver_ids]
-    frame = store.get_online_features(
+    frame: pd.DataFrame = store.get_online_features(
         features=store.get_feature_service(FEATURE_SERVICE), entity_rows=rows
     ).to_df()
     return frame.set_index(JOIN_KEY)[list(FEATURE_NAMES)].sort_index()

@@ -1,6 +1,6 @@
 """Example traffic: the example company's dispatcher calling the prediction API.
 
-One program, ``data-pipeline dispatch`` (``data_pipeline.example_source.dispatcher``): bookings
+One program, ``example-project dispatch`` (``example_project.dispatcher``): bookings
 at ``MLOPS_DISPATCH_RATE`` a second ranked by ``POST /v1/predict``, each trip's outcome drawn from
 the example world's true model and reported with ``POST /v1/feedback`` after a label delay. It is
 what fills the serving, drift and quality dashboards on a fresh platform and what the monitoring
@@ -38,7 +38,7 @@ class TrafficService(Service):
         return [
             Program(
                 "dispatcher",
-                [ctx.venv_bin("data-pipeline"), "dispatch"],
+                [ctx.venv_bin("example-project"), "dispatch"],
                 {
                     "DISPATCH_METRICS_PORT": str(port),
                     "SERVING_PORT": str(s.serving_port),

@@ -1,4 +1,5 @@
-"""The producer's driver world: seeded drivers, valid values, the covariate drift shift."""
+"""The drivers in continuous time (what the stream producer reports on): seeded drivers, valid
+values, the covariate drift shift."""
 
 from __future__ import annotations
 
@@ -7,8 +8,9 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pytest
 
+from example_project.world.config import Scenario
+from example_project.world.drivers import DriverWorld
 from mlops_common.events.driver_stats import DriverStatsEvent
-from stream_emitting.world import DriverWorld, Scenario
 
 AT = datetime(2024, 3, 1, 9, 20, tzinfo=UTC)
 

@@ -10,19 +10,16 @@ import pandas as pd
 import pytest
 from sklearn.linear_model import LogisticRegression
 
-from data_pipeline.example_source import (
+from example_project.oracle import oracle_metrics_of
+from example_project.world.completion import (
     CONCEPT_DRIFT_WEIGHTS,
     FEATURES,
     NORMAL_WEIGHTS,
-    DirtyRates,
-    ExampleData,
-    ExampleSourceConfig,
     completion_probability,
-    generate,
-    oracle_metrics_of,
-    roc_auc,
-    top1_accuracy,
 )
+from example_project.world.config import DirtyRates, ExampleSourceConfig
+from example_project.world.generator import ExampleData, generate
+from mlops_common.metrics import roc_auc, top1_accuracy
 
 Factory = Callable[..., ExampleSourceConfig]
 START = datetime(2024, 3, 1, tzinfo=UTC)

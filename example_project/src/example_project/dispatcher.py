@@ -1,6 +1,6 @@
 """The example company's dispatcher: live bookings against the prediction API, and their outcomes.
 
-This is the example project's product traffic (``data-pipeline dispatch``; the launcher's
+This is the example project's product traffic (``example-project dispatch``; the launcher's
 ``traffic`` service). For each booking, at ``MLOPS_DISPATCH_RATE`` bookings a second:
 
 1. draw ``MLOPS_DISPATCH_CANDIDATES`` distinct drivers of the example world;
@@ -9,7 +9,7 @@ This is the example project's product traffic (``data-pipeline dispatch``; the l
    uniformly random scored candidate (exploration keeps the labels informative about the whole
    ranking, not only its top);
 4. draw the trip's outcome from the example world's *true* completion model
-   (``example_source.model``) on the assigned driver's current online features, with the weights
+   (``world.completion``) on the assigned driver's current online features, with the weights
    of ``MLOPS_EXAMPLE_SCENARIO`` at the booking's time (``concept_drift`` from
    ``MLOPS_EXAMPLE_DRIFT_START`` on);
 5. report it with ``POST /v1/feedback`` after a label delay drawn from
@@ -40,17 +40,11 @@ import numpy as np
 import pandas as pd
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
 
-from data_pipeline.example_source.config import DRIVER_ID_OFFSET, Scenario
-from data_pipeline.example_source.model import (
-    CONCEPT_DRIFT_WEIGHTS,
-    FEATURES,
-    NORMAL_WEIGHTS,
-    CompletionWeights,
-    completion_probability,
-)
-from data_pipeline.settings import DataPipelineSettings
+from example_project.settings import ExampleProjectSettings
+from example_project.world.completion import FEATURES, completion_probability, weights_at
+from example_project.world.config import DRIVER_ID_OFFSET
 
-log = logging.getLogger("data_pipeline.dispatch")
+log = logging.getLogger("example_project.dispatch")
 
 #: seconds between readiness checks of the serving API before the first booking
 READY_POLL_S = 3.0
@@ -58,13 +52,6 @@ READY_POLL_S = 3.0
 
 class FeatureReader(Protocol):
     def __call__(self, driver_id: int) -> dict[str, Any] | None: ...
-
-
-def weights_at(scenario: str, drift_start: datetime | None, at: datetime) -> CompletionWeights:
-    """The true model's weights for a booking at ``at`` in ``scenario``."""
-    if scenario == Scenario.CONCEPT_DRIFT.value and drift_start is not None and at >= drift_start:
-        return CONCEPT_DRIFT_WEIGHTS
-    return NORMAL_WEIGHTS
 
 
 class DispatchMetrics:
@@ -126,7 +113,7 @@ class Dispatcher:
 
     def __init__(
         self,
-        settings: DataPipelineSettings,
+        settings: ExampleProjectSettings,
         client: httpx.Client,
         features: FeatureReader,
         metrics: DispatchMetrics | None = None,
@@ -262,13 +249,13 @@ class Dispatcher:
         return done
 
 
-def online_feature_reader(settings: DataPipelineSettings) -> FeatureReader:
-    """The assigned driver's current features from the online store, through the model's feature
-    service (the values serving ranked on)."""
-    from data_pipeline.feature_store import FEATURE_SERVICE, feature_store
+def online_feature_reader(settings: ExampleProjectSettings) -> FeatureReader:
+    """The assigned driver's current features from the platform's online store, through the
+    model's feature service (``MLOPS_DISPATCH_FEATURE_SERVICE``: the values serving ranked on)."""
+    from mlops_common.features import feature_store
 
     store = feature_store(settings)
-    service = store.get_feature_service(FEATURE_SERVICE)
+    service = store.get_feature_service(settings.dispatch_feature_service)
 
     def read(driver_id: int) -> dict[str, Any] | None:
         row = store.get_online_features(
@@ -280,9 +267,31 @@ def online_feature_reader(settings: DataPipelineSettings) -> FeatureReader:
     return read
 
 
-def serving_client(settings: DataPipelineSettings) -> httpx.Client:
+def serving_client(settings: ExampleProjectSettings) -> httpx.Client:
     return httpx.Client(
         base_url=settings.dispatch_serving_base_url,
         headers={"X-API-Key": settings.serving_api_key.get_secret_value()},
         timeout=settings.dispatch_timeout_s,
     )
+
+
+def run_dispatcher(
+    settings: ExampleProjectSettings, stop: threading.Event, max_bookings: int | None = None
+) -> int:
+    """The ``traffic`` service: ``/metrics`` on ``DISPATCH_METRICS_PORT`` (0: none), bookings
+    against the serving API until ``stop`` (or ``max_bookings``); the bookings attempted."""
+    from prometheus_client import start_http_server
+
+    metrics = DispatchMetrics()
+    server = None
+    if settings.dispatch_metrics_port:
+        server, _ = start_http_server(
+            settings.dispatch_metrics_port, addr=settings.mlops_bind_host, registry=metrics.registry
+        )
+    try:
+        with serving_client(settings) as client:
+            dispatcher = Dispatcher(settings, client, online_feature_reader(settings), metrics)
+            return dispatcher.run(stop, max_bookings)
+    finally:
+        if server is not None:
+            server.shutdown()

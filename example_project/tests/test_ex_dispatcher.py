@@ -1,4 +1,4 @@
-"""The example company's dispatcher (``data-pipeline dispatch``): what it sends, whom it assigns,
+"""The example company's dispatcher (``example-project dispatch``): what it sends, whom it assigns,
 how outcomes are drawn and when they are reported, what it counts as a failure.
 
 The serving API is replaced here by ``httpx.MockTransport`` answering the documented contract
@@ -22,14 +22,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from data_pipeline.example_source.dispatcher import Dispatcher, DispatchMetrics, weights_at
-from data_pipeline.example_source.model import (
+from example_project.dispatcher import Dispatcher, DispatchMetrics
+from example_project.world.completion import (
     CONCEPT_DRIFT_WEIGHTS,
     FEATURES,
     NORMAL_WEIGHTS,
     completion_probability,
+    weights_at,
 )
-from mlops_testing.data import isolated_settings
+from mlops_testing.data import isolated_example_settings
 
 DRIFT = datetime(2026, 1, 1, 12, tzinfo=UTC)
 GOOD = {
@@ -98,7 +99,7 @@ def make(tmp_path: Path, transport: httpx.MockTransport, **values: Any) -> tuple
         "dispatch_label_delay_max_s": 10,
         **values,
     }
-    settings = isolated_settings(tmp_path, **values)
+    settings = isolated_example_settings(tmp_path, **values)
     client = httpx.Client(
         transport=transport, base_url="http://serving", headers={"X-API-Key": "k"}
     )
@@ -238,8 +239,8 @@ def test_dispatch_cli_against_a_real_http_server(
 ) -> None:
     """The command end to end over real HTTP (a tiny server speaking the serving contract) with
     the online store replaced by a fixed reader: key header, predict, feedback, exit code."""
-    from data_pipeline.cli import main
-    from data_pipeline.example_source import dispatcher as module
+    from example_project import dispatcher as module
+    from example_project.cli import main
 
     seen: list[tuple[str, str | None]] = []
 

@@ -31,13 +31,28 @@ measured numbers. In the ``concept_drift`` scenario, bookings at or after ``drif
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
-import pandas as pd
 
-#: The driver features of ``driver_hourly_stats`` (and the model's inputs), in order.
-FEATURES: tuple[str, ...] = ("conv_rate", "acc_rate", "avg_daily_trips", "rating", "cancel_rate")
+from example_project.world.config import Scenario
+from mlops_common.events.driver_stats import FEATURES
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = [
+    "CONCEPT_DRIFT_WEIGHTS",
+    "FEATURES",
+    "NORMAL_WEIGHTS",
+    "CompletionWeights",
+    "completion_logit",
+    "completion_probability",
+    "sigmoid",
+    "weights_at",
+]
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -77,6 +92,13 @@ CONCEPT_DRIFT_WEIGHTS = CompletionWeights(
     acc_x_rating=0.3,
     fatigue=-0.5,
 )
+
+
+def weights_at(scenario: str, drift_start: datetime | None, at: datetime) -> CompletionWeights:
+    """The true model's weights for a booking at ``at`` in ``scenario``."""
+    if scenario == Scenario.CONCEPT_DRIFT.value and drift_start is not None and at >= drift_start:
+        return CONCEPT_DRIFT_WEIGHTS
+    return NORMAL_WEIGHTS
 
 
 def sigmoid(x: FloatArray) -> FloatArray:

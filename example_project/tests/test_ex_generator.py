@@ -11,15 +11,10 @@ import pandas as pd
 import pytest
 from pydantic import ValidationError
 
-from data_pipeline.example_source import (
-    FEATURES,
-    NORMAL_WEIGHTS,
-    SCHEMAS,
-    ExampleData,
-    ExampleSourceConfig,
-    completion_probability,
-    generate,
-)
+from example_project.world.completion import FEATURES, NORMAL_WEIGHTS, completion_probability
+from example_project.world.config import ExampleSourceConfig
+from example_project.world.generator import ExampleData, generate
+from mlops_common.sources import SCHEMAS
 
 Factory = Callable[..., ExampleSourceConfig]
 DRIFT = datetime(2024, 3, 2, 5, tzinfo=UTC)

@@ -1,8 +1,14 @@
-"""Where the example source lives: partitioned parquet files or a PostgreSQL schema.
+"""Where the example company keeps its raw data: partitioned parquet files or a PostgreSQL schema.
 
-Both sinks store rows by *delivery hour*, ``floor(slice_column, hour)`` (see
-``schema.TableSchema``), and both are idempotent: writing the same slice again leaves the same
-content.
+This is the source ``example`` of the platform (entry point group ``mlops.sources``, see
+``mlops_common.sources``): ``open_example_source(settings)`` is what ``open_source`` calls when
+``MLOPS_SOURCE=example`` (the default), and what the example's own writers (``emit``, ``cli``)
+use. With ``MLOPS_DATABASE_URL`` set the data is in the database ``<MLOPS_DATABASE_PREFIX>_data``
+(created when absent), else in ``<MLOPS_DATA_DIR>/source``.
+
+Both stores keep rows by *delivery hour*, ``floor(slice_column, hour)`` (see
+``mlops_common.sources.TableSchema``), and both are idempotent: writing the same slice again
+leaves the same content.
 
 - ``LocalFileSource``: ``<root>/<table>/date=YYYY-MM-DD/part-YYYYMMDDTHH.parquet``, one file per
   delivery hour. A write replaces the files of the hours it touches (atomically, via rename).
@@ -23,43 +29,26 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 from sqlalchemy import text
 from sqlalchemy.engine import URL
 
-from data_pipeline.example_source.schema import TIMESTAMP, TableSchema, schema
 from mlops_common.postgres import database_url as postgres_url
 from mlops_common.postgres import ensure_database, make_engine
+from mlops_common.settings import PlatformSettings
+from mlops_common.sources import TABLES, TIMESTAMP, SourceWriter, TableSchema, schema
 
 if TYPE_CHECKING:
-    from data_pipeline.example_source.generator import ExampleData
-    from data_pipeline.settings import DataPipelineSettings
+    from example_project.world.generator import ExampleData
 
+#: the PostgreSQL schema of the tables
 SOURCE_SCHEMA = "source"
-
-
-@runtime_checkable
-class SourceWriter(Protocol):
-    def write(self, table: str, frame: pd.DataFrame) -> int:
-        """Store ``frame`` (rows of ``table``); return the number of rows written."""
-        ...
-
-
-@runtime_checkable
-class SourceReader(Protocol):
-    def read(self, table: str, start: datetime, end: datetime) -> pd.DataFrame:
-        """Rows of ``table`` delivered in ``[start, end)`` (see the module docstring)."""
-        ...
-
-
-@runtime_checkable
-class Source(SourceWriter, SourceReader, Protocol):
-    """A sink that can also be read back: what the generator writes and the ingest step reads."""
-
-    @property
-    def location(self) -> str: ...
+#: the component name of the database (``<MLOPS_DATABASE_PREFIX>_data``, shared with Feast's
+#: registry) and the folder under the data directory
+DATABASE_COMPONENT = "data"
+SOURCE_DIR = "source"
 
 
 def write_example_data(writer: SourceWriter, data: ExampleData) -> dict[str, int]:
@@ -89,6 +78,9 @@ class LocalFileSource:
     @property
     def location(self) -> str:
         return str(self.root)
+
+    def close(self) -> None:
+        """Nothing to release (files are opened per read and write)."""
 
     def partition_path(self, table: str, hour: datetime) -> Path:
         h = _utc(hour).floor("h")
@@ -165,8 +157,6 @@ class PostgresSource:
 
     def create_tables(self, tables: tuple[str, ...] | None = None) -> None:
         """Create the schema and tables when absent (done implicitly by ``write``)."""
-        from data_pipeline.example_source.schema import TABLES
-
         with self.engine.begin() as conn:
             conn.execute(text(f"CREATE SCHEMA IF NOT EXISTS {self._q(self.schema_name)}"))
             for table in tables or TABLES:
@@ -261,13 +251,15 @@ class PostgresSource:
         return _sorted(table_schema, frame)
 
 
-def open_source(settings: DataPipelineSettings | None = None) -> LocalFileSource | PostgresSource:
-    """The example source the settings point at (creating its database when absent)."""
-    from data_pipeline.settings import DataPipelineSettings
-
-    settings = settings or DataPipelineSettings()
+def open_example_source(
+    settings: PlatformSettings | None = None,
+) -> LocalFileSource | PostgresSource:
+    """The example company's raw data where the settings point (creating its database when
+    absent): the factory of the source ``example``."""
+    settings = settings or PlatformSettings.load()
     if settings.uses_postgres:
         server = settings.mlops_database_url.strip()
-        ensure_database(server, settings.data_database)
-        return PostgresSource(postgres_url(server, settings.data_database))
-    return LocalFileSource(settings.source_dir)
+        database = settings.database_name(DATABASE_COMPONENT)
+        ensure_database(server, database)
+        return PostgresSource(postgres_url(server, database))
+    return LocalFileSource(settings.data_dir / SOURCE_DIR)

@@ -1,4 +1,5 @@
-"""Both sinks round-trip every table and are idempotent when a slice is written again."""
+"""The example's storage (the source ``example``): both stores round-trip every table and are
+idempotent when a slice is written again; the settings choose the store."""
 
 from __future__ import annotations
 
@@ -10,23 +11,25 @@ import pandas as pd
 import pytest
 from sqlalchemy import text
 
-from data_pipeline.example_source import (
-    SCHEMAS,
-    TABLES,
-    DirtyRates,
-    ExampleData,
-    ExampleSourceConfig,
+from example_project.settings import ExampleProjectSettings
+from example_project.storage import (
     LocalFileSource,
     PostgresSource,
-    Source,
-    SourceReader,
-    SourceWriter,
-    generate,
-    open_source,
+    open_example_source,
     write_example_data,
 )
-from data_pipeline.settings import DataPipelineSettings
+from example_project.world.config import DirtyRates, ExampleSourceConfig
+from example_project.world.generator import ExampleData, generate
 from mlops_common.postgres import ensure_database, make_engine
+from mlops_common.sources import (
+    SCHEMAS,
+    TABLES,
+    Source,
+    SourceReader,
+    SourceSettings,
+    SourceWriter,
+    open_source,
+)
 
 Factory = Callable[..., ExampleSourceConfig]
 
@@ -96,6 +99,7 @@ def _assert_empty_read(source: Source) -> None:
 def test_local_files_round_trip(tmp_path: Path, dirty_data: ExampleData) -> None:
     source = LocalFileSource(tmp_path / "src")
     assert isinstance(source, SourceWriter) and isinstance(source, SourceReader)
+    assert isinstance(source, Source)  # the whole contract: location and close too
     counts = write_example_data(source, dirty_data)
     assert counts == {t: len(f) for t, f in dirty_data.tables().items()}
     _assert_round_trip(source, dirty_data)
@@ -162,7 +166,7 @@ def pg_source(pg_database: str) -> Iterator[PostgresSource]:
 
 @pytest.mark.integration
 def test_postgres_round_trip(pg_source: PostgresSource, dirty_data: ExampleData) -> None:
-    assert isinstance(pg_source, SourceWriter) and isinstance(pg_source, SourceReader)
+    assert isinstance(pg_source, Source)
     counts = write_example_data(pg_source, dirty_data)
     assert counts == {t: len(f) for t, f in dirty_data.tables().items()}
     _assert_round_trip(pg_source, dirty_data)
@@ -248,20 +252,49 @@ def test_ensure_database_creates_once(pg_database: str) -> None:
     engine.dispose()
 
 
+def _settings(**values: object) -> ExampleProjectSettings:
+    return ExampleProjectSettings(_env_file=None, **values)  # type: ignore[call-arg]
+
+
+def test_the_settings_choose_the_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    local = open_example_source(_settings())
+    assert isinstance(local, LocalFileSource) and local.root == tmp_path / ".mlops" / "source"
+    assert local.location == str(tmp_path / ".mlops" / "source")
+    local = open_example_source(_settings(mlops_data_dir=tmp_path / "state"))
+    assert isinstance(local, LocalFileSource) and local.root == tmp_path / "state" / "source"
+    # the location of a database names it without the password
+    remote = PostgresSource("postgresql://postgres:s3cret@db.example:5432/mlops_data")
+    assert "s3cret" not in remote.location and "db.example:5432/mlops_data" in remote.location
+    assert remote.location.endswith("(schema source)")
+    remote.close()
+
+
+def test_it_is_the_platforms_default_source(tmp_path: Path) -> None:
+    """``MLOPS_SOURCE`` unset: the core's ``open_source`` reaches this storage through the entry
+    point ``example`` (no import of this package by the core)."""
+    settings = SourceSettings(_env_file=None, mlops_data_dir=tmp_path)  # type: ignore[call-arg]
+    assert settings.mlops_source == "example"
+    source = open_source(settings)
+    assert isinstance(source, LocalFileSource) and source.root == tmp_path / "source"
+
+
 @pytest.mark.integration
 def test_open_source_follows_the_settings(tmp_path: Path, pg_database: str) -> None:
     from sqlalchemy.engine import make_url
 
-    local = open_source(DataPipelineSettings(mlops_data_dir=tmp_path))
+    local = open_example_source(_settings(mlops_data_dir=tmp_path))
     assert isinstance(local, LocalFileSource) and local.root == tmp_path / "source"
     url = make_url(pg_database)
     server = url.set(database=None).render_as_string(hide_password=False)
-    remote = open_source(
-        DataPipelineSettings(
-            mlops_database_url=server,
+    # a database in the server URL is replaced by the data database <prefix>_data
+    remote = open_example_source(
+        _settings(
+            mlops_database_url=f"{server}/other",
             mlops_database_prefix=(url.database or "").removesuffix("_data"),
         )
     )
     assert isinstance(remote, PostgresSource)
     assert remote.url.database == url.database
+    assert "(schema source)" in remote.location
     remote.close()

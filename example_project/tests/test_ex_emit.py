@@ -1,4 +1,4 @@
-"""``data-pipeline emit``: one hour of the configured example world, what the hourly
+"""``example-project emit``: one hour of the configured example world, what the hourly
 ``example_source`` DAG writes so that the data pipeline's scheduled runs find new data."""
 
 from __future__ import annotations
@@ -11,18 +11,24 @@ import pytest
 
 from data_pipeline.batch import Interval
 from data_pipeline.batch.ingest import ingest
-from data_pipeline.cli import main
-from data_pipeline.dag_support import emit_task
-from data_pipeline.example_source import BOOKINGS, ExampleSourceConfig, generate, open_source
-from data_pipeline.example_source.emit import emit_hour, emit_period
-from mlops_testing.data import isolated_settings, subprocess_env
+from example_project.cli import main
+from example_project.emit import emit_hour, emit_period, emit_task
+from example_project.storage import open_example_source
+from example_project.world.config import ExampleSourceConfig
+from example_project.world.generator import generate
+from mlops_common.sources import BOOKINGS
+from mlops_testing.data import (
+    isolated_example_settings,
+    isolated_settings,
+    use_environment_of,
+)
 
 HOUR = datetime(2024, 9, 2, 7, tzinfo=UTC)
 H = timedelta(hours=1)
 
 
 def test_emit_writes_the_hour_the_next_pipeline_run_ingests(tmp_path: Path) -> None:
-    settings = isolated_settings(
+    settings = isolated_example_settings(
         tmp_path, example_drivers=40, example_seed=3, example_scenario="dirty"
     )
     summary = emit_hour(settings, HOUR)
@@ -32,7 +38,8 @@ def test_emit_writes_the_hour_the_next_pipeline_run_ingests(tmp_path: Path) -> N
         seed=3, n_drivers=40, start=HOUR - H, end=HOUR + H, scenario="dirty"
     )
     truth = generate(world)
-    ingested = ingest(settings, Interval.of(HOUR, HOUR + H))
+    # the data pipeline's run for the hour, reading the configured source (the default: example)
+    ingested = ingest(isolated_settings(tmp_path), Interval.of(HOUR, HOUR + H))
     folder = tmp_path / "pipeline" / "driver_hourly_stats" / "20240902T07-20240902T08"
     staged = pd.read_parquet(folder / "raw.parquet")
     stats = truth.driver_hourly_stats
@@ -42,7 +49,7 @@ def test_emit_writes_the_hour_the_next_pipeline_run_ingests(tmp_path: Path) -> N
         zip(expected["driver_id"], expected["created"], strict=True)
     )
     # labels: only bookings of the hour before, none from the future
-    bookings = open_source(settings).read(BOOKINGS, HOUR - 2 * H, HOUR + 2 * H)
+    bookings = open_example_source(settings).read(BOOKINGS, HOUR - 2 * H, HOUR + 2 * H)
     assert len(bookings) == summary["rows"]["bookings"] > 0
     assert bookings["event_timestamp"].between(HOUR - H, HOUR, inclusive="left").all()
 
@@ -64,12 +71,12 @@ def test_emit_cli_rejects_a_partial_hour(
 
 
 def test_emit_period_writes_the_whole_world_of_the_period(tmp_path: Path) -> None:
-    settings = isolated_settings(tmp_path, example_drivers=30, example_seed=5)
+    settings = isolated_example_settings(tmp_path, example_drivers=30, example_seed=5)
     start, end = HOUR, HOUR + 30 * H  # more than one 24-hour chunk
     summary = emit_period(settings, start, end)
     truth = generate(ExampleSourceConfig(seed=5, n_drivers=30, start=start, end=end))
     assert summary["rows"] == {table: len(frame) for table, frame in truth.tables().items()}
-    source = open_source(settings)
+    source = open_example_source(settings)
     pd.testing.assert_frame_equal(source.read(BOOKINGS, start, end), truth.bookings)
     assert emit_period(settings, start, end)["rows"] == summary["rows"]  # idempotent
     assert len(source.read(BOOKINGS, start, end)) == len(truth.bookings)
@@ -81,9 +88,7 @@ def test_emit_task_takes_a_period_an_hour_or_the_data_interval(
     from airflow.sdk.exceptions import AirflowFailException
 
     settings = isolated_settings(tmp_path)
-    for name, value in subprocess_env(settings).items():
-        if name.startswith("MLOPS_"):
-            monkeypatch.setenv(name, value)
+    use_environment_of(settings, monkeypatch)
     monkeypatch.setenv("MLOPS_EXAMPLE_DRIVERS", "20")
     period = emit_task({"params": {"start": "2024-09-02T00:00Z", "end": "2024-09-02T03:00Z"}})
     assert period["start"] == "2024-09-02T00:00:00+00:00"

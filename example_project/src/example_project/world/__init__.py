@@ -1,0 +1,1 @@
+"""The example world: its configuration, its drivers, the true completion model, the generator."""
