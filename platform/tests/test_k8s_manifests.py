@@ -9,6 +9,7 @@ deploy/k8s/ensure-kubectl.sh).
 
 from __future__ import annotations
 
+import json
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -17,7 +18,7 @@ from typing import Any
 import pytest
 import yaml
 
-from mlops_platform.cicd import k8s_check
+from mlops_platform.cicd import deploy, k8s_check
 from mlops_platform.cicd.k8s_check import Finding
 
 REPO = Path(__file__).resolve().parents[2]
@@ -400,3 +401,105 @@ def test_a_missing_secrets_table_is_an_error(tmp_path: Path) -> None:
     readme.write_text("# Kubernetes\n\nno table\n")
     with pytest.raises(k8s_check.K8sCheckError, match="no secrets table"):
         k8s_check.documented_secrets(readme)
+
+
+# --- the GitLab deploy's Kubernetes variant (mlops_platform.cicd.deploy, DEPLOY_TARGET=k8s) ----
+
+K8S_ENV = {
+    "DEPLOY_TARGET": "k8s",
+    "CI_COMMIT_REF_NAME": "main",
+    "CI_REGISTRY_IMAGE": "registry.example.org/team/mlops",
+    "CI_PROJECT_URL": "https://gitlab.example.org/team/mlops",
+}
+
+
+def test_the_deploy_reads_each_overlays_image_names_as_yaml_does() -> None:
+    for env in k8s_check.OVERLAYS:
+        path = K8S / "overlays" / env / "kustomization.yaml"
+        parsed = yaml.safe_load(path.read_text())["images"]
+        expected = {i["name"]: i.get("newName", i["name"]) for i in parsed}
+        assert deploy.overlay_images(path) == expected
+        assert set(expected) == {f"mlops/{name}" for name in PROJECT_IMAGES}
+
+
+def test_the_deploy_checks_the_secrets_the_readme_lists() -> None:
+    assert set(deploy.K8S_SECRETS) == set(k8s_check.documented_secrets(K8S / "README.md"))
+
+
+def test_a_release_renders_the_releases_images_and_dags_and_passes(
+    tmp_path: Path, kubectl: str
+) -> None:
+    copy = tmp_path / "k8s"
+    shutil.copytree(K8S, copy, ignore=shutil.ignore_patterns("release"))
+    deployment = deploy.deployment_for("staging", K8S_ENV)
+    assert isinstance(deployment, deploy.KubernetesDeployment)
+    ref = deploy.Ref.from_environment(K8S_ENV, REPO)
+    release = copy / "release" / "staging"
+    release.mkdir(parents=True)
+    (release / "kustomization.yaml").write_text(json.dumps(deployment.release_kustomization(ref)))
+    objects = k8s_check.render(release, kubectl)
+    documented = k8s_check.documented_secrets(copy / "README.md")
+    findings = k8s_check.check_objects("release", objects, documented, ONE_VERSION)
+    assert findings == [], "\n".join(map(str, findings))
+    objs = by_id(objects)
+    images = {
+        c["image"]
+        for o in objects
+        if (found := k8s_check.pod_spec(o))
+        for c, _ in k8s_check.containers(found[1])
+    }
+    for image in deploy.IMAGES:
+        revision = deploy.image_revision(REPO, ref.sha, image)
+        assert f"registry.example.org/team/mlops/{image.name}:{revision}" in images
+    assert not any("registry.gitlab.example.com" in i for i in images), images
+    git = objs["ConfigMap/airflow-dags-git"]["data"]
+    assert git["GITSYNC_REF"] == ref.sha
+    assert git["GITSYNC_REPO"] == "https://gitlab.example.org/team/mlops.git"
+    template = objs["Deployment/airflow-dag-processor"]["spec"]["template"]
+    assert template["metadata"]["annotations"]["mlops.io/dags-ref"] == ref.sha
+    settings = objs["ConfigMap/airflow-env"]["data"]
+    airflow = deploy.image_revision(REPO, ref.sha, deploy.IMAGES[0])
+    assert settings["AIRFLOW__KUBERNETES_EXECUTOR__WORKER_CONTAINER_TAG"] == airflow
+    assert {o["metadata"].get("namespace") for o in objects} >= {"mlops-staging"}
+
+
+def test_the_k8s_deploy_dry_run_applies_the_release_and_smoke_tests_inside_the_pods(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert deploy.main(["deploy", "dev", "--dry-run"], env=K8S_ENV) == 0
+    out = capsys.readouterr().out
+    steps = [line.split(":")[0] for line in out.splitlines() if line.startswith("[")]
+    assert steps == [
+        "[1/6] check-ref",
+        "[2/6] secrets",
+        "[3/6] release",
+        "[4/6] apply",
+        "[5/6] rollout",
+        "[6/6] smoke",
+    ]
+    assert "kubectl -n mlops-dev apply -k deploy/k8s/release/dev" in out
+    assert "kubectl -n mlops-dev rollout status deployment" in out
+    assert "kubectl -n mlops-dev exec deploy/serving -c serving -- python -c" in out
+    assert 'os.environ["SERVING_API_KEY"]' in out  # read inside the pod, never passed in
+    assert "docker" not in out and "ssh" not in out
+
+
+def test_the_k8s_deploy_refuses_prod_from_a_branch_and_an_unknown_target(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert deploy.main(["deploy", "prod", "--dry-run"], env=K8S_ENV) == 1
+    assert "prod deploys only from a tag" in capsys.readouterr().err
+    assert deploy.main(["deploy", "dev", "--dry-run"], env={**K8S_ENV, "DEPLOY_TARGET": "helm"})
+    assert "DEPLOY_TARGET='helm': use compose or k8s" in capsys.readouterr().err
+
+
+def test_the_k8s_model_rollback_runs_in_the_scheduler_pod(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    argv = ["model", "staging", "rollback", "--reason", "drift", "--actor", "me", "--dry-run"]
+    assert deploy.main(argv, env=K8S_ENV) == 0
+    out = capsys.readouterr().out
+    assert (
+        "kubectl -n mlops-staging exec deploy/airflow-scheduler -c scheduler -- "
+        "training-pipeline rollback --reason drift --actor me"
+    ) in out
