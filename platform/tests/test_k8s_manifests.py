@@ -503,3 +503,21 @@ def test_the_k8s_model_rollback_runs_in_the_scheduler_pod(
         "kubectl -n mlops-staging exec deploy/airflow-scheduler -c scheduler -- "
         "training-pipeline rollback --reason drift --actor me"
     ) in out
+
+
+def test_a_pod_template_naming_a_hashed_config_map_fails(
+    broken: Callable[..., list[Finding]],
+) -> None:
+    """kustomize does not rewrite names inside a file: the worker pod must use fixed names."""
+
+    def edit(docs: list[dict[str, Any]]) -> None:
+        generators = docs[0]["configMapGenerator"]
+        settings = next(g for g in generators if g["name"] == "mlops-settings")
+        settings.pop("options")
+
+    findings = broken("base/kustomization.yaml", edit)
+    [finding] = [f for f in findings if f.rule == "references"]
+    assert finding.obj.startswith("Pod/airflow-worker (file pod_template.yaml of ConfigMap/")
+    assert "refers to ConfigMap/mlops-settings, which this overlay does not render" in (
+        finding.message
+    )

@@ -26,6 +26,9 @@ Policy rules:
 - ``secret-documented``: every Secret a manifest refers to (secretKeyRef with its key,
   envFrom.secretRef, secret volumes, imagePullSecrets) is listed in the secrets table of
   deploy/k8s/README.md, which says how to create it.
+- ``references``: every ConfigMap, PersistentVolumeClaim and ServiceAccount a pod refers to is
+  rendered in the overlay under that exact name (a pod kept as a file, which kustomize does not
+  rewrite, must not name a ConfigMap whose name gets a hash suffix).
 - ``worker-image``: Airflow's task pods run the scheduler's image (airflow-env's
   WORKER_CONTAINER_REPOSITORY:WORKER_CONTAINER_TAG equals the airflow-scheduler image).
 - ``synced-files``: the configuration copied under deploy/k8s/base/files equals its source under
@@ -393,6 +396,41 @@ def undocumented_secret_problems(
 # --- across objects --------------------------------------------------------------------------
 
 
+def pod_references(spec: Mapping[str, Any]) -> Iterator[tuple[str, str]]:
+    """(kind, name) of the ConfigMaps, PersistentVolumeClaims and ServiceAccount a pod uses."""
+    if spec.get("serviceAccountName"):
+        yield "ServiceAccount", str(spec["serviceAccountName"])
+    for volume in spec.get("volumes") or []:
+        if "configMap" in volume:
+            yield "ConfigMap", str(volume["configMap"].get("name", ""))
+        if "persistentVolumeClaim" in volume:
+            yield "PersistentVolumeClaim", str(volume["persistentVolumeClaim"].get("claimName", ""))
+        for source in (volume.get("projected") or {}).get("sources") or []:
+            if "configMap" in source:
+                yield "ConfigMap", str(source["configMap"].get("name", ""))
+    for container, _ in containers(spec):
+        for env_from in container.get("envFrom") or []:
+            if "configMapRef" in env_from:
+                yield "ConfigMap", str(env_from["configMapRef"].get("name", ""))
+        for env in container.get("env") or []:
+            ref = (env.get("valueFrom") or {}).get("configMapKeyRef")
+            if ref:
+                yield "ConfigMap", str(ref.get("name", ""))
+
+
+def reference_problems(obj: Mapping[str, Any], rendered: set[str], optional: set[str]) -> list[str]:
+    """What a pod refers to that the overlay does not render (`optional` ones aside)."""
+    found = pod_spec(obj)
+    if found is None:
+        return []
+    missing = {
+        f"{kind}/{name}"
+        for kind, name in pod_references(found[1])
+        if f"{kind}/{name}" not in rendered | optional
+    }
+    return [f"refers to {ident}, which this overlay does not render" for ident in sorted(missing)]
+
+
 def worker_image_problems(objects: Sequence[Mapping[str, Any]]) -> list[tuple[str, str]]:
     """(object id, message) when Airflow's task pods would not run the scheduler's image."""
     by_id = {object_id(o): o for o in objects}
@@ -479,10 +517,16 @@ def check_objects(
 ) -> list[Finding]:
     """Every rule on one overlay's rendered objects (and the pods embedded in them)."""
     findings: list[Finding] = []
+    rendered = {object_id(o) for o in objects}
+    optional = {"ServiceAccount/default"}  # every namespace has it
     for obj in objects:
-        findings += object_findings(overlay, object_id(obj), obj, documented, versions)
-        for ident, pod in embedded_pods(obj):
-            findings += object_findings(overlay, ident, pod, documented, versions)
+        pods = [(object_id(obj), obj), *embedded_pods(obj)]
+        for ident, item in pods:
+            findings += object_findings(overlay, ident, item, documented, versions)
+            findings += [
+                Finding(overlay, ident, "references", message)
+                for message in reference_problems(item, rendered, optional)
+            ]
     findings += [
         Finding(overlay, ident, "worker-image", message)
         for ident, message in worker_image_problems(objects)
