@@ -7,7 +7,7 @@ MYPY_PATHS := common/src platform/src data_pipeline/src training_pipeline/src mo
 PYTEST_PATHS := common/tests platform/tests data_pipeline/tests training_pipeline/tests model_serving/tests \
 	monitoring_service/tests stream_emitting/tests example_project/tests tests
 
-.PHONY: help setup up down status test test-fast e2e lint lint-mypy format ci-local deploy-dry-run clean-data \
+.PHONY: help setup up down status test test-fast e2e lint lint-mypy k8s-check format ci-local deploy-dry-run clean-data \
 	bench-serving bench-stream bench-monitoring engine engine-down engine-status airgap-images
 
 help: ## list the targets
@@ -58,13 +58,17 @@ bench-stream: setup ## stream consumer throughput against the broker-only baseli
 bench-monitoring: setup ## Evidently time per window and the monitoring service's CPU and memory
 	@$(UV_RUN) python bench/monitoring/bench_monitoring.py
 
-lint: setup ## ruff format --check, ruff check and mypy (strict) over every component
+lint: setup ## ruff format --check, ruff check, mypy (strict) over every component, the Kubernetes manifests
 	@$(UV_RUN) ruff format --check .
 	@$(UV_RUN) ruff check .
 	@$(MAKE) --no-print-directory lint-mypy
+	@$(MAKE) --no-print-directory k8s-check
 
 lint-mypy: setup ## mypy (strict) over every component's sources
 	@$(UV_RUN) mypy $(MYPY_PATHS)
+
+k8s-check: setup ## render every Kubernetes overlay (deploy/k8s), validate it (schemas, strict) and check the policy
+	@$(UV_RUN) python -m mlops_platform.cicd.k8s_check
 
 ci-local: setup ## run .gitlab-ci.yml's lint and test jobs under gitlab-ci-local (serving and data pipeline changes)
 	@$(UV_RUN) python -m mlops_platform.cicd.ci_local run

@@ -626,7 +626,8 @@ class Deployment:
             )
         return step
 
-    def model_steps(self, action: str, version: str | None, reason: str, actor: str) -> list[Step]:
+    def model_argv(self, action: str, version: str | None, reason: str, actor: str) -> list[str]:
+        """`training-pipeline promote|rollback …`, checked: a reason, a version number."""
         if "airflow" not in self.profiles:
             raise DeployError(
                 f"{self.environment} runs no airflow profile: no training "
@@ -645,7 +646,10 @@ class Deployment:
                     f"(MODEL_VERSION), got {version!r}"
                 )
             argv.append(version)
-        argv += ["--reason", reason, "--actor", actor]
+        return [*argv, "--reason", reason, "--actor", actor]
+
+    def model_steps(self, action: str, version: str | None, reason: str, actor: str) -> list[Step]:
+        argv = self.model_argv(action, version, reason, actor)
         return [
             Step(
                 f"model-{action}",
@@ -655,6 +659,301 @@ class Deployment:
                 ],
             )
         ]
+
+
+# --- the Kubernetes variant (DEPLOY_TARGET=k8s) ------------------------------------------------
+
+DEPLOY_TARGETS = ("compose", "k8s")
+K8S_DIR = "deploy/k8s"
+
+#: The Secrets the manifests refer to; they must exist in the namespace before a deploy.
+#: deploy/k8s/README.md lists them with their keys and how to create them (a test compares).
+K8S_SECRETS = (
+    "mlops-postgres",
+    "mlops-airflow",
+    "mlops-serving",
+    "mlops-monitoring",
+    "mlops-s3",
+    "mlops-git-sync",
+    "mlops-registry",
+)
+
+#: Airflow's task pods run the scheduler's image: the same replacements as the overlays'
+#: (platform/tests/test_k8s_manifests.py renders a release and checks it).
+WORKER_IMAGE_REPLACEMENTS: tuple[dict[str, object], ...] = tuple(
+    {
+        "source": {
+            "kind": "Deployment",
+            "name": "airflow-scheduler",
+            "fieldPath": "spec.template.spec.containers.[name=scheduler].image",
+            "options": {"delimiter": ":", "index": index},
+        },
+        "targets": [
+            {
+                "select": {"kind": "ConfigMap", "name": "airflow-env"},
+                "fieldPaths": [f"data.AIRFLOW__KUBERNETES_EXECUTOR__WORKER_CONTAINER_{field}"],
+            }
+        ],
+    }
+    for index, field in ((0, "REPOSITORY"), (1, "TAG"))
+)
+
+_IMAGE_ENTRY = re.compile(r"^(?:-\s+)?(?P<key>name|newName|newTag):\s*(?P<value>\S+)\s*$")
+
+
+def overlay_images(kustomization: Path) -> dict[str, str]:
+    """Image name in the base -> the name the overlay's `images:` block gives it (`- name:`
+    then `newName:`; without a newName the name stays). Standard library only: the block keeps
+    that simple form, and a test compares the result with a YAML parser's."""
+    images: dict[str, str] = {}
+    current: str | None = None
+    in_block = False
+    for raw in kustomization.read_text(encoding="utf-8").splitlines():
+        line = raw.split(" #", 1)[0].rstrip()
+        if not line or line.lstrip().startswith("#"):
+            continue
+        if not line[0].isspace() and not line.startswith("-"):
+            in_block = line.startswith("images:")
+            continue
+        match = _IMAGE_ENTRY.match(line.strip()) if in_block else None
+        if not match:
+            continue
+        value = match["value"].strip("'\"")
+        if match["key"] == "name":
+            current = value
+            images[current] = value
+        elif match["key"] == "newName" and current is not None:
+            images[current] = value
+    return images
+
+
+class KubernetesDeployment(Deployment):
+    """The same release on Kubernetes: `kubectl apply -k` of the environment's overlay
+    (deploy/k8s/overlays/<env>) wrapped in a release kustomization that sets every image to the
+    release's revision and pins the DAGs (git-sync) to the deployed commit; then the rollout
+    and a smoke test inside the pods. kubectl talks to the cluster of the job's KUBECONFIG
+    (a GitLab File variable, or the GitLab agent's context: DEPLOY_KUBE_CONTEXT)."""
+
+    def _target(self) -> Target:
+        return Target("local", "localhost", "", "", str(self.repo), ())
+
+    @property
+    def namespace(self) -> str:
+        return self.setting("DEPLOY_K8S_NAMESPACE", f"mlops-{self.environment}")
+
+    @property
+    def overlay(self) -> str:
+        return f"{K8S_DIR}/overlays/{self.environment}"
+
+    @property
+    def release_dir(self) -> str:
+        return f"{K8S_DIR}/release/{self.environment}"
+
+    @property
+    def profiles(self) -> list[str]:
+        return ["mlflow", "airflow", "feast", "prom-graf", "serving", "monitoring", "stream"]
+
+    @property
+    def images(self) -> list[Image]:
+        return list(IMAGES)
+
+    def kubectl(self, *args: str) -> tuple[str, ...]:
+        context = self.env.get("DEPLOY_KUBE_CONTEXT")
+        return (
+            "kubectl",
+            *(("--context", context) if context else ()),
+            "-n",
+            self.namespace,
+            *args,
+        )
+
+    def release_kustomization(self, ref: Ref) -> dict[str, object]:
+        """The release: the overlay, the release's image names and tags, the DAGs' commit."""
+        names = overlay_images(self.repo / self.overlay / "kustomization.yaml")
+        prefix = self.setting("CI_REGISTRY_IMAGE")
+        images = [
+            {
+                "name": names.get(f"mlops/{image.name}", f"mlops/{image.name}"),
+                "newName": f"{prefix}/{image.name}",
+                "newTag": image_revision(self.repo, ref.sha, image),
+            }
+            for image in self.images
+        ]
+        dags: list[dict[str, str]] = [
+            {"op": "replace", "path": "/data/GITSYNC_REF", "value": ref.sha}
+        ]
+        project_url = self.env.get("CI_PROJECT_URL")
+        if project_url:
+            dags.append(
+                {"op": "replace", "path": "/data/GITSYNC_REPO", "value": f"{project_url}.git"}
+            )
+        annotation = [
+            {
+                "op": "add",
+                "path": "/spec/template/metadata/annotations/mlops.io~1dags-ref",
+                "value": ref.sha,
+            }
+        ]
+        return {
+            "apiVersion": "kustomize.config.k8s.io/v1beta1",
+            "kind": "Kustomization",
+            "resources": [f"../../overlays/{self.environment}"],
+            "images": images,
+            "patches": [
+                {
+                    "target": {"kind": "ConfigMap", "name": "airflow-dags-git"},
+                    "patch": json.dumps(dags),
+                },
+                # the dag-processor restarts onto the new commit
+                {
+                    "target": {"kind": "Deployment", "name": "airflow-dag-processor"},
+                    "patch": json.dumps(annotation),
+                },
+            ],
+            "replacements": list(WORKER_IMAGE_REPLACEMENTS),
+        }
+
+    def deploy_steps(self, ref: Ref) -> list[Step]:
+        steps = [Step("check-ref", check_ref(self.environment, ref))]
+        steps.append(
+            Step(
+                "secrets",
+                f"the Secrets exist in namespace {self.namespace} (deploy/k8s/README.md)",
+                [
+                    replace(
+                        Command(self.kubectl("get", "secret", *K8S_SECRETS, "--output=name")),
+                        label=f"a Secret is missing in namespace {self.namespace}: create the "
+                        "ones deploy/k8s/README.md lists",
+                    )
+                ],
+            )
+        )
+        body = json.dumps(self.release_kustomization(ref), indent=2) + "\n"
+        folder = shlex.quote(self.release_dir)
+        steps.append(
+            Step(
+                "release",
+                f"write {self.release_dir}/kustomization.yaml: {self.overlay} with the release's "
+                "images and DAG commit",
+                [
+                    Command(
+                        ("sh", "-c", f"mkdir -p {folder} && cat > {folder}/kustomization.yaml"),
+                        stdin=body,
+                    ),
+                    Command(("kubectl", "kustomize", self.release_dir), label="kubectl kustomize"),
+                ],
+            )
+        )
+        wait = f"--timeout={self.setting('DEPLOY_WAIT_TIMEOUT_S', '600')}s"
+        steps.append(
+            Step(
+                "apply",
+                f"kubectl apply -k {self.release_dir} (namespace {self.namespace})",
+                [
+                    # a finished one-shot Job cannot be changed in place: the apply recreates it
+                    Command(self.kubectl("delete", "job", "minio-setup", "--ignore-not-found")),
+                    Command(self.kubectl("apply", "-k", self.release_dir)),
+                ],
+            )
+        )
+        selector = "--selector=app.kubernetes.io/part-of=mlops"
+        steps.append(
+            Step(
+                "rollout",
+                "wait until every StatefulSet and Deployment runs the release",
+                [
+                    Command(self.kubectl("rollout", "status", "statefulset", selector, wait)),
+                    Command(self.kubectl("rollout", "status", "deployment", selector, wait)),
+                ],
+            )
+        )
+        steps.append(self.smoke_step())
+        return steps
+
+    def _exec(self, workload: str, container: str, *argv: str) -> tuple[str, ...]:
+        return self.kubectl("exec", workload, "-c", container, "--", *argv)
+
+    def _python_get(self, workload: str, container: str, url: str) -> Command:
+        code = f"import urllib.request; urllib.request.urlopen({json.dumps(url)}, timeout=10)"
+        return replace(
+            Command(self._exec(workload, container, "python", "-c", code)),
+            label=f"{workload}: GET {url}",
+        )
+
+    def smoke_step(self) -> Step:
+        """Health endpoints inside each pod, then one prediction inside a serving pod (the API
+        key never leaves the pod: the script reads it from the pod's own environment)."""
+        step = Step("smoke", "health endpoints and one prediction, inside the pods")
+        for workload, container, url in (
+            ("deploy/mlflow", "mlflow", "http://127.0.0.1:5000/health"),
+            (
+                "deploy/airflow-api-server",
+                "api-server",
+                "http://127.0.0.1:8080/api/v2/monitor/health",
+            ),
+            ("deploy/serving", "serving", "http://127.0.0.1:8172/health/ready"),
+            ("deploy/monitoring", "monitoring", "http://127.0.0.1:8309/health/live"),
+            ("deploy/stream-producer", "producer", "http://127.0.0.1:8311/metrics"),
+            ("deploy/stream-consumer", "consumer", "http://127.0.0.1:8312/metrics"),
+        ):
+            step.commands.append(self._python_get(workload, container, url))
+        for workload, container, url in (
+            ("deploy/prometheus", "prometheus", "http://127.0.0.1:9090/-/ready"),
+            ("deploy/alertmanager", "alertmanager", "http://127.0.0.1:9093/-/ready"),
+        ):
+            step.commands.append(
+                replace(
+                    Command(self._exec(workload, container, "wget", "-q", "-O", "/dev/null", url)),
+                    label=f"{workload}: GET {url}",
+                )
+            )
+        step.commands.append(
+            replace(
+                Command(self._exec("statefulset/redis", "redis", "redis-cli", "ping")),
+                label="redis: PING",
+            )
+        )
+        ids = [int(i) for i in self.setting("SMOKE_DRIVER_IDS").split(",") if i.strip()]
+        body = json.dumps({"request_id": f"smoke-{self.environment}", "driver_ids": ids})
+        code = (
+            "import json, os, urllib.request\n"
+            'request = urllib.request.Request("http://127.0.0.1:8172/v1/predict", '
+            f"data={json.dumps(body)}.encode(), headers={{"
+            '"Content-Type": "application/json", "X-API-Key": os.environ["SERVING_API_KEY"]})\n'
+            "answer = json.load(urllib.request.urlopen(request, timeout=10))\n"
+            'assert "best_driver_id" in answer, answer\n'
+        )
+        step.commands.append(
+            replace(
+                Command(self._exec("deploy/serving", "serving", "python", "-c", code)),
+                label="serving: POST /v1/predict inside a serving pod (its own SERVING_API_KEY)",
+            )
+        )
+        return step
+
+    def model_steps(self, action: str, version: str | None, reason: str, actor: str) -> list[Step]:
+        argv = self.model_argv(action, version, reason, actor)
+        return [
+            Step(
+                f"model-{action}",
+                f"{action} the served model in {self.environment} (namespace {self.namespace})",
+                [Command(self._exec("deploy/airflow-scheduler", "scheduler", *argv))],
+            )
+        ]
+
+
+def deployment_for(
+    environment: str,
+    env: Mapping[str, str],
+    settings_file: Path | None = None,
+    dry_run: bool = False,
+) -> Deployment:
+    """The compose deploy, or the Kubernetes one when DEPLOY_TARGET=k8s."""
+    target = env.get("DEPLOY_TARGET") or "compose"
+    if target not in DEPLOY_TARGETS:
+        raise DeployError(f"DEPLOY_TARGET={target!r}: use {' or '.join(DEPLOY_TARGETS)}")
+    kind = KubernetesDeployment if target == "k8s" else Deployment
+    return kind(environment, env, settings_file=settings_file, dry_run=dry_run)
 
 
 # --- running --------------------------------------------------------------------------------------
@@ -707,7 +1006,7 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
             if args.dotenv:
                 args.dotenv.write_text("\n".join(lines) + "\n", encoding="utf-8")
             return 0
-        deployment = Deployment(
+        deployment = deployment_for(
             args.environment, env, settings_file=args.settings_file, dry_run=args.dry_run
         )
         if args.command == "deploy":
