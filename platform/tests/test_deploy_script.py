@@ -26,6 +26,7 @@ import yaml
 
 from mlops_platform.cicd.deploy import (
     COMPONENTS,
+    DEV_MEMBERS,
     ENVIRONMENTS,
     IMAGES,
     SHARED_PATHS,
@@ -351,7 +352,8 @@ def test_plan_prints_each_image_revision(tmp_path: Path) -> None:
 
 def test_revision_moves_only_with_the_image_inputs(tmp_path: Path) -> None:
     """In a scratch clone: a commit under model_serving/src moves the serving image's revision
-    (and the Airflow image's, which carries model_serving) but not mlflow's or stream's."""
+    (and the Airflow image's, which carries model_serving) but not mlflow's, stream's or
+    monitoring's."""
     clone = tmp_path / "clone"
     subprocess.run(["git", "clone", "--quiet", str(REPO), str(clone)], check=True)
     before = {image.name: image_revision(clone, "HEAD", image) for image in IMAGES}
@@ -360,7 +362,7 @@ def test_revision_moves_only_with_the_image_inputs(tmp_path: Path) -> None:
     subprocess.run([*git, "commit", "--quiet", "-am", "serving change"], check=True)
     after = {image.name: image_revision(clone, "HEAD", image) for image in IMAGES}
     moved = {name for name in after if after[name] != before[name]}
-    assert moved == {"serving", "airflow", "monitoring"}
+    assert moved == {"serving", "airflow"}
 
 
 def test_deploy_module_needs_only_the_standard_library() -> None:
@@ -386,7 +388,10 @@ def test_deploy_module_needs_only_the_standard_library() -> None:
 
 def test_components_cover_every_workspace_member() -> None:
     root = tomllib.loads((REPO / "pyproject.toml").read_text())
-    assert {c.name for c in COMPONENTS} == set(root["tool"]["uv"]["workspace"]["members"])
+    members = set(root["tool"]["uv"]["workspace"]["members"])
+    assert {c.name for c in COMPONENTS} == members - set(DEV_MEMBERS)
+    assert set(DEV_MEMBERS) <= members
+    assert all(f"{member}/" in SHARED_PATHS for member in DEV_MEMBERS)
 
 
 # --- a real run, against this machine -----------------------------------------------------------

@@ -26,9 +26,14 @@ SERVER_IMAGES = {
         # the example_source DAG's step and the pipelines' default source (MLOPS_SOURCE=example)
         "mlops-example-project",
     },
-    "platform/mlflow/Dockerfile": {"mlops-platform"},
+    # the MLflow server alone: the root's mlflow-server dependency group, no workspace member
+    # (the launcher, mlops-platform, would bring Airflow)
+    "platform/mlflow/Dockerfile": set(),
     "monitoring_service/Dockerfile": {"monitoring-service"},
+    "model_serving/Dockerfile": {"model-serving"},
 }
+#: dependency groups the server images install instead of members (`--only-group`)
+SERVER_GROUPS = {"platform/mlflow/Dockerfile": {"mlflow-server"}}
 
 
 def find_dockerfiles(root: Path = REPO) -> list[Path]:
@@ -272,6 +277,8 @@ def test_server_image_shape(relative: str) -> None:
     for args in syncs:
         packages = set(re.findall(r"--package\s+(\S+)", args))
         assert packages == SERVER_IMAGES[relative], args
+        groups = set(re.findall(r"--only-group\s+(\S+)", args))
+        assert groups == SERVER_GROUPS.get(relative, set()), args
 
     # uv reads the whole workspace: every member's pyproject.toml must be in the build
     sources = copied_sources(dockerfile)
@@ -283,14 +290,19 @@ def test_server_image_shape(relative: str) -> None:
 
 
 def test_image_members_carry_the_server_dependencies() -> None:
-    """The images install mlops-platform's locked dependencies: that member must keep declaring
-    what the servers run with (mlflow, the psycopg2 driver, the Prometheus exporter, Airflow
-    with its statsd extra, without which Airflow silently emits no metrics)."""
+    """The Airflow image installs mlops-platform's locked dependencies: that member must keep
+    declaring Airflow with its statsd extra (without it Airflow silently emits no metrics) and
+    the psycopg2 driver; the MLflow image installs the mlflow-server group: the server, the
+    driver, the Prometheus exporter and the S3 client, and no Airflow."""
     lock = tomllib.loads((REPO / "uv.lock").read_text())
     [member] = [p for p in lock["package"] if p["name"] == "mlops-platform"]
     dependencies = {dep["name"]: set(dep.get("extra", [])) for dep in member["dependencies"]}
-    assert {"mlflow", "psycopg2-binary", "prometheus-flask-exporter"} <= set(dependencies)
+    assert "psycopg2-binary" in dependencies
     assert "statsd" in dependencies.get("apache-airflow", set())
+    [root] = [p for p in lock["package"] if p["name"] == "mlops-workspace"]
+    group = {dep["name"] for dep in root["dev-dependencies"]["mlflow-server"]}
+    assert {"mlflow", "psycopg2-binary", "prometheus-flask-exporter", "boto3"} <= group
+    assert not any(name.startswith("apache-airflow") for name in group)
 
 
 def test_dockerignore_keeps_state_and_secrets_out() -> None:

@@ -159,7 +159,8 @@ def test_lint_and_test_jobs_run_only_their_component(config: dict[str, Any]) -> 
         assert pytest_line.startswith('uv run --frozen pytest "$COMPONENT/tests" -m "not slow"')
         assert "--junitxml=reports/junit.xml" in pytest_line
         assert '--cov="$COVERAGE_PACKAGE"' in pytest_line
-        package = "mlops_platform" if component.name == "platform" else component.name
+        special = {"platform": "mlops_platform", "common": "mlops_common"}
+        package = special.get(component.name, component.name)
         assert test["variables"]["COVERAGE_PACKAGE"] == package
         assert (REPO / component.name / "src" / package).is_dir()
         # test reports and coverage reach GitLab
@@ -322,19 +323,24 @@ def pipeline(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., set[str]
 
 def test_a_serving_change_runs_serving_jobs_only(pipeline: Callable[..., set[str]]) -> None:
     selected = pipeline(["model_serving/src/model_serving/app.py"])
-    # monitoring_service imports model_serving's event schema: its jobs run too
-    assert selected == lint_test("model_serving", "monitoring_service")
+    # no component imports model_serving (the event schema is a contract in mlops_common)
+    assert selected == lint_test("model_serving")
+
+
+def test_a_contract_change_runs_every_component(pipeline: Callable[..., set[str]]) -> None:
+    selected = pipeline(["common/src/mlops_common/events/serving.py"])
+    assert selected == lint_test(*NAMES)
 
 
 def test_a_data_pipeline_change_runs_it_and_its_dependents(
     pipeline: Callable[..., set[str]],
 ) -> None:
     selected = pipeline(["data_pipeline/src/data_pipeline/feature_store.py"])
+    # their tests build features with the data pipeline (their code does not import it)
     assert selected == lint_test(
         "data_pipeline",
         "training_pipeline",
         "model_serving",
-        "monitoring_service",
         "stream_emitting",
     )
 
@@ -353,7 +359,7 @@ def test_a_docs_change_runs_nothing(pipeline: Callable[..., set[str]]) -> None:
 
 def test_merge_request_pipelines_lint_and_test_only(pipeline: Callable[..., set[str]]) -> None:
     assert pipeline(["model_serving/src/model_serving/app.py"], ci_local.MERGE_REQUEST) == (
-        lint_test("model_serving", "monitoring_service")
+        lint_test("model_serving")
     )
     # even a shared change: every lint and test job, no build, no deploy
     assert pipeline(["platform/airflow/Dockerfile"], ci_local.MERGE_REQUEST) == lint_test(*NAMES)
@@ -364,9 +370,9 @@ def test_default_branch_builds_changed_images_and_deploys(
 ) -> None:
     selected = pipeline(["model_serving/src/model_serving/app.py"], branch="main")
     assert selected == (
-        lint_test("model_serving", "monitoring_service")
+        lint_test("model_serving")
         # the Airflow image carries model_serving (its batch prediction DAG tasks)
-        | {"images:plan", "build:model_serving", "build:airflow", "build:monitoring_service"}
+        | {"images:plan", "build:model_serving", "build:airflow"}
         | {"deploy:dev", "deploy:staging"}
         | MODEL_JOBS
     )

@@ -57,11 +57,19 @@ SHARED_PATHS: tuple[str, ...] = (
     "Makefile",
     ".gitlab-ci.yml",
     ".ci/",
+    # the development-only test support (mlops_testing) most suites use
+    "tests/support/",
 )
 
+#: workspace members that are not components: no jobs of their own (covered by SHARED_PATHS)
+DEV_MEMBERS: tuple[str, ...] = ("tests/support",)
+
+_CO = ("common/src/", "common/pyproject.toml")
 _DP = ("data_pipeline/src/", "data_pipeline/feature_repo/", "data_pipeline/pyproject.toml")
-_SE = ("stream_emitting/src/", "stream_emitting/pyproject.toml")
+_EX = ("example_project/src/", "example_project/pyproject.toml")
+_TP = ("training_pipeline/src/", "training_pipeline/pyproject.toml")
 _MS = ("model_serving/src/", "model_serving/pyproject.toml")
+_SE = ("stream_emitting/src/", "stream_emitting/pyproject.toml")
 
 
 @dataclass(frozen=True)
@@ -94,17 +102,29 @@ class Image:
 
 
 COMPONENTS: tuple[Component, ...] = (
+    # the shared contracts: every component depends on it, so its paths are in every one's
+    Component("common", ("common/",)),
     Component(
         "platform",
-        ("platform/", "docker-compose.yml", "deploy/", "run.sh", ".env.example", ".dockerignore"),
+        (
+            "platform/",
+            *_CO,
+            "docker-compose.yml",
+            "deploy/",
+            "run.sh",
+            ".env.example",
+            ".dockerignore",
+        ),
     ),
+    Component("example_project", ("example_project/", *_CO)),
     # stream_emitting's tests run the data pipeline's consumer against its producer
-    Component("stream_emitting", ("stream_emitting/", *_DP)),
-    Component("data_pipeline", ("data_pipeline/", *_SE)),
-    Component("training_pipeline", ("training_pipeline/", *_DP, *_SE)),
-    Component("model_serving", ("model_serving/", *_DP, *_SE)),
-    # imports model_serving's event schema (the one definition of the prediction events)
-    Component("monitoring_service", ("monitoring_service/", *_MS, *_DP, *_SE)),
+    Component("stream_emitting", ("stream_emitting/", *_CO, *_EX, *_DP)),
+    # the data pipeline's tests generate the example world into its source
+    Component("data_pipeline", ("data_pipeline/", *_CO, *_EX)),
+    # the component tests below build features with the data pipeline and the example world
+    Component("training_pipeline", ("training_pipeline/", *_CO, *_DP, *_EX)),
+    Component("model_serving", ("model_serving/", *_CO, *_DP, *_EX)),
+    Component("monitoring_service", ("monitoring_service/", *_CO)),
 )
 
 IMAGES: tuple[Image, ...] = (
@@ -112,14 +132,7 @@ IMAGES: tuple[Image, ...] = (
         "airflow",
         "airflow",
         "platform/airflow/Dockerfile",
-        (
-            ".dockerignore",
-            *_DP,
-            *_SE,
-            *_MS,
-            "training_pipeline/src/",
-            "training_pipeline/pyproject.toml",
-        ),
+        (".dockerignore", *_CO, *_DP, *_EX, *_TP, *_MS),
         (
             "airflow-init",
             "airflow-api-server",
@@ -141,7 +154,7 @@ IMAGES: tuple[Image, ...] = (
         "serving",
         "model_serving",
         "model_serving/Dockerfile",
-        (".dockerignore", "model_serving/Dockerfile", *_MS, *_DP, *_SE),
+        (".dockerignore", "model_serving/Dockerfile", *_CO, *_MS),
         ("serving",),
         ("serving",),
     ),
@@ -149,7 +162,7 @@ IMAGES: tuple[Image, ...] = (
         "stream",
         "stream_emitting",
         "stream_emitting/Dockerfile",
-        (".dockerignore", "stream_emitting/Dockerfile", *_SE, *_DP),
+        (".dockerignore", "stream_emitting/Dockerfile", *_CO, *_SE, *_EX, *_DP),
         ("stream-producer", "stream-consumer"),
         ("stream",),
     ),
@@ -157,7 +170,7 @@ IMAGES: tuple[Image, ...] = (
         "monitoring",
         "monitoring_service",
         "monitoring_service/Dockerfile",
-        (".dockerignore", "monitoring_service/", *_MS, *_DP, *_SE),
+        (".dockerignore", "monitoring_service/", *_CO),
         ("monitoring",),
         ("monitoring",),
     ),
