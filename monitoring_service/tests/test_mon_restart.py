@@ -4,7 +4,8 @@
 server while a producer keeps writing prediction and feedback events. The service is killed
 with SIGKILL in the middle of a window (no shutdown code runs: whatever was in flight is cut
 off), restarted while events keep arriving, then stopped with SIGTERM in the middle of another
-window and restarted again. At the end every event produced has been counted exactly once: the
+window (the producer is held back just then, so that no late batch can fill that window before
+the signal lands) and restarted again. At the end every event produced has been counted exactly once: the
 windows hold exactly the predictions produced (no loss, no double count), every request id is
 in the state once, nothing is left pending in the consumer group, and the service's own counters
 (restored from the state after each restart) agree.
@@ -40,6 +41,9 @@ pytestmark = pytest.mark.integration
 
 PREDICTIONS = 1500
 WINDOW = 300
+# predictions sent before the SIGTERM: not a multiple of WINDOW, so once the service has applied
+# all of them a window is still open (the rest is sent after the SIGTERM)
+BEFORE_SIGTERM = 1150
 
 
 def _db(path: Path) -> sqlite3.Connection:
@@ -93,17 +97,34 @@ def test_restart_mid_window_loses_no_event_and_counts_none_twice(
     produced: list[str] = []
     labels = 0
     done = threading.Event()
+    paused = threading.Lock()  # held by the test: the producer adds nothing meanwhile
+    resume = threading.Event()  # set by the test once the SIGTERM has landed
 
     def produce() -> None:
         nonlocal labels
-        for _ in range(PREDICTIONS // 25):
+        for batch in range(PREDICTIONS // 25):
+            if batch * 25 == BEFORE_SIGTERM:
+                resume.wait(180)
             events = [e for e, _ in traffic.predictions(25)]
             feedback = [Traffic.feedback(e, i % 3 != 0, delay_s=0.02) for i, e in enumerate(events)]
-            streams.add([*events, *feedback])
-            produced.extend(e.request_id for e in events)
-            labels += len(feedback)
+            with paused:
+                streams.add([*events, *feedback])
+                produced.extend(e.request_id for e in events)
+                labels += len(feedback)
             time.sleep(0.03)
         done.set()
+
+    def quiet_mid_window() -> bool:
+        """Pause the producer where the open window cannot fill up: even once the service has
+        applied every prediction already sent, the window stays open. Otherwise let the
+        producer go on."""
+        paused.acquire()
+        open_now = _open_window(db)
+        backlog = len(produced) - _applied(db)
+        if 0 < open_now and open_now + backlog < WINDOW:
+            return True
+        paused.release()
+        return False
 
     service.start()
     producer = threading.Thread(target=produce, daemon=True)
@@ -121,14 +142,16 @@ def test_restart_mid_window_loses_no_event_and_counts_none_twice(
         assert 0 < in_window < WINDOW, "the kill must land inside a window"
         time.sleep(1.0)  # events arrive while it is down
         service.start()
-        # 2) SIGTERM in the middle of another window
-        assert wait_for(
-            lambda: _applied(db) >= at_kill + 300 and 0 < _open_window(db) < WINDOW - 20,
-            timeout=60,
-            interval=0.05,
-        )
-        # uvicorn re-raises the signal after its clean shutdown: the exit status is -15
-        assert service.kill(signal.SIGTERM) == -signal.SIGTERM
+        # 2) SIGTERM in the middle of another window: the producer is paused once the service
+        # has caught up inside a window, so no batch can close that window before the signal
+        assert wait_for(lambda: _applied(db) >= at_kill + 300, timeout=60, interval=0.05)
+        assert wait_for(quiet_mid_window, timeout=90, interval=0.05)
+        try:
+            # uvicorn re-raises the signal after its clean shutdown: the exit status is -15
+            assert service.kill(signal.SIGTERM) == -signal.SIGTERM
+        finally:
+            paused.release()
+            resume.set()
         shutdown = (tmp_path / "service.log").read_text()
         assert "consumer stopped after" in shutdown
         assert "Application shutdown complete" in shutdown
@@ -150,6 +173,7 @@ def test_restart_mid_window_loses_no_event_and_counts_none_twice(
 
         assert wait_for(counted, timeout=30)
     finally:
+        resume.set()
         service.stop()
         done.wait(60)
 
