@@ -27,7 +27,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import parse_qs, unquote, urlsplit
 
 import mmh3
 import redis
@@ -370,20 +369,6 @@ def redis_client_from_connection_string(text: str, timeout: float) -> redis.Redi
             host_part, _, port_part = part.rpartition(":")
             host, port = (host_part or part), int(port_part) if host_part else 6379
     return redis.Redis(host=host, port=port, **kwargs, **common)
-
-
-def redacted(url: str) -> str:
-    """A URL without its password (for logs and health details)."""
-    if "://" not in url:
-        return url.split(",password=")[0]
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = f"{unquote(parts.username or '')}:***@{parts.hostname}"
-    if parts.port:
-        netloc += f":{parts.port}"
-    query = "&".join(f"{k}=…" for k in parse_qs(parts.query))
-    return f"{parts.scheme}://{netloc}{parts.path}" + (f"?{query}" if query else "")
 
 
 def make_reader(store: Any, service_name: str, kind: str, timeout: float) -> FeatureReader:

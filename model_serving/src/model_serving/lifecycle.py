@@ -32,6 +32,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from mlops_common.registry import RegistryUnavailable, alias_version, make_client
+from mlops_common.threads import Worker
 from model_serving.metrics import ServingMetrics
 from model_serving.models import (
     LoadedModel,
@@ -94,7 +95,7 @@ class ModelManager:
         self.registry = RegistryStatus()
         self._write_lock = threading.Lock()
         self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._worker = Worker(self._watch, "model-watcher")
         self.polls = 0
 
     # --- aliases this service follows ----------------------------------------------------
@@ -122,14 +123,11 @@ class ModelManager:
         if self.state.champion is None:
             self._load_cached_champion(registry_reachable=reachable)
         if watch:
-            self._thread = threading.Thread(target=self._watch, name="model-watcher", daemon=True)
-            self._thread.start()
+            self._worker.start()
 
     def stop(self, timeout: float = 5.0) -> None:
         self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-            self._thread = None
+        self._worker.join(timeout)
 
     def _watch(self) -> None:
         interval = self.settings.serving_poll_interval_s

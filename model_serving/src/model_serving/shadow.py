@@ -12,13 +12,13 @@ from __future__ import annotations
 import contextlib
 import logging
 import queue
-import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
+from mlops_common.threads import Worker
 from model_serving.features import FeatureRead
 from model_serving.metrics import ServingMetrics
 from model_serving.models import LoadedModel
@@ -50,24 +50,21 @@ class ShadowScorer:
     def __init__(self, metrics: ServingMetrics, capacity: int) -> None:
         self.metrics = metrics
         self._queue: queue.Queue[ShadowJob | None] = queue.Queue(maxsize=capacity)
-        self._thread: threading.Thread | None = None
+        self._worker = Worker(self._run, "shadow-scorer")
         self.done = 0
 
     def start(self) -> None:
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name="shadow-scorer", daemon=True)
-            self._thread.start()
+        self._worker.start()
 
     def stop(self, timeout: float = 3.0) -> None:
-        if self._thread is None:
+        if not self._worker.started:
             return
         deadline = time.monotonic() + timeout
         while not self._queue.empty() and time.monotonic() < deadline:
             time.sleep(0.01)
         with contextlib.suppress(queue.Full):
             self._queue.put(None, timeout=max(0.1, deadline - time.monotonic()))
-        self._thread.join(timeout)
-        self._thread = None
+        self._worker.join(timeout)
 
     def submit(self, job: ShadowJob) -> bool:
         try:

@@ -23,6 +23,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from mlops_common.events.serving import Event, encode
+from mlops_common.threads import Worker
 from model_serving.metrics import ServingMetrics
 
 log = logging.getLogger("model_serving.sink")
@@ -60,7 +61,7 @@ class EventSink:
         self._buffer: deque[tuple[str, EventBuilder | dict[str, str]]] = deque()
         self._wake = threading.Event()
         self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._worker = Worker(self._run, "event-sink")
         self._client = (
             redis.Redis.from_url(
                 url,
@@ -105,14 +106,12 @@ class EventSink:
 
     # --- the writer thread ---------------------------------------------------------------
     def start(self) -> None:
-        if self._client is None or self._thread is not None:
-            return
-        self._thread = threading.Thread(target=self._run, name="event-sink", daemon=True)
-        self._thread.start()
+        if self._client is not None:
+            self._worker.start()
 
     def stop(self, flush_timeout: float = 3.0) -> None:
         """Stop the writer after trying to flush what is buffered for ``flush_timeout``."""
-        if self._thread is None:
+        if not self._worker.started:
             return
         deadline = time.monotonic() + flush_timeout
         while self._buffer and self.up is not False and time.monotonic() < deadline:
@@ -120,8 +119,7 @@ class EventSink:
             time.sleep(0.02)
         self._stop.set()
         self._wake.set()
-        self._thread.join(flush_timeout + 2.0)
-        self._thread = None
+        self._worker.join(flush_timeout + 2.0)
         if self._client is not None:
             self._client.close()
 

@@ -53,6 +53,7 @@ from mlops_common.streams import (
     stream_ms,
     text,
 )
+from mlops_common.threads import Worker
 from monitoring_service.metrics import MonitoringMetrics
 from monitoring_service.settings import MonitoringSettings
 from monitoring_service.store import ApplyResult, Parsed, Store, epoch
@@ -144,7 +145,7 @@ class EventConsumer:
         self.watermark: float | None = None
         self.applied = 0
         self.batches = 0
-        self._thread: threading.Thread | None = None
+        self._worker = Worker(self.run, "event-consumer")
         self._open_versions: set[str] = set()
         self._last_housekeeping = 0.0
         self.core = ConsumerCore(
@@ -330,15 +331,11 @@ class EventConsumer:
         self.core.run(max_entries=max_entries, idle_exit_s=idle_exit_s)
 
     def start(self) -> None:
-        if self._thread is None:
-            self._thread = threading.Thread(target=self.run, name="event-consumer", daemon=True)
-            self._thread.start()
+        self._worker.start()
 
     def join(self, timeout: float = 15.0) -> None:
         self.stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-            self._thread = None
+        self._worker.join(timeout)
 
     def ping(self) -> str | None:
         """None when the broker answers, else why not."""

@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from mlops_common.registry import RegistryUnavailable
+from mlops_common.threads import Worker
 from monitoring_service import drift
 from monitoring_service.drift import LABEL, SCORE, DriftConfig, DriftResult, NotEnoughData
 from monitoring_service.gauges import WindowGauges
@@ -103,7 +104,7 @@ class Evaluator:
         self.gauges = WindowGauges(metrics)
         self._wake = threading.Event()
         self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._worker = Worker(self._run, "evaluator")
         self._retry_at: dict[int, float] = {}
         self._backoff: dict[int, float] = {}
         self.ready = False
@@ -111,17 +112,12 @@ class Evaluator:
 
     # --- the loop ------------------------------------------------------------------------
     def start(self) -> None:
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name="evaluator", daemon=True)
-            self._thread.start()
+        self._worker.start()
 
     def stop(self, timeout: float = 30.0) -> None:
         self._stop.set()
         self._wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-            if not self._thread.is_alive():
-                self._thread = None
+        self._worker.join(timeout)
 
     def wake(self, *_: Any) -> None:
         self._wake.set()

@@ -30,6 +30,7 @@ import pandas as pd
 
 from mlops_common import registry
 from mlops_common.registry import RegistryUnavailable, alias_version, configure_http, make_client
+from mlops_common.threads import Worker
 from monitoring_service.drift import LABEL, SCORE
 from monitoring_service.metrics import MonitoringMetrics
 from monitoring_service.settings import MonitoringSettings
@@ -122,7 +123,7 @@ class ReferenceStore:
         self._loaded: OrderedDict[str, Reference] = OrderedDict()
         self._lock = threading.Lock()
         self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._worker = Worker(self._run, "reference-watcher")
         self._restore_env = configure_http(settings.monitoring_registry_timeout_s)
         #: where the alias points (None: no champion yet), as of the last successful poll
         self.champion_version: str | None = None
@@ -286,10 +287,7 @@ class ReferenceStore:
         self.metrics.registry_up.set(1 if up else 0)
 
     def start(self) -> None:
-        if self._thread is not None:
-            return
-        self._thread = threading.Thread(target=self._run, name="reference-watcher", daemon=True)
-        self._thread.start()
+        self._worker.start()
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -304,10 +302,7 @@ class ReferenceStore:
         # the MLflow HTTP settings this object put into the process environment go at once
         # (a process hosting several apps, like the tests, must not keep them)
         self._restore_env()
-        if self._thread is not None:
-            self._thread.join(timeout)
-            if not self._thread.is_alive():
-                self._thread = None
+        self._worker.join(timeout)
 
     def readiness(self) -> tuple[bool, dict[str, Any]]:
         """Ready when the champion's reference is loaded, or the registry said there is no
