@@ -3,6 +3,7 @@ remembers, counted and handed to the event sink (no HTTP here)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from mlops_common.events import serving as events
@@ -11,20 +12,18 @@ from model_serving.metrics import NO_MODEL, ServingMetrics
 from model_serving.sink import EventSubmitter
 
 
+@dataclass(frozen=True)
 class FeedbackRecorder:
-    def __init__(
-        self, answers: AnswerMemory, metrics: ServingMetrics, sink: EventSubmitter
-    ) -> None:
-        self._answers = answers
-        self._metrics = metrics
-        self._sink = sink
+    answers: AnswerMemory
+    metrics: ServingMetrics
+    sink: EventSubmitter
 
     def record(self, request_id: str, driver_id: int, trip_completed: bool) -> ModelRef | None:
         """Count and emit one label; returns the model that answered ``request_id``, if known."""
-        model = self._answers.recall(request_id)
+        model = self.answers.recall(request_id)
         now = datetime.now(UTC)
         version = model["version"] if model else NO_MODEL
-        self._metrics.feedback.labels(str(trip_completed).lower(), version).inc()
+        self.metrics.feedback.labels(str(trip_completed).lower(), version).inc()
 
         def build() -> events.FeedbackEvent:
             return events.FeedbackEvent(
@@ -35,5 +34,5 @@ class FeedbackRecorder:
                 model=events.ModelRef.model_validate(model) if model else None,
             )
 
-        self._sink.submit(events.FEEDBACK, build)
+        self.sink.submit(events.FEEDBACK, build)
         return model

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from model_serving.features import OnlineStoreError
@@ -16,13 +17,11 @@ from model_serving.sink import EventSink
 Check = dict[str, Any]
 
 
+@dataclass(frozen=True)
 class Readiness:
-    def __init__(
-        self, settings: ServingSettings, registry: RegistryStatus, sink: EventSink
-    ) -> None:
-        self.settings = settings
-        self.registry = registry
-        self.sink = sink
+    settings: ServingSettings
+    registry: RegistryStatus
+    sink: EventSink
 
     def check(self, state: ServingState) -> tuple[bool, dict[str, Check]]:
         """(ready, the checks: model, online_store when a model is loaded, registry, events,

@@ -24,7 +24,7 @@ the deadline) → ``final``. With ``label_grace_s = 0`` drift and quality are co
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any, Literal
 
 State = Literal["open", "closed", "drifted", "final"]
@@ -32,6 +32,8 @@ CloseReason = Literal["count", "time"]
 
 #: seconds an event may spend in serving's sink buffer before it is written to the stream
 SINK_SLACK_S = 5.0
+#: ``Window.summary``'s names of the fields it does not show under their own
+SUMMARY_NAMES = {"first_time": "first_prediction_time", "last_time": "last_prediction_time"}
 
 
 @dataclass(frozen=True)
@@ -80,20 +82,5 @@ class Window:
     notes: dict[str, Any]
 
     def summary(self) -> dict[str, Any]:
-        return {
-            "window_id": self.window_id,
-            "model_name": self.model_name,
-            "model_version": self.model_version,
-            "state": self.state,
-            "opened_at": self.opened_at,
-            "first_prediction_time": self.first_time,
-            "last_prediction_time": self.last_time,
-            "predictions": self.predictions,
-            "rows": self.rows,
-            "closed_at": self.closed_at,
-            "close_reason": self.close_reason,
-            "label_deadline": self.label_deadline,
-            "drift": self.drift,
-            "quality": self.quality,
-            "notes": self.notes,
-        }
+        """Every field in order, the prediction times under their public names."""
+        return {SUMMARY_NAMES.get(f.name, f.name): getattr(self, f.name) for f in fields(self)}

@@ -76,6 +76,26 @@ class GateDecision(BaseModel):
         return "; ".join(self.failures)
 
 
+def _bound_check(
+    kind: Literal["minimum", "maximum"], metric: str, value: float | None, bound: float
+) -> GateCheck:
+    """An absolute bound: the candidate's ``metric`` at least (minimum) or at most (maximum)."""
+    if kind == "minimum":
+        ok = value is not None and value >= bound
+        verdict = ">=" if ok else "<"
+    else:
+        ok = value is not None and value <= bound
+        verdict = "<=" if ok else ">"
+    return GateCheck(
+        kind=kind,
+        metric=metric,
+        candidate=value,
+        reference=bound,
+        passed=ok,
+        detail=f"{metric} {_fmt(value)} {verdict} {kind} {bound:.4f}",
+    )
+
+
 def _fmt(value: float | None) -> str:
     return "missing" if value is None else f"{value:.4f}"
 
@@ -93,33 +113,14 @@ def decide(
     champion; then only the absolute bounds decide). ``champion_error`` says why an existing
     champion could not be scored: the candidate is refused (it cannot be shown not to regress).
     """
-    checks: list[GateCheck] = []
-    for metric, bound in sorted(cfg.minimums.items()):
-        value = candidate.get(metric)
-        ok = value is not None and value >= bound
-        checks.append(
-            GateCheck(
-                kind="minimum",
-                metric=metric,
-                candidate=value,
-                reference=bound,
-                passed=ok,
-                detail=f"{metric} {_fmt(value)} {'>=' if ok else '<'} minimum {bound:.4f}",
-            )
-        )
-    for metric, bound in sorted(cfg.maximums.items()):
-        value = candidate.get(metric)
-        ok = value is not None and value <= bound
-        checks.append(
-            GateCheck(
-                kind="maximum",
-                metric=metric,
-                candidate=value,
-                reference=bound,
-                passed=ok,
-                detail=f"{metric} {_fmt(value)} {'<=' if ok else '>'} maximum {bound:.4f}",
-            )
-        )
+    checks = [
+        _bound_check("minimum", metric, candidate.get(metric), bound)
+        for metric, bound in sorted(cfg.minimums.items())
+    ]
+    checks += [
+        _bound_check("maximum", metric, candidate.get(metric), bound)
+        for metric, bound in sorted(cfg.maximums.items())
+    ]
     if champion_error is not None:
         checks.append(
             GateCheck(

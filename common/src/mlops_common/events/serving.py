@@ -109,13 +109,19 @@ class ShadowScores(BaseModel):
     best_driver_id: DriverId
 
 
-class PredictionEvent(BaseModel):
+class _EventHead(BaseModel):
+    """The fields every serving event starts with (each event narrows ``type``)."""
+
     model_config = _frozen
 
-    type: Literal["prediction"] = PREDICTION
+    type: str
     schema_version: Literal[1] = SCHEMA_VERSION
     request_id: str
     time: UtcDatetime
+
+
+class PredictionEvent(_EventHead):
+    type: Literal["prediction"] = PREDICTION
     model: ModelRef
     #: every scored candidate, best first
     candidates: list[ScoredCandidate]
@@ -127,13 +133,8 @@ class PredictionEvent(BaseModel):
     latency_ms: float | None = None
 
 
-class FeedbackEvent(BaseModel):
-    model_config = _frozen
-
+class FeedbackEvent(_EventHead):
     type: Literal["feedback"] = FEEDBACK
-    schema_version: Literal[1] = SCHEMA_VERSION
-    request_id: str
-    time: UtcDatetime
     driver_id: DriverId
     trip_completed: bool
     model: ModelRef | None = None

@@ -28,17 +28,15 @@ def ingest(
         if source is None:
             src.close()
     frame = SCHEMAS[DRIVER_HOURLY_STATS].conform(frame)
-    folder = staging.interval_dir(settings, interval)
-    staging.write_parquet(frame, folder / staging.RAW)
-    staging.clear_downstream(settings, interval, "ingest")
+    output = staging.stage_output(settings, interval, "ingest", frame, staging.RAW)
     summary: dict[str, Any] = {
         "step": "ingest",
         "interval": {"start": interval.start.isoformat(), "end": interval.end.isoformat()},
         "source": src.location,
         "rows": len(frame),
         "drivers": int(frame["driver_id"].nunique()),
-        "output": str(folder / staging.RAW),
+        "output": str(output),
         "seconds": round(time.perf_counter() - began, 3),
     }
-    staging.write_json(summary, folder / "ingest.json")
+    staging.write_json(summary, output.parent / "ingest.json")
     return summary

@@ -109,6 +109,17 @@ def clear_downstream(settings: DataPipelineSettings, interval: Interval, step: s
             (folder / name).unlink(missing_ok=True)
 
 
+def stage_output(
+    settings: DataPipelineSettings, interval: Interval, step: str, frame: pd.DataFrame, name: str
+) -> Path:
+    """Write ``step``'s output ``name`` for ``interval`` and remove what the later steps made of
+    the one it replaces; returns the output's path."""
+    path = interval_dir(settings, interval) / name
+    write_parquet(frame, path)
+    clear_downstream(settings, interval, step)
+    return path
+
+
 def remove_tree(path: Path) -> None:
     if path.exists():
         shutil.rmtree(path)

@@ -45,17 +45,15 @@ def transform(settings: DataPipelineSettings, interval: Interval) -> dict[str, A
     began = time.perf_counter()
     valid = staging.read_input(settings, interval, staging.VALID, "validate")
     features, dropped = to_offline_rows(valid)
-    folder = staging.interval_dir(settings, interval)
-    staging.write_parquet(features, folder / staging.FEATURES)
-    staging.clear_downstream(settings, interval, "transform")
+    output = staging.stage_output(settings, interval, "transform", features, staging.FEATURES)
     summary: dict[str, Any] = {
         "step": "transform",
         "interval": {"start": interval.start.isoformat(), "end": interval.end.isoformat()},
         "rows_in": len(valid),
         "redeliveries_dropped": dropped,
         "rows": len(features),
-        "output": str(folder / staging.FEATURES),
+        "output": str(output),
         "seconds": round(time.perf_counter() - began, 3),
     }
-    staging.write_json(summary, folder / "transform.json")
+    staging.write_json(summary, output.parent / "transform.json")
     return summary

@@ -30,7 +30,7 @@ measured numbers. In the ``concept_drift`` scenario, bookings at or after ``drif
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import TYPE_CHECKING
 
@@ -82,15 +82,9 @@ NORMAL_WEIGHTS = CompletionWeights(
     fatigue=-0.5,
 )
 
-CONCEPT_DRIFT_WEIGHTS = CompletionWeights(
-    bias=1.15,
-    conv_rate=0.1,
-    acc_rate=0.45,
-    avg_daily_trips=-0.7,
-    rating=0.35,
-    cancel_rate=-1.0,
-    acc_x_rating=0.3,
-    fatigue=-0.5,
+#: concept drift: conversion, busy days and cancellations weigh differently than before
+CONCEPT_DRIFT_WEIGHTS = replace(
+    NORMAL_WEIGHTS, conv_rate=0.1, avg_daily_trips=-0.7, cancel_rate=-1.0
 )
 
 
