@@ -4,7 +4,7 @@ the domain objects the routes call (predictor, feedback recorder, readiness)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from mlops_common.events import serving as events
 from model_serving.answers import AnswerMemory
@@ -28,31 +28,31 @@ class ServingService:
     sink: EventSink
     shadow: ShadowScorer
     answers: AnswerMemory
-    predictor: Predictor
-    feedback: FeedbackRecorder
-    readiness: Readiness
+    #: the domain objects, built from the parts above
+    predictor: Predictor = field(init=False)
+    feedback: FeedbackRecorder = field(init=False)
+    readiness: Readiness = field(init=False)
+
+    def __post_init__(self) -> None:
+        traffic = Traffic.from_settings(self.settings)
+        self.predictor = Predictor(
+            self.manager, self.metrics, self.sink, self.shadow, self.answers, traffic
+        )
+        self.feedback = FeedbackRecorder(self.answers, self.metrics, self.sink)
+        self.readiness = Readiness(self.settings, self.manager.registry, self.sink)
 
     @classmethod
     def build(cls, settings: ServingSettings, store_factory: StoreFactory) -> ServingService:
         metrics = ServingMetrics()
         binder = FeatureBinder(settings, store_factory)
-        manager = ModelManager(settings, metrics, binder.bind)
-        sink = event_sink(settings, metrics)
-        shadow = ShadowScorer(metrics, settings.serving_shadow_queue)
-        answers = AnswerMemory(settings.serving_request_memory)
         return cls(
             settings=settings,
             metrics=metrics,
             binder=binder,
-            manager=manager,
-            sink=sink,
-            shadow=shadow,
-            answers=answers,
-            predictor=Predictor(
-                manager, metrics, sink, shadow, answers, Traffic.from_settings(settings)
-            ),
-            feedback=FeedbackRecorder(answers, metrics, sink),
-            readiness=Readiness(settings, manager.registry, sink),
+            manager=ModelManager(settings, metrics, binder.bind),
+            sink=event_sink(settings, metrics),
+            shadow=ShadowScorer(metrics, settings.serving_shadow_queue),
+            answers=AnswerMemory(settings.serving_request_memory),
         )
 
     def start(self) -> None:

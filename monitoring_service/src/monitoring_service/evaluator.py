@@ -19,6 +19,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -84,24 +85,19 @@ def label_summary(rows: pd.DataFrame) -> dict[str, Any]:
     return summary
 
 
+@dataclass(eq=False)
 class Evaluator:
-    def __init__(
-        self,
-        settings: MonitoringSettings,
-        store: Store,
-        references: ReferenceStore,
-        metrics: MonitoringMetrics,
-        watermark: Callable[[], float | None],
-        reports: ReportFiles | None = None,
-    ) -> None:
-        self.settings = settings
-        self.store = store
-        self.references = references
-        self.metrics = metrics
-        self.watermark = watermark
-        self.cfg = drift_config(settings)
-        self.reports = reports or ReportFiles(settings.reports_dir, settings.monitoring_max_reports)
-        self.gauges = WindowGauges(metrics)
+    settings: MonitoringSettings
+    store: Store
+    references: ReferenceStore
+    metrics: MonitoringMetrics
+    #: the consumer's watermark (every event written before it has been applied)
+    watermark: Callable[[], float | None]
+    reports: ReportFiles
+
+    def __post_init__(self) -> None:
+        self.cfg = drift_config(self.settings)
+        self.gauges = WindowGauges(self.metrics)
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._worker = Worker(self._run, "evaluator")
