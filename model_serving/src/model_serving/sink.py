@@ -16,6 +16,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from dataclasses import KW_ONLY, InitVar, dataclass
 from typing import Protocol
 
 import redis
@@ -39,24 +40,19 @@ class EventSubmitter(Protocol):
         ...
 
 
+@dataclass(eq=False)
 class EventSink:
-    def __init__(
-        self,
-        url: str,
-        streams: dict[str, str],
-        *,
-        bound: int,
-        maxlen: int,
-        metrics: ServingMetrics,
-        batch: int = 500,
-        timeout: float = 1.0,
-    ) -> None:
-        self.url = url
-        self.streams = streams
-        self.bound = bound
-        self.maxlen = maxlen
-        self.metrics = metrics
-        self.batch = batch
+    url: str
+    streams: dict[str, str]
+    _: KW_ONLY
+    bound: int
+    maxlen: int
+    metrics: ServingMetrics
+    batch: int = 500
+    #: the Redis client's connect and read timeout, seconds
+    timeout: InitVar[float] = 1.0
+
+    def __post_init__(self, timeout: float) -> None:
         # (type, a builder, or the fields of an event already encoded by a failed write)
         self._buffer: deque[tuple[str, EventBuilder | dict[str, str]]] = deque()
         self._wake = threading.Event()
@@ -64,12 +60,12 @@ class EventSink:
         self._worker = Worker(self._run, "event-sink")
         self._client = (
             redis.Redis.from_url(
-                url,
+                self.url,
                 socket_timeout=timeout,
                 socket_connect_timeout=timeout,
                 retry=Retry(NoBackoff(), 0),
             )
-            if url
+            if self.url
             else None
         )
         self.up: bool | None = None
