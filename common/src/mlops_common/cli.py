@@ -1,5 +1,6 @@
 """What every component's command line shares: argument validators, settings errors, running a
-sub-command with the exit-code contract (``run_command``), the HTTP server start.
+sub-command with the exit-code contract (``run_command``), stopping on SIGTERM/SIGINT, the HTTP
+server start.
 
 Exit codes of every component CLI: 0 success, 1 the step failed (the message names why), 2 bad
 input (arguments or settings).
@@ -9,9 +10,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
+import signal
 import sys
+import threading
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
+from types import FrameType
 from typing import Any, TypeVar
 
 from pydantic import ValidationError
@@ -85,6 +90,41 @@ def load_settings(prog: str, load: Callable[..., _S], **overrides: Any) -> _S:
     except ValidationError as exc:
         print(f"{prog}: invalid settings: {describe(exc)}", file=sys.stderr)
         raise SystemExit(EXIT_FAILED) from None
+
+
+def validation_message(exc: ValidationError, *, tidy: bool = False) -> str:
+    """Every error of ``exc`` on one line: ``field: message; …`` (the bare message where no field
+    is named). ``tidy`` drops pydantic's ``Value error, `` prefix and the field name where the
+    message starts with it already."""
+    messages = []
+    for error in exc.errors():
+        message = str(error["msg"])
+        if tidy:
+            message = message.removeprefix("Value error, ")
+        loc = ".".join(str(part) for part in error["loc"])
+        named = loc and not (tidy and message.startswith(loc))
+        messages.append(f"{loc}: {message}" if named else message)
+    return "; ".join(messages)
+
+
+def stop_on_signals(stop: threading.Event, log: logging.Logger, doing: str = "stopping") -> None:
+    """Set ``stop`` on SIGTERM or SIGINT, logging ``received <SIGNAL>: <doing>``."""
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        log.info("received %s: %s", signal.Signals(signum).name, doing)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+
+
+def log_to_stderr() -> None:
+    """Plain log lines on stderr at INFO (the stream commands' progress)."""
+    logging.basicConfig(
+        level=logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
 
 
 def _invalid_setting(exc: ValidationError) -> str:

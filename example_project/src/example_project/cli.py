@@ -27,7 +27,14 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
-from mlops_common.cli import UsageError, non_negative_int, positive_int, run_command, utc_time
+from mlops_common.cli import (
+    UsageError,
+    non_negative_int,
+    positive_int,
+    run_command,
+    utc_time,
+    validation_message,
+)
 from mlops_common.intervals import BadInput
 
 if TYPE_CHECKING:
@@ -153,15 +160,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _validation_message(exc: ValidationError) -> str:
-    messages = []
-    for error in exc.errors():
-        message = str(error["msg"]).removeprefix("Value error, ")
-        loc = ".".join(str(part) for part in error["loc"])
-        messages.append(f"{loc}: {message}" if loc and not message.startswith(loc) else message)
-    return "; ".join(messages)
-
-
 def _config(args: argparse.Namespace) -> ExampleSourceConfig:
     """The world of the command line; options not given come from the ``MLOPS_EXAMPLE_*``
     settings, so that ``generate`` writes the same world as ``emit`` and the stream."""
@@ -191,7 +189,7 @@ def _config(args: argparse.Namespace) -> ExampleSourceConfig:
     try:
         return ExampleSourceConfig(**values, dirty_rates=DirtyRates(**rates))
     except ValidationError as exc:
-        raise UsageError(_validation_message(exc)) from None
+        raise UsageError(validation_message(exc, tidy=True)) from None
 
 
 def _cmd_generate(args: argparse.Namespace) -> int:
