@@ -2,8 +2,8 @@
 by one factory, and ``/metrics`` served while a command runs (extra ``mlops-common[prometheus]``).
 
     m = MetricFactory()                                  # a fresh registry with process metrics
-    requests = m.counter("x_requests_total", "Requests by route", "route")
-    latency = m.histogram("x_request_seconds", "Latency", "route", buckets=(0.01, 0.1, 1.0))
+    requests = m.counter("x_requests_total", "Requests by route", labels=("route",))
+    latency = m.histogram("x_request_seconds", "Latency", buckets=(0.01, 0.1, 1.0))
     with metrics_server(m.registry, port=9100, host="127.0.0.1"):
         ...                                              # port 0: no server
 """
@@ -27,8 +27,7 @@ log = logging.getLogger(__name__)
 
 
 class MetricFactory:
-    """Counters, gauges and histograms on one registry (``registry``), labels given as trailing
-    names. A fresh registry (``auto_describe``) unless one is given; ``process`` adds the process
+    """Counters, gauges and histograms on one registry (``registry``), with their label names. A fresh registry (``auto_describe``) unless one is given; ``process`` adds the process
     collector (``process_cpu_seconds_total``, ``process_resident_memory_bytes``, ...)."""
 
     def __init__(self, registry: CollectorRegistry | None = None, *, process: bool = True) -> None:
@@ -36,13 +35,15 @@ class MetricFactory:
         if process:
             ProcessCollector(registry=self.registry)
 
-    def counter(self, name: str, doc: str, *labels: str) -> Counter:
+    def counter(self, name: str, doc: str, labels: Sequence[str] = ()) -> Counter:
         return Counter(name, doc, labels, registry=self.registry)
 
-    def gauge(self, name: str, doc: str, *labels: str) -> Gauge:
+    def gauge(self, name: str, doc: str, labels: Sequence[str] = ()) -> Gauge:
         return Gauge(name, doc, labels, registry=self.registry)
 
-    def histogram(self, name: str, doc: str, *labels: str, buckets: Sequence[float]) -> Histogram:
+    def histogram(
+        self, name: str, doc: str, labels: Sequence[str] = (), *, buckets: Sequence[float]
+    ) -> Histogram:
         return Histogram(name, doc, labels, buckets=buckets, registry=self.registry)
 
 

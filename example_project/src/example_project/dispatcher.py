@@ -64,31 +64,29 @@ class DispatchMetrics:
             "dispatch_bookings_total",
             "Bookings by outcome: assigned, no_scorable (409: no candidate could be scored), "
             "failed (the prediction request failed)",
-            "outcome",
+            labels=("outcome",),
         )
         self.requests = m.counter(
             "dispatch_requests_total",
             "Requests to the serving API by route and status (HTTP code, or 'error' when no "
             "answer came)",
-            "route",
-            "status",
+            labels=("route", "status"),
         )
         self.failures = m.counter(
             "dispatch_failed_requests_total",
             "Requests answered 5xx or not answered at all",
-            "route",
+            labels=("route",),
         )
         self.duration = m.histogram(
             "dispatch_request_duration_seconds",
             "Round trip of a serving API request as the client sees it",
-            "route",
+            labels=("route",),
             buckets=(0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
         )
         self.trips = m.counter(
             "dispatch_trips_total",
             "Assigned trips by outcome drawn from the true model",
-            "completed",
-            "model_version",
+            labels=("completed", "model_version"),
         )
         self.pending = m.gauge(
             "dispatch_feedback_pending", "Outcomes waiting for their label delay"

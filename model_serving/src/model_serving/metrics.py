@@ -73,16 +73,12 @@ class ServingMetrics:
         self.requests = m.counter(
             "serving_requests_total",
             "HTTP requests by route, method, status code and the model version that answered",
-            "route",
-            "method",
-            "status",
-            "model_version",
+            labels=("route", "method", "status", "model_version"),
         )
         self.request_latency = m.histogram(
             "serving_request_duration_seconds",
             "Whole-request latency inside the service, by route and answering model version",
-            "route",
-            "model_version",
+            labels=("route", "model_version"),
             buckets=LATENCY_BUCKETS,
         )
         self.in_flight = m.gauge("serving_requests_in_flight", "Requests being handled right now")
@@ -92,33 +88,30 @@ class ServingMetrics:
         self.feature_read_latency = m.histogram(
             "serving_feature_read_duration_seconds",
             "Online store read of one request's candidates, by reader (redis or feast)",
-            "reader",
+            labels=("reader",),
             buckets=FAST_BUCKETS,
         )
         self.model_latency = m.histogram(
             "serving_model_duration_seconds",
             "Model call of one request, by model version and role (champion, challenger, shadow)",
-            "model_version",
-            "role",
+            labels=("model_version", "role"),
             buckets=FAST_BUCKETS,
         )
         self.predictions = m.counter(
             "serving_predictions_total",
             "Answered predictions by model version and alias (champion or challenger/canary)",
-            "model_version",
-            "alias",
+            labels=("model_version", "alias"),
         )
         self.unscorable = m.counter(
             "serving_unscorable_drivers_total",
             "Candidates left out of a ranking: unknown to the online store or stale (older than "
             "the feature view's TTL)",
-            "reason",
-            "model_version",
+            labels=("reason", "model_version"),
         )
         self.no_scorable = m.counter(
             "serving_no_scorable_candidates_total",
             "Predict requests refused because no candidate could be scored",
-            "model_version",
+            labels=("model_version",),
         )
 
     def _scores(self, m: MetricFactory) -> None:
@@ -126,13 +119,13 @@ class ServingMetrics:
         self.scores = m.histogram(
             "serving_prediction_score",
             "Distribution of the scores of every ranked candidate, by model version",
-            "model_version",
+            labels=("model_version",),
             buckets=SCORE_BUCKETS,
         )
         self.best_scores = m.histogram(
             "serving_prediction_best_score",
             "Score of the chosen (best) candidate, by model version",
-            "model_version",
+            labels=("model_version",),
             buckets=SCORE_BUCKETS,
         )
         self.candidates = m.histogram(
@@ -144,8 +137,7 @@ class ServingMetrics:
             "serving_feedback_total",
             "Accepted feedback labels by outcome and the model version that answered the request "
             "(none when not remembered)",
-            "trip_completed",
-            "model_version",
+            labels=("trip_completed", "model_version"),
         )
 
     def _models(self, m: MetricFactory) -> None:
@@ -153,31 +145,26 @@ class ServingMetrics:
         self.model_loads = m.counter(
             "serving_model_loads_total",
             "Model loads by alias, source (registry or cache) and outcome (success or failure)",
-            "alias",
-            "source",
-            "outcome",
+            labels=("alias", "source", "outcome"),
         )
         self.model_load_latency = m.histogram(
             "serving_model_load_duration_seconds",
             "Download, load and warm-up of one model version",
-            "alias",
+            labels=("alias",),
             buckets=LOAD_BUCKETS,
         )
         self.model_swaps = m.counter(
             "serving_model_swaps_total",
             "Atomic switches of the served model per alias (promotions and rollbacks)",
-            "alias",
+            labels=("alias",),
         )
         self.model_info = m.gauge(
             "serving_model_info",
             "The loaded model version per alias (value 1)",
-            "alias",
-            "model_name",
-            "model_version",
-            "source",
+            labels=("alias", "model_name", "model_version", "source"),
         )
         self.model_loaded = m.gauge(
-            "serving_model_loaded", "1 when a model is loaded for the alias", "alias"
+            "serving_model_loaded", "1 when a model is loaded for the alias", labels=("alias",)
         )
 
     def _registry(self, m: MetricFactory) -> None:
@@ -189,7 +176,7 @@ class ServingMetrics:
         self.registry_polls = m.counter(
             "serving_registry_polls_total",
             "Polls of the model registry by outcome (ok or unreachable)",
-            "outcome",
+            labels=("outcome",),
         )
         self.registry_last_success = m.gauge(
             "serving_registry_last_success_timestamp_seconds",
@@ -201,13 +188,12 @@ class ServingMetrics:
         self.events_written = m.counter(
             "serving_events_written_total",
             "Events written to the sink, by type (prediction or feedback)",
-            "type",
+            labels=("type",),
         )
         self.events_dropped = m.counter(
             "serving_events_dropped_total",
             "Events lost: buffer full (sink slow or down), no sink configured, or not encodable",
-            "type",
-            "reason",
+            labels=("type", "reason"),
         )
         self.events_buffered = m.gauge(
             "serving_events_buffered", "Events waiting in memory for the sink"
@@ -219,7 +205,7 @@ class ServingMetrics:
             "serving_shadow_predictions_total",
             "Shadow scorings of the challenger by outcome (ok, failed, skipped_queue_full, "
             "no_challenger)",
-            "outcome",
+            labels=("outcome",),
         )
 
     def version(self, model_version: str, alias: str) -> VersionMetrics:

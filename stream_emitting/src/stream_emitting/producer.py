@@ -106,7 +106,7 @@ class _Metrics:
         self.events = m.counter(
             "stream_producer_events",
             "Stream entries written by the producer, by kind (valid, malformed, duplicate).",
-            "kind",
+            labels=("kind",),
         )
         self.retries = m.counter(
             "stream_producer_retries",

@@ -22,7 +22,7 @@ class ConsumerMetrics:
             "stream_consumer_events",
             "Consumed entries by outcome: applied, duplicate, dead_lettered, trimmed (removed "
             "from the stream by MAXLEN before they were processed).",
-            "outcome",
+            labels=("outcome",),
         )
         for outcome in ("applied", "duplicate", "dead_lettered", "trimmed"):
             self.events.labels(outcome)
@@ -35,7 +35,9 @@ class ConsumerMetrics:
             "Batches not committed because another consumer claimed an entry first.",
         )
         self.errors = m.counter(
-            "stream_consumer_errors", "Failed batches (retried), by exception type.", "error"
+            "stream_consumer_errors",
+            "Failed batches (retried), by exception type.",
+            labels=("error",),
         )
         self.lag = m.gauge(
             "stream_consumer_lag_entries",
