@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import signal
 import sys
 import threading
@@ -162,6 +163,18 @@ def run_command(
         print(f"{prog} {args.command}: failed: {type(exc).__name__}: {detail}", file=sys.stderr)
         return EXIT_FAILED
     return result
+
+
+def run_func(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> int:
+    """Parse ``argv`` and return what the sub-command's ``func`` returns (its own exit code).
+
+    Sets ``SPT_NOENV`` first: importing Feast imports gunicorn, whose setproctitle call would
+    overwrite ``/proc/<pid>/environ``, and the platform finds its processes by their environment.
+    """
+    os.environ.setdefault("SPT_NOENV", "1")
+    args = parser.parse_args(argv)
+    code: int = args.func(args)
+    return code
 
 
 def serve_http(app_factory: Callable[[], Any], *, host: str, port: int, log_level: str) -> None:

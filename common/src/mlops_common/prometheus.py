@@ -27,7 +27,8 @@ log = logging.getLogger(__name__)
 
 
 class MetricFactory:
-    """Counters, gauges and histograms on one registry (``registry``), with their label names. A fresh registry (``auto_describe``) unless one is given; ``process`` adds the process
+    """Counters, gauges and histograms on one registry (``registry``), with their label names.
+    A fresh registry (``auto_describe``) unless one is given; ``process`` adds the process
     collector (``process_cpu_seconds_total``, ``process_resident_memory_bytes``, ...)."""
 
     def __init__(self, registry: CollectorRegistry | None = None, *, process: bool = True) -> None:

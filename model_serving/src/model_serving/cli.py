@@ -18,7 +18,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from mlops_common.cli import load_settings, serve_http
+from mlops_common.cli import load_settings, run_func, serve_http
 from model_serving.settings import ServingSettings
 
 PROG = "model-serving"
@@ -116,12 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    # Importing feast imports gunicorn, whose setproctitle call overwrites /proc/<pid>/environ
-    # unless SPT_NOENV is set: the platform finds its processes by their environment.
-    os.environ.setdefault("SPT_NOENV", "1")
-    args = build_parser().parse_args(argv)
-    code: int = args.func(args)
-    return code
+    return run_func(build_parser(), argv)
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from mlops_common.cli import load_settings, serve_http
+from mlops_common.cli import load_settings, run_func, serve_http
 from monitoring_service.settings import MonitoringSettings
 
 if TYPE_CHECKING:
@@ -179,12 +179,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    # Feast (imported through model_serving) imports gunicorn, whose setproctitle call would
-    # blank /proc/<pid>/environ: the platform finds its processes by their environment.
-    os.environ.setdefault("SPT_NOENV", "1")
-    args = build_parser().parse_args(argv)
-    code: int = args.func(args)
-    return code
+    return run_func(build_parser(), argv)
 
 
 if __name__ == "__main__":
