@@ -134,6 +134,26 @@ def _invalid_setting(exc: ValidationError) -> str:
     return f"invalid setting {loc}: {first['msg']}"
 
 
+def add_command(
+    commands: Any,
+    name: str,
+    handler: Callable[[argparse.Namespace], int],
+    *,
+    summary: str,
+    description: str | None = None,
+    parents: Sequence[argparse.ArgumentParser] = (),
+    **defaults: Any,
+) -> argparse.ArgumentParser:
+    """Add the sub-command ``name`` to ``commands`` (``add_subparsers(dest="command")``): its
+    ``handler`` runs it under ``run_command``; ``summary`` is its line in ``--help``,
+    ``defaults`` more values of its ``args``."""
+    parser: argparse.ArgumentParser = commands.add_parser(
+        name, parents=list(parents), help=summary, description=description
+    )
+    parser.set_defaults(handler=handler, **defaults)
+    return parser
+
+
 def run_command(
     parser: argparse.ArgumentParser,
     argv: Sequence[str] | None,

@@ -25,6 +25,7 @@ from pydantic import ValidationError
 
 from mlops_common.cli import (
     UsageError,
+    add_command,
     log_to_stderr,
     positive_float,
     positive_int,
@@ -57,15 +58,19 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=PROG, description="Driver statistics event producer.")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    produce = commands.add_parser(
+    produce = add_command(
+        commands,
         "produce",
-        help="emit driver statistics events continuously",
+        _cmd_produce,
+        summary="emit driver statistics events continuously",
         description=(
             "Emit DriverStatsEvent v1 to the Redis stream at a steady rate, following a "
             "scenario; reconnects with backoff when the broker goes away."
         ),
     )
-    produce.add_argument("--redis-url", default=None, help="broker URL (default: settings)")
+    produce.add_argument(
+        "--redis-url", dest="stream_redis_url", default=None, help="broker URL (default: settings)"
+    )
     produce.add_argument("--stream", default=None, help="stream name (default: mlops:driver_stats)")
     produce.add_argument("--rate", type=positive_float, default=None, help="events per second")
     produce.add_argument("--scenario", choices=[s.value for s in Scenario], default=None)
@@ -89,11 +94,12 @@ def build_parser() -> argparse.ArgumentParser:
     produce.add_argument(
         "--duration", type=positive_float, default=None, help="stop after this many seconds"
     )
-    produce.set_defaults(handler=_cmd_produce)
 
-    emit = commands.add_parser(
+    emit = add_command(
+        commands,
         "emit",
-        help="emit one event given as FIELD=VALUE pairs",
+        _cmd_emit,
+        summary="emit one event given as FIELD=VALUE pairs",
         description=(
             "Emit one event. event_id, schema_version, event_timestamp and produced_at default "
             "to a fresh id, 1 and now. Without --raw the event is validated first (exit 2 when "
@@ -104,7 +110,6 @@ def build_parser() -> argparse.ArgumentParser:
     emit.add_argument("--raw", action="store_true", help="send without validating")
     emit.add_argument("--redis-url", default=None, help="broker URL (default: settings)")
     emit.add_argument("--stream", default=None, help="stream name (default: mlops:driver_stats)")
-    emit.set_defaults(handler=_cmd_emit)
     return parser
 
 
@@ -112,22 +117,26 @@ def _settings_error(exc: ValidationError) -> UsageError:
     return UsageError("invalid settings: " + validation_message(exc))
 
 
+#: the ``produce`` options that override a setting of the same name
+_PRODUCE_SETTINGS = (
+    "stream_redis_url",
+    "stream",
+    "rate",
+    "scenario",
+    "seed",
+    "drift_start",
+    "dirty_rate",
+    "duplicate_rate",
+    "maxlen",
+    "metrics_port",
+    "producer_id",
+)
+
+
 def _producer_settings(args: argparse.Namespace) -> ProducerSettings:
     from stream_emitting.settings import ProducerSettings
 
-    overrides: dict[str, Any] = {
-        "stream_redis_url": args.redis_url,
-        "stream": args.stream,
-        "rate": args.rate,
-        "scenario": args.scenario,
-        "seed": args.seed,
-        "drift_start": args.drift_start,
-        "dirty_rate": args.dirty_rate,
-        "duplicate_rate": args.duplicate_rate,
-        "maxlen": args.maxlen,
-        "metrics_port": args.metrics_port,
-        "producer_id": args.producer_id,
-    }
+    overrides: dict[str, Any] = {name: getattr(args, name) for name in _PRODUCE_SETTINGS}
     if args.drivers is not None:
         overrides["driver_id_min"], overrides["driver_id_max"] = args.drivers
     try:

@@ -34,7 +34,9 @@ class StreamUsageError(UsageError):
 
 
 def configure(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    parser.add_argument("--redis-url", default=None, help="broker URL (default: settings)")
+    parser.add_argument(
+        "--redis-url", dest="stream_redis_url", default=None, help="broker URL (default: settings)"
+    )
     parser.add_argument("--stream", default=None, help="stream (default: mlops:driver_stats)")
     parser.add_argument("--group", default=None, help="consumer group (default: data-pipeline)")
     parser.add_argument("--consumer-name", default=None, help="name in the group (stable!)")
@@ -77,14 +79,8 @@ def add_parser(commands: Any) -> argparse.ArgumentParser:
 def _settings(args: argparse.Namespace) -> Any:
     from data_pipeline.stream_consumer.settings import StreamConsumerSettings
 
-    overrides: dict[str, Any] = {
-        "stream_redis_url": args.redis_url,
-        "stream": args.stream,
-        "group": args.group,
-        "consumer_name": args.consumer_name,
-        "batch_size": args.batch_size,
-        "metrics_port": args.metrics_port,
-    }
+    names = ("stream_redis_url", "stream", "group", "consumer_name", "batch_size", "metrics_port")
+    overrides: dict[str, Any] = {name: getattr(args, name) for name in names}
     if args.no_offline:
         overrides["offline"] = False
     try:
