@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from types import FrameType
 from typing import Any, TypeVar
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from mlops_common.events.codec import describe
 
@@ -183,6 +183,16 @@ def run_command(
         print(f"{prog} {args.command}: failed: {type(exc).__name__}: {detail}", file=sys.stderr)
         return EXIT_FAILED
     return result
+
+
+def settings_json(settings: BaseModel, *secrets: str, **derived: Any) -> str:
+    """The settings as indented JSON for a ``check`` command: each of ``secrets`` shown as
+    ``***`` (empty when unset), ``derived`` values added."""
+    shown = settings.model_dump(mode="json")
+    for name in secrets:
+        shown[name] = "***" if getattr(settings, name).get_secret_value() else ""
+    shown.update(derived)
+    return json.dumps(shown, indent=2, sort_keys=True)
 
 
 def run_func(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> int:

@@ -17,14 +17,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from data_pipeline.cli import PROG, UsageError
-from mlops_common.cli import (
-    log_to_stderr,
-    positive_float,
-    positive_int,
-    run_command,
-    stop_on_signals,
-    validation_message,
-)
+from mlops_common import cli
 
 COMMAND = "stream-consume"
 
@@ -40,20 +33,20 @@ def configure(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--stream", default=None, help="stream (default: mlops:driver_stats)")
     parser.add_argument("--group", default=None, help="consumer group (default: data-pipeline)")
     parser.add_argument("--consumer-name", default=None, help="name in the group (stable!)")
-    parser.add_argument("--batch-size", type=positive_int, default=None)
+    parser.add_argument("--batch-size", type=cli.positive_int, default=None)
     parser.add_argument("--metrics-port", type=int, default=None, help="/metrics port (0: off)")
     parser.add_argument(
         "--no-offline", action="store_true", help="online only: do not write the offline store"
     )
     parser.add_argument(
-        "--max-entries", type=positive_int, default=None, help="stop after this many entries"
+        "--max-entries", type=cli.positive_int, default=None, help="stop after this many entries"
     )
     parser.add_argument(
-        "--duration", type=positive_float, default=None, help="stop after this many seconds"
+        "--duration", type=cli.positive_float, default=None, help="stop after this many seconds"
     )
     parser.add_argument(
         "--idle-exit",
-        type=positive_float,
+        type=cli.positive_float,
         default=None,
         help="stop after this many seconds without a new entry",
     )
@@ -86,7 +79,7 @@ def _settings(args: argparse.Namespace) -> Any:
     try:
         return StreamConsumerSettings.load(**overrides)
     except ValidationError as exc:
-        raise StreamUsageError("invalid settings: " + validation_message(exc)) from None
+        raise StreamUsageError("invalid settings: " + cli.validation_message(exc)) from None
 
 
 def build_sinks(offline: bool) -> tuple[Any, Any]:
@@ -102,11 +95,11 @@ def consume(args: argparse.Namespace) -> int:
     from data_pipeline.stream_consumer.metrics import ConsumerMetrics
     from mlops_common.prometheus import metrics_server
 
-    log_to_stderr()
+    cli.log_to_stderr()
     log = logging.getLogger("data_pipeline.stream_consumer")
     settings = _settings(args)
     stop = threading.Event()
-    stop_on_signals(stop, log, "finishing the current batch and stopping")
+    cli.stop_on_signals(stop, log, "finishing the current batch and stopping")
     metrics = ConsumerMetrics()
     with metrics_server(
         metrics.registry, port=settings.metrics_port, host=settings.mlops_bind_host
@@ -139,7 +132,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             prog=f"{PROG} {COMMAND}", description="Consume the driver stats stream."
         )
     )
-    return run_command(parser, argv, PROG, usage_errors=(StreamUsageError,))
+    return cli.run_command(parser, argv, PROG, usage_errors=(StreamUsageError,))
 
 
 if __name__ == "__main__":
