@@ -19,19 +19,14 @@ to let the scheduler catch up from that date instead.
 
 from __future__ import annotations
 
-import os
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from airflow.sdk import CronDataIntervalTimetable, Param, dag, get_current_context, task
+from airflow.sdk import CronDataIntervalTimetable, Param, chain, dag, get_current_context, task
+
+from mlops_common.dags import dag_defaults, flag_from_env, start_date_from_env
 
 DAG_ID = "driver_features"
-
-
-def _start_date() -> datetime:
-    value = os.environ.get("MLOPS_DATA_DAG_START_DATE", "").strip() or "2024-01-01"
-    parsed = datetime.fromisoformat(value)
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed
+STEPS = ("ingest", "validate", "transform", "publish", "apply", "materialize")
 
 
 def _run(step: str) -> dict[str, Any]:
@@ -43,43 +38,23 @@ def _run(step: str) -> dict[str, Any]:
 @dag(
     dag_id=DAG_ID,
     schedule=CronDataIntervalTimetable("0 * * * *", timezone="UTC"),
-    start_date=_start_date(),
-    catchup=os.environ.get("MLOPS_DATA_DAG_CATCHUP", "").strip().lower() in ("1", "true", "yes"),
-    max_active_runs=1,
-    doc_md=__doc__,
-    tags=["data", "features", "driver_ranking"],
-    default_args={"retries": 1, "retry_delay": timedelta(seconds=30)},
+    start_date=start_date_from_env("MLOPS_DATA_DAG_START_DATE"),
     params={
         "start": Param(None, type=["null", "string"], description="ISO 8601, UTC, whole hour"),
         "end": Param(None, type=["null", "string"], description="exclusive, ISO 8601, UTC"),
     },
+    **dag_defaults(
+        __doc__,
+        "data",
+        "features",
+        "driver_ranking",
+        catchup=flag_from_env("MLOPS_DATA_DAG_CATCHUP"),
+    ),
 )
 def driver_features() -> None:
-    @task
-    def ingest() -> dict[str, Any]:
-        return _run("ingest")
-
-    @task(retries=0)
-    def validate() -> dict[str, Any]:
-        return _run("validate")
-
-    @task
-    def transform() -> dict[str, Any]:
-        return _run("transform")
-
-    @task
-    def publish() -> dict[str, Any]:
-        return _run("publish")
-
-    @task
-    def apply() -> dict[str, Any]:
-        return _run("apply")
-
-    @task
-    def materialize() -> dict[str, Any]:
-        return _run("materialize")
-
-    ingest() >> validate() >> transform() >> publish() >> apply() >> materialize()
+    # a rejected batch fails validate for good: it is the one step that is not retried
+    runs = [task(task_id=step, retries=int(step != "validate"))(_run)(step) for step in STEPS]
+    chain(*runs)
 
 
 driver_features()

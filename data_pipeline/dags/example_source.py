@@ -16,35 +16,25 @@ For history, generate a whole period at once instead:
 
 from __future__ import annotations
 
-import os
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from airflow.sdk import CronDataIntervalTimetable, Param, dag, get_current_context, task
 
+from mlops_common.dags import dag_defaults, start_date_from_env
+
 DAG_ID = "example_source"
-
-
-def _start_date() -> datetime:
-    value = os.environ.get("MLOPS_DATA_DAG_START_DATE", "").strip() or "2024-01-01"
-    parsed = datetime.fromisoformat(value)
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed
 
 
 @dag(
     dag_id=DAG_ID,
     schedule=CronDataIntervalTimetable("0 * * * *", timezone="UTC"),
-    start_date=_start_date(),
-    catchup=False,
-    max_active_runs=1,
-    doc_md=__doc__,
-    tags=["data", "example"],
-    default_args={"retries": 1, "retry_delay": timedelta(seconds=30)},
+    start_date=start_date_from_env("MLOPS_DATA_DAG_START_DATE"),
     params={
         "hour": Param(None, type=["null", "string"], description="ISO 8601, whole UTC hour"),
         "start": Param(None, type=["null", "string"], description="history: first hour, UTC"),
         "end": Param(None, type=["null", "string"], description="history: end hour, exclusive"),
     },
+    **dag_defaults(__doc__, "data", "example"),
 )
 def example_source() -> None:
     @task

@@ -12,10 +12,12 @@ idempotent per interval. The conf (or param) ``drivers_file`` scores the drivers
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from airflow.sdk import CronDataIntervalTimetable, Param, dag, get_current_context, task
+
+from mlops_common.dags import dag_defaults
 
 DAG_ID = "driver_batch_prediction"
 
@@ -25,11 +27,6 @@ DAG_ID = "driver_batch_prediction"
     # hourly intervals (whole hours, as the data pipeline's); features are taken as of the end
     schedule=CronDataIntervalTimetable("0 * * * *", timezone="UTC"),
     start_date=datetime(2024, 1, 1, tzinfo=UTC),
-    catchup=False,
-    max_active_runs=1,
-    doc_md=__doc__,
-    tags=["serving", "batch", "driver_ranking"],
-    default_args={"retries": 1, "retry_delay": timedelta(seconds=30)},
     params={
         "start": Param(None, type=["null", "string"], description="ISO 8601, UTC, whole hour"),
         "end": Param(None, type=["null", "string"], description="exclusive, ISO 8601, UTC"),
@@ -39,6 +36,7 @@ DAG_ID = "driver_batch_prediction"
             description="CSV of driver ids instead of the active drivers",
         ),
     },
+    **dag_defaults(__doc__, "serving", "batch", "driver_ranking"),
 )
 def driver_batch_prediction() -> None:
     @task

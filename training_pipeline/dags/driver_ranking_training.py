@@ -16,10 +16,12 @@ task's message and is tagged on the model version.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from airflow.sdk import Param, dag, get_current_context, task
+
+from mlops_common.dags import dag_defaults
 
 DAG_ID = "driver_ranking_training"
 
@@ -32,11 +34,6 @@ def _conf() -> dict[str, Any]:
     dag_id=DAG_ID,
     schedule=None,
     start_date=datetime(2024, 1, 1),
-    catchup=False,
-    max_active_runs=1,
-    doc_md=__doc__,
-    tags=["training", "driver_ranking"],
-    default_args={"retries": 1, "retry_delay": timedelta(seconds=30)},
     params={
         "window_start": Param(None, type=["null", "string"], description="ISO 8601, UTC"),
         "window_end": Param(None, type=["null", "string"], description="ISO 8601, exclusive"),
@@ -48,6 +45,7 @@ def _conf() -> dict[str, Any]:
         "alert": Param(None, type=["null", "object"], description="triggering alert payload"),
         "reason": Param(None, type=["null", "string"], description="why this run"),
     },
+    **dag_defaults(__doc__, "training", "driver_ranking"),
 )
 def driver_ranking_training() -> None:
     @task

@@ -1,5 +1,6 @@
 """What every component's command line shares: argument validators, settings errors, running a
-sub-command with the exit-code contract (``run_command``), the HTTP server start.
+sub-command with the exit-code contract (``run_command``), stopping on SIGTERM/SIGINT, the HTTP
+server start.
 
 Exit codes of every component CLI: 0 success, 1 the step failed (the message names why), 2 bad
 input (arguments or settings).
@@ -9,12 +10,17 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
+import os
+import signal
 import sys
+import threading
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
+from types import FrameType
 from typing import Any, TypeVar
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from mlops_common.events.codec import describe
 
@@ -87,10 +93,65 @@ def load_settings(prog: str, load: Callable[..., _S], **overrides: Any) -> _S:
         raise SystemExit(EXIT_FAILED) from None
 
 
+def validation_message(exc: ValidationError, *, tidy: bool = False) -> str:
+    """Every error of ``exc`` on one line: ``field: message; …`` (the bare message where no field
+    is named). ``tidy`` drops pydantic's ``Value error, `` prefix and the field name where the
+    message starts with it already."""
+    messages = []
+    for error in exc.errors():
+        message = str(error["msg"])
+        if tidy:
+            message = message.removeprefix("Value error, ")
+        loc = ".".join(str(part) for part in error["loc"])
+        named = loc and not (tidy and message.startswith(loc))
+        messages.append(f"{loc}: {message}" if named else message)
+    return "; ".join(messages)
+
+
+def stop_on_signals(stop: threading.Event, log: logging.Logger, doing: str = "stopping") -> None:
+    """Set ``stop`` on SIGTERM or SIGINT, logging ``received <SIGNAL>: <doing>``."""
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        log.info("received %s: %s", signal.Signals(signum).name, doing)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+
+
+def log_to_stderr() -> None:
+    """Plain log lines on stderr at INFO (the stream commands' progress)."""
+    logging.basicConfig(
+        level=logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
 def _invalid_setting(exc: ValidationError) -> str:
     first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": str(exc)}
     loc = ".".join(str(p) for p in first["loc"])
     return f"invalid setting {loc}: {first['msg']}"
+
+
+def add_command(
+    commands: Any,
+    name: str,
+    handler: Callable[[argparse.Namespace], int],
+    *,
+    summary: str,
+    description: str | None = None,
+    parents: Sequence[argparse.ArgumentParser] = (),
+    **defaults: Any,
+) -> argparse.ArgumentParser:
+    """Add the sub-command ``name`` to ``commands`` (``add_subparsers(dest="command")``): its
+    ``handler`` runs it under ``run_command``; ``summary`` is its line in ``--help``,
+    ``defaults`` more values of its ``args``."""
+    parser: argparse.ArgumentParser = commands.add_parser(
+        name, parents=list(parents), help=summary, description=description
+    )
+    parser.set_defaults(handler=handler, **defaults)
+    return parser
 
 
 def run_command(
@@ -122,6 +183,28 @@ def run_command(
         print(f"{prog} {args.command}: failed: {type(exc).__name__}: {detail}", file=sys.stderr)
         return EXIT_FAILED
     return result
+
+
+def settings_json(settings: BaseModel, *secrets: str, **derived: Any) -> str:
+    """The settings as indented JSON for a ``check`` command: each of ``secrets`` shown as
+    ``***`` (empty when unset), ``derived`` values added."""
+    shown = settings.model_dump(mode="json")
+    for name in secrets:
+        shown[name] = "***" if getattr(settings, name).get_secret_value() else ""
+    shown.update(derived)
+    return json.dumps(shown, indent=2, sort_keys=True)
+
+
+def run_func(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> int:
+    """Parse ``argv`` and return what the sub-command's ``func`` returns (its own exit code).
+
+    Sets ``SPT_NOENV`` first: importing Feast imports gunicorn, whose setproctitle call would
+    overwrite ``/proc/<pid>/environ``, and the platform finds its processes by their environment.
+    """
+    os.environ.setdefault("SPT_NOENV", "1")
+    args = parser.parse_args(argv)
+    code: int = args.func(args)
+    return code
 
 
 def serve_http(app_factory: Callable[[], Any], *, host: str, port: int, log_level: str) -> None:

@@ -23,7 +23,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from mlops_common.cli import UsageError, run_command
+from mlops_common.cli import UsageError, add_command, run_command
 
 __all__ = ["PROG", "UsageError", "build_parser", "main"]
 
@@ -47,21 +47,33 @@ def build_parser() -> argparse.ArgumentParser:
         "materialize": "load the interval's latest feature values into the online store",
     }
     for name, text in step_help.items():
-        step = commands.add_parser(name, parents=[interval], help=text, description=text + ".")
-        step.set_defaults(handler=_cmd_step, step=name)
-    apply_cmd = commands.add_parser(
+        add_command(
+            commands,
+            name,
+            _cmd_step,
+            summary=text,
+            description=text + ".",
+            parents=[interval],
+            step=name,
+        )
+    add_command(
+        commands,
         "apply",
-        help="feast apply of data_pipeline/feature_repo with the configured stores (idempotent)",
+        _cmd_step,
+        summary="feast apply of data_pipeline/feature_repo with the configured stores (idempotent)",
         description="Register the feature repository's definitions (feast apply semantics).",
+        step="apply",
+        start=None,
+        end=None,
     )
-    apply_cmd.set_defaults(handler=_cmd_step, step="apply", start=None, end=None)
-    run = commands.add_parser(
+    add_command(
+        commands,
         "run",
+        _cmd_run,
         parents=[interval],
-        help="all steps in order: ingest validate transform publish apply materialize",
+        summary="all steps in order: ingest validate transform publish apply materialize",
         description="Run every step of the batch pipeline on the interval; stop at a failure.",
     )
-    run.set_defaults(handler=_cmd_run)
 
     from data_pipeline.stream_consumer.cli import add_parser as add_stream_consume
 

@@ -27,7 +27,15 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
-from mlops_common.cli import UsageError, non_negative_int, positive_int, run_command, utc_time
+from mlops_common.cli import (
+    UsageError,
+    add_command,
+    non_negative_int,
+    positive_int,
+    run_command,
+    utc_time,
+    validation_message,
+)
 from mlops_common.intervals import BadInput
 
 if TYPE_CHECKING:
@@ -98,10 +106,12 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     world = _world_options()
 
-    generate = commands.add_parser(
+    generate = add_command(
+        commands,
         "generate",
+        _cmd_generate,
         parents=[world],
-        help="generate example data and write it to the example's storage",
+        summary="generate example data and write it to the example's storage",
         description=(
             "Generate the example tables for [start, end) and write them to the storage that "
             "MLOPS_DATABASE_URL / MLOPS_DATA_DIR point at. Re-running a slice is idempotent."
@@ -116,19 +126,21 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument(
         "--manifest", type=Path, default=None, help="write the dirty-row manifest to this CSV"
     )
-    generate.set_defaults(handler=_cmd_generate)
 
-    oracle = commands.add_parser(
+    add_command(
+        commands,
         "oracle",
+        _cmd_oracle,
         parents=[world],
-        help="print the oracle's metrics (JSON)",
+        summary="print the oracle's metrics (JSON)",
         description="Generate [start, end) in memory and print the true model's metrics as JSON.",
     )
-    oracle.set_defaults(handler=_cmd_oracle)
 
-    emit = commands.add_parser(
+    emit = add_command(
+        commands,
         "emit",
-        help="write one hour of the MLOPS_EXAMPLE_* world to the storage (example_source DAG)",
+        _cmd_emit,
+        summary="write one hour of the MLOPS_EXAMPLE_* world to the storage (example_source DAG)",
         description=(
             "Write the driver statistics delivered in [HOUR, HOUR+1h) and the bookings of "
             "[HOUR-1h, HOUR) of the example world (MLOPS_EXAMPLE_SEED, _DRIVERS, _SCENARIO, "
@@ -136,11 +148,12 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     emit.add_argument("--hour", type=utc_time, required=True, help="a whole UTC hour")
-    emit.set_defaults(handler=_cmd_emit)
 
-    dispatch = commands.add_parser(
+    dispatch = add_command(
+        commands,
         "dispatch",
-        help="the example company's live bookings: rankings from the API, outcomes as feedback",
+        _cmd_dispatch,
+        summary="the example company's live bookings: rankings from the API, outcomes as feedback",
         description=(
             "Send bookings to the prediction API at MLOPS_DISPATCH_RATE a second, assign a "
             "driver, draw the trip's outcome from the example world's true model and report it "
@@ -149,17 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     dispatch.add_argument("--max-bookings", type=positive_int, default=None)
-    dispatch.set_defaults(handler=_cmd_dispatch)
     return parser
-
-
-def _validation_message(exc: ValidationError) -> str:
-    messages = []
-    for error in exc.errors():
-        message = str(error["msg"]).removeprefix("Value error, ")
-        loc = ".".join(str(part) for part in error["loc"])
-        messages.append(f"{loc}: {message}" if loc and not message.startswith(loc) else message)
-    return "; ".join(messages)
 
 
 def _config(args: argparse.Namespace) -> ExampleSourceConfig:
@@ -191,7 +194,7 @@ def _config(args: argparse.Namespace) -> ExampleSourceConfig:
     try:
         return ExampleSourceConfig(**values, dirty_rates=DirtyRates(**rates))
     except ValidationError as exc:
-        raise UsageError(_validation_message(exc)) from None
+        raise UsageError(validation_message(exc, tidy=True)) from None
 
 
 def _cmd_generate(args: argparse.Namespace) -> int:

@@ -38,11 +38,12 @@ from typing import Any, Protocol
 import httpx
 import numpy as np
 import pandas as pd
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
+from prometheus_client import CollectorRegistry
 
 from example_project.settings import ExampleProjectSettings
 from example_project.world.completion import FEATURES, completion_probability, weights_at
 from example_project.world.config import DRIVER_ID_OFFSET
+from mlops_common.prometheus import MetricFactory
 
 log = logging.getLogger("example_project.dispatch")
 
@@ -56,49 +57,43 @@ class FeatureReader(Protocol):
 
 class DispatchMetrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
-        r = self.registry = registry or CollectorRegistry()
-        # process_cpu_seconds_total, process_resident_memory_bytes, ... of this process
-        ProcessCollector(registry=r)
-        self.bookings = Counter(
+        # with process_cpu_seconds_total, process_resident_memory_bytes, ... of this process
+        m = MetricFactory(registry or CollectorRegistry())
+        self.registry = m.registry
+        self.bookings = m.counter(
             "dispatch_bookings_total",
             "Bookings by outcome: assigned, no_scorable (409: no candidate could be scored), "
             "failed (the prediction request failed)",
-            ["outcome"],
-            registry=r,
+            labels=("outcome",),
         )
-        self.requests = Counter(
+        self.requests = m.counter(
             "dispatch_requests_total",
             "Requests to the serving API by route and status (HTTP code, or 'error' when no "
             "answer came)",
-            ["route", "status"],
-            registry=r,
+            labels=("route", "status"),
         )
-        self.failures = Counter(
+        self.failures = m.counter(
             "dispatch_failed_requests_total",
             "Requests answered 5xx or not answered at all",
-            ["route"],
-            registry=r,
+            labels=("route",),
         )
-        self.duration = Histogram(
+        self.duration = m.histogram(
             "dispatch_request_duration_seconds",
             "Round trip of a serving API request as the client sees it",
-            ["route"],
+            labels=("route",),
             buckets=(0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
-            registry=r,
         )
-        self.trips = Counter(
+        self.trips = m.counter(
             "dispatch_trips_total",
             "Assigned trips by outcome drawn from the true model",
-            ["completed", "model_version"],
-            registry=r,
+            labels=("completed", "model_version"),
         )
-        self.pending = Gauge(
-            "dispatch_feedback_pending", "Outcomes waiting for their label delay", registry=r
+        self.pending = m.gauge(
+            "dispatch_feedback_pending", "Outcomes waiting for their label delay"
         )
-        self.serving_ready = Gauge(
+        self.serving_ready = m.gauge(
             "dispatch_serving_ready",
             "1 once the serving API answered ready and bookings started, 0 while waiting for it",
-            registry=r,
         )
 
 

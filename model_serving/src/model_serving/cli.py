@@ -18,7 +18,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from mlops_common.cli import load_settings, serve_http
+from mlops_common.cli import load_settings, run_func, serve_http, settings_json
 from model_serving.settings import ServingSettings
 
 PROG = "model-serving"
@@ -50,9 +50,7 @@ def serve(args: argparse.Namespace) -> int:
 
 def check(args: argparse.Namespace) -> int:
     settings = _settings()
-    shown = settings.model_dump(mode="json")
-    shown["serving_api_key"] = "***" if settings.serving_api_key.get_secret_value() else ""
-    print(json.dumps(shown, indent=2, sort_keys=True))
+    print(settings_json(settings, "serving_api_key"))
     problem = settings.auth_problem()
     if problem:
         print(f"model-serving: {problem}", file=sys.stderr)
@@ -116,12 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    # Importing feast imports gunicorn, whose setproctitle call overwrites /proc/<pid>/environ
-    # unless SPT_NOENV is set: the platform finds its processes by their environment.
-    os.environ.setdefault("SPT_NOENV", "1")
-    args = build_parser().parse_args(argv)
-    code: int = args.func(args)
-    return code
+    return run_func(build_parser(), argv)
 
 
 if __name__ == "__main__":

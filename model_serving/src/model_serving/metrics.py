@@ -6,7 +6,9 @@ when no model could answer). Names start with ``serving_``.
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
+from prometheus_client import Counter, Histogram
+
+from mlops_common.prometheus import MetricFactory
 
 LATENCY_BUCKETS = (
     0.0005,
@@ -51,15 +53,14 @@ NO_MODEL = "none"
 
 class ServingMetrics:
     def __init__(self) -> None:
-        r = self.registry = CollectorRegistry(auto_describe=True)
-        # process_cpu_seconds_total, process_resident_memory_bytes, ... of this process
-        ProcessCollector(registry=r)
-        self._http(r)
-        self._predictions(r)
-        self._scores(r)
-        self._models(r)
-        self._registry(r)
-        self._events(r)
+        m = MetricFactory()  # with process_cpu_seconds_total, ... of this process
+        self.registry = m.registry
+        self._http(m)
+        self._predictions(m)
+        self._scores(m)
+        self._models(m)
+        self._registry(m)
+        self._events(m)
         for alias in ("champion", "challenger"):
             self.model_loaded.labels(alias).set(0)
         self.registry_up.set(0)
@@ -67,172 +68,144 @@ class ServingMetrics:
         self._versions: dict[tuple[str, str], VersionMetrics] = {}
         self._requests: dict[tuple[str, str, str, str], tuple[Counter, Histogram]] = {}
 
-    def _http(self, r: CollectorRegistry) -> None:
+    def _http(self, m: MetricFactory) -> None:
         """HTTP requests (the edge)."""
-        self.requests = Counter(
+        self.requests = m.counter(
             "serving_requests_total",
             "HTTP requests by route, method, status code and the model version that answered",
-            ["route", "method", "status", "model_version"],
-            registry=r,
+            labels=("route", "method", "status", "model_version"),
         )
-        self.request_latency = Histogram(
+        self.request_latency = m.histogram(
             "serving_request_duration_seconds",
             "Whole-request latency inside the service, by route and answering model version",
-            ["route", "model_version"],
+            labels=("route", "model_version"),
             buckets=LATENCY_BUCKETS,
-            registry=r,
         )
-        self.in_flight = Gauge(
-            "serving_requests_in_flight", "Requests being handled right now", registry=r
-        )
+        self.in_flight = m.gauge("serving_requests_in_flight", "Requests being handled right now")
 
-    def _predictions(self, r: CollectorRegistry) -> None:
+    def _predictions(self, m: MetricFactory) -> None:
         """One prediction: feature read, model call, outcome."""
-        self.feature_read_latency = Histogram(
+        self.feature_read_latency = m.histogram(
             "serving_feature_read_duration_seconds",
             "Online store read of one request's candidates, by reader (redis or feast)",
-            ["reader"],
+            labels=("reader",),
             buckets=FAST_BUCKETS,
-            registry=r,
         )
-        self.model_latency = Histogram(
+        self.model_latency = m.histogram(
             "serving_model_duration_seconds",
             "Model call of one request, by model version and role (champion, challenger, shadow)",
-            ["model_version", "role"],
+            labels=("model_version", "role"),
             buckets=FAST_BUCKETS,
-            registry=r,
         )
-        self.predictions = Counter(
+        self.predictions = m.counter(
             "serving_predictions_total",
             "Answered predictions by model version and alias (champion or challenger/canary)",
-            ["model_version", "alias"],
-            registry=r,
+            labels=("model_version", "alias"),
         )
-        self.unscorable = Counter(
+        self.unscorable = m.counter(
             "serving_unscorable_drivers_total",
             "Candidates left out of a ranking: unknown to the online store or stale (older than "
             "the feature view's TTL)",
-            ["reason", "model_version"],
-            registry=r,
+            labels=("reason", "model_version"),
         )
-        self.no_scorable = Counter(
+        self.no_scorable = m.counter(
             "serving_no_scorable_candidates_total",
             "Predict requests refused because no candidate could be scored",
-            ["model_version"],
-            registry=r,
+            labels=("model_version",),
         )
 
-    def _scores(self, r: CollectorRegistry) -> None:
+    def _scores(self, m: MetricFactory) -> None:
         """What the models answered, and the labels that came back."""
-        self.scores = Histogram(
+        self.scores = m.histogram(
             "serving_prediction_score",
             "Distribution of the scores of every ranked candidate, by model version",
-            ["model_version"],
+            labels=("model_version",),
             buckets=SCORE_BUCKETS,
-            registry=r,
         )
-        self.best_scores = Histogram(
+        self.best_scores = m.histogram(
             "serving_prediction_best_score",
             "Score of the chosen (best) candidate, by model version",
-            ["model_version"],
+            labels=("model_version",),
             buckets=SCORE_BUCKETS,
-            registry=r,
         )
-        self.candidates = Histogram(
+        self.candidates = m.histogram(
             "serving_prediction_candidates",
             "Candidates per predict request",
             buckets=(1, 2, 3, 5, 10, 20, 50, 100, 200, 500),
-            registry=r,
         )
-        self.feedback = Counter(
+        self.feedback = m.counter(
             "serving_feedback_total",
             "Accepted feedback labels by outcome and the model version that answered the request "
             "(none when not remembered)",
-            ["trip_completed", "model_version"],
-            registry=r,
+            labels=("trip_completed", "model_version"),
         )
 
-    def _models(self, r: CollectorRegistry) -> None:
+    def _models(self, m: MetricFactory) -> None:
         """Model loads and swaps."""
-        self.model_loads = Counter(
+        self.model_loads = m.counter(
             "serving_model_loads_total",
             "Model loads by alias, source (registry or cache) and outcome (success or failure)",
-            ["alias", "source", "outcome"],
-            registry=r,
+            labels=("alias", "source", "outcome"),
         )
-        self.model_load_latency = Histogram(
+        self.model_load_latency = m.histogram(
             "serving_model_load_duration_seconds",
             "Download, load and warm-up of one model version",
-            ["alias"],
+            labels=("alias",),
             buckets=LOAD_BUCKETS,
-            registry=r,
         )
-        self.model_swaps = Counter(
+        self.model_swaps = m.counter(
             "serving_model_swaps_total",
             "Atomic switches of the served model per alias (promotions and rollbacks)",
-            ["alias"],
-            registry=r,
+            labels=("alias",),
         )
-        self.model_info = Gauge(
+        self.model_info = m.gauge(
             "serving_model_info",
             "The loaded model version per alias (value 1)",
-            ["alias", "model_name", "model_version", "source"],
-            registry=r,
+            labels=("alias", "model_name", "model_version", "source"),
         )
-        self.model_loaded = Gauge(
-            "serving_model_loaded",
-            "1 when a model is loaded for the alias",
-            ["alias"],
-            registry=r,
+        self.model_loaded = m.gauge(
+            "serving_model_loaded", "1 when a model is loaded for the alias", labels=("alias",)
         )
 
-    def _registry(self, r: CollectorRegistry) -> None:
+    def _registry(self, m: MetricFactory) -> None:
         """The model registry as the watcher sees it."""
-        self.registry_up = Gauge(
+        self.registry_up = m.gauge(
             "serving_registry_reachable",
             "1 when the last poll of the model registry succeeded, else 0",
-            registry=r,
         )
-        self.registry_polls = Counter(
+        self.registry_polls = m.counter(
             "serving_registry_polls_total",
             "Polls of the model registry by outcome (ok or unreachable)",
-            ["outcome"],
-            registry=r,
+            labels=("outcome",),
         )
-        self.registry_last_success = Gauge(
+        self.registry_last_success = m.gauge(
             "serving_registry_last_success_timestamp_seconds",
             "Unix time of the last successful registry poll",
-            registry=r,
         )
 
-    def _events(self, r: CollectorRegistry) -> None:
+    def _events(self, m: MetricFactory) -> None:
         """The event sink and shadow scoring."""
-        self.events_written = Counter(
+        self.events_written = m.counter(
             "serving_events_written_total",
             "Events written to the sink, by type (prediction or feedback)",
-            ["type"],
-            registry=r,
+            labels=("type",),
         )
-        self.events_dropped = Counter(
+        self.events_dropped = m.counter(
             "serving_events_dropped_total",
             "Events lost: buffer full (sink slow or down), no sink configured, or not encodable",
-            ["type", "reason"],
-            registry=r,
+            labels=("type", "reason"),
         )
-        self.events_buffered = Gauge(
-            "serving_events_buffered", "Events waiting in memory for the sink", registry=r
+        self.events_buffered = m.gauge(
+            "serving_events_buffered", "Events waiting in memory for the sink"
         )
-        self.sink_up = Gauge(
-            "serving_events_sink_up",
-            "1 when the last write to the event sink succeeded, else 0",
-            registry=r,
+        self.sink_up = m.gauge(
+            "serving_events_sink_up", "1 when the last write to the event sink succeeded, else 0"
         )
-        self.shadow = Counter(
+        self.shadow = m.counter(
             "serving_shadow_predictions_total",
             "Shadow scorings of the challenger by outcome (ok, failed, skipped_queue_full, "
             "no_challenger)",
-            ["outcome"],
-            registry=r,
+            labels=("outcome",),
         )
 
     def version(self, model_version: str, alias: str) -> VersionMetrics:

@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from mlops_common.cli import load_settings, serve_http
+from mlops_common.cli import load_settings, run_func, serve_http, settings_json
 from monitoring_service.settings import MonitoringSettings
 
 if TYPE_CHECKING:
@@ -60,12 +60,9 @@ def serve(args: argparse.Namespace) -> int:
 
 def check(args: argparse.Namespace) -> int:
     settings = _settings()
-    shown = settings.model_dump(mode="json")
-    for secret in ("monitoring_webhook_secret", "airflow_admin_password"):
-        shown[secret] = "***" if getattr(settings, secret).get_secret_value() else ""
-    shown["events_redis_url"] = settings.events_redis_url
-    shown["db_path"] = str(settings.db_path)
-    print(json.dumps(shown, indent=2, sort_keys=True))
+    secrets = ("monitoring_webhook_secret", "airflow_admin_password")
+    derived = {"events_redis_url": settings.events_redis_url, "db_path": str(settings.db_path)}
+    print(settings_json(settings, *secrets, **derived))
     problems = settings.problems()
     if not problems:
         import redis
@@ -179,12 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    # Feast (imported through model_serving) imports gunicorn, whose setproctitle call would
-    # blank /proc/<pid>/environ: the platform finds its processes by their environment.
-    os.environ.setdefault("SPT_NOENV", "1")
-    args = build_parser().parse_args(argv)
-    code: int = args.func(args)
-    return code
+    return run_func(build_parser(), argv)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ they do not fall back to zero on a restart.
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
+from mlops_common.prometheus import MetricFactory
 
 DELAY_BUCKETS = (
     1.0,
@@ -38,9 +38,9 @@ class MonitoringMetrics:
     """Every metric of the service, as attributes (``metrics.windows.labels(...).inc()``)."""
 
     def __init__(self) -> None:
-        self.registry = CollectorRegistry(auto_describe=True)
-        # process_cpu_seconds_total, process_resident_memory_bytes, ... of this process
-        ProcessCollector(registry=self.registry)
+        # with process_cpu_seconds_total, process_resident_memory_bytes, ... of this process
+        self._m = MetricFactory()
+        self.registry = self._m.registry
         self._events()
         self._labels()
         self._windows()
@@ -51,227 +51,209 @@ class MonitoringMetrics:
         self.consumer_up.set(0)
         self.registry_up.set(0)
 
-    def _counter(self, name: str, doc: str, *labels: str) -> Counter:
-        return Counter(name, doc, labels, registry=self.registry)
-
-    def _gauge(self, name: str, doc: str, *labels: str) -> Gauge:
-        return Gauge(name, doc, labels, registry=self.registry)
-
-    def _histogram(
-        self, name: str, doc: str, buckets: tuple[float, ...], *labels: str
-    ) -> Histogram:
-        return Histogram(name, doc, labels, buckets=buckets, registry=self.registry)
-
     def _events(self) -> None:
-        self.events_consumed = self._counter(
+        self.events_consumed = self._m.counter(
             "monitoring_events_consumed_total",
             "Prediction and feedback events applied to the window state (exactly once), by type",
-            "type",
+            labels=("type",),
         )
-        self.events_malformed = self._counter(
+        self.events_malformed = self._m.counter(
             "monitoring_events_malformed_total",
             "Stream entries that are not valid events, moved to the dead-letter stream, by the "
             "stream they came from (prediction or feedback)",
-            "stream",
+            labels=("stream",),
         )
-        self.events_duplicate = self._counter(
+        self.events_duplicate = self._m.counter(
             "monitoring_events_duplicate_total",
             "Stream entries delivered again after they were applied (ignored), by stream",
-            "stream",
+            labels=("stream",),
         )
-        self.events_backlog = self._gauge(
+        self.events_backlog = self._m.gauge(
             "monitoring_events_backlog",
             "Entries of the stream not yet processed by the consumer group (lag + pending)",
-            "stream",
+            labels=("stream",),
         )
-        self.events_pending = self._gauge(
+        self.events_pending = self._m.gauge(
             "monitoring_events_pending",
             "Entries delivered to the consumer group and not yet acknowledged",
-            "stream",
+            labels=("stream",),
         )
-        self.consumer_up = self._gauge(
+        self.consumer_up = self._m.gauge(
             "monitoring_consumer_up", "1 when the last read of the event streams succeeded, else 0"
         )
-        self.consumer_errors = self._counter(
+        self.consumer_errors = self._m.counter(
             "monitoring_consumer_errors_total",
             "Failed consumer iterations (broker or state store), by error type",
-            "error",
+            labels=("error",),
         )
-        self.batch_seconds = self._histogram(
+        self.batch_seconds = self._m.histogram(
             "monitoring_consumer_batch_seconds",
             "Persisting one batch of events (decode, SQLite commit, acknowledge)",
-            BATCH_BUCKETS,
+            buckets=BATCH_BUCKETS,
         )
-        self.last_event = self._gauge(
+        self.last_event = self._m.gauge(
             "monitoring_last_event_timestamp_seconds", "Event time of the newest prediction applied"
         )
 
     def _labels(self) -> None:
-        self.label_delay = self._histogram(
+        self.label_delay = self._m.histogram(
             "monitoring_label_delay_seconds",
             "Feedback time minus prediction time of each label joined to its prediction",
-            DELAY_BUCKETS,
-            "model_version",
+            labels=("model_version",),
+            buckets=DELAY_BUCKETS,
         )
-        self.labels_late = self._counter(
+        self.labels_late = self._m.counter(
             "monitoring_labels_late_total",
             "Labels that arrived after their window's quality was computed (not counted in it)",
-            "model_version",
+            labels=("model_version",),
         )
-        self.labels_unmatched = self._gauge(
+        self.labels_unmatched = self._m.gauge(
             "monitoring_labels_unmatched", "Stored labels whose prediction has not been seen"
         )
 
     def _windows(self) -> None:
-        self.windows = self._counter(
+        self.windows = self._m.counter(
             "monitoring_windows_total",
             "Windows closed, by model version and reason (count, time)",
-            "model_version",
-            "reason",
+            labels=("model_version", "reason"),
         )
-        self.window_open_predictions = self._gauge(
+        self.window_open_predictions = self._m.gauge(
             "monitoring_window_open_predictions",
             "Predictions in the model version's open window",
-            "model_version",
+            labels=("model_version",),
         )
-        self.evaluations = self._counter(
+        self.evaluations = self._m.counter(
             "monitoring_window_evaluations_total",
             "Window evaluations by stage (drift, quality) and outcome (ok, skipped, error)",
-            "stage",
-            "outcome",
+            labels=("stage", "outcome"),
         )
-        self.evaluation_seconds = self._histogram(
+        self.evaluation_seconds = self._m.histogram(
             "monitoring_window_evaluation_seconds",
             "Evidently time of one window evaluation (report computed and saved), by stage",
-            EVALUATION_BUCKETS,
-            "stage",
+            labels=("stage",),
+            buckets=EVALUATION_BUCKETS,
         )
-        self.last_window = self._gauge(
+        self.last_window = self._m.gauge(
             "monitoring_last_window_timestamp_seconds",
             "Unix time of the newest window evaluation, by model version",
-            "model_version",
+            labels=("model_version",),
         )
-        self.window_rows = self._gauge(
+        self.window_rows = self._m.gauge(
             "monitoring_window_rows",
             "Scored candidate rows of the newest drift-evaluated window",
-            "model_version",
+            labels=("model_version",),
         )
-        self.window_predictions = self._gauge(
+        self.window_predictions = self._m.gauge(
             "monitoring_window_predictions",
             "Predictions of the newest drift-evaluated window",
-            "model_version",
+            labels=("model_version",),
         )
 
     def _drift(self) -> None:
-        self.feature_drift_score = self._gauge(
+        self.feature_drift_score = self._m.gauge(
             "monitoring_feature_drift_score",
             "Evidently drift score of a feature in the newest window (the method's statistic: "
             "a distance, or a p-value for ks/chisquare/z tests)",
-            "model_version",
-            "feature",
+            labels=("model_version", "feature"),
         )
-        self.feature_drift_threshold = self._gauge(
+        self.feature_drift_threshold = self._m.gauge(
             "monitoring_feature_drift_threshold",
             "Threshold of the feature's drift method",
-            "model_version",
-            "feature",
+            labels=("model_version", "feature"),
         )
-        self.feature_drifted = self._gauge(
+        self.feature_drifted = self._m.gauge(
             "monitoring_feature_drifted",
             "1 when Evidently found the feature drifted in the newest window",
-            "model_version",
-            "feature",
+            labels=("model_version", "feature"),
         )
-        self.drift_share = self._gauge(
+        self.drift_share = self._m.gauge(
             "monitoring_drift_share",
             "Share of the model's features drifted in the newest window",
-            "model_version",
+            labels=("model_version",),
         )
-        self.drifted_features = self._gauge(
+        self.drifted_features = self._m.gauge(
             "monitoring_drifted_features",
             "Number of drifted features in the newest window",
-            "model_version",
+            labels=("model_version",),
         )
-        self.dataset_drift = self._gauge(
+        self.dataset_drift = self._m.gauge(
             "monitoring_dataset_drift",
             "1 when the share of drifted features reached MONITORING_DRIFT_SHARE",
-            "model_version",
+            labels=("model_version",),
         )
-        self.prediction_drift_score = self._gauge(
+        self.prediction_drift_score = self._m.gauge(
             "monitoring_prediction_drift_score",
             "Evidently drift score of the model's score distribution in the newest window",
-            "model_version",
+            labels=("model_version",),
         )
-        self.prediction_drifted = self._gauge(
+        self.prediction_drifted = self._m.gauge(
             "monitoring_prediction_drifted",
             "1 when the score distribution drifted in the newest window",
-            "model_version",
+            labels=("model_version",),
         )
-        self.consecutive_drifted = self._gauge(
+        self.consecutive_drifted = self._m.gauge(
             "monitoring_consecutive_drifted_windows",
             "Consecutive newest windows with dataset drift, by model version",
-            "model_version",
+            labels=("model_version",),
         )
 
     def _quality(self) -> None:
         self.quality = {
-            name: self._gauge(
+            name: self._m.gauge(
                 f"monitoring_quality_{name}",
                 f"{name} of the labelled rows of the newest quality-evaluated window (NaN: "
                 "too few labels)",
-                "model_version",
+                labels=("model_version",),
             )
             for name in QUALITY
         }
-        self.quality_rows = self._gauge(
+        self.quality_rows = self._m.gauge(
             "monitoring_quality_labelled_rows",
             "Labelled rows the newest quality evaluation used",
-            "model_version",
+            labels=("model_version",),
         )
-        self.label_coverage = self._gauge(
+        self.label_coverage = self._m.gauge(
             "monitoring_label_coverage",
             "Share of the newest quality-evaluated window's predictions with a label",
-            "model_version",
+            labels=("model_version",),
         )
 
     def _reference(self) -> None:
-        self.reference_rows = self._gauge(
+        self.reference_rows = self._m.gauge(
             "monitoring_reference_rows",
             "Rows of the reference data loaded for the model version",
-            "model_version",
+            labels=("model_version",),
         )
-        self.reference_loads = self._counter(
+        self.reference_loads = self._m.counter(
             "monitoring_reference_loads_total",
             "Reference loads by source (registry, cache) and outcome (ok, missing, unreachable)",
-            "source",
-            "outcome",
+            labels=("source", "outcome"),
         )
-        self.champion = self._gauge(
+        self.champion = self._m.gauge(
             "monitoring_champion_version",
             "1 for the version the champion alias points at",
-            "model_version",
+            labels=("model_version",),
         )
-        self.registry_up = self._gauge(
+        self.registry_up = self._m.gauge(
             "monitoring_registry_reachable",
             "1 when the last poll of the model registry succeeded, else 0",
         )
-        self.reports = self._gauge(
+        self.reports = self._m.gauge(
             "monitoring_reports_stored", "Evidently HTML reports kept on disk"
         )
 
     def _trigger(self) -> None:
-        self.decisions = self._counter(
+        self.decisions = self._m.counter(
             "monitoring_retraining_decisions_total",
             "Decisions on alert webhooks: triggered, skipped or error, with the reason",
-            "decision",
-            "reason",
+            labels=("decision", "reason"),
         )
-        self.last_triggered = self._gauge(
+        self.last_triggered = self._m.gauge(
             "monitoring_retraining_last_triggered_timestamp_seconds",
             "Unix time of the last training run triggered",
         )
-        self.webhook_requests = self._counter(
+        self.webhook_requests = self._m.counter(
             "monitoring_webhook_requests_total",
             "Requests to the alert webhook by HTTP status",
-            "status",
+            labels=("status",),
         )

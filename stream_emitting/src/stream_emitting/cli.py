@@ -14,45 +14,30 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import signal
 import sys
 import threading
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
+
+from mlops_common.cli import (
+    UsageError,
+    add_command,
+    log_to_stderr,
+    positive_float,
+    positive_int,
+    run_command,
+    stop_on_signals,
+    validation_message,
+)
 
 if TYPE_CHECKING:
     from stream_emitting.settings import ProducerSettings
 
 PROG = "stream-emitting"
-
-
-class UsageError(Exception):
-    """Bad input detected after argument parsing (exit code 2)."""
-
-
-def _positive_int(value: str) -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid integer {value!r}") from None
-    if number < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1 (got {number})")
-    return number
-
-
-def _positive_float(value: str) -> float:
-    try:
-        number = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid number {value!r}") from None
-    if not number > 0:
-        raise argparse.ArgumentTypeError(f"must be positive (got {value})")
-    return number
 
 
 def _driver_range(value: str) -> tuple[int, int]:
@@ -73,17 +58,21 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=PROG, description="Driver statistics event producer.")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    produce = commands.add_parser(
+    produce = add_command(
+        commands,
         "produce",
-        help="emit driver statistics events continuously",
+        _cmd_produce,
+        summary="emit driver statistics events continuously",
         description=(
             "Emit DriverStatsEvent v1 to the Redis stream at a steady rate, following a "
             "scenario; reconnects with backoff when the broker goes away."
         ),
     )
-    produce.add_argument("--redis-url", default=None, help="broker URL (default: settings)")
+    produce.add_argument(
+        "--redis-url", dest="stream_redis_url", default=None, help="broker URL (default: settings)"
+    )
     produce.add_argument("--stream", default=None, help="stream name (default: mlops:driver_stats)")
-    produce.add_argument("--rate", type=_positive_float, default=None, help="events per second")
+    produce.add_argument("--rate", type=positive_float, default=None, help="events per second")
     produce.add_argument("--scenario", choices=[s.value for s in Scenario], default=None)
     produce.add_argument("--seed", type=int, default=None, help="seed of the driver world")
     produce.add_argument(
@@ -100,16 +89,17 @@ def build_parser() -> argparse.ArgumentParser:
     produce.add_argument("--metrics-port", type=int, default=None, help="/metrics port (0: off)")
     produce.add_argument("--producer-id", default=None, help="event id prefix (default: random)")
     produce.add_argument(
-        "--max-events", type=_positive_int, default=None, help="stop after this many entries"
+        "--max-events", type=positive_int, default=None, help="stop after this many entries"
     )
     produce.add_argument(
-        "--duration", type=_positive_float, default=None, help="stop after this many seconds"
+        "--duration", type=positive_float, default=None, help="stop after this many seconds"
     )
-    produce.set_defaults(handler=_cmd_produce)
 
-    emit = commands.add_parser(
+    emit = add_command(
+        commands,
         "emit",
-        help="emit one event given as FIELD=VALUE pairs",
+        _cmd_emit,
+        summary="emit one event given as FIELD=VALUE pairs",
         description=(
             "Emit one event. event_id, schema_version, event_timestamp and produced_at default "
             "to a fresh id, 1 and now. Without --raw the event is validated first (exit 2 when "
@@ -120,34 +110,33 @@ def build_parser() -> argparse.ArgumentParser:
     emit.add_argument("--raw", action="store_true", help="send without validating")
     emit.add_argument("--redis-url", default=None, help="broker URL (default: settings)")
     emit.add_argument("--stream", default=None, help="stream name (default: mlops:driver_stats)")
-    emit.set_defaults(handler=_cmd_emit)
     return parser
 
 
 def _settings_error(exc: ValidationError) -> UsageError:
-    messages = []
-    for error in exc.errors():
-        loc = ".".join(str(p) for p in error["loc"])
-        messages.append(f"{loc}: {error['msg']}" if loc else str(error["msg"]))
-    return UsageError("invalid settings: " + "; ".join(messages))
+    return UsageError("invalid settings: " + validation_message(exc))
+
+
+#: the ``produce`` options that override a setting of the same name
+_PRODUCE_SETTINGS = (
+    "stream_redis_url",
+    "stream",
+    "rate",
+    "scenario",
+    "seed",
+    "drift_start",
+    "dirty_rate",
+    "duplicate_rate",
+    "maxlen",
+    "metrics_port",
+    "producer_id",
+)
 
 
 def _producer_settings(args: argparse.Namespace) -> ProducerSettings:
     from stream_emitting.settings import ProducerSettings
 
-    overrides: dict[str, Any] = {
-        "stream_redis_url": args.redis_url,
-        "stream": args.stream,
-        "rate": args.rate,
-        "scenario": args.scenario,
-        "seed": args.seed,
-        "drift_start": args.drift_start,
-        "dirty_rate": args.dirty_rate,
-        "duplicate_rate": args.duplicate_rate,
-        "maxlen": args.maxlen,
-        "metrics_port": args.metrics_port,
-        "producer_id": args.producer_id,
-    }
+    overrides: dict[str, Any] = {name: getattr(args, name) for name in _PRODUCE_SETTINGS}
     if args.drivers is not None:
         overrides["driver_id_min"], overrides["driver_id_max"] = args.drivers
     try:
@@ -156,37 +145,20 @@ def _producer_settings(args: argparse.Namespace) -> ProducerSettings:
         raise _settings_error(exc) from None
 
 
-def _install_stop_handlers(stop: threading.Event) -> None:
-    def handler(signum: int, frame: FrameType | None) -> None:
-        logging.getLogger(PROG).info("received %s: stopping", signal.Signals(signum).name)
-        stop.set()
-
-    signal.signal(signal.SIGTERM, handler)
-    signal.signal(signal.SIGINT, handler)
-
-
 def _cmd_produce(args: argparse.Namespace) -> int:
-    from prometheus_client import start_http_server
-
+    from mlops_common.prometheus import metrics_server
     from stream_emitting.producer import Producer
 
     settings = _producer_settings(args)
     stop = threading.Event()
-    _install_stop_handlers(stop)
+    stop_on_signals(stop, logging.getLogger(PROG))
     producer = Producer(settings, stop=stop)
-    server = None
-    if settings.metrics_port:
-        server, _ = start_http_server(
-            settings.metrics_port, addr=settings.mlops_bind_host, registry=producer.registry
-        )
-        logging.getLogger(PROG).info(
-            "metrics on http://%s:%d/metrics", settings.mlops_bind_host, settings.metrics_port
-        )
     try:
-        stats = producer.run(max_events=args.max_events, duration=args.duration)
+        with metrics_server(
+            producer.registry, port=settings.metrics_port, host=settings.mlops_bind_host
+        ):
+            stats = producer.run(max_events=args.max_events, duration=args.duration)
     finally:
-        if server is not None:
-            server.shutdown()
         producer.client.close()
     print(
         json.dumps(
@@ -237,22 +209,8 @@ def _cmd_emit(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    logging.basicConfig(
-        level=logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    try:
-        result: int = args.handler(args)
-    except UsageError as exc:
-        parser.exit(2, f"{PROG} {args.command}: error: {exc}\n")
-    except Exception as exc:  # the step failed: one line naming the problem, non-zero exit
-        detail = (str(exc).strip().splitlines() or [""])[0]
-        print(f"{PROG} {args.command}: failed: {type(exc).__name__}: {detail}", file=sys.stderr)
-        return 1
-    return result
+    log_to_stderr()
+    return run_command(build_parser(), argv, PROG)
 
 
 if __name__ == "__main__":

@@ -29,11 +29,12 @@ from datetime import UTC, datetime
 
 import numpy as np
 import redis
-from prometheus_client import CollectorRegistry, Counter, Gauge, ProcessCollector
+from prometheus_client import CollectorRegistry
 
 from example_project.world.config import Scenario
 from example_project.world.drivers import DriverWorld
 from mlops_common.events.driver_stats import DriverStatsEvent
+from mlops_common.prometheus import MetricFactory
 from mlops_common.redis import connect, redact
 from stream_emitting.settings import ProducerSettings
 
@@ -101,26 +102,20 @@ class ProducerStats:
 
 
 class _Metrics:
-    def __init__(self, registry: CollectorRegistry) -> None:
-        self.events = Counter(
+    def __init__(self, m: MetricFactory) -> None:
+        self.events = m.counter(
             "stream_producer_events",
             "Stream entries written by the producer, by kind (valid, malformed, duplicate).",
-            ["kind"],
-            registry=registry,
+            labels=("kind",),
         )
-        self.retries = Counter(
+        self.retries = m.counter(
             "stream_producer_retries",
             "Failed attempts to write to the broker (each is retried with backoff).",
-            registry=registry,
         )
-        self.connected = Gauge(
-            "stream_producer_connected",
-            "1 when the last write to the broker succeeded, else 0.",
-            registry=registry,
+        self.connected = m.gauge(
+            "stream_producer_connected", "1 when the last write to the broker succeeded, else 0."
         )
-        self.rate = Gauge(
-            "stream_producer_target_rate", "Configured events per second.", registry=registry
-        )
+        self.rate = m.gauge("stream_producer_target_rate", "Configured events per second.")
 
 
 @dataclass(frozen=True)
@@ -143,9 +138,9 @@ class Producer:
     ) -> None:
         self.settings = settings
         self.stop = stop or threading.Event()
-        self.registry = registry or CollectorRegistry()
-        ProcessCollector(registry=self.registry)  # process_cpu_seconds_total, ...
-        self.metrics = _Metrics(self.registry)
+        factory = MetricFactory(registry or CollectorRegistry())  # process_cpu_seconds_total, ...
+        self.registry = factory.registry
+        self.metrics = _Metrics(factory)
         self.metrics.rate.set(settings.rate)
         self.client = client or connect(settings.broker_url)
         self.clock = clock

@@ -11,12 +11,13 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
 
+from mlops_common.cli import json_object, positive_float, utc_time, validation_message
 from training_pipeline.gate import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 
 PROG = "training-pipeline"
@@ -24,37 +25,6 @@ PROG = "training-pipeline"
 
 class UsageError(Exception):
     """Bad input detected after argument parsing (exit code 2)."""
-
-
-def parse_time(value: str) -> datetime:
-    """ISO 8601 date or date-time; naive values are UTC."""
-    try:
-        parsed = datetime.fromisoformat(value.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"invalid time {value!r}: expected ISO 8601, e.g. 2024-01-01 or 2024-01-01T05:00Z"
-        ) from None
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
-
-
-def _json_object(value: str) -> dict[str, Any]:
-    try:
-        parsed = json.loads(value)
-    except json.JSONDecodeError as exc:
-        raise argparse.ArgumentTypeError(f"invalid JSON: {exc}") from None
-    if not isinstance(parsed, dict):
-        raise argparse.ArgumentTypeError("expected a JSON object")
-    return parsed
-
-
-def _positive_float(value: str) -> float:
-    try:
-        number = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid number {value!r}") from None
-    if number <= 0:
-        raise argparse.ArgumentTypeError(f"must be positive (got {value})")
-    return number
 
 
 def _run_dir_option(parser: argparse.ArgumentParser, *, required: bool) -> None:
@@ -70,17 +40,17 @@ def _run_dir_option(parser: argparse.ArgumentParser, *, required: bool) -> None:
 
 def _window_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("training window and configuration")
-    group.add_argument("--start", type=parse_time, default=None, help="window start (UTC)")
-    group.add_argument("--end", type=parse_time, default=None, help="window end, exclusive (UTC)")
-    group.add_argument("--days", type=_positive_float, default=None, help="window length")
+    group.add_argument("--start", type=utc_time, default=None, help="window start (UTC)")
+    group.add_argument("--end", type=utc_time, default=None, help="window end, exclusive (UTC)")
+    group.add_argument("--days", type=positive_float, default=None, help="window length")
     group.add_argument(
         "--overrides",
-        type=_json_object,
+        type=json_object,
         default=None,
         help='run configuration overrides, e.g. \'{"estimator": {"hyperparameters": {...}}}\'',
     )
     group.add_argument(
-        "--trigger", type=_json_object, default=None, help="why the run started (JSON, recorded)"
+        "--trigger", type=json_object, default=None, help="why the run started (JSON, recorded)"
     )
 
 
@@ -343,15 +313,6 @@ def _cmd_config(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _validation_message(exc: ValidationError) -> str:
-    messages = []
-    for error in exc.errors():
-        message = str(error["msg"]).removeprefix("Value error, ")
-        loc = ".".join(str(part) for part in error["loc"])
-        messages.append(f"{loc}: {message}" if loc else message)
-    return "; ".join(messages)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     from training_pipeline.estimators import EstimatorConfigError
     from training_pipeline.registry import RegistryError
@@ -365,7 +326,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.exit(EXIT_USAGE, f"{PROG} {args.command}: error: {exc}\n")
     except ValidationError as exc:
         parser.exit(
-            EXIT_USAGE, f"{PROG} {args.command}: bad configuration: {_validation_message(exc)}\n"
+            EXIT_USAGE,
+            f"{PROG} {args.command}: bad configuration: {validation_message(exc, tidy=True)}\n",
         )
     except (RegistryError, RunDirError) as exc:
         print(f"{PROG} {args.command}: {exc}", file=sys.stderr)

@@ -7,10 +7,19 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pydantic import SecretStr
+
 from mlops_platform.launcher.health import Probe
 from mlops_platform.launcher.online_store import online_store_url
 from mlops_platform.launcher.paths import REPO_ROOT
 from mlops_platform.launcher.settings import LauncherSettings
+
+#: the environment of a service that must not start a thread pool per core (the API services)
+SINGLE_THREADED = {
+    "OMP_NUM_THREADS": "1",
+    "OPENBLAS_NUM_THREADS": "1",
+    "MKL_NUM_THREADS": "1",
+}
 
 
 @dataclass(frozen=True)
@@ -28,6 +37,15 @@ class Context:
         path = self.data_dir / service
         path.mkdir(parents=True, exist_ok=True)
         return path
+
+    def require(self, secret: SecretStr, name: str) -> None:
+        """Refuse to start a service whose secret ``name`` is empty in the env file."""
+        if not secret.get_secret_value():
+            raise RuntimeError(f"{name} is empty in {self.env_file}")
+
+    def scrape_target(self, job: str, port: int) -> dict[str, list[str]]:
+        """One Prometheus scrape job: ``job`` at ``<MLOPS_BIND_HOST>:<port>``."""
+        return {job: [f"{self.settings.mlops_bind_host}:{port}"]}
 
     @staticmethod
     def venv_bin(name: str) -> str:

@@ -62,7 +62,7 @@ class MlflowService(Service):
         return [Check("mlflow", http_probe(f"{url}/health", expect_text="OK"))]
 
     def scrape_targets(self, ctx: Context) -> dict[str, list[str]]:
-        return {"mlflow": [f"{ctx.settings.mlops_bind_host}:{ctx.settings.mlflow_port}"]}
+        return ctx.scrape_target("mlflow", ctx.settings.mlflow_port)
 
     def endpoints(self, ctx: Context) -> list[str]:
         url = ctx.settings.url(ctx.settings.mlflow_port)

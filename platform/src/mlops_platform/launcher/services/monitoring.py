@@ -18,15 +18,15 @@ from __future__ import annotations
 
 from mlops_platform.launcher.health import Health, http_probe
 from mlops_platform.launcher.online_store import online_store_kind
-from mlops_platform.launcher.services.base import Check, Context, Program, Service
+from mlops_platform.launcher.services.base import (
+    SINGLE_THREADED,
+    Check,
+    Context,
+    Program,
+    Service,
+)
 
 NO_EVENTS = "no Redis for serving's event streams (the online store is the embedded SQLite one)"
-
-SINGLE_THREADED = {
-    "OMP_NUM_THREADS": "1",
-    "OPENBLAS_NUM_THREADS": "1",
-    "MKL_NUM_THREADS": "1",
-}
 
 
 class MonitoringService(Service):
@@ -41,8 +41,7 @@ class MonitoringService(Service):
 
     def prepare(self, ctx: Context) -> None:
         ctx.state_dir(self.name)
-        if not ctx.settings.monitoring_webhook_secret.get_secret_value():
-            raise RuntimeError(f"MONITORING_WEBHOOK_SECRET is empty in {ctx.env_file}")
+        ctx.require(ctx.settings.monitoring_webhook_secret, "MONITORING_WEBHOOK_SECRET")
         if not self.has_events(ctx):
             print(
                 f"  {NO_EVENTS}: monitoring is disabled; install redis-server (the feast "
@@ -81,7 +80,7 @@ class MonitoringService(Service):
     def scrape_targets(self, ctx: Context) -> dict[str, list[str]]:
         if not self.has_events(ctx):
             return {}
-        return {"monitoring": [f"{ctx.settings.mlops_bind_host}:{ctx.settings.monitoring_port}"]}
+        return ctx.scrape_target("monitoring", ctx.settings.monitoring_port)
 
     def endpoints(self, ctx: Context) -> list[str]:
         if not self.has_events(ctx):

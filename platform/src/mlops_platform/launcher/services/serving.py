@@ -17,13 +17,13 @@ throughput on a small machine (see STACK-FACTS).
 from __future__ import annotations
 
 from mlops_platform.launcher.health import http_probe
-from mlops_platform.launcher.services.base import Check, Context, Program, Service
-
-SINGLE_THREADED = {
-    "OMP_NUM_THREADS": "1",
-    "OPENBLAS_NUM_THREADS": "1",
-    "MKL_NUM_THREADS": "1",
-}
+from mlops_platform.launcher.services.base import (
+    SINGLE_THREADED,
+    Check,
+    Context,
+    Program,
+    Service,
+)
 
 
 class ServingService(Service):
@@ -34,8 +34,7 @@ class ServingService(Service):
 
     def prepare(self, ctx: Context) -> None:
         ctx.state_dir(self.name)
-        if not ctx.settings.serving_api_key.get_secret_value():
-            raise RuntimeError(f"SERVING_API_KEY is empty in {ctx.env_file}")
+        ctx.require(ctx.settings.serving_api_key, "SERVING_API_KEY")
 
     def programs(self, ctx: Context) -> list[Program]:
         s = ctx.settings
@@ -57,7 +56,7 @@ class ServingService(Service):
         return [Check("serving", http_probe(f"{url}/health/live", expect_text="alive"))]
 
     def scrape_targets(self, ctx: Context) -> dict[str, list[str]]:
-        return {"serving": [f"{ctx.settings.mlops_bind_host}:{ctx.settings.serving_port}"]}
+        return ctx.scrape_target("serving", ctx.settings.serving_port)
 
     def endpoints(self, ctx: Context) -> list[str]:
         url = ctx.settings.url(ctx.settings.serving_port)

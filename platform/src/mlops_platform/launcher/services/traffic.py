@@ -55,8 +55,7 @@ class TrafficService(Service):
         return [Check("dispatcher", http_probe(f"{url}/metrics", expect_text="dispatch_bookings"))]
 
     def scrape_targets(self, ctx: Context) -> dict[str, list[str]]:
-        port = TrafficSettings.load(ctx).dispatch_metrics_port
-        return {"traffic": [f"{ctx.settings.mlops_bind_host}:{port}"]}
+        return ctx.scrape_target("traffic", TrafficSettings.load(ctx).dispatch_metrics_port)
 
     def endpoints(self, ctx: Context) -> list[str]:
         url = ctx.settings.url(TrafficSettings.load(ctx).dispatch_metrics_port)
