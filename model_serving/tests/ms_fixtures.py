@@ -25,6 +25,7 @@ import pandas as pd
 import redis
 
 from data_pipeline.feature_store import FEATURE_NAMES, FEATURE_SERVICE, FEATURE_VIEW
+from mlops_testing.frames import driver_statistics, stats_frame
 
 FEATURES = FEATURE_NAMES
 VIEW = FEATURE_VIEW
@@ -90,23 +91,6 @@ def store_settings(
     )
 
 
-def stats_frame(ids: Iterable[int], when: datetime, seed: int = 0) -> pd.DataFrame:
-    ids = list(ids)
-    rng = np.random.default_rng(seed)
-    return pd.DataFrame(
-        {
-            "driver_id": np.array(ids, dtype=np.int64),
-            "event_timestamp": [when] * len(ids),
-            "created": [when] * len(ids),
-            "conv_rate": rng.uniform(0, 1, len(ids)),
-            "acc_rate": rng.uniform(0, 1, len(ids)),
-            "avg_daily_trips": rng.integers(0, 60, len(ids)).astype(np.int64),
-            "rating": rng.uniform(1, 5, len(ids)),
-            "cancel_rate": rng.uniform(0, 0.3, len(ids)),
-        }
-    )
-
-
 def write_features(store: Any, ids: Iterable[int], when: datetime, seed: int = 0) -> pd.DataFrame:
     frame = stats_frame(ids, when, seed)
     store.write_to_online_store(VIEW, frame)
@@ -141,15 +125,7 @@ def unique_name(prefix: str) -> str:
 def training_frame(n: int = 600, seed: int = 0, flip: bool = False) -> tuple[pd.DataFrame, Any]:
     """Generated features and a label that depends on them (``flip`` reverses the signal)."""
     rng = np.random.default_rng(seed)
-    frame = pd.DataFrame(
-        {
-            "conv_rate": rng.uniform(0, 1, n),
-            "acc_rate": rng.uniform(0, 1, n),
-            "avg_daily_trips": rng.integers(0, 60, n).astype(np.int64),
-            "rating": rng.uniform(1, 5, n),
-            "cancel_rate": rng.uniform(0, 0.3, n),
-        }
-    )
+    frame = pd.DataFrame(driver_statistics(rng, n))
     logit = 3 * frame["conv_rate"] + frame["rating"] - 3 - 4 * frame["cancel_rate"]
     if flip:
         logit = -logit

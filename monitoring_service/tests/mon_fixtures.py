@@ -37,6 +37,8 @@ from mlops_common.events.serving import (
     ScoredCandidate,
     encode,
 )
+from mlops_testing.frames import driver_statistics, write_reference
+from mlops_testing.stack import eventually
 from monitoring_service.settings import MonitoringSettings
 
 SettingsFactory = Callable[..., MonitoringSettings]
@@ -63,15 +65,7 @@ def free_port() -> int:
 def feature_rows(n: int, seed: int = 0, shift: dict[str, float] | None = None) -> pd.DataFrame:
     """Driver statistics like the example source's (``shift`` adds to a feature's values)."""
     rng = np.random.default_rng(seed)
-    frame = pd.DataFrame(
-        {
-            "conv_rate": rng.uniform(0, 1, n),
-            "acc_rate": rng.uniform(0, 1, n),
-            "avg_daily_trips": rng.integers(0, 60, n).astype(np.int64),
-            "rating": rng.uniform(1, 5, n),
-            "cancel_rate": rng.uniform(0, 0.3, n),
-        }
-    )
+    frame = pd.DataFrame(driver_statistics(rng, n))
     for name, delta in (shift or {}).items():
         frame[name] = frame[name] + (int(delta) if name == "avg_daily_trips" else delta)
     return frame
@@ -252,23 +246,13 @@ def register_with_reference(
     client.log_artifacts(run_id, str(out / "model"), artifact_path="model")
     tags: dict[str, str] = {}
     if reference is not None:
-        ref = out / "reference"
-        ref.mkdir()
-        reference.to_parquet(ref / "reference.parquet", index=False)
-        (ref / "reference.json").write_text(
-            json.dumps(
-                {
-                    "format": 1,
-                    "rows": len(reference),
-                    "source": "holdout",
-                    "feature_columns": list(FEATURES),
-                    "score_column": "score",
-                    "label_column": "trip_completed",
-                    "sampled_from": len(reference),
-                    "seed": 0,
-                    "content_hash": "test",
-                }
-            )
+        ref = write_reference(
+            out / "reference",
+            reference,
+            FEATURES,
+            sampled_from=len(reference),
+            seed=0,
+            content_hash="test",
         )
         client.log_artifacts(run_id, str(ref), artifact_path="reference")
         tags = {
@@ -387,9 +371,5 @@ def metric_values(text: str, name: str) -> dict[tuple[tuple[str, str], ...], flo
 
 
 def wait_for(check: Any, timeout: float = 30.0, interval: float = 0.2) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result or time.monotonic() > deadline:
-            return result
-        time.sleep(interval)
+    """``check()`` once it is truthy, or its last value after ``timeout`` seconds."""
+    return eventually(check, timeout, interval)

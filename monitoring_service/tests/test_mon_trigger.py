@@ -25,6 +25,7 @@ import pytest
 from fastapi.testclient import TestClient
 from mon_fixtures import WEBHOOK_SECRET, SettingsFactory, free_port, metric_values
 
+from mlops_testing.http import send_json
 from monitoring_service.app import create_app
 
 DAG = "driver_ranking_training"
@@ -53,12 +54,7 @@ class FakeAirflow:
                 pass
 
             def _answer(self, status: int, body: Any) -> None:
-                data = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                send_json(self, status, body)
 
             def _handle(self, method: str) -> None:
                 url = urlsplit(self.path)

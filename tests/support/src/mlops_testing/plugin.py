@@ -1,0 +1,59 @@
+"""The shared pytest fixtures of the components' tests (a ``pytest11`` plugin: every test run of
+the workspace has them; a component's conftest may still define its own of the same name).
+
+- ``redis_client``: a session client of the real Redis (``MLOPS_TEST_REDIS_URL``);
+- ``mlflow_server``: a real MLflow tracking server per session, on a free loopback port.
+
+``isolate_environment`` is the body of the components' env-isolation fixtures."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from mlops_testing.stack import MlflowServer, start_mlflow
+
+#: Read when the plugin is loaded: before fixtures scrub MLOPS_* from the environment.
+REDIS_URL = os.environ.get("MLOPS_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+def isolate_environment(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, prefixes: Iterable[str]
+) -> None:
+    """Keep the developer's or CI's settings (variables starting with one of ``prefixes``,
+    MLOPS_TEST_* excepted, and the .env file) out of a test."""
+    starts = tuple(prefixes)
+    for name in list(os.environ):
+        if name.startswith(starts) and not name.startswith("MLOPS_TEST_"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("MLOPS_ENV_FILE", str(tmp_path / "no.env"))
+    monkeypatch.setenv("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+
+
+def clear_environment(
+    monkeypatch: pytest.MonkeyPatch, names: Iterable[str], cwd: Path | None = None
+) -> None:
+    """Unset each of ``names``; work in ``cwd`` (a test's own folder: no stray .env) if given."""
+    for name in names:
+        monkeypatch.delenv(name, raising=False)
+    if cwd is not None:
+        monkeypatch.chdir(cwd)
+
+
+@pytest.fixture(scope="session")
+def redis_client() -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(REDIS_URL)
+    client.ping()
+    yield client
+    client.close()
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowServer]:
+    server = start_mlflow(tmp_path_factory.mktemp("mlflow"))
+    yield server
+    server.stop()
