@@ -30,7 +30,6 @@ import asyncio
 import json
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -49,6 +48,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from mlops_testing.frames import stats_frame
+from mlops_testing.processes import stop_process_group
 from mlops_testing.stack import start_mlflow
 
 REDIS_URL = os.environ.get("MLOPS_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -84,13 +85,7 @@ class Proc:
     logfile: Path
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(20)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(5)
+        stop_process_group(self.process)
 
 
 def start(name: str, command: list[str], env: dict[str, str | None], folder: Path) -> Proc:
@@ -131,25 +126,6 @@ def wait_http(proc: Proc, url: str, timeout: float = 120.0) -> None:
 # --- the shared setup: feature store, registered model ------------------------------------------
 
 
-def feature_frame(ids: list[int], seed: int) -> Any:
-    import pandas as pd
-
-    rng = np.random.default_rng(seed)
-    now = datetime.now(UTC)
-    return pd.DataFrame(
-        {
-            "driver_id": np.array(ids, dtype=np.int64),
-            "event_timestamp": [now] * len(ids),
-            "created": [now] * len(ids),
-            "conv_rate": rng.uniform(0, 1, len(ids)),
-            "acc_rate": rng.uniform(0, 1, len(ids)),
-            "avg_daily_trips": rng.integers(0, 60, len(ids)).astype(np.int64),
-            "rating": rng.uniform(1, 5, len(ids)),
-            "cancel_rate": rng.uniform(0, 0.3, len(ids)),
-        }
-    )
-
-
 def setup_store(data_dir: Path, project: str) -> Any:
     from data_pipeline.feature_store import FEATURE_VIEW, apply, feature_store
     from data_pipeline.settings import DataPipelineSettings
@@ -162,7 +138,9 @@ def setup_store(data_dir: Path, project: str) -> Any:
     )
     apply(settings)
     store = feature_store(settings)
-    store.write_to_online_store(FEATURE_VIEW, feature_frame(list(range(1, 1001)), seed=7))
+    store.write_to_online_store(
+        FEATURE_VIEW, stats_frame(range(1, 1001), datetime.now(UTC), seed=7)
+    )
     return store
 
 
@@ -179,7 +157,7 @@ def register(tracking_uri: str, kind: str) -> str:
 
     from data_pipeline.feature_store import FEATURE_NAMES, FEATURE_SERVICE
 
-    frame = feature_frame(list(range(20_000)), seed=1)[list(FEATURE_NAMES)]
+    frame = stats_frame(range(20_000), datetime.now(UTC), seed=1)[list(FEATURE_NAMES)]
     logit = 3 * frame["conv_rate"] + frame["rating"] - 3 - 4 * frame["cancel_rate"]
     label = np.random.default_rng(2).uniform(0, 1, len(frame)) < 1 / (1 + np.exp(-logit))
     from training_pipeline.settings import EstimatorConfig

@@ -4,10 +4,8 @@ Used by the platform tests and the end-to-end tests (tests/e2e)."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -19,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from mlops_platform.launcher.paths import REPO_ROOT
-from mlops_testing.processes import processes_with_env
+from mlops_testing.processes import processes_with_env, stop_process_group
 
 PORT_KEYS = (
     "AIRFLOW_PORT",
@@ -186,16 +184,7 @@ class MlflowServer:
 
     def stop(self) -> None:
         """Stop the server's own process group (its uvicorn worker too), by its pid."""
-        if self.process.poll() is not None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.process.pid, signal.SIGTERM)
-        try:
-            self.process.wait(20)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(10)
+        stop_process_group(self.process)
 
 
 def start_mlflow(folder: Path, port: int | None = None, timeout: float = 60.0) -> MlflowServer:
