@@ -47,7 +47,7 @@ from mlops_common.events.serving import (
     ScoredCandidate,
     encode,
 )
-from mlops_testing.frames import driver_statistics, write_reference
+from mlops_testing.frames import candidate_features, driver_statistics, write_reference
 from mlops_testing.processes import stop_process_group
 from mlops_testing.stack import start_mlflow
 
@@ -204,13 +204,7 @@ def events(n: int, start: datetime, model: str, seed: int) -> list[tuple[str, di
                 ScoredCandidate(
                     driver_id=j + 1,
                     score=float(r.score),
-                    features={
-                        "conv_rate": float(r.conv_rate),
-                        "acc_rate": float(r.acc_rate),
-                        "avg_daily_trips": int(r.avg_daily_trips),
-                        "rating": float(r.rating),
-                        "cancel_rate": float(r.cancel_rate),
-                    },
+                    features=candidate_features(r),
                 )
                 for j, r in enumerate(chunk.itertuples())
             ],

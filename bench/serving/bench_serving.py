@@ -38,7 +38,6 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -49,7 +48,8 @@ from typing import Any, Protocol
 import numpy as np
 
 from mlops_testing.frames import stats_frame
-from mlops_testing.processes import stop_process_group
+from mlops_testing.models import log_and_register
+from mlops_testing.processes import ProcessGroup
 from mlops_testing.stack import start_mlflow
 
 REDIS_URL = os.environ.get("MLOPS_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -79,13 +79,11 @@ def log(message: str) -> None:
 
 
 @dataclass
-class Proc:
-    name: str
-    process: subprocess.Popen[bytes]
-    logfile: Path
+class Proc(ProcessGroup):
+    """A benchmarked process (``stop``: its group, by its pid) and its log file."""
 
-    def stop(self) -> None:
-        stop_process_group(self.process)
+    name: str
+    logfile: Path
 
 
 def start(name: str, command: list[str], env: dict[str, str | None], folder: Path) -> Proc:
@@ -105,7 +103,7 @@ def start(name: str, command: list[str], env: dict[str, str | None], folder: Pat
             stderr=subprocess.STDOUT,
             start_new_session=True,  # its own process group: stop() ends its children too
         )
-    return Proc(name, process, logfile)
+    return Proc(process, name=name, logfile=logfile)
 
 
 def wait_http(proc: Proc, url: str, timeout: float = 120.0) -> None:
@@ -145,10 +143,6 @@ def setup_store(data_dir: Path, project: str) -> Any:
 
 
 def register(tracking_uri: str, kind: str) -> str:
-    import mlflow
-    import mlflow.sklearn
-    import skops.io as sio
-    from mlflow.models import infer_signature
     from mlflow.tracking import MlflowClient
     from sklearn.ensemble import HistGradientBoostingClassifier
     from sklearn.linear_model import LogisticRegression
@@ -170,26 +164,8 @@ def register(tracking_uri: str, kind: str) -> str:
         else make_pipeline(StandardScaler(), LogisticRegression(max_iter=500))
     )
     model.fit(frame, label)
-    mlflow.set_tracking_uri(tracking_uri)
-    mlflow.set_experiment("bench")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        signature = infer_signature(frame.head(5), model.predict_proba(frame.head(5)))
-        with mlflow.start_run():
-            info = mlflow.sklearn.log_model(
-                model,
-                name="model",
-                signature=signature,
-                pip_requirements=["scikit-learn", "skops"],
-                pyfunc_predict_fn="predict_proba",
-                serialization_format=mlflow.sklearn.SERIALIZATION_FORMAT_SKOPS,
-                skops_trusted_types=list(sio.get_untrusted_types(data=sio.dumps(model))),
-            )
-    version = str(
-        mlflow.register_model(
-            info.model_uri, MODEL, tags={"features.service": FEATURE_SERVICE}
-        ).version
-    )
+    tags = {"features.service": FEATURE_SERVICE}
+    version = log_and_register(model, frame, tracking_uri, "bench", MODEL, **tags)
     MlflowClient(tracking_uri, tracking_uri).set_registered_model_alias(MODEL, "champion", version)
     return version
 

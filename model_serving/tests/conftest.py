@@ -29,7 +29,7 @@ from ms_fixtures import (
 from ms_harness import Harness, LiveServer, SettingsFactory, Streams, start_live
 from threadpoolctl import threadpool_limits
 
-from mlops_testing.plugin import isolate_environment
+from mlops_testing.plugin import cleaned_up, isolate_environment
 from mlops_testing.stack import MlflowServer
 from model_serving.app import create_app
 from model_serving.settings import ServingSettings
@@ -81,9 +81,7 @@ def shared_model(mlflow_server: MlflowServer) -> str:
 
 @pytest.fixture
 def streams(redis_client: redis.Redis) -> Iterator[Streams]:
-    made = Streams(redis_client)
-    yield made
-    made.cleanup()
+    yield from cleaned_up(Streams(redis_client))
 
 
 @pytest.fixture

@@ -26,6 +26,7 @@ import redis
 
 from data_pipeline.feature_store import FEATURE_NAMES, FEATURE_SERVICE, FEATURE_VIEW
 from mlops_testing.frames import driver_statistics, stats_frame
+from mlops_testing.models import log_and_register
 
 FEATURES = FEATURE_NAMES
 VIEW = FEATURE_VIEW
@@ -146,11 +147,6 @@ def register_model(
 ) -> str:
     """Fit a small classifier on generated features, log it with a signature (as the training
     pipeline does: sklearn flavor, predict_proba, skops), register it; returns the version."""
-    import warnings
-
-    import mlflow
-    import mlflow.sklearn
-    from mlflow.models import infer_signature
     from mlflow.tracking import MlflowClient
     from sklearn.ensemble import HistGradientBoostingClassifier
     from sklearn.linear_model import LogisticRegression
@@ -162,28 +158,8 @@ def register_model(
     else:
         model = LogisticRegression(max_iter=200)
     model.fit(frame, label)
-    mlflow.set_tracking_uri(tracking_uri)
-    mlflow.set_registry_uri(tracking_uri)
-    mlflow.set_experiment(f"{name}-tests")
-    import skops.io as sio
-
-    trusted = list(sio.get_untrusted_types(data=sio.dumps(model)))
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", category=UserWarning)
-        signature = infer_signature(frame.head(5), model.predict_proba(frame.head(5)))
-        with mlflow.start_run():
-            info = mlflow.sklearn.log_model(
-                model,
-                name="model",
-                signature=signature,
-                pip_requirements=["scikit-learn", "skops"],
-                pyfunc_predict_fn="predict_proba",
-                serialization_format=mlflow.sklearn.SERIALIZATION_FORMAT_SKOPS,
-                skops_trusted_types=trusted,
-            )
-    version = mlflow.register_model(
-        info.model_uri, name, tags={"features.service": feature_service}
-    ).version
+    tags = {"features.service": feature_service}
+    version = log_and_register(model, frame, tracking_uri, f"{name}-tests", name, **tags)
     if alias:
         MlflowClient(tracking_uri, tracking_uri).set_registered_model_alias(name, alias, version)
     return str(version)

@@ -17,7 +17,7 @@ from mon_fixtures import (
     Streams,
 )
 
-from mlops_testing.plugin import isolate_environment
+from mlops_testing.plugin import cleaned_up, isolate_environment
 from monitoring_service.settings import MonitoringSettings
 
 
@@ -43,9 +43,7 @@ def _isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> No
 
 @pytest.fixture
 def streams(redis_client: redis.Redis) -> Iterator[Streams]:
-    made = Streams(redis_client)
-    yield made
-    made.cleanup()
+    yield from cleaned_up(Streams(redis_client))
 
 
 @pytest.fixture

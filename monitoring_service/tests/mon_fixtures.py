@@ -37,7 +37,7 @@ from mlops_common.events.serving import (
     ScoredCandidate,
     encode,
 )
-from mlops_testing.frames import driver_statistics, write_reference
+from mlops_testing.frames import candidate_features, driver_statistics, write_reference
 from mlops_testing.stack import eventually
 from monitoring_service.settings import MonitoringSettings
 
@@ -125,13 +125,7 @@ class Traffic:
                     ScoredCandidate(
                         driver_id=int(r.driver_id),
                         score=float(r.score),
-                        features={
-                            "conv_rate": float(r.conv_rate),
-                            "acc_rate": float(r.acc_rate),
-                            "avg_daily_trips": int(r.avg_daily_trips),
-                            "rating": float(r.rating),
-                            "cancel_rate": float(r.cancel_rate),
-                        },
+                        features=candidate_features(r),
                     )
                     for r in chunk.itertuples()
                 ],

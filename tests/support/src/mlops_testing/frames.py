@@ -56,3 +56,14 @@ def write_reference(
     }
     (folder / "reference.json").write_text(json.dumps(values))
     return folder
+
+
+def candidate_features(row: Any) -> dict[str, Any]:
+    """The five features of a frame row (``itertuples``) as a prediction event carries them."""
+    return {
+        "conv_rate": float(row.conv_rate),
+        "acc_rate": float(row.acc_rate),
+        "avg_daily_trips": int(row.avg_daily_trips),
+        "rating": float(row.rating),
+        "cancel_rate": float(row.cancel_rate),
+    }

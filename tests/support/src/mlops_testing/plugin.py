@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import Protocol, TypeVar
 
 import pytest
 import redis
@@ -42,6 +43,22 @@ def clear_environment(
         monkeypatch.delenv(name, raising=False)
     if cwd is not None:
         monkeypatch.chdir(cwd)
+
+
+class _Cleanable(Protocol):
+    def cleanup(self) -> None: ...
+
+
+_C = TypeVar("_C", bound=_Cleanable)
+
+
+def cleaned_up(made: _C) -> Iterator[_C]:
+    """Yield ``made`` (keys, files of a test's own) then call its ``cleanup``: the body of a
+    yield fixture, ``yield from cleaned_up(...)``."""
+    try:
+        yield made
+    finally:
+        made.cleanup()
 
 
 @pytest.fixture(scope="session")

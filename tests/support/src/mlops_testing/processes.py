@@ -6,6 +6,7 @@ import contextlib
 import os
 import signal
 import subprocess
+from dataclasses import dataclass
 
 import psutil
 
@@ -38,3 +39,14 @@ def stop_process_group(process: subprocess.Popen[bytes], timeout: float = 20.0) 
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGKILL)
         process.wait(10)
+
+
+@dataclass
+class ProcessGroup:
+    """A process started in a session of its own (``start_new_session=True``)."""
+
+    process: subprocess.Popen[bytes]
+
+    def stop(self) -> None:
+        """Stop the process and its children (its group), by its pid."""
+        stop_process_group(self.process)

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from mlops_platform.launcher.paths import REPO_ROOT
-from mlops_testing.processes import processes_with_env, stop_process_group
+from mlops_testing.processes import ProcessGroup, processes_with_env
 
 PORT_KEYS = (
     "AIRFLOW_PORT",
@@ -175,16 +175,12 @@ def redis_server_url() -> str:
 
 
 @dataclass
-class MlflowServer:
-    """A real MLflow tracking server (SQLite backend, served artifacts) on a loopback port."""
+class MlflowServer(ProcessGroup):
+    """A real MLflow tracking server (SQLite backend, served artifacts) on a loopback port;
+    ``stop`` stops its process group (its uvicorn worker too)."""
 
     url: str
-    process: subprocess.Popen[bytes]
     folder: Path
-
-    def stop(self) -> None:
-        """Stop the server's own process group (its uvicorn worker too), by its pid."""
-        stop_process_group(self.process)
 
 
 def start_mlflow(folder: Path, port: int | None = None, timeout: float = 60.0) -> MlflowServer:
@@ -215,7 +211,7 @@ def start_mlflow(folder: Path, port: int | None = None, timeout: float = 60.0) -
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-    server = MlflowServer(f"http://127.0.0.1:{port}", process, folder)
+    server = MlflowServer(process, url=f"http://127.0.0.1:{port}", folder=folder)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
