@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -49,6 +48,7 @@ from mlops_common.events.serving import (
 )
 from mlops_testing.frames import candidate_features, driver_statistics, write_reference
 from mlops_testing.processes import stop_process_group
+from mlops_testing.redis_server import free_port
 from mlops_testing.stack import start_mlflow
 
 REDIS_URL = os.environ.get("MLOPS_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -63,12 +63,6 @@ def rows(n: int, seed: int, shift: float = 0.0) -> pd.DataFrame:
     logit = 3 * frame["conv_rate"] + frame["rating"] - 3 - 4 * frame["cancel_rate"]
     frame["score"] = 1 / (1 + np.exp(-logit))
     return frame
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 # --- 1. Evidently per window --------------------------------------------------------------------

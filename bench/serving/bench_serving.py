@@ -30,7 +30,6 @@ import asyncio
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -50,6 +49,7 @@ import numpy as np
 from mlops_testing.frames import stats_frame
 from mlops_testing.models import log_and_register
 from mlops_testing.processes import ProcessGroup
+from mlops_testing.redis_server import free_port
 from mlops_testing.stack import start_mlflow
 
 REDIS_URL = os.environ.get("MLOPS_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -62,13 +62,6 @@ SINGLE_THREAD: dict[str, str | None] = {
     "OPENBLAS_NUM_THREADS": "1",
     "MKL_NUM_THREADS": "1",
 }
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def log(message: str) -> None:

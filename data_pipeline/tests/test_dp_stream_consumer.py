@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -27,14 +26,23 @@ from data_pipeline.stream_consumer import (
 )
 from mlops_common.events.driver_stats import DriverStatsEvent
 from mlops_testing.stream import (
-    TEST_REDIS_URL,
     consumer_settings,
-    delete_stream_keys,
     make_event,
-    unique_stream,
 )
 
 pytestmark = pytest.mark.integration
+
+#: the columns of the offline rows, in order (the sink's frames add ``event_id`` in front)
+OFFLINE_COLUMNS = [
+    "driver_id",
+    "event_timestamp",
+    "created",
+    "conv_rate",
+    "acc_rate",
+    "avg_daily_trips",
+    "rating",
+    "cancel_rate",
+]
 
 
 class RecordingSink:
@@ -53,20 +61,6 @@ class RecordingSink:
     @property
     def event_ids(self) -> list[str]:
         return [i for f in self.frames for i in f["event_id"]]
-
-
-@pytest.fixture
-def client() -> Iterator[redis.Redis]:
-    c = redis.Redis.from_url(TEST_REDIS_URL)
-    yield c
-    c.close()
-
-
-@pytest.fixture
-def stream() -> Iterator[str]:
-    name = unique_stream()
-    yield name
-    delete_stream_keys(TEST_REDIS_URL, name)
 
 
 @pytest.fixture
@@ -123,17 +117,7 @@ def test_valid_events_are_applied_once_and_acknowledged(
     assert isinstance(sink, RecordingSink)
     assert sorted(sink.event_ids) == sorted(e.event_id for e in events)
     frame = sink.frames[0]
-    assert list(frame.columns) == [
-        "event_id",
-        "driver_id",
-        "event_timestamp",
-        "created",
-        "conv_rate",
-        "acc_rate",
-        "avg_daily_trips",
-        "rating",
-        "cancel_rate",
-    ]
+    assert list(frame.columns) == ["event_id", *OFFLINE_COLUMNS]
     assert str(frame["event_timestamp"].dtype) == "datetime64[ns, UTC]"
     assert str(frame["avg_daily_trips"].dtype) == "int64"
     info: Any = client.xinfo_groups(stream)
@@ -387,16 +371,7 @@ def test_offline_flush_waits_for_rows_or_time_and_partitions_by_date(
     assert [f.split("/")[0] for f in files] == ["date=2024-03-01", "date=2024-03-02"]
     assert files[0].split("/")[1] == files[1].split("/")[1]  # one flush, one name
     assert len(offline_rows(offline_root)) == 4
-    assert list(pd.read_parquet(offline_root / files[0]).columns) == [
-        "driver_id",
-        "event_timestamp",
-        "created",
-        "conv_rate",
-        "acc_rate",
-        "avg_daily_trips",
-        "rating",
-        "cancel_rate",
-    ]
+    assert list(pd.read_parquet(offline_root / files[0]).columns) == OFFLINE_COLUMNS
     add(client, stream, *[make_event(10 + i) for i in range(3)])
     c2 = consumer(stream, offline_root, offline_flush_rows=3, offline_flush_interval_s=3600)
     c2.ensure_group()

@@ -27,6 +27,7 @@ import redis
 from data_pipeline.feature_store import FEATURE_NAMES, FEATURE_SERVICE, FEATURE_VIEW
 from mlops_testing.frames import driver_statistics, stats_frame
 from mlops_testing.models import log_and_register
+from mlops_testing.redis_server import free_port
 
 FEATURES = FEATURE_NAMES
 VIEW = FEATURE_VIEW
@@ -41,13 +42,6 @@ UNKNOWN_DRIVER = 777_777
 
 def auth(key: str = API_KEY) -> dict[str, str]:
     return {"X-API-Key": key}
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def feast_connection_string(url: str) -> str:
