@@ -21,6 +21,7 @@ from mlops_testing.stack import (
     http_status,
     listening_addresses,
     port_open,
+    running_stack,
 )
 
 pytestmark = pytest.mark.integration
@@ -29,12 +30,11 @@ pytestmark = pytest.mark.integration
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     project = unique_name("ms_launch")
-    instance = Stack(tmp_path_factory.mktemp("platform"), extra_env={"MLOPS_REDIS_URL": REDIS_URL})
-    instance.project = project  # type: ignore[attr-defined]
     try:
-        yield instance
+        with running_stack(tmp_path_factory.mktemp("platform"), MLOPS_REDIS_URL=REDIS_URL) as made:
+            made.project = project  # type: ignore[attr-defined]
+            yield made
     finally:
-        instance.down()
         drop_project_keys(project)
 
 

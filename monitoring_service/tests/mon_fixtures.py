@@ -154,18 +154,13 @@ class Streams:
 
     client: redis.Redis
     prefix: str = field(default_factory=lambda: unique("mon_test"))
+    predictions: str = field(init=False)
+    feedback: str = field(init=False)
+    dead: str = field(init=False)
 
-    @property
-    def predictions(self) -> str:
-        return f"{self.prefix}:predictions"
-
-    @property
-    def feedback(self) -> str:
-        return f"{self.prefix}:feedback"
-
-    @property
-    def dead(self) -> str:
-        return f"{self.prefix}:dead"
+    def __post_init__(self) -> None:
+        names = (f"{self.prefix}:{kind}" for kind in ("predictions", "feedback", "dead"))
+        self.predictions, self.feedback, self.dead = names
 
     def settings_values(self) -> dict[str, Any]:
         return {

@@ -19,6 +19,7 @@ from mlops_testing.stack import (
     http_status,
     listening_addresses,
     port_open,
+    running_stack,
 )
 
 pytestmark = pytest.mark.integration
@@ -26,13 +27,9 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    instance = Stack(tmp_path_factory.mktemp("platform"))
-    result = instance.run("all", "up")
-    instance.first_up = result  # type: ignore[attr-defined]
-    try:
+    with running_stack(tmp_path_factory.mktemp("platform")) as instance:
+        instance.first_up = instance.run("all", "up")  # type: ignore[attr-defined]
         yield instance
-    finally:
-        instance.down()
 
 
 def test_first_up_succeeds_and_prints_urls_and_credentials(stack: Stack) -> None:

@@ -56,7 +56,7 @@ def test_champion_quality_vs_oracle_in_a_separate_process(
         start=datetime(2024, 1, 1, tzinfo=UTC), end=datetime(2024, 1, 31, tzinfo=UTC)
     )
     settings = registry().with_overrides(
-        {"window": {"start": world.start.isoformat(), "end": world.end.isoformat()}}
+        {"window": {key: when.isoformat() for key, when in world.window().items()}}
     )
     run_dir = tmp_path / "run"
     outcome = steps.run_all(run_dir, settings, labels=world.labels, features=world.features)

@@ -45,6 +45,13 @@ def clear_environment(
         monkeypatch.chdir(cwd)
 
 
+def use_env_file(monkeypatch: pytest.MonkeyPatch, path: Path, text: str) -> Path:
+    """Write ``text`` to the env file ``path`` and point MLOPS_ENV_FILE at it."""
+    path.write_text(text)
+    monkeypatch.setenv("MLOPS_ENV_FILE", str(path))
+    return path
+
+
 class _Cleanable(Protocol):
     def cleanup(self) -> None: ...
 
@@ -59,6 +66,22 @@ def cleaned_up(made: _C) -> Iterator[_C]:
         yield made
     finally:
         made.cleanup()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "clear_environment(*names): unset these variables and work in the test's tmp_path",
+    )
+
+
+@pytest.fixture(autouse=True)
+def _cleared_environment(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``pytest.mark.clear_environment(*names)`` on a test (or ``pytestmark``): no variable of
+    ``names`` is set and the working folder is the test's own (no stray .env)."""
+    marker = request.node.get_closest_marker("clear_environment")
+    if marker is not None:
+        clear_environment(monkeypatch, marker.args, cwd=request.getfixturevalue("tmp_path"))
 
 
 @pytest.fixture(scope="session")

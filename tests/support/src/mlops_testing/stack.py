@@ -4,6 +4,7 @@ Used by the platform tests and the end-to-end tests (tests/e2e)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -12,6 +13,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -135,6 +137,17 @@ def airflow_token(stack: Stack, password: str) -> str:
         data={"username": stack.env_value("AIRFLOW_ADMIN_USER"), "password": password},
     )
     return str(answer["access_token"])
+
+
+@contextlib.contextmanager
+def running_stack(root: Path, **extra_env: str) -> Iterator[Stack]:
+    """A platform instance under ``root`` (``extra_env`` added to its env file); every process
+    it started is stopped at the end (``Stack.down``)."""
+    instance = Stack(root, extra_env=extra_env)
+    try:
+        yield instance
+    finally:
+        instance.down()
 
 
 def eventually(check: Any, timeout: float = 60, interval: float = 1) -> Any:
