@@ -2,7 +2,8 @@
 the workspace has them; a component's conftest may still define its own of the same name).
 
 - ``redis_client``: a session client of the real Redis (``MLOPS_TEST_REDIS_URL``);
-- ``mlflow_server``: a real MLflow tracking server per session, on a free loopback port.
+- ``mlflow_server``: a real MLflow tracking server per session, on a free loopback port;
+- ``platform_stack``: a platform instance per test module (``mlops_testing.stack.Stack``).
 
 ``isolate_environment`` is the body of the components' env-isolation fixtures."""
 
@@ -16,7 +17,7 @@ from typing import Protocol, TypeVar
 import pytest
 import redis
 
-from mlops_testing.stack import MlflowServer, start_mlflow
+from mlops_testing.stack import MlflowServer, Stack, running_stack, start_mlflow
 
 #: Read when the plugin is loaded: before fixtures scrub MLOPS_* from the environment.
 REDIS_URL = os.environ.get("MLOPS_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -97,3 +98,14 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowSe
     server = start_mlflow(tmp_path_factory.mktemp("mlflow"))
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="module")
+def platform_stack(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Stack]:
+    """A platform instance of the test module's own (free ports, its own data folder; the
+    module's ``STACK_ENV`` mapping added to its env file), brought down at the end."""
+    extra: dict[str, str] = getattr(request.module, "STACK_ENV", {})
+    with running_stack(tmp_path_factory.mktemp("platform"), **extra) as instance:
+        yield instance
