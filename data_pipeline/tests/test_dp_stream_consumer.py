@@ -68,6 +68,13 @@ def offline_root(tmp_path: Path) -> Path:
     return tmp_path / "offline"
 
 
+def grouped(stream: str, offline_root: Path, **overrides: Any) -> StreamConsumer:
+    """A ``consumer`` whose consumer group exists."""
+    made = consumer(stream, offline_root, **overrides)
+    made.ensure_group()
+    return made
+
+
 def settings_for(stream: str, **overrides: Any) -> StreamConsumerSettings:
     return consumer_settings(stream, **overrides)
 
@@ -287,8 +294,7 @@ def test_a_dead_consumers_entries_are_claimed_on_start(
     client: redis.Redis, stream: str, offline_root: Path
 ) -> None:
     add(client, stream, *[make_event(i) for i in range(6)])
-    dead = consumer(stream, offline_root, consumer_name="dead-one")
-    dead.ensure_group()
+    dead = grouped(stream, offline_root, consumer_name="dead-one")
     assert len(dead.read()) == 6  # delivered, never acknowledged: it "died"
     survivor = consumer(stream, offline_root, consumer_name="survivor", claim_min_idle_ms=100)
     pending: Any = client.xpending(stream, survivor.settings.group)
@@ -304,8 +310,7 @@ def test_a_batch_taken_over_by_another_consumer_is_not_committed_twice(
 ) -> None:
     """A slow consumer loses its entries to a claim before it commits: its commit aborts."""
     add(client, stream, *[make_event(i) for i in range(4)])
-    slow = consumer(stream, offline_root, consumer_name="slow")
-    slow.ensure_group()
+    slow = grouped(stream, offline_root, consumer_name="slow")
     batch = slow.read()
     other = consumer(stream, offline_root, consumer_name="other", claim_min_idle_ms=100)
     time.sleep(0.2)
@@ -320,8 +325,7 @@ def test_trimmed_pending_entries_are_counted(
     client: redis.Redis, stream: str, offline_root: Path
 ) -> None:
     add(client, stream, *[make_event(i) for i in range(3)])
-    c = consumer(stream, offline_root)
-    c.ensure_group()
+    c = grouped(stream, offline_root)
     c.read()  # delivered...
     client.xtrim(stream, maxlen=0)  # ...then trimmed before it was processed
     stats = consumer(stream, offline_root).run(idle_exit_s=0.3)
@@ -360,8 +364,7 @@ def test_offline_flush_waits_for_rows_or_time_and_partitions_by_date(
     day1 = datetime(2024, 3, 1, 23, 59, 58, tzinfo=UTC)
     events = [make_event(i, at=day1 + timedelta(seconds=i)) for i in range(4)]
     add(client, stream, *events)
-    c = consumer(stream, offline_root, offline_flush_rows=100, offline_flush_interval_s=3600)
-    c.ensure_group()
+    c = grouped(stream, offline_root, offline_flush_rows=100, offline_flush_interval_s=3600)
     c.process(c.read())
     assert c.flusher is not None
     assert c.flusher.flush() == 0  # neither 100 rows nor an hour old
@@ -373,8 +376,7 @@ def test_offline_flush_waits_for_rows_or_time_and_partitions_by_date(
     assert len(offline_rows(offline_root)) == 4
     assert list(pd.read_parquet(offline_root / files[0]).columns) == OFFLINE_COLUMNS
     add(client, stream, *[make_event(10 + i) for i in range(3)])
-    c2 = consumer(stream, offline_root, offline_flush_rows=3, offline_flush_interval_s=3600)
-    c2.ensure_group()
+    c2 = grouped(stream, offline_root, offline_flush_rows=3, offline_flush_interval_s=3600)
     c2.process(c2.read())
     assert c2.flusher is not None and c2.flusher.flush() == 3  # 3 rows: due
 
