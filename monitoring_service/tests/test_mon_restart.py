@@ -26,7 +26,6 @@ from mon_fixtures import (
     ServiceProcess,
     Streams,
     Traffic,
-    free_port,
     metric_values,
     reference_frame,
     register_with_reference,
@@ -35,6 +34,7 @@ from mon_fixtures import (
     wait_for,
 )
 
+from mlops_testing.redis_server import free_port
 from mlops_testing.stack import MlflowServer
 
 pytestmark = pytest.mark.integration

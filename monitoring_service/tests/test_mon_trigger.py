@@ -23,9 +23,10 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from fastapi.testclient import TestClient
-from mon_fixtures import WEBHOOK_SECRET, SettingsFactory, free_port, metric_values
+from mon_fixtures import WEBHOOK_SECRET, SettingsFactory, metric_values
 
 from mlops_testing.http import send_json
+from mlops_testing.redis_server import free_port
 from monitoring_service.app import create_app
 
 DAG = "driver_ranking_training"
