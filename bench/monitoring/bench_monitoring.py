@@ -23,8 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -48,6 +46,10 @@ from mlops_common.events.serving import (
     ScoredCandidate,
     encode,
 )
+from mlops_testing.frames import candidate_features, driver_statistics, write_reference
+from mlops_testing.processes import stop_process_group
+from mlops_testing.redis_server import free_port
+from mlops_testing.stack import start_mlflow
 
 REDIS_URL = os.environ.get("MLOPS_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 FEATURES = ["conv_rate", "acc_rate", "avg_daily_trips", "rating", "cancel_rate"]
@@ -56,24 +58,11 @@ TICK = os.sysconf("SC_CLK_TCK")
 
 def rows(n: int, seed: int, shift: float = 0.0) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
-    frame = pd.DataFrame(
-        {
-            "conv_rate": rng.uniform(0, 1, n) + shift,
-            "acc_rate": rng.uniform(0, 1, n),
-            "avg_daily_trips": rng.integers(0, 60, n).astype(np.int64),
-            "rating": rng.uniform(1, 5, n),
-            "cancel_rate": rng.uniform(0, 0.3, n),
-        }
-    )
+    frame = pd.DataFrame(driver_statistics(rng, n))
+    frame["conv_rate"] += shift
     logit = 3 * frame["conv_rate"] + frame["rating"] - 3 - 4 * frame["cancel_rate"]
     frame["score"] = 1 / (1 + np.exp(-logit))
     return frame
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 # --- 1. Evidently per window --------------------------------------------------------------------
@@ -130,36 +119,6 @@ def bench_evidently(repeats: int, tmp: Path) -> dict[str, Any]:
 # --- 2. steady state ------------------------------------------------------------------------------
 
 
-def start_mlflow(folder: Path) -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "MLOPS_"))}
-    env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] = "false"
-    process = subprocess.Popen(
-        [
-            str(Path(sys.executable).parent / "mlflow"),
-            "server",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--workers",
-            "1",
-            "--backend-store-uri",
-            f"sqlite:///{folder / 'mlflow.db'}",
-            "--serve-artifacts",
-            "--artifacts-destination",
-            str(folder / "artifacts"),
-        ],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    wait_http(f"{url}/health", 60)
-    return process, url
-
-
 def wait_http(url: str, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -181,21 +140,7 @@ def register(url: str, name: str, folder: Path) -> None:
     mlflow.set_experiment(name)
     reference = rows(5000, 1)
     reference["trip_completed"] = np.random.default_rng(4).uniform(0, 1, 5000) < reference["score"]
-    ref_dir = folder / "reference"
-    ref_dir.mkdir()
-    reference.to_parquet(ref_dir / "reference.parquet", index=False)
-    (ref_dir / "reference.json").write_text(
-        json.dumps(
-            {
-                "format": 1,
-                "rows": 5000,
-                "source": "holdout",
-                "feature_columns": FEATURES,
-                "score_column": "score",
-                "label_column": "trip_completed",
-            }
-        )
-    )
+    ref_dir = write_reference(folder / "reference", reference, FEATURES)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         with mlflow.start_run():
@@ -253,13 +198,7 @@ def events(n: int, start: datetime, model: str, seed: int) -> list[tuple[str, di
                 ScoredCandidate(
                     driver_id=j + 1,
                     score=float(r.score),
-                    features={
-                        "conv_rate": float(r.conv_rate),
-                        "acc_rate": float(r.acc_rate),
-                        "avg_daily_trips": int(r.avg_daily_trips),
-                        "rating": float(r.rating),
-                        "cancel_rate": float(r.cancel_rate),
-                    },
+                    features=candidate_features(r),
                 )
                 for j, r in enumerate(chunk.itertuples())
             ],
@@ -291,7 +230,8 @@ def bench_service(rate: int, duration: float, window: int, tmp: Path) -> dict[st
     client = redis.Redis.from_url(REDIS_URL)
     prefix = f"bench_mon_{uuid.uuid4().hex[:8]}"
     streams = {"p": f"{prefix}:predictions", "f": f"{prefix}:feedback"}
-    mlflow_process, mlflow_url = start_mlflow(tmp)
+    mlflow = start_mlflow(tmp / "mlflow")
+    mlflow_url = mlflow.url
     service: subprocess.Popen[bytes] | None = None
     try:
         model = f"bench_{uuid.uuid4().hex[:6]}"
@@ -299,12 +239,10 @@ def bench_service(rate: int, duration: float, window: int, tmp: Path) -> dict[st
         port = free_port()
         env = service_env(tmp, port, prefix, streams, model, mlflow_url, window)
         started = time.monotonic()
+        command = [str(Path(sys.executable).parent / "monitoring-service"), "serve"]
+        quiet = subprocess.DEVNULL
         service = subprocess.Popen(
-            [str(Path(sys.executable).parent / "monitoring-service"), "serve"],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
+            command, env=env, stdout=quiet, stderr=quiet, start_new_session=True
         )
         url = f"http://127.0.0.1:{port}"
         wait_http(f"{url}/health/live", 60)
@@ -323,11 +261,9 @@ def bench_service(rate: int, duration: float, window: int, tmp: Path) -> dict[st
             "window_predictions": window,
         }
     finally:
-        if service is not None and service.poll() is None:
-            os.killpg(service.pid, signal.SIGTERM)
-            service.wait(30)
-        os.killpg(mlflow_process.pid, signal.SIGTERM)
-        mlflow_process.wait(30)
+        if service is not None:
+            stop_process_group(service, 30)
+        mlflow.stop()
         keys = list(client.scan_iter(match=f"{prefix}*"))
         if keys:
             client.delete(*keys)

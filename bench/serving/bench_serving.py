@@ -30,8 +30,6 @@ import asyncio
 import json
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -39,7 +37,6 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -49,6 +46,10 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from mlops_testing.frames import stats_frame
+from mlops_testing.models import log_and_register
+from mlops_testing.processes import ProcessGroup
+from mlops_testing.redis_server import free_port
 from mlops_testing.stack import start_mlflow
 
 REDIS_URL = os.environ.get("MLOPS_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -63,13 +64,6 @@ SINGLE_THREAD: dict[str, str | None] = {
 }
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def log(message: str) -> None:
     print(f"[bench] {message}", file=sys.stderr, flush=True)
 
@@ -78,19 +72,11 @@ def log(message: str) -> None:
 
 
 @dataclass
-class Proc:
-    name: str
-    process: subprocess.Popen[bytes]
-    logfile: Path
+class Proc(ProcessGroup):
+    """A benchmarked process (``stop``: its group, by its pid) and its log file."""
 
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(20)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(5)
+    name: str
+    logfile: Path
 
 
 def start(name: str, command: list[str], env: dict[str, str | None], folder: Path) -> Proc:
@@ -110,7 +96,7 @@ def start(name: str, command: list[str], env: dict[str, str | None], folder: Pat
             stderr=subprocess.STDOUT,
             start_new_session=True,  # its own process group: stop() ends its children too
         )
-    return Proc(name, process, logfile)
+    return Proc(process, name=name, logfile=logfile)
 
 
 def wait_http(proc: Proc, url: str, timeout: float = 120.0) -> None:
@@ -131,25 +117,6 @@ def wait_http(proc: Proc, url: str, timeout: float = 120.0) -> None:
 # --- the shared setup: feature store, registered model ------------------------------------------
 
 
-def feature_frame(ids: list[int], seed: int) -> Any:
-    import pandas as pd
-
-    rng = np.random.default_rng(seed)
-    now = datetime.now(UTC)
-    return pd.DataFrame(
-        {
-            "driver_id": np.array(ids, dtype=np.int64),
-            "event_timestamp": [now] * len(ids),
-            "created": [now] * len(ids),
-            "conv_rate": rng.uniform(0, 1, len(ids)),
-            "acc_rate": rng.uniform(0, 1, len(ids)),
-            "avg_daily_trips": rng.integers(0, 60, len(ids)).astype(np.int64),
-            "rating": rng.uniform(1, 5, len(ids)),
-            "cancel_rate": rng.uniform(0, 0.3, len(ids)),
-        }
-    )
-
-
 def setup_store(data_dir: Path, project: str) -> Any:
     from data_pipeline.feature_store import FEATURE_VIEW, apply, feature_store
     from data_pipeline.settings import DataPipelineSettings
@@ -162,15 +129,13 @@ def setup_store(data_dir: Path, project: str) -> Any:
     )
     apply(settings)
     store = feature_store(settings)
-    store.write_to_online_store(FEATURE_VIEW, feature_frame(list(range(1, 1001)), seed=7))
+    store.write_to_online_store(
+        FEATURE_VIEW, stats_frame(range(1, 1001), datetime.now(UTC), seed=7)
+    )
     return store
 
 
 def register(tracking_uri: str, kind: str) -> str:
-    import mlflow
-    import mlflow.sklearn
-    import skops.io as sio
-    from mlflow.models import infer_signature
     from mlflow.tracking import MlflowClient
     from sklearn.ensemble import HistGradientBoostingClassifier
     from sklearn.linear_model import LogisticRegression
@@ -179,7 +144,7 @@ def register(tracking_uri: str, kind: str) -> str:
 
     from data_pipeline.feature_store import FEATURE_NAMES, FEATURE_SERVICE
 
-    frame = feature_frame(list(range(20_000)), seed=1)[list(FEATURE_NAMES)]
+    frame = stats_frame(range(20_000), datetime.now(UTC), seed=1)[list(FEATURE_NAMES)]
     logit = 3 * frame["conv_rate"] + frame["rating"] - 3 - 4 * frame["cancel_rate"]
     label = np.random.default_rng(2).uniform(0, 1, len(frame)) < 1 / (1 + np.exp(-logit))
     from training_pipeline.settings import EstimatorConfig
@@ -192,26 +157,8 @@ def register(tracking_uri: str, kind: str) -> str:
         else make_pipeline(StandardScaler(), LogisticRegression(max_iter=500))
     )
     model.fit(frame, label)
-    mlflow.set_tracking_uri(tracking_uri)
-    mlflow.set_experiment("bench")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        signature = infer_signature(frame.head(5), model.predict_proba(frame.head(5)))
-        with mlflow.start_run():
-            info = mlflow.sklearn.log_model(
-                model,
-                name="model",
-                signature=signature,
-                pip_requirements=["scikit-learn", "skops"],
-                pyfunc_predict_fn="predict_proba",
-                serialization_format=mlflow.sklearn.SERIALIZATION_FORMAT_SKOPS,
-                skops_trusted_types=list(sio.get_untrusted_types(data=sio.dumps(model))),
-            )
-    version = str(
-        mlflow.register_model(
-            info.model_uri, MODEL, tags={"features.service": FEATURE_SERVICE}
-        ).version
-    )
+    tags = {"features.service": FEATURE_SERVICE}
+    version = log_and_register(model, frame, tracking_uri, "bench", MODEL, **tags)
     MlflowClient(tracking_uri, tracking_uri).set_registered_model_alias(MODEL, "champion", version)
     return version
 

@@ -21,12 +21,8 @@ PLATFORM_NAMES = (
     "MLOPS_DATABASE_PREFIX",
 )
 
-
-@pytest.fixture(autouse=True)
-def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    for name in PLATFORM_NAMES:
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.chdir(tmp_path)
+#: no platform setting from the environment, no .env of the working folder (mlops_testing plugin)
+pytestmark = pytest.mark.clear_environment(*PLATFORM_NAMES)
 
 
 def test_the_env_file_is_mlops_env_file_else_dot_env(

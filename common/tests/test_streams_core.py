@@ -116,10 +116,9 @@ class Gauges(NullStreamMetrics):
 
 
 @pytest.fixture
-def client() -> Iterator[redis.Redis]:
-    c = redis.Redis.from_url(REDIS_URL)
-    yield c
-    c.close()
+def client(redis_client: redis.Redis) -> redis.Redis:
+    """The session's client of the real Redis (the mlops_testing plugin's)."""
+    return redis_client
 
 
 @pytest.fixture

@@ -25,6 +25,7 @@ from pathlib import Path
 import pandas as pd
 
 from example_project.world.config import ExampleSourceConfig
+from mlops_testing.airflow import AIRFLOW, airflow_env
 from mlops_testing.data import (
     delete_redis_project,
     isolated_settings,
@@ -56,22 +57,8 @@ def main() -> int:
         write_world(settings, ExampleSourceConfig(n_drivers=args.drivers, start=start, end=end))
         print(f"generate + write: {time.perf_counter() - began:.1f} s")
         home = root / "airflow"
-        bundles = [
-            {
-                "name": "data_pipeline",
-                "classpath": "airflow.dag_processing.bundles.local.LocalDagBundle",
-                "kwargs": {"path": str(DAGS), "refresh_interval": 30},
-            }
-        ]
-        env = {k: v for k, v in subprocess_env(settings).items() if not k.startswith("AIRFLOW")}
-        env.update(
-            AIRFLOW_HOME=str(home),
-            AIRFLOW__CORE__LOAD_EXAMPLES="False",
-            AIRFLOW__CORE__DAGS_FOLDER=str(home / "dags"),
-            AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=f"sqlite:///{home / 'airflow.db'}",
-            AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST=json.dumps(bundles),
-        )
-        airflow = str(Path(sys.executable).parent / "airflow")
+        env = airflow_env(home, "data_pipeline", DAGS, base=subprocess_env(settings))
+        airflow = AIRFLOW
         subprocess.run([airflow, "db", "migrate"], env=env, check=True, capture_output=True)
         conf = {"start": start.isoformat(), "end": end.isoformat()}
         began = time.perf_counter()

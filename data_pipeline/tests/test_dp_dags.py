@@ -5,10 +5,7 @@ from __future__ import annotations
 
 import itertools
 import json
-import os
 import sqlite3
-import subprocess
-import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -20,6 +17,7 @@ from data_pipeline.batch import ValidationFailed
 from data_pipeline.dag_support import run_task
 from example_project.world.config import ExampleSourceConfig
 from mlops_common.intervals import ConfError, resolve_interval
+from mlops_testing.airflow import airflow_env, migrated_airflow, python_json
 from mlops_testing.data import (
     isolated_settings,
     latest_offline,
@@ -56,34 +54,12 @@ print(json.dumps({
 
 
 def _airflow_env(home: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
-    bundles = [
-        {
-            "name": "data_pipeline",
-            "classpath": "airflow.dag_processing.bundles.local.LocalDagBundle",
-            "kwargs": {"path": str(DAGS), "refresh_interval": 30},
-        }
-    ]
-    env.update(
-        AIRFLOW_HOME=str(home),
-        AIRFLOW__CORE__LOAD_EXAMPLES="False",
-        AIRFLOW__CORE__DAGS_FOLDER=str(home / "dags"),
-        AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=f"sqlite:///{home / 'airflow.db'}",
-        AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST=json.dumps(bundles),
-    )
-    return env
+    return airflow_env(home, "data_pipeline", DAGS)
 
 
 def test_every_dag_file_parses_thin(tmp_path: Path) -> None:
-    result = subprocess.run(
-        [sys.executable, "-W", "ignore", "-c", PARSE, str(DAGS)],
-        env=_airflow_env(tmp_path / "airflow"),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    parsed = json.loads(result.stdout.strip().splitlines()[-1])
+    env = _airflow_env(tmp_path / "airflow")
+    parsed = python_json("-W", "ignore", "-c", PARSE, str(DAGS), env=env, timeout=120)
     assert parsed["errors"] == {}
     assert len(parsed["dags"]) == len(list(DAGS.glob("*.py")))
     dag = parsed["dags"][DAG_ID]
@@ -154,15 +130,7 @@ def test_driver_features_dag_run_with_airflow_dags_test(tmp_path: Path) -> None:
     write_world(settings, config)
     home = tmp_path / "airflow"
     env = {**_airflow_env(home), **subprocess_env(settings)}
-    airflow = str(Path(sys.executable).parent / "airflow")
-
-    def run(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [airflow, *args], env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path
-        )
-
-    migrate = run("db", "migrate")
-    assert migrate.returncode == 0, migrate.stdout[-2000:] + migrate.stderr[-2000:]
+    run = migrated_airflow(env, tmp_path)
     conf = {"start": "2024-08-01T00:00:00Z", "end": "2024-08-01T03:00:00Z"}
     result = run("dags", "test", DAG_ID, "2024-08-01T03:00:00+00:00", "-c", json.dumps(conf))
     log = result.stdout + result.stderr

@@ -14,8 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from sqlalchemy import inspect, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import inspect
 
 from data_pipeline import feature_store as fs
 from data_pipeline.batch import run_all, run_step
@@ -32,6 +31,7 @@ from mlops_testing.data import (
     unique_project,
     write_world,
 )
+from mlops_testing.postgres import drop_database
 
 pytestmark = pytest.mark.integration
 
@@ -54,12 +54,7 @@ def pg_settings(tmp_path: Path) -> Iterator[DataPipelineSettings]:
         yield settings
     finally:
         delete_redis_project(TEST_REDIS_URL, project)
-        engine = make_engine(
-            make_url(TEST_POSTGRES_URL).set(database="postgres"), isolation_level="AUTOCOMMIT"
-        )
-        with engine.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{prefix}_data" WITH (FORCE)'))
-        engine.dispose()
+        drop_database(TEST_POSTGRES_URL, f"{prefix}_data")
 
 
 def test_pipeline_on_postgres_with_the_sql_registry(pg_settings: DataPipelineSettings) -> None:
@@ -136,9 +131,4 @@ def test_repo_config_of_each_backend(tmp_path: Path) -> None:
         assert config.online_store.connection_string == "127.0.0.1:6390,db=2,password=s3cret"
         assert "s3cret" not in fs.describe_online_store(settings)
     finally:
-        engine = make_engine(
-            make_url(TEST_POSTGRES_URL).set(database="postgres"), isolation_level="AUTOCOMMIT"
-        )
-        with engine.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{prefix}_data" WITH (FORCE)'))
-        engine.dispose()
+        drop_database(TEST_POSTGRES_URL, f"{prefix}_data")

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -27,14 +26,23 @@ from data_pipeline.stream_consumer import (
 )
 from mlops_common.events.driver_stats import DriverStatsEvent
 from mlops_testing.stream import (
-    TEST_REDIS_URL,
     consumer_settings,
-    delete_stream_keys,
     make_event,
-    unique_stream,
 )
 
 pytestmark = pytest.mark.integration
+
+#: the columns of the offline rows, in order (the sink's frames add ``event_id`` in front)
+OFFLINE_COLUMNS = [
+    "driver_id",
+    "event_timestamp",
+    "created",
+    "conv_rate",
+    "acc_rate",
+    "avg_daily_trips",
+    "rating",
+    "cancel_rate",
+]
 
 
 class RecordingSink:
@@ -56,22 +64,15 @@ class RecordingSink:
 
 
 @pytest.fixture
-def client() -> Iterator[redis.Redis]:
-    c = redis.Redis.from_url(TEST_REDIS_URL)
-    yield c
-    c.close()
-
-
-@pytest.fixture
-def stream() -> Iterator[str]:
-    name = unique_stream()
-    yield name
-    delete_stream_keys(TEST_REDIS_URL, name)
-
-
-@pytest.fixture
 def offline_root(tmp_path: Path) -> Path:
     return tmp_path / "offline"
+
+
+def grouped(stream: str, offline_root: Path, **overrides: Any) -> StreamConsumer:
+    """A ``consumer`` whose consumer group exists."""
+    made = consumer(stream, offline_root, **overrides)
+    made.ensure_group()
+    return made
 
 
 def settings_for(stream: str, **overrides: Any) -> StreamConsumerSettings:
@@ -123,17 +124,7 @@ def test_valid_events_are_applied_once_and_acknowledged(
     assert isinstance(sink, RecordingSink)
     assert sorted(sink.event_ids) == sorted(e.event_id for e in events)
     frame = sink.frames[0]
-    assert list(frame.columns) == [
-        "event_id",
-        "driver_id",
-        "event_timestamp",
-        "created",
-        "conv_rate",
-        "acc_rate",
-        "avg_daily_trips",
-        "rating",
-        "cancel_rate",
-    ]
+    assert list(frame.columns) == ["event_id", *OFFLINE_COLUMNS]
     assert str(frame["event_timestamp"].dtype) == "datetime64[ns, UTC]"
     assert str(frame["avg_daily_trips"].dtype) == "int64"
     info: Any = client.xinfo_groups(stream)
@@ -303,8 +294,7 @@ def test_a_dead_consumers_entries_are_claimed_on_start(
     client: redis.Redis, stream: str, offline_root: Path
 ) -> None:
     add(client, stream, *[make_event(i) for i in range(6)])
-    dead = consumer(stream, offline_root, consumer_name="dead-one")
-    dead.ensure_group()
+    dead = grouped(stream, offline_root, consumer_name="dead-one")
     assert len(dead.read()) == 6  # delivered, never acknowledged: it "died"
     survivor = consumer(stream, offline_root, consumer_name="survivor", claim_min_idle_ms=100)
     pending: Any = client.xpending(stream, survivor.settings.group)
@@ -320,8 +310,7 @@ def test_a_batch_taken_over_by_another_consumer_is_not_committed_twice(
 ) -> None:
     """A slow consumer loses its entries to a claim before it commits: its commit aborts."""
     add(client, stream, *[make_event(i) for i in range(4)])
-    slow = consumer(stream, offline_root, consumer_name="slow")
-    slow.ensure_group()
+    slow = grouped(stream, offline_root, consumer_name="slow")
     batch = slow.read()
     other = consumer(stream, offline_root, consumer_name="other", claim_min_idle_ms=100)
     time.sleep(0.2)
@@ -336,8 +325,7 @@ def test_trimmed_pending_entries_are_counted(
     client: redis.Redis, stream: str, offline_root: Path
 ) -> None:
     add(client, stream, *[make_event(i) for i in range(3)])
-    c = consumer(stream, offline_root)
-    c.ensure_group()
+    c = grouped(stream, offline_root)
     c.read()  # delivered...
     client.xtrim(stream, maxlen=0)  # ...then trimmed before it was processed
     stats = consumer(stream, offline_root).run(idle_exit_s=0.3)
@@ -376,8 +364,7 @@ def test_offline_flush_waits_for_rows_or_time_and_partitions_by_date(
     day1 = datetime(2024, 3, 1, 23, 59, 58, tzinfo=UTC)
     events = [make_event(i, at=day1 + timedelta(seconds=i)) for i in range(4)]
     add(client, stream, *events)
-    c = consumer(stream, offline_root, offline_flush_rows=100, offline_flush_interval_s=3600)
-    c.ensure_group()
+    c = grouped(stream, offline_root, offline_flush_rows=100, offline_flush_interval_s=3600)
     c.process(c.read())
     assert c.flusher is not None
     assert c.flusher.flush() == 0  # neither 100 rows nor an hour old
@@ -387,19 +374,9 @@ def test_offline_flush_waits_for_rows_or_time_and_partitions_by_date(
     assert [f.split("/")[0] for f in files] == ["date=2024-03-01", "date=2024-03-02"]
     assert files[0].split("/")[1] == files[1].split("/")[1]  # one flush, one name
     assert len(offline_rows(offline_root)) == 4
-    assert list(pd.read_parquet(offline_root / files[0]).columns) == [
-        "driver_id",
-        "event_timestamp",
-        "created",
-        "conv_rate",
-        "acc_rate",
-        "avg_daily_trips",
-        "rating",
-        "cancel_rate",
-    ]
+    assert list(pd.read_parquet(offline_root / files[0]).columns) == OFFLINE_COLUMNS
     add(client, stream, *[make_event(10 + i) for i in range(3)])
-    c2 = consumer(stream, offline_root, offline_flush_rows=3, offline_flush_interval_s=3600)
-    c2.ensure_group()
+    c2 = grouped(stream, offline_root, offline_flush_rows=3, offline_flush_interval_s=3600)
     c2.process(c2.read())
     assert c2.flusher is not None and c2.flusher.flush() == 3  # 3 rows: due
 

@@ -38,9 +38,7 @@ from mlops_common.events.driver_stats import DriverStatsEvent
 from mlops_testing.stream import (
     TEST_REDIS_URL,
     consumer_settings,
-    delete_stream_keys,
     make_event,
-    unique_stream,
 )
 
 pytestmark = pytest.mark.integration
@@ -85,20 +83,6 @@ def feast_world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FeastWorld
         if keys:
             client.delete(*keys)
         client.close()
-
-
-@pytest.fixture
-def stream() -> Iterator[str]:
-    name = unique_stream()
-    yield name
-    delete_stream_keys(TEST_REDIS_URL, name)
-
-
-@pytest.fixture
-def client() -> Iterator[redis.Redis]:
-    c = redis.Redis.from_url(TEST_REDIS_URL)
-    yield c
-    c.close()
 
 
 _STORES: dict[str, Any] = {}

@@ -3,24 +3,19 @@ PostgreSQL database."""
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 
 import pytest
-from sqlalchemy import text
-from sqlalchemy.engine import make_url
 
 from example_project.world.config import ExampleSourceConfig
-from mlops_common.postgres import database_url, ensure_database, make_engine
+from mlops_common.postgres import database_url, ensure_database
 from mlops_testing.data import scrub_mlops_environment
+from mlops_testing.postgres import PG_SERVER_URL, drop_database
 
 START = datetime(2024, 3, 1, tzinfo=UTC)
 DRIFT = datetime(2024, 3, 8, tzinfo=UTC)
-
-#: The real server the integration tests use (trust auth on this machine).
-PG_SERVER_URL = os.environ.get("MLOPS_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432")
 
 
 def _small_config(**overrides: object) -> ExampleSourceConfig:
@@ -57,9 +52,4 @@ def pg_database() -> Iterator[str]:
     try:
         yield url
     finally:
-        engine = make_engine(
-            make_url(PG_SERVER_URL).set(database="postgres"), isolation_level="AUTOCOMMIT"
-        )
-        with engine.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        engine.dispose()
+        drop_database(PG_SERVER_URL, name)

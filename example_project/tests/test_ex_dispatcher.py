@@ -31,6 +31,7 @@ from example_project.world.completion import (
     weights_at,
 )
 from mlops_testing.data import isolated_example_settings
+from mlops_testing.http import send_json
 
 DRIFT = datetime(2026, 1, 1, 12, tzinfo=UTC)
 GOOD = {
@@ -265,12 +266,7 @@ def test_dispatch_cli_against_a_real_http_server(
                 code = 200
             else:
                 answer, code = {"status": "accepted"}, 202
-            payload = json.dumps(answer).encode()
-            self.send_response(code)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(payload)))
-            self.end_headers()
-            self.wfile.write(payload)
+            send_json(self, code, answer)
 
         def log_message(self, *args: Any) -> None:
             pass

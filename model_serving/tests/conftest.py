@@ -7,7 +7,6 @@ and is deleted afterwards; nothing else on the Redis or in MLflow is touched.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -30,7 +29,8 @@ from ms_fixtures import (
 from ms_harness import Harness, LiveServer, SettingsFactory, Streams, start_live
 from threadpoolctl import threadpool_limits
 
-from mlops_testing.stack import MlflowServer, start_mlflow
+from mlops_testing.plugin import cleaned_up, isolate_environment
+from mlops_testing.stack import MlflowServer
 from model_serving.app import create_app
 from model_serving.settings import ServingSettings
 
@@ -53,28 +53,7 @@ def _one_openmp_thread() -> Iterator[None]:
 @pytest.fixture(autouse=True)
 def _isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """Keep the developer's or CI's settings (SERVING_*, MLOPS_*, MLFLOW_*, .env) out."""
-    for name in list(os.environ):
-        if name.startswith(("MLOPS_", "MLFLOW_", "SERVING_")) and not name.startswith(
-            "MLOPS_TEST_"
-        ):
-            monkeypatch.delenv(name)
-    monkeypatch.setenv("MLOPS_ENV_FILE", str(tmp_path / "no.env"))
-    monkeypatch.setenv("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-
-
-@pytest.fixture(scope="session")
-def redis_client() -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(REDIS_URL)
-    client.ping()
-    yield client
-    client.close()
-
-
-@pytest.fixture(scope="session")
-def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowServer]:
-    server = start_mlflow(tmp_path_factory.mktemp("mlflow"))
-    yield server
-    server.stop()
+    isolate_environment(monkeypatch, tmp_path, ("MLOPS_", "MLFLOW_", "SERVING_"))
 
 
 @pytest.fixture(scope="session")
@@ -102,9 +81,7 @@ def shared_model(mlflow_server: MlflowServer) -> str:
 
 @pytest.fixture
 def streams(redis_client: redis.Redis) -> Iterator[Streams]:
-    made = Streams(redis_client)
-    yield made
-    made.cleanup()
+    yield from cleaned_up(Streams(redis_client))
 
 
 @pytest.fixture

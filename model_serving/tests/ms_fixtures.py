@@ -25,6 +25,9 @@ import pandas as pd
 import redis
 
 from data_pipeline.feature_store import FEATURE_NAMES, FEATURE_SERVICE, FEATURE_VIEW
+from mlops_testing.frames import driver_statistics, stats_frame
+from mlops_testing.models import log_and_register
+from mlops_testing.redis_server import free_port
 
 FEATURES = FEATURE_NAMES
 VIEW = FEATURE_VIEW
@@ -39,13 +42,6 @@ UNKNOWN_DRIVER = 777_777
 
 def auth(key: str = API_KEY) -> dict[str, str]:
     return {"X-API-Key": key}
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def feast_connection_string(url: str) -> str:
@@ -90,23 +86,6 @@ def store_settings(
     )
 
 
-def stats_frame(ids: Iterable[int], when: datetime, seed: int = 0) -> pd.DataFrame:
-    ids = list(ids)
-    rng = np.random.default_rng(seed)
-    return pd.DataFrame(
-        {
-            "driver_id": np.array(ids, dtype=np.int64),
-            "event_timestamp": [when] * len(ids),
-            "created": [when] * len(ids),
-            "conv_rate": rng.uniform(0, 1, len(ids)),
-            "acc_rate": rng.uniform(0, 1, len(ids)),
-            "avg_daily_trips": rng.integers(0, 60, len(ids)).astype(np.int64),
-            "rating": rng.uniform(1, 5, len(ids)),
-            "cancel_rate": rng.uniform(0, 0.3, len(ids)),
-        }
-    )
-
-
 def write_features(store: Any, ids: Iterable[int], when: datetime, seed: int = 0) -> pd.DataFrame:
     frame = stats_frame(ids, when, seed)
     store.write_to_online_store(VIEW, frame)
@@ -141,15 +120,7 @@ def unique_name(prefix: str) -> str:
 def training_frame(n: int = 600, seed: int = 0, flip: bool = False) -> tuple[pd.DataFrame, Any]:
     """Generated features and a label that depends on them (``flip`` reverses the signal)."""
     rng = np.random.default_rng(seed)
-    frame = pd.DataFrame(
-        {
-            "conv_rate": rng.uniform(0, 1, n),
-            "acc_rate": rng.uniform(0, 1, n),
-            "avg_daily_trips": rng.integers(0, 60, n).astype(np.int64),
-            "rating": rng.uniform(1, 5, n),
-            "cancel_rate": rng.uniform(0, 0.3, n),
-        }
-    )
+    frame = pd.DataFrame(driver_statistics(rng, n))
     logit = 3 * frame["conv_rate"] + frame["rating"] - 3 - 4 * frame["cancel_rate"]
     if flip:
         logit = -logit
@@ -170,11 +141,6 @@ def register_model(
 ) -> str:
     """Fit a small classifier on generated features, log it with a signature (as the training
     pipeline does: sklearn flavor, predict_proba, skops), register it; returns the version."""
-    import warnings
-
-    import mlflow
-    import mlflow.sklearn
-    from mlflow.models import infer_signature
     from mlflow.tracking import MlflowClient
     from sklearn.ensemble import HistGradientBoostingClassifier
     from sklearn.linear_model import LogisticRegression
@@ -186,28 +152,8 @@ def register_model(
     else:
         model = LogisticRegression(max_iter=200)
     model.fit(frame, label)
-    mlflow.set_tracking_uri(tracking_uri)
-    mlflow.set_registry_uri(tracking_uri)
-    mlflow.set_experiment(f"{name}-tests")
-    import skops.io as sio
-
-    trusted = list(sio.get_untrusted_types(data=sio.dumps(model)))
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", category=UserWarning)
-        signature = infer_signature(frame.head(5), model.predict_proba(frame.head(5)))
-        with mlflow.start_run():
-            info = mlflow.sklearn.log_model(
-                model,
-                name="model",
-                signature=signature,
-                pip_requirements=["scikit-learn", "skops"],
-                pyfunc_predict_fn="predict_proba",
-                serialization_format=mlflow.sklearn.SERIALIZATION_FORMAT_SKOPS,
-                skops_trusted_types=trusted,
-            )
-    version = mlflow.register_model(
-        info.model_uri, name, tags={"features.service": feature_service}
-    ).version
+    tags = {"features.service": feature_service}
+    version = log_and_register(model, frame, tracking_uri, f"{name}-tests", name, **tags)
     if alias:
         MlflowClient(tracking_uri, tracking_uri).set_registered_model_alias(name, alias, version)
     return str(version)

@@ -4,9 +4,6 @@ service, idempotent per interval; and the DAG under ``airflow dags test``."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -25,6 +22,7 @@ from ms_fixtures import (
     unique_name,
 )
 
+from mlops_testing.airflow import airflow_env, migrated_airflow
 from mlops_testing.stack import MlflowServer
 from model_serving.batch import BatchError, interval_file, run_batch, table_dir
 from model_serving.settings import ServingSettings
@@ -161,24 +159,9 @@ def test_a_request_file_and_bad_input(world: World, tmp_path: Path) -> None:
 
 def test_the_dag_with_airflow_dags_test(world: World, tmp_path: Path) -> None:
     home = tmp_path / "airflow"
-    bundles = [
-        {
-            "name": "model_serving",
-            "classpath": "airflow.dag_processing.bundles.local.LocalDagBundle",
-            "kwargs": {"path": str(DAGS), "refresh_interval": 30},
-        }
-    ]
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("AIRFLOW", "MLOPS_", "SERVING_", "MLFLOW_"))
-    }
+    drop = ("AIRFLOW", "MLOPS_", "SERVING_", "MLFLOW_")
+    env = airflow_env(home, "model_serving", DAGS, drop=drop)
     env.update(
-        AIRFLOW_HOME=str(home),
-        AIRFLOW__CORE__LOAD_EXAMPLES="False",
-        AIRFLOW__CORE__DAGS_FOLDER=str(home / "dags"),
-        AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=f"sqlite:///{home / 'airflow.db'}",
-        AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST=json.dumps(bundles),
         MLOPS_ENV_FILE=str(tmp_path / "no.env"),
         MLOPS_DATA_DIR=str(world.folder),
         MLOPS_FEAST_PROJECT=world.project,
@@ -188,15 +171,7 @@ def test_the_dag_with_airflow_dags_test(world: World, tmp_path: Path) -> None:
         SERVING_MODEL_NAME=world.model,
         OMP_NUM_THREADS="1",
     )
-    airflow = str(Path(sys.executable).parent / "airflow")
-
-    def run(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [airflow, *args], env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path
-        )
-
-    migrate = run("db", "migrate")
-    assert migrate.returncode == 0, migrate.stdout[-2000:] + migrate.stderr[-2000:]
+    run = migrated_airflow(env, tmp_path)
     end = END + timedelta(hours=1)  # a new interval: its own file
     conf = {"start": END.strftime("%Y-%m-%dT%H:%M:%SZ"), "end": end.strftime("%Y-%m-%dT%H:%M:%SZ")}
     result = run("dags", "test", "driver_batch_prediction", end.isoformat(), "-c", json.dumps(conf))

@@ -35,14 +35,14 @@ def data(n: int = 3000, seed: int = 0, missing: float = 0.03) -> tuple[np.ndarra
     "params",
     [
         # the training pipeline's default estimator
-        {
-            "learning_rate": 0.05,
-            "max_iter": 200,
-            "max_leaf_nodes": 7,
-            "min_samples_leaf": 100,
-            "l2_regularization": 1.0,
-            "early_stopping": False,
-        },
+        dict(
+            learning_rate=0.05,
+            max_iter=200,
+            max_leaf_nodes=7,
+            min_samples_leaf=100,
+            l2_regularization=1.0,
+            early_stopping=False,
+        ),
         {"max_iter": 60, "max_leaf_nodes": 31},
         {"max_iter": 20, "max_depth": 2},
     ],

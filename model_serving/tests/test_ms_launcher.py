@@ -12,11 +12,17 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from ms_fixtures import REDIS_URL, drop_project_keys, register_model, unique_name, write_features
+from ms_fixtures import (
+    REDIS_URL,
+    drop_project_keys,
+    register_model,
+    unique_name,
+    wait_for,
+    write_features,
+)
 
 from mlops_testing.stack import (
     Stack,
-    eventually,
     get_json,
     http_status,
     listening_addresses,
@@ -26,15 +32,19 @@ from mlops_testing.stack import (
 pytestmark = pytest.mark.integration
 
 
+STACK_ENV = {"MLOPS_REDIS_URL": REDIS_URL}
+
+
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+def stack(platform_stack: Stack) -> Iterator[Stack]:
+    """The plugin's platform instance with a Feast project of its own; the instance is down
+    before the project's keys are deleted."""
     project = unique_name("ms_launch")
-    instance = Stack(tmp_path_factory.mktemp("platform"), extra_env={"MLOPS_REDIS_URL": REDIS_URL})
-    instance.project = project  # type: ignore[attr-defined]
+    platform_stack.project = project  # type: ignore[attr-defined]
     try:
-        yield instance
+        yield platform_stack
     finally:
-        instance.down()
+        platform_stack.down()
         drop_project_keys(project)
 
 
@@ -70,7 +80,7 @@ def test_serving_up_status_logs_down(stack: Stack) -> None:
     write_features(feature_store(data), range(1, 11), datetime.now(UTC))
     register_model(stack.url("MLFLOW_PORT"), "driver_ranking", alias="champion")
 
-    assert eventually(lambda: http_status(f"{base}/health/ready") == 200, timeout=60)
+    assert wait_for(lambda: http_status(f"{base}/health/ready") == 200, 60, interval=1)
     answer = get_json(
         f"{base}/v1/predict",
         headers={"X-API-Key": key},
@@ -98,7 +108,7 @@ def test_serving_up_status_logs_down(stack: Stack) -> None:
     assert serving_pids  # tagged with MLOPS_INSTANCE, found by the launcher's own means
     down = stack.run("serving", "down")
     assert down.returncode == 0, down.stderr
-    assert eventually(lambda: not [p for p in stack.pids() if _is_serving(p)], timeout=20)
+    assert wait_for(lambda: not [p for p in stack.pids() if _is_serving(p)], 20, interval=1)
     assert not port_open(stack.ports["SERVING_PORT"])
 
 

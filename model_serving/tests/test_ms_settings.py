@@ -6,17 +6,18 @@ from pathlib import Path
 
 import pytest
 
+from mlops_testing.plugin import use_env_file
 from model_serving.cli import main
 from model_serving.settings import ServingSettings
 
+ENV_FILE = (
+    "SERVING_PORT=9100\nSERVING_API_KEY=from-file\nMLFLOW_TRACKING_URI=http://file:5000\n"
+    "SERVING_CANARY_PERCENT=10\nMLOPS_DATA_DIR=/tmp/file-data\nUNRELATED=1\n"
+)
+
 
 def test_env_file_then_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    env = tmp_path / "platform.env"
-    env.write_text(
-        "SERVING_PORT=9100\nSERVING_API_KEY=from-file\nMLFLOW_TRACKING_URI=http://file:5000\n"
-        "SERVING_CANARY_PERCENT=10\nMLOPS_DATA_DIR=/tmp/file-data\nUNRELATED=1\n"
-    )
-    monkeypatch.setenv("MLOPS_ENV_FILE", str(env))
+    use_env_file(monkeypatch, tmp_path / "platform.env", ENV_FILE)
     monkeypatch.setenv("SERVING_PORT", "9200")
     settings = ServingSettings.load()
     assert settings.serving_port == 9200  # environment wins

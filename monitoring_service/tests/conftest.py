@@ -5,7 +5,6 @@ Helpers live in ``mon_fixtures`` (imported by name; never ``from conftest import
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,13 +12,12 @@ from typing import Any
 import pytest
 import redis
 from mon_fixtures import (
-    REDIS_URL,
     WEBHOOK_SECRET,
     SettingsFactory,
     Streams,
 )
 
-from mlops_testing.stack import MlflowServer, start_mlflow
+from mlops_testing.plugin import cleaned_up, isolate_environment
 from monitoring_service.settings import MonitoringSettings
 
 
@@ -38,35 +36,14 @@ def pytest_configure(config: pytest.Config) -> None:
 def _isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """Keep the developer's or CI's settings (MLOPS_*, MLFLOW_*, MONITORING_*, SERVING_*,
     AIRFLOW_*, .env) out of the tests."""
-    for name in list(os.environ):
-        if name.startswith(
-            ("MLOPS_", "MLFLOW_", "MONITORING_", "SERVING_", "AIRFLOW_")
-        ) and not name.startswith("MLOPS_TEST_"):
-            monkeypatch.delenv(name)
-    monkeypatch.setenv("MLOPS_ENV_FILE", str(tmp_path / "no.env"))
-    monkeypatch.setenv("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-
-
-@pytest.fixture(scope="session")
-def redis_client() -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(REDIS_URL)
-    client.ping()
-    yield client
-    client.close()
+    isolate_environment(
+        monkeypatch, tmp_path, ("MLOPS_", "MLFLOW_", "MONITORING_", "SERVING_", "AIRFLOW_")
+    )
 
 
 @pytest.fixture
 def streams(redis_client: redis.Redis) -> Iterator[Streams]:
-    made = Streams(redis_client)
-    yield made
-    made.cleanup()
-
-
-@pytest.fixture(scope="session")
-def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowServer]:
-    server = start_mlflow(tmp_path_factory.mktemp("mlflow"))
-    yield server
-    server.stop()
+    yield from cleaned_up(Streams(redis_client))
 
 
 @pytest.fixture

@@ -13,7 +13,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -37,6 +36,8 @@ from mlops_common.events.serving import (
     ScoredCandidate,
     encode,
 )
+from mlops_testing.frames import candidate_features, driver_statistics, write_reference
+from mlops_testing.stack import eventually
 from monitoring_service.settings import MonitoringSettings
 
 SettingsFactory = Callable[..., MonitoringSettings]
@@ -50,28 +51,13 @@ def unique(prefix: str) -> str:
     return f"{prefix}_{uuid.uuid4().hex[:10]}"
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 # --- data ---------------------------------------------------------------------------------------
 
 
 def feature_rows(n: int, seed: int = 0, shift: dict[str, float] | None = None) -> pd.DataFrame:
     """Driver statistics like the example source's (``shift`` adds to a feature's values)."""
     rng = np.random.default_rng(seed)
-    frame = pd.DataFrame(
-        {
-            "conv_rate": rng.uniform(0, 1, n),
-            "acc_rate": rng.uniform(0, 1, n),
-            "avg_daily_trips": rng.integers(0, 60, n).astype(np.int64),
-            "rating": rng.uniform(1, 5, n),
-            "cancel_rate": rng.uniform(0, 0.3, n),
-        }
-    )
+    frame = pd.DataFrame(driver_statistics(rng, n))
     for name, delta in (shift or {}).items():
         frame[name] = frame[name] + (int(delta) if name == "avg_daily_trips" else delta)
     return frame
@@ -131,13 +117,7 @@ class Traffic:
                     ScoredCandidate(
                         driver_id=int(r.driver_id),
                         score=float(r.score),
-                        features={
-                            "conv_rate": float(r.conv_rate),
-                            "acc_rate": float(r.acc_rate),
-                            "avg_daily_trips": int(r.avg_daily_trips),
-                            "rating": float(r.rating),
-                            "cancel_rate": float(r.cancel_rate),
-                        },
+                        features=candidate_features(r),
                     )
                     for r in chunk.itertuples()
                 ],
@@ -174,18 +154,13 @@ class Streams:
 
     client: redis.Redis
     prefix: str = field(default_factory=lambda: unique("mon_test"))
+    predictions: str = field(init=False)
+    feedback: str = field(init=False)
+    dead: str = field(init=False)
 
-    @property
-    def predictions(self) -> str:
-        return f"{self.prefix}:predictions"
-
-    @property
-    def feedback(self) -> str:
-        return f"{self.prefix}:feedback"
-
-    @property
-    def dead(self) -> str:
-        return f"{self.prefix}:dead"
+    def __post_init__(self) -> None:
+        names = (f"{self.prefix}:{kind}" for kind in ("predictions", "feedback", "dead"))
+        self.predictions, self.feedback, self.dead = names
 
     def settings_values(self) -> dict[str, Any]:
         return {
@@ -252,23 +227,13 @@ def register_with_reference(
     client.log_artifacts(run_id, str(out / "model"), artifact_path="model")
     tags: dict[str, str] = {}
     if reference is not None:
-        ref = out / "reference"
-        ref.mkdir()
-        reference.to_parquet(ref / "reference.parquet", index=False)
-        (ref / "reference.json").write_text(
-            json.dumps(
-                {
-                    "format": 1,
-                    "rows": len(reference),
-                    "source": "holdout",
-                    "feature_columns": list(FEATURES),
-                    "score_column": "score",
-                    "label_column": "trip_completed",
-                    "sampled_from": len(reference),
-                    "seed": 0,
-                    "content_hash": "test",
-                }
-            )
+        ref = write_reference(
+            out / "reference",
+            reference,
+            FEATURES,
+            sampled_from=len(reference),
+            seed=0,
+            content_hash="test",
         )
         client.log_artifacts(run_id, str(ref), artifact_path="reference")
         tags = {
@@ -387,9 +352,5 @@ def metric_values(text: str, name: str) -> dict[tuple[tuple[str, str], ...], flo
 
 
 def wait_for(check: Any, timeout: float = 30.0, interval: float = 0.2) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result or time.monotonic() > deadline:
-            return result
-        time.sleep(interval)
+    """``check()`` once it is truthy, or its last value after ``timeout`` seconds."""
+    return eventually(check, timeout, interval)

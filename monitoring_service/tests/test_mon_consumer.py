@@ -31,6 +31,17 @@ def _consumer(settings: Any, store: Store, metrics: MonitoringMetrics, **kw: Any
     return EventConsumer(settings, store, metrics, **kw)
 
 
+def _grouped_consumer(
+    make_settings: SettingsFactory,
+) -> tuple[Store, MonitoringMetrics, EventConsumer]:
+    """A consumer of default settings whose consumer groups exist, its store and metrics."""
+    settings = make_settings()
+    store, metrics = _parts(settings)
+    consumer = _consumer(settings, store, metrics)
+    consumer.ensure_groups()
+    return store, metrics, consumer
+
+
 def _pending(client: redis.Redis, stream: str, group: str = "monitoring") -> int:
     info: Any = client.xpending(stream, group)
     return int(info["pending"])
@@ -196,10 +207,7 @@ def test_a_backlog_replayed_later_closes_windows_by_event_time(
 def test_backlog_gauge(
     make_settings: SettingsFactory, streams: Streams, redis_client: redis.Redis
 ) -> None:
-    settings = make_settings()
-    store, metrics = _parts(settings)
-    consumer = _consumer(settings, store, metrics)
-    consumer.ensure_groups()
+    _, metrics, consumer = _grouped_consumer(make_settings)
     streams.add([e for e, _ in Traffic().predictions(40)])
     consumer.core.update_gauges()
     assert metrics.events_backlog.labels("prediction")._value.get() == 40
@@ -239,10 +247,7 @@ def test_a_broker_outage_is_survived(
 def test_applied_entry_ids_are_forgotten_only_once_they_cannot_come_again(
     make_settings: SettingsFactory, streams: Streams, redis_client: redis.Redis
 ) -> None:
-    settings = make_settings()
-    store, metrics = _parts(settings)
-    consumer = _consumer(settings, store, metrics)
-    consumer.ensure_groups()
+    store, _, consumer = _grouped_consumer(make_settings)
     ids = streams.add([e for e, _ in Traffic().predictions(5)])
     entries, _ = consumer.read()  # delivered, pending
     assert consumer.horizon_ms(streams.predictions) == int(ids[0].split("-")[0])

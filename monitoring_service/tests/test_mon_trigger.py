@@ -23,8 +23,10 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from fastapi.testclient import TestClient
-from mon_fixtures import WEBHOOK_SECRET, SettingsFactory, free_port, metric_values
+from mon_fixtures import WEBHOOK_SECRET, SettingsFactory, metric_values
 
+from mlops_testing.http import send_json
+from mlops_testing.redis_server import free_port
 from monitoring_service.app import create_app
 
 DAG = "driver_ranking_training"
@@ -53,12 +55,7 @@ class FakeAirflow:
                 pass
 
             def _answer(self, status: int, body: Any) -> None:
-                data = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                send_json(self, status, body)
 
             def _handle(self, method: str) -> None:
                 url = urlsplit(self.path)

@@ -35,6 +35,7 @@ from mlops_platform.cicd.deploy import (
     read_env_file,
 )
 from mlops_platform.launcher.envfile import SECRET_KEY_PATTERN
+from mlops_testing.http import send_json
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "deploy" / "deploy.sh"
@@ -408,12 +409,7 @@ class FakeStack(http.server.BaseHTTPRequestHandler):
         pass
 
     def _send(self, status: int, body: dict[str, Any]) -> None:
-        data = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+        send_json(self, status, body)
 
     def do_GET(self) -> None:
         if self.path == "/health/ready" and not type(self).ready:

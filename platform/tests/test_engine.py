@@ -240,10 +240,10 @@ def test_missing_packages_asks_dpkg_for_each(monkeypatch: pytest.MonkeyPatch) ->
 # --- an engine already answers ----------------------------------------------------------------
 
 
+@pytest.mark.usefixtures("fake_dockerd")
 def test_an_engine_that_answers_means_nothing_to_do(
     other_engine: Path,
     layout: engine.EngineLayout,
-    fake_dockerd: Path,
     networking: list[str],
 ) -> None:
     environ = {"DOCKER_HOST": f"unix://{other_engine}"}
@@ -263,10 +263,10 @@ def test_the_projects_own_socket_is_not_an_external_engine(layout: engine.Engine
 # --- start, status, stop ----------------------------------------------------------------------
 
 
+@pytest.mark.usefixtures("fake_dockerd")
 def test_start_status_stop_with_a_fake_dockerd(
     tmp_path: Path,
     layout: engine.EngineLayout,
-    fake_dockerd: Path,
     networking: list[str],
 ) -> None:
     environ = no_engine_env(tmp_path)
@@ -288,10 +288,10 @@ def test_start_status_stop_with_a_fake_dockerd(
     assert engine.stop(layout)[0] == "the engine is not running"
 
 
+@pytest.mark.usefixtures("fake_dockerd")
 def test_dockerd_that_exits_gives_the_cause_and_the_log_tail(
     tmp_path: Path,
     layout: engine.EngineLayout,
-    fake_dockerd: Path,
     networking: list[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -309,10 +309,10 @@ def test_dockerd_that_exits_gives_the_cause_and_the_log_tail(
     assert networking == ["snapshot", "restore"]
 
 
+@pytest.mark.usefixtures("fake_dockerd")
 def test_dockerd_that_never_answers_is_stopped(
     tmp_path: Path,
     layout: engine.EngineLayout,
-    fake_dockerd: Path,
     networking: list[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

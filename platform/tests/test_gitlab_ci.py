@@ -82,13 +82,13 @@ def resolved(config: dict[str, Any], name: str) -> dict[str, Any]:
 
 
 def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for key, value in over.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _merge(out[key], value)
-        else:
-            out[key] = value
-    return out
+    """GitLab's ``extends``: mappings present on both sides merge deeply, the rest is replaced."""
+    deep = {
+        key: _merge(base[key], value)
+        for key, value in over.items()
+        if isinstance(value, dict) and isinstance(base.get(key), dict)
+    }
+    return {**base, **over, **deep}
 
 
 # --- schema --------------------------------------------------------------------------------

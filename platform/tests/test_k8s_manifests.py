@@ -41,6 +41,12 @@ def by_id(objects: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     return {k8s_check.object_id(o): o for o in objects}
 
 
+@pytest.fixture(scope="module")
+def indexed(rendered: dict[str, list[dict[str, Any]]]) -> dict[str, dict[str, dict[str, Any]]]:
+    """Each overlay's objects by id (``Kind/name``)."""
+    return {env: by_id(objects) for env, objects in rendered.items()}
+
+
 # --- the committed manifests -------------------------------------------------------------------
 
 
@@ -82,10 +88,9 @@ def test_overlays_set_namespace_registry_and_tags(
 
 
 def test_serving_scales_and_never_drops_below_the_ready_count(
-    rendered: dict[str, list[dict[str, Any]]],
+    indexed: dict[str, dict[str, dict[str, Any]]],
 ) -> None:
-    for env, objects in rendered.items():
-        objs = by_id(objects)
+    for env, objs in indexed.items():
         serving = objs["Deployment/serving"]
         assert serving["spec"]["strategy"]["rollingUpdate"] == {"maxUnavailable": 0, "maxSurge": 1}
         assert "replicas" not in serving["spec"]  # the HPA owns the count
@@ -101,10 +106,9 @@ def test_serving_scales_and_never_drops_below_the_ready_count(
 
 
 def test_monitoring_is_one_replica_on_its_own_volume(
-    rendered: dict[str, list[dict[str, Any]]],
+    indexed: dict[str, dict[str, dict[str, Any]]],
 ) -> None:
-    for objects in rendered.values():
-        objs = by_id(objects)
+    for objs in indexed.values():
         monitoring = objs["Deployment/monitoring"]["spec"]
         assert monitoring["replicas"] == 1
         assert monitoring["strategy"]["type"] == "Recreate"
@@ -128,9 +132,8 @@ def test_airflow_runs_the_kubernetes_executor_on_the_scheduler_image(
         assert [p["spec"]["containers"][0]["name"] for p in pods] == ["base"]
 
 
-def test_mlflow_uses_postgres_and_s3(rendered: dict[str, list[dict[str, Any]]]) -> None:
-    for env, objects in rendered.items():
-        objs = by_id(objects)
+def test_mlflow_uses_postgres_and_s3(indexed: dict[str, dict[str, dict[str, Any]]]) -> None:
+    for env, objs in indexed.items():
         args = objs["Deployment/mlflow"]["spec"]["template"]["spec"]["containers"][0]["args"]
         assert "--artifacts-destination=$(MLFLOW_ARTIFACTS_DESTINATION)" in args
         artifacts = next(

@@ -32,12 +32,7 @@ SHARED = (
     "ALERT_EMAIL_TO",
 )
 
-
-@pytest.fixture(autouse=True)
-def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    for key in SHARED:
-        monkeypatch.delenv(key, raising=False)
-    monkeypatch.chdir(tmp_path)
+pytestmark = pytest.mark.clear_environment(*SHARED)
 
 
 def write_env(path: Path, **values: str) -> Path:

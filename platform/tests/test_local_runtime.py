@@ -4,8 +4,8 @@ Redis, Prometheus, Alertmanager) on loopback; about 2 minutes."""
 
 from __future__ import annotations
 
+import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -24,19 +24,32 @@ from mlops_testing.stack import (
 pytestmark = pytest.mark.integration
 
 
+def supervised_pids(stack: Stack) -> dict[str, int]:
+    """supervisord's pid and each program's, as the launcher's own Supervisor sees them. Not
+    every process of the instance: Airflow forks and reaps workers of its own."""
+    supervisor = Supervisor(stack.data_dir)
+    pids = {p.name: p.pid for p in supervisor.processes()}
+    assert pids, "no supervised program"
+    pids["supervisord"] = supervisor.daemon_pid() or 0
+    return pids
+
+
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    instance = Stack(tmp_path_factory.mktemp("platform"))
-    result = instance.run("all", "up")
-    instance.first_up = result  # type: ignore[attr-defined]
-    try:
-        yield instance
-    finally:
-        instance.down()
+def first_up(platform_stack: Stack) -> subprocess.CompletedProcess[str]:
+    """The first ``all up`` of the plugin's platform instance."""
+    return platform_stack.run("all", "up")
 
 
-def test_first_up_succeeds_and_prints_urls_and_credentials(stack: Stack) -> None:
-    result = stack.first_up  # type: ignore[attr-defined]
+@pytest.fixture(scope="module")
+def stack(platform_stack: Stack, first_up: subprocess.CompletedProcess[str]) -> Stack:
+    """The platform instance, once up."""
+    return platform_stack
+
+
+def test_first_up_succeeds_and_prints_urls_and_credentials(
+    stack: Stack, first_up: subprocess.CompletedProcess[str]
+) -> None:
+    result = first_up
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "wrote" in result.stdout and "fresh secrets" in result.stdout
     for key in ("AIRFLOW_PORT", "MLFLOW_PORT", "PROMETHEUS_PORT", "ALERTMANAGER_PORT"):
@@ -97,16 +110,6 @@ def test_prometheus_scrapes_the_platform(stack: Stack) -> None:
         interval=3,
     )
     assert jobs and {"prometheus", "alertmanager", "mlflow", "airflow"} <= jobs
-
-
-def supervised_pids(stack: Stack) -> dict[str, int]:
-    """supervisord's pid and each program's, as the launcher's own Supervisor sees them. Not
-    every process of the instance: Airflow forks and reaps workers of its own."""
-    supervisor = Supervisor(stack.data_dir)
-    pids = {p.name: p.pid for p in supervisor.processes()}
-    assert pids, "no supervised program"
-    pids["supervisord"] = supervisor.daemon_pid() or 0
-    return pids
 
 
 def test_second_up_is_a_fast_no_op(stack: Stack) -> None:

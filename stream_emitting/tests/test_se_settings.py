@@ -9,6 +9,7 @@ from pydantic import ValidationError
 
 from example_project.world.config import Scenario
 from mlops_common.events.driver_stats import StreamBrokerSettings as BrokerSettings
+from mlops_testing.plugin import use_env_file
 from stream_emitting.settings import ProducerSettings
 
 
@@ -41,12 +42,12 @@ def test_broker_url_precedence(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_env_file_from_mlops_env_file_and_environment_wins(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    env_file = tmp_path / "platform.env"
-    env_file.write_text(
+    use_env_file(
+        monkeypatch,
+        tmp_path / "platform.env",
         "MLOPS_STREAM_RATE=25\nMLOPS_STREAM_SCENARIO=covariate_drift\nREDIS_PORT=7001\n"
-        "MLOPS_REDIS_URL=\n"
+        "MLOPS_REDIS_URL=\n",
     )
-    monkeypatch.setenv("MLOPS_ENV_FILE", str(env_file))
     monkeypatch.setenv("MLOPS_STREAM_RATE", "40")
     settings = ProducerSettings.load()
     assert settings.rate == 40.0

@@ -4,15 +4,13 @@ gate's outcome becomes the task's state (failed / skipped with the reason, never
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from tp_fixtures import World, small_settings
 
+from mlops_testing.airflow import python_json
 from training_pipeline import dag_support, steps
 from training_pipeline.dag_support import ConfError, gate_mode_from_conf, settings_from_conf
 from training_pipeline.gate import GateOutcome, GateStatus
@@ -42,15 +40,7 @@ print(json.dumps({
 def test_dag_parses_thin_with_the_task_chain(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
     env.update(AIRFLOW_HOME=str(tmp_path / "airflow"), AIRFLOW__CORE__LOAD_EXAMPLES="False")
-    result = subprocess.run(
-        [sys.executable, "-W", "ignore", "-c", PARSE, str(DAGS)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    parsed = json.loads(result.stdout.strip().splitlines()[-1])
+    parsed = python_json("-W", "ignore", "-c", PARSE, str(DAGS), env=env, timeout=120)
     assert parsed["errors"] == {}
     assert parsed["edges"] == sorted(
         [

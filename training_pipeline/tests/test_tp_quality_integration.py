@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,6 +16,7 @@ import pytest
 from tp_fixtures import make_world
 
 from example_project.oracle import oracle_metrics
+from mlops_testing.airflow import python_json
 from training_pipeline import steps
 from training_pipeline.gate import GateStatus
 from training_pipeline.rundir import RunDir
@@ -57,7 +56,7 @@ def test_champion_quality_vs_oracle_in_a_separate_process(
         start=datetime(2024, 1, 1, tzinfo=UTC), end=datetime(2024, 1, 31, tzinfo=UTC)
     )
     settings = registry().with_overrides(
-        {"window": {"start": world.start.isoformat(), "end": world.end.isoformat()}}
+        {"window": {key: when.isoformat() for key, when in world.window().items()}}
     )
     run_dir = tmp_path / "run"
     outcome = steps.run_all(run_dir, settings, labels=world.labels, features=world.features)
@@ -65,22 +64,10 @@ def test_champion_quality_vs_oracle_in_a_separate_process(
     assert world.features.calls == 2  # labelled rows, then candidates: one store call each
 
     env = {**os.environ, "MLFLOW_TRACKING_URI": mlflow_server}
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            SCORER,
-            settings.model_name,
-            str(run_dir / RunDir.TEST_SET),
-            str(run_dir / RunDir.CANDIDATES),
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=180,
+    test_set, candidates_file = str(run_dir / RunDir.TEST_SET), str(run_dir / RunDir.CANDIDATES)
+    champion = python_json(
+        "-c", SCORER, settings.model_name, test_set, candidates_file, env=env, timeout=180
     )
-    assert result.returncode == 0, result.stderr[-3000:]
-    champion = json.loads(result.stdout.strip().splitlines()[-1])
 
     test = pd.read_parquet(run_dir / RunDir.TEST_SET)
     data = world.data

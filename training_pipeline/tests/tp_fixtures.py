@@ -83,13 +83,10 @@ class World:
     labels: GeneratedLabels
     features: GeneratedFeatures
 
-    @property
-    def start(self) -> datetime:
-        return self.data.config.start
-
-    @property
-    def end(self) -> datetime:
-        return self.data.config.end
+    def window(self) -> dict[str, datetime]:
+        """The generated interval, as the training window's ``start`` and ``end``."""
+        config = self.data.config
+        return {"start": config.start, "end": config.end}
 
 
 def make_world(**config: Any) -> World:
@@ -100,7 +97,7 @@ def make_world(**config: Any) -> World:
 def small_settings(world: World, **updates: Any) -> TrainingSettings:
     """Settings for a world: its whole period as the window, validation sized for it."""
     values: dict[str, Any] = {
-        "window": {"start": world.start, "end": world.end},
+        "window": world.window(),
         "validation": {"min_rows": 500},
     }
     values.update(updates)

@@ -7,19 +7,19 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from mlops_platform.launcher.paths import REPO_ROOT
-from mlops_testing.processes import processes_with_env
+from mlops_testing.processes import ProcessGroup, processes_with_env
 
 PORT_KEYS = (
     "AIRFLOW_PORT",
@@ -139,6 +139,17 @@ def airflow_token(stack: Stack, password: str) -> str:
     return str(answer["access_token"])
 
 
+@contextlib.contextmanager
+def running_stack(root: Path, **extra_env: str) -> Iterator[Stack]:
+    """A platform instance under ``root`` (``extra_env`` added to its env file); every process
+    it started is stopped at the end (``Stack.down``)."""
+    instance = Stack(root, extra_env=extra_env)
+    try:
+        yield instance
+    finally:
+        instance.down()
+
+
 def eventually(check: Any, timeout: float = 60, interval: float = 1) -> Any:
     deadline = time.monotonic() + timeout
     while True:
@@ -177,25 +188,12 @@ def redis_server_url() -> str:
 
 
 @dataclass
-class MlflowServer:
-    """A real MLflow tracking server (SQLite backend, served artifacts) on a loopback port."""
+class MlflowServer(ProcessGroup):
+    """A real MLflow tracking server (SQLite backend, served artifacts) on a loopback port;
+    ``stop`` stops its process group (its uvicorn worker too)."""
 
     url: str
-    process: subprocess.Popen[bytes]
     folder: Path
-
-    def stop(self) -> None:
-        """Stop the server's own process group (its uvicorn worker too), by its pid."""
-        if self.process.poll() is not None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.process.pid, signal.SIGTERM)
-        try:
-            self.process.wait(20)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(10)
 
 
 def start_mlflow(folder: Path, port: int | None = None, timeout: float = 60.0) -> MlflowServer:
@@ -226,7 +224,7 @@ def start_mlflow(folder: Path, port: int | None = None, timeout: float = 60.0) -
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-    server = MlflowServer(f"http://127.0.0.1:{port}", process, folder)
+    server = MlflowServer(process, url=f"http://127.0.0.1:{port}", folder=folder)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
