@@ -28,7 +28,7 @@ class AlertmanagerWebhook(BaseModel):
 
     version: Literal["4"]
     groupKey: str
-    truncatedAlerts: int = Field(default=0, ge=0)
+    truncatedAlerts: int = Field(default=0, ge=0, strict=True)  # never a bool or "3"
     status: Literal["firing", "resolved"]
     receiver: str
     groupLabels: dict[str, str] = Field(default_factory=dict)
