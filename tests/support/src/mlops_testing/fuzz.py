@@ -1,9 +1,9 @@
 """The fuzz suites' common parts (tests marked ``fuzz``): the schemathesis profile, the count of
 generated cases per operation, and hostile request bodies.
 
-Profiles (``MLOPS_FUZZ_PROFILE``): ``fast`` (default, part of ``make test``) generates up to 50
+Profiles (``MLOPS_TEST_FUZZ_PROFILE``): ``fast`` (default, part of ``make test``) generates up to 50
 examples per operation and phase; ``full`` (``make fuzz``) up to 500. Every schemathesis check is
-on (its default). ``MLOPS_FUZZ_REPORT_DIR``, when set, receives ``<suite>.json``: the cases sent
+on (its default). ``MLOPS_TEST_FUZZ_REPORT_DIR``, when set, receives ``<suite>.json``: the cases sent
 per operation and the seconds spent.
 """
 
@@ -19,8 +19,10 @@ from typing import Any
 import schemathesis
 
 PROFILES = {"fast": 50, "full": 500}
-PROFILE = os.environ.get("MLOPS_FUZZ_PROFILE", "fast")
+PROFILE = os.environ.get("MLOPS_TEST_FUZZ_PROFILE", "fast")
 MAX_EXAMPLES = PROFILES[PROFILE]
+#: read at import, like the profile (the suites' fixtures scrub the environment)
+REPORT_DIR = os.environ.get("MLOPS_TEST_FUZZ_REPORT_DIR")
 #: a refusal must come back within this many seconds (no hang, no quadratic work)
 TIME_BOUND_S = 5.0
 SEED = 20240501
@@ -47,10 +49,9 @@ class CaseCount:
         self.counts[label] += 1
 
     def write(self) -> None:
-        folder = os.environ.get("MLOPS_FUZZ_REPORT_DIR")
-        if not folder:
+        if not REPORT_DIR:
             return
-        path = Path(folder) / f"{self.suite}.json"
+        path = Path(REPORT_DIR) / f"{self.suite}.json"
         path.parent.mkdir(parents=True, exist_ok=True)
         report = {
             "profile": PROFILE,
