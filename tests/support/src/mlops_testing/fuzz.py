@@ -1,10 +1,10 @@
 """The fuzz suites' common parts (tests marked ``fuzz``): the schemathesis profile, the count of
 generated cases per operation, and hostile request bodies.
 
-Profiles (``MLOPS_TEST_FUZZ_PROFILE``): ``fast`` (default, part of ``make test``) generates up to 50
-examples per operation and phase; ``full`` (``make fuzz``) up to 500. Every schemathesis check is
-on (its default). ``MLOPS_TEST_FUZZ_REPORT_DIR``, when set, receives ``<suite>.json``: the cases sent
-per operation and the seconds spent.
+Profiles (``MLOPS_TEST_FUZZ_PROFILE``): ``fast`` (default, part of ``make test``) generates up
+to 50 examples per operation and phase; ``full`` (``make fuzz``) up to 500. Every schemathesis
+check is on (its default). ``MLOPS_TEST_FUZZ_REPORT_DIR``, when set, receives
+``<suite>.json``: the cases sent per operation and the seconds spent.
 """
 
 from __future__ import annotations
