@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -27,7 +26,7 @@ from fastapi.testclient import TestClient
 from ms_fixtures import API_KEY, REDIS_URL
 from test_ms_predictor import NOW, MemoryReader, model
 
-from mlops_testing.fuzz import HOSTILE_BODIES, TEN_MB, CaseCount, assert_refused, load_schema
+from mlops_testing import fuzz
 from model_serving.app import create_app
 from model_serving.lifecycle import ServingState
 from model_serving.settings import ServingSettings
@@ -55,8 +54,8 @@ def _app(data: Path) -> FastAPI:
 
 
 # the schema only (the tests send to the module's app below)
-schema = load_schema(_app(Path(tempfile.mkdtemp(prefix="ms-fuzz-schema-"))))
-COUNT = CaseCount("serving")
+schema = fuzz.load_schema(_app(Path(tempfile.mkdtemp(prefix="ms-fuzz-schema-"))))
+COUNT = fuzz.CaseCount("serving")
 
 
 @pytest.fixture(scope="module")
@@ -77,32 +76,19 @@ def client(app: FastAPI) -> Iterator[TestClient]:
         yield made
 
 
-def _timed(send: Any) -> tuple[Any, float]:
-    began = time.perf_counter()
-    answer = send()
-    return answer, time.perf_counter() - began
-
-
 @pytest.mark.parametrize("route", ROUTES)
-@pytest.mark.parametrize(("name", "body"), HOSTILE_BODIES, ids=[n for n, _ in HOSTILE_BODIES])
+@pytest.mark.parametrize(
+    ("name", "body"), fuzz.HOSTILE_BODIES, ids=[n for n, _ in fuzz.HOSTILE_BODIES]
+)
 def test_hostile_bodies_get_a_4xx(client: TestClient, route: str, name: str, body: bytes) -> None:
-    answer, elapsed = _timed(lambda: client.post(route, content=body, headers=JSON_KEY))
-    assert_refused(answer.status_code, elapsed)
+    answer, elapsed = fuzz.timed(lambda: client.post(route, content=body, headers=JSON_KEY))
+    fuzz.assert_refused(answer.status_code, elapsed)
     assert answer.json()["error"] in {"invalid_json", "invalid_request"}, answer.text
 
 
 @pytest.mark.parametrize("route", ROUTES)
 def test_ten_megabytes_are_refused_declared_or_streamed(client: TestClient, route: str) -> None:
-    big = b"[" + b"1," * (TEN_MB // 2) + b"1]"
-    answer, elapsed = _timed(lambda: client.post(route, content=big, headers=JSON_KEY))
-    assert_refused(answer.status_code, elapsed, range(413, 414))
-
-    def chunks() -> Iterator[bytes]:
-        for _ in range(160):
-            yield b" " * 65536
-
-    answer, elapsed = _timed(lambda: client.post(route, content=chunks(), headers=JSON_KEY))
-    assert_refused(answer.status_code, elapsed, range(413, 414))
+    fuzz.refuses_ten_megabytes(client, route, JSON_KEY)
 
 
 @pytest.mark.parametrize(
@@ -112,8 +98,8 @@ def test_ten_megabytes_are_refused_declared_or_streamed(client: TestClient, rout
 )
 def test_too_many_ids_are_refused(client: TestClient, ids: list[int], status: int) -> None:
     body = json.dumps({"driver_ids": ids}, separators=(",", ":")).encode()
-    answer, elapsed = _timed(lambda: client.post("/v1/predict", content=body, headers=JSON_KEY))
-    assert_refused(answer.status_code, elapsed, range(status, status + 1))
+    answer, elapsed = fuzz.timed(lambda: client.post("/v1/predict", content=body, headers=JSON_KEY))
+    fuzz.assert_refused(answer.status_code, elapsed, range(status, status + 1))
     assert len(answer.content) < 16_384, "the answer names the problem, not every id"
 
 
@@ -132,8 +118,8 @@ def test_too_many_ids_are_refused(client: TestClient, ids: list[int], status: in
     ids=["over-64-bits", "negative", "string", "float", "bool", "not-a-list", "id-int", "id-long"],
 )
 def test_wrong_types_get_a_422(client: TestClient, body: dict[str, Any]) -> None:
-    answer, elapsed = _timed(lambda: client.post("/v1/predict", json=body, headers=KEY))
-    assert_refused(answer.status_code, elapsed, range(422, 423))
+    answer, elapsed = fuzz.timed(lambda: client.post("/v1/predict", json=body, headers=KEY))
+    fuzz.assert_refused(answer.status_code, elapsed, range(422, 423))
 
 
 @pytest.mark.parametrize(
@@ -147,5 +133,5 @@ def test_wrong_types_get_a_422(client: TestClient, body: dict[str, Any]) -> None
 def test_a_lone_surrogate_in_the_request_id_gets_a_4xx(
     client: TestClient, route: str, body: bytes
 ) -> None:
-    answer, elapsed = _timed(lambda: client.post(route, content=body, headers=JSON_KEY))
-    assert_refused(answer.status_code, elapsed)
+    answer, elapsed = fuzz.timed(lambda: client.post(route, content=body, headers=JSON_KEY))
+    fuzz.assert_refused(answer.status_code, elapsed)

@@ -16,7 +16,6 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 import urllib.error
 import urllib.request
@@ -24,10 +23,8 @@ import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
 import numpy as np
 import pandas as pd
@@ -396,90 +393,3 @@ def wait_for(check: Any, timeout: float = 30.0, interval: float = 0.2) -> Any:
         if result or time.monotonic() > deadline:
             return result
         time.sleep(interval)
-
-
-# --- a fake Airflow -----------------------------------------------------------------------------
-
-DAG = "driver_ranking_training"
-
-
-@dataclass
-class FakeAirflow:
-    """Airflow 3's REST API as far as the trigger uses it; records every request."""
-
-    user: str = "admin"
-    password: str = "airflow-pw"
-    dags: set[str] = field(default_factory=lambda: {DAG})
-    active: list[dict[str, Any]] = field(default_factory=list)
-    requests: list[tuple[str, str, dict[str, list[str]], Any, dict[str, str]]] = field(
-        default_factory=list
-    )
-    paused: bool = True
-    runs: int = 0
-
-    def __post_init__(self) -> None:
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: Any) -> None:
-                pass
-
-            def _answer(self, status: int, body: Any) -> None:
-                data = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def _handle(self, method: str) -> None:
-                url = urlsplit(self.path)
-                length = int(self.headers.get("Content-Length") or 0)
-                body = json.loads(self.rfile.read(length)) if length else None
-                fake.requests.append(
-                    (method, url.path, parse_qs(url.query), body, dict(self.headers))
-                )
-                if url.path == "/auth/token" and method == "POST":
-                    if body == {"username": fake.user, "password": fake.password}:
-                        return self._answer(201, {"access_token": "jwt-123"})
-                    return self._answer(401, {"detail": "Invalid credentials"})
-                if self.headers.get("Authorization") != "Bearer jwt-123":
-                    return self._answer(401, {"detail": "Not authenticated"})
-                parts = url.path.split("/")
-                if len(parts) < 5 or parts[4] not in fake.dags:
-                    return self._answer(404, {"detail": "DAG not found"})
-                if method == "GET" and url.path.endswith("/dagRuns"):
-                    states = parse_qs(url.query).get("state", [])
-                    runs = [r for r in fake.active if r["state"] in states]
-                    return self._answer(200, {"dag_runs": runs, "total_entries": len(runs)})
-                if method == "PATCH":
-                    fake.paused = bool(body["is_paused"])
-                    return self._answer(200, {"dag_id": parts[4], "is_paused": fake.paused})
-                if method == "POST" and url.path.endswith("/dagRuns"):
-                    fake.runs += 1
-                    run_id = f"manual__{fake.runs}"
-                    return self._answer(
-                        200, {"dag_run_id": run_id, "state": "queued", "conf": body["conf"]}
-                    )
-                return self._answer(405, {"detail": "no"})
-
-            def do_GET(self) -> None:
-                self._handle("GET")
-
-            def do_POST(self) -> None:
-                self._handle("POST")
-
-            def do_PATCH(self) -> None:
-                self._handle("PATCH")
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def calls(self) -> list[tuple[str, str]]:
-        return [(m, p) for m, p, *_ in self.requests]
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()

@@ -4,7 +4,7 @@ profile, ``make test`` the fast one; ``mlops_testing.fuzz``).
 - schemathesis over ``/openapi.json`` with every check (server errors, undocumented status codes
   and content types, response schemas, 405 with ``Allow``, invalid data refused, valid data
   accepted, auth enforced): the app with its workers stopped (``background=False``), a state
-  database of its own, the real Redis for readiness, and the fake Airflow (``FakeAirflow``) so
+  database of its own, the real Redis for readiness, and the trigger tests' fake Airflow so
   that a valid firing alert goes all the way to a triggered run (cooldown 0);
 - hostile bodies on the webhook (10 MB declared and streamed, 100k alerts, nesting 10k deep, wrong
   types, invalid UTF-8, lone surrogates) and out-of-range ids: a 4xx within the time bound.
@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,10 +21,11 @@ from typing import Any
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from mon_fixtures import REDIS_URL, WEBHOOK_SECRET, FakeAirflow
+from mon_fixtures import REDIS_URL, WEBHOOK_SECRET
 from schemathesis.checks import not_a_server_error
+from test_mon_trigger import FakeAirflow  # the trigger tests' fake Airflow
 
-from mlops_testing.fuzz import HOSTILE_BODIES, TEN_MB, CaseCount, assert_refused, load_schema
+from mlops_testing import fuzz
 from monitoring_service.app import create_app
 from monitoring_service.settings import MonitoringSettings
 
@@ -53,8 +53,8 @@ def _app(data: Path, airflow_url: str = "http://127.0.0.1:9") -> FastAPI:
 
 # the schema only (the tests send to the module's app below); the document does not depend on
 # the settings
-schema = load_schema(_app(Path(tempfile.mkdtemp(prefix="mon-fuzz-schema-"))))
-COUNT = CaseCount("monitoring")
+schema = fuzz.load_schema(_app(Path(tempfile.mkdtemp(prefix="mon-fuzz-schema-"))))
+COUNT = fuzz.CaseCount("monitoring")
 
 
 @pytest.fixture(scope="module")
@@ -81,16 +81,12 @@ def client(app: FastAPI) -> Iterator[TestClient]:
         yield made
 
 
-def _timed(send: Any) -> tuple[Any, float]:
-    began = time.perf_counter()
-    answer = send()
-    return answer, time.perf_counter() - began
-
-
-@pytest.mark.parametrize(("name", "body"), HOSTILE_BODIES, ids=[n for n, _ in HOSTILE_BODIES])
+@pytest.mark.parametrize(
+    ("name", "body"), fuzz.HOSTILE_BODIES, ids=[n for n, _ in fuzz.HOSTILE_BODIES]
+)
 def test_hostile_webhook_bodies_get_a_4xx(client: TestClient, name: str, body: bytes) -> None:
-    answer, elapsed = _timed(lambda: client.post(WEBHOOK, content=body, headers=JSON_AUTH))
-    assert_refused(answer.status_code, elapsed)
+    answer, elapsed = fuzz.timed(lambda: client.post(WEBHOOK, content=body, headers=JSON_AUTH))
+    fuzz.assert_refused(answer.status_code, elapsed)
     assert answer.json()["error"] in {"invalid_json", "invalid_payload"}, answer.text
 
 
@@ -107,36 +103,27 @@ def _payload(**alert_labels: str) -> dict[str, Any]:
 )
 def test_a_lone_surrogate_in_a_valid_payload_gets_a_400(client: TestClient, text: str) -> None:
     body = json.dumps(_payload(alertname="PLACEHOLDER")).replace('"PLACEHOLDER"', text)
-    answer, elapsed = _timed(lambda: client.post(WEBHOOK, content=body, headers=JSON_AUTH))
-    assert_refused(answer.status_code, elapsed, range(400, 401))
+    answer, elapsed = fuzz.timed(lambda: client.post(WEBHOOK, content=body, headers=JSON_AUTH))
+    fuzz.assert_refused(answer.status_code, elapsed, range(400, 401))
     assert "surrogate" in answer.json()["message"]
 
 
 def test_ten_megabytes_are_refused_declared_or_streamed(client: TestClient) -> None:
-    big = b"[" + b"1," * (TEN_MB // 2) + b"1]"
-    answer, elapsed = _timed(lambda: client.post(WEBHOOK, content=big, headers=JSON_AUTH))
-    assert_refused(answer.status_code, elapsed, range(413, 414))
-
-    def chunks() -> Iterator[bytes]:
-        for _ in range(160):
-            yield b" " * 65536
-
-    answer, elapsed = _timed(lambda: client.post(WEBHOOK, content=chunks(), headers=JSON_AUTH))
-    assert_refused(answer.status_code, elapsed, range(413, 414))
+    fuzz.refuses_ten_megabytes(client, WEBHOOK, JSON_AUTH)
 
 
 def test_many_wrong_fields_get_a_short_422(client: TestClient) -> None:
     alerts = [{"status": 1, "labels": [i]} for i in range(10_000)]
     body = json.dumps({**_payload(), "alerts": alerts}).encode()
-    answer, elapsed = _timed(lambda: client.post(WEBHOOK, content=body, headers=JSON_AUTH))
-    assert_refused(answer.status_code, elapsed, range(422, 423))
+    answer, elapsed = fuzz.timed(lambda: client.post(WEBHOOK, content=body, headers=JSON_AUTH))
+    fuzz.assert_refused(answer.status_code, elapsed, range(422, 423))
     assert len(answer.content) < 4096, "the message names a few problems, not 20k"
 
 
 def test_a_hundred_thousand_alerts_of_the_wrong_type_get_a_short_422(client: TestClient) -> None:
     body = json.dumps({**_payload(), "alerts": [1] * 100_000}).encode()
-    answer, elapsed = _timed(lambda: client.post(WEBHOOK, content=body, headers=JSON_AUTH))
-    assert_refused(answer.status_code, elapsed, range(422, 423))
+    answer, elapsed = fuzz.timed(lambda: client.post(WEBHOOK, content=body, headers=JSON_AUTH))
+    fuzz.assert_refused(answer.status_code, elapsed, range(422, 423))
     assert len(answer.content) < 4096, "the message names a few problems, not 100k"
 
 
@@ -153,8 +140,8 @@ def test_a_hundred_thousand_alerts_of_the_wrong_type_get_a_short_422(client: Tes
     ],
 )
 def test_ids_out_of_range_get_a_422(client: TestClient, path: str) -> None:
-    answer, elapsed = _timed(lambda: client.get(path))
-    assert_refused(answer.status_code, elapsed, range(422, 423))
+    answer, elapsed = fuzz.timed(lambda: client.get(path))
+    fuzz.assert_refused(answer.status_code, elapsed, range(422, 423))
     assert answer.json()["error"] == "invalid_request"
 
 

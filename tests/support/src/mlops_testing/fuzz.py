@@ -13,6 +13,7 @@ import json
 import os
 import time
 from collections import Counter
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -87,3 +88,24 @@ TEN_MB = 10 * 1024 * 1024
 def assert_refused(status: int, elapsed: float, allowed: range = range(400, 500)) -> None:
     assert status in allowed, f"answered {status}, expected {allowed.start}..{allowed.stop - 1}"
     assert elapsed < TIME_BOUND_S, f"took {elapsed:.2f} s (bound {TIME_BOUND_S} s)"
+
+
+def timed(send: Callable[[], Any]) -> tuple[Any, float]:
+    """The answer of ``send()`` and the seconds it took."""
+    began = time.perf_counter()
+    answer = send()
+    return answer, time.perf_counter() - began
+
+
+def refuses_ten_megabytes(client: Any, route: str, headers: dict[str, str]) -> None:
+    """10 MB posted with its Content-Length, then streamed without one: 413 both times."""
+    big = b"[" + b"1," * (TEN_MB // 2) + b"1]"
+    answer, elapsed = timed(lambda: client.post(route, content=big, headers=headers))
+    assert_refused(answer.status_code, elapsed, range(413, 414))
+
+    def chunks() -> Iterator[bytes]:
+        for _ in range(TEN_MB // 65536):
+            yield b" " * 65536
+
+    answer, elapsed = timed(lambda: client.post(route, content=chunks(), headers=headers))
+    assert_refused(answer.status_code, elapsed, range(413, 414))
