@@ -47,7 +47,7 @@ test-fast: setup ## unit tests only (no processes started, no databases)
 
 fuzz: setup ## schemathesis (every check, up to 500 examples per operation and phase) and hostile bodies against both APIs
 	@rm -rf .mlops/fuzz
-	@MLOPS_TEST_FUZZ_PROFILE=full MLOPS_TEST_FUZZ_REPORT_DIR=.mlops/fuzz \
+	@export MLOPS_TEST_FUZZ_PROFILE=full MLOPS_TEST_FUZZ_REPORT_DIR=.mlops/fuzz && \
 		$(UV_RUN) pytest model_serving/tests monitoring_service/tests -m fuzz
 	@cat .mlops/fuzz/*.json
 

@@ -150,3 +150,15 @@ def test_a_wrong_method_gets_405_with_allow(client: TestClient) -> None:
     assert answer.status_code == 405
     assert answer.headers["allow"] == "GET"
     assert client.delete(WEBHOOK, headers=AUTH).headers["allow"] == "POST"
+
+
+@pytest.mark.parametrize(
+    ("value", "status"),
+    [(3, 200), (81546.0, 200), (True, 422), ("3", 422), (1.5, 422), (-1, 422)],
+    ids=["int", "integral-float", "bool", "string", "fraction", "negative"],
+)
+def test_truncated_alerts_is_a_json_integer(client: TestClient, value: Any, status: int) -> None:
+    """JSON Schema's integer: 3.0 is one, true and "3" are not (found by schemathesis both ways)."""
+    body = {**_payload(), "truncatedAlerts": value}
+    answer = client.post(WEBHOOK, json=body, headers=AUTH)
+    assert answer.status_code == status, answer.text
