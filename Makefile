@@ -7,7 +7,7 @@ MYPY_PATHS := common/src platform/src data_pipeline/src training_pipeline/src mo
 PYTEST_PATHS := common/tests platform/tests data_pipeline/tests training_pipeline/tests model_serving/tests \
 	monitoring_service/tests stream_emitting/tests example_project/tests tests
 
-.PHONY: help setup up down status test test-fast e2e lint lint-mypy k8s-check format ci-local deploy-dry-run clean-data \
+.PHONY: help setup up down status test test-fast fuzz e2e lint lint-mypy k8s-check format ci-local deploy-dry-run clean-data \
 	bench-serving bench-stream bench-monitoring engine engine-down engine-status airgap-images
 
 help: ## list the targets
@@ -44,6 +44,12 @@ test: setup ## run the whole default test suite (unit + integration against real
 
 test-fast: setup ## unit tests only (no processes started, no databases)
 	@$(UV_RUN) pytest $(wildcard $(PYTEST_PATHS)) -m "not slow and not integration"
+
+fuzz: setup ## schemathesis (every check, up to 500 examples per operation and phase) and hostile bodies against both APIs
+	@rm -rf .mlops/fuzz
+	@export MLOPS_TEST_FUZZ_PROFILE=full MLOPS_TEST_FUZZ_REPORT_DIR=.mlops/fuzz && \
+		$(UV_RUN) pytest model_serving/tests monitoring_service/tests -m fuzz
+	@cat .mlops/fuzz/*.json
 
 e2e: setup ## the closed loop end to end on the local runtime (about 12 minutes; tests/e2e)
 	@$(UV_RUN) pytest tests/e2e -m slow -s

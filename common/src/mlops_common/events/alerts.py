@@ -2,9 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+
+
+def _json_integer(value: Any) -> Any:
+    """A JSON integer (``3`` or ``3.0``), never a boolean or a string such as ``"3"``."""
+    if isinstance(value, bool | str):
+        raise ValueError("Input should be a JSON integer")
+    return value
+
+
+JsonInt = Annotated[int, BeforeValidator(_json_integer)]
 
 
 class AlertmanagerAlert(BaseModel):
@@ -28,7 +38,7 @@ class AlertmanagerWebhook(BaseModel):
 
     version: Literal["4"]
     groupKey: str
-    truncatedAlerts: int = Field(default=0, ge=0)
+    truncatedAlerts: JsonInt = Field(default=0, ge=0)
     status: Literal["firing", "resolved"]
     receiver: str
     groupLabels: dict[str, str] = Field(default_factory=dict)

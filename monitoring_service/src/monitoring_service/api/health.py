@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+from typing import Any, Literal
+
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse, PlainTextResponse
+from pydantic import BaseModel
 
 from monitoring_service.api.deps import MonitorDep
 
 router = APIRouter(tags=["health"])
+
+
+class ReadinessBody(BaseModel):
+    """The readiness answer (200 ready, 503 not): ``checks`` says why."""
+
+    status: Literal["ready", "not_ready"]
+    checks: dict[str, dict[str, Any]]
 
 
 @router.get("/health/live", response_class=PlainTextResponse)
@@ -16,7 +26,11 @@ def live() -> str:
     return "alive"
 
 
-@router.get("/health/ready")
+@router.get(
+    "/health/ready",
+    response_model=ReadinessBody,
+    responses={503: {"model": ReadinessBody, "description": "A check fails (`checks` says which)"}},
+)
 def ready(monitor: MonitorDep) -> JSONResponse:
     """200 when every check passes, else 503; ``checks`` always says why."""
     ok, checks = monitor.readiness()

@@ -6,20 +6,28 @@ from __future__ import annotations
 import gzip
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
 
 from monitoring_service.api.deps import MonitorDep
-from monitoring_service.api.errors import ApiError
+from monitoring_service.api.errors import ApiError, error_responses
 from monitoring_service.monitor import Monitor
 from monitoring_service.reports import ReportKind
 
 router = APIRouter(tags=["windows"])
 
 HTML = "text/html; charset=utf-8"
+#: window ids are SQLite row ids: 1 to 2^63-1 (beyond, 422; never a database overflow)
+MAX_WINDOW_ID = 2**63 - 1
+#: a report answer: HTML (errors stay JSON, hence no HTML response class)
+REPORT_HTML: dict[str, Any] = {
+    "description": "The Evidently report (HTML; gzip-encoded for clients that accept it)",
+    "content": {"text/html": {"schema": {"type": "string"}}},
+}
+WindowId = Annotated[int, Path(ge=1, le=MAX_WINDOW_ID, description="The window's id (1 to 2^63-1)")]
 
 
-@router.get("/v1/windows")
+@router.get("/v1/windows", responses=error_responses(422))
 def windows(
     monitor: MonitorDep,
     limit: Annotated[int, Query(ge=1, le=500)] = 20,
@@ -42,8 +50,8 @@ def windows(
     }
 
 
-@router.get("/v1/windows/{window_id}")
-def window(monitor: MonitorDep, window_id: int) -> JSONResponse:
+@router.get("/v1/windows/{window_id}", responses=error_responses(404, 422))
+def window(monitor: MonitorDep, window_id: WindowId) -> JSONResponse:
     """One window, with the URLs of its reports."""
     found = monitor.store.window(window_id)
     if found is None:
@@ -73,16 +81,26 @@ def reports(monitor: MonitorDep) -> dict[str, Any]:
     return {"reports": listed, "max_reports": monitor.settings.monitoring_max_reports}
 
 
-@router.get("/reports/{window_id}", response_model=None)
-def report(monitor: MonitorDep, request: Request, window_id: int) -> Response:
+@router.get(
+    "/reports/{window_id}",
+    response_model=None,
+    response_class=Response,
+    responses={200: REPORT_HTML, **error_responses(404, 422)},
+)
+def report(monitor: MonitorDep, request: Request, window_id: WindowId) -> Response:
     """The window's drift report (its quality report when drift was not computed)."""
     kind: ReportKind = "drift" if monitor.reports.path(window_id, "drift") else "quality"
     return _report(monitor, request, window_id, kind)
 
 
-@router.get("/reports/{window_id}/{kind}", response_model=None)
+@router.get(
+    "/reports/{window_id}/{kind}",
+    response_model=None,
+    response_class=Response,
+    responses={200: REPORT_HTML, **error_responses(404, 422)},
+)
 def report_kind(
-    monitor: MonitorDep, request: Request, window_id: int, kind: ReportKind
+    monitor: MonitorDep, request: Request, window_id: WindowId, kind: ReportKind
 ) -> Response:
     """One report of the window (HTML; gzip-encoded for clients that accept it)."""
     return _report(monitor, request, window_id, kind)
