@@ -1,8 +1,13 @@
 """``model-serving``: the serving component's command line.
 
     model-serving serve [--host H] [--port P]     the prediction API (uvicorn, one worker)
-    model-serving check                           print the effective settings (no secrets) and
+    model-serving check                           print the effective settings (no secrets: the
+                                                  key masked, passwords in URLs redacted) and
                                                   exit 1 when the service could not start
+    model-serving keys create NAME --scopes S     a per-client API key (printed once)
+    model-serving keys list                       names, scopes, created, end of the key id
+    model-serving keys revoke NAME                delete a key (serving stops accepting it
+                                                  within SERVING_API_KEYS_REFRESH_S)
     model-serving batch-predict [--drivers F] [--interval-start T] [--interval-end T]
                                 [--output DIR]    score drivers with the champion for one interval
                                                   (the batch DAG's step)
@@ -19,6 +24,7 @@ import sys
 from collections.abc import Sequence
 
 from mlops_common.cli import load_settings, serve_http
+from mlops_common.redis import redact
 from model_serving.settings import ServingSettings
 
 PROG = "model-serving"
@@ -50,7 +56,10 @@ def serve(args: argparse.Namespace) -> int:
 
 def check(args: argparse.Namespace) -> int:
     settings = _settings()
-    shown = settings.model_dump(mode="json")
+    shown = {
+        name: redact(value) if isinstance(value, str) else value
+        for name, value in settings.model_dump(mode="json").items()
+    }
     shown["serving_api_key"] = "***" if settings.serving_api_key.get_secret_value() else ""
     print(json.dumps(shown, indent=2, sort_keys=True))
     problem = settings.auth_problem()
@@ -79,6 +88,55 @@ def batch_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def keys(args: argparse.Namespace) -> int:
+    from model_serving.keys import BOOTSTRAP, SCOPES, KeyProblem, KeyStore
+
+    settings = _settings()
+    store = KeyStore.from_settings(settings)
+    if store is None:
+        print(
+            "model-serving keys: no Redis for the key store (set SERVING_API_KEYS_REDIS_URL or "
+            "MLOPS_REDIS_URL)",
+            file=sys.stderr,
+        )
+        return 1
+    try:
+        if args.action == "create":
+            print(f"API key {args.name!r} (shown once; keep it secret):", file=sys.stderr)
+            print(store.create(args.name, args.scopes))
+        elif args.action == "revoke":
+            if not store.revoke(args.name):
+                raise KeyProblem(f"no key named {args.name!r}")
+            print(f"revoked {args.name!r}", file=sys.stderr)
+        else:
+            print(f"{'name':<24} {'scopes':<24} {'created':<25} id")
+            if settings.serving_api_key.get_secret_value():
+                print(f"{BOOTSTRAP:<24} {','.join(SCOPES):<24} {'(SERVING_API_KEY)':<25} -")
+            for key in store.list():
+                created = key.created.isoformat(timespec="seconds")
+                print(f"{key.name:<24} {','.join(key.scopes):<24} {created:<25} …{key.key_id[-4:]}")
+    except KeyProblem as exc:
+        print(f"model-serving keys {args.action}: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def add_keys_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("keys", help="create, list and revoke per-client API keys")
+    actions = p.add_subparsers(dest="action", required=True)
+    create = actions.add_parser("create", help="create a key and print it (once)")
+    create.add_argument("name", help="the client's name (the metrics' client label)")
+    create.add_argument(
+        "--scopes",
+        default="predict,feedback",
+        help="comma-separated: predict, feedback, admin (default predict,feedback)",
+    )
+    actions.add_parser("list", help="the keys: name, scopes, created, end of the id (never a key)")
+    revoke = actions.add_parser("revoke", help="delete a key")
+    revoke.add_argument("name")
+    p.set_defaults(func=keys)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="model-serving", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -88,6 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=serve)
     p = sub.add_parser("check", help="print the effective settings and check them")
     p.set_defaults(func=check)
+    add_keys_parser(sub)
     p = sub.add_parser("batch-predict", help="score drivers with the champion, write a table")
     p.add_argument(
         "--drivers",

@@ -47,6 +47,8 @@ SCORE_BUCKETS = tuple(round(0.05 * i, 2) for i in range(1, 21))
 LOAD_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0)
 
 NO_MODEL = "none"
+#: the ``client`` label of a request that named no valid API key (or of an open route)
+NO_CLIENT = "none"
 
 
 class ServingMetrics:
@@ -65,20 +67,22 @@ class ServingMetrics:
         self.registry_up.set(0)
         self.sink_up.set(0)
         self._versions: dict[tuple[str, str], VersionMetrics] = {}
-        self._requests: dict[tuple[str, str, str, str], tuple[Counter, Histogram]] = {}
+        self._requests: dict[tuple[str, str, str, str, str], tuple[Counter, Histogram]] = {}
 
     def _http(self, r: CollectorRegistry) -> None:
         """HTTP requests (the edge)."""
         self.requests = Counter(
             "serving_requests_total",
-            "HTTP requests by route, method, status code and the model version that answered",
-            ["route", "method", "status", "model_version"],
+            "HTTP requests by route, method (unknown methods: other), status code, the model "
+            "version that answered and the client (the API key's name; none without one)",
+            ["route", "method", "status", "model_version", "client"],
             registry=r,
         )
         self.request_latency = Histogram(
             "serving_request_duration_seconds",
-            "Whole-request latency inside the service, by route and answering model version",
-            ["route", "model_version"],
+            "Whole-request latency inside the service, by route, answering model version and "
+            "client",
+            ["route", "model_version", "client"],
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
@@ -149,6 +153,13 @@ class ServingMetrics:
             "Accepted feedback labels by outcome and the model version that answered the request "
             "(none when not remembered)",
             ["trip_completed", "model_version"],
+            registry=r,
+        )
+        self.feedback_rejected = Counter(
+            "serving_feedback_rejected_total",
+            "Refused feedback by reason: unknown_request (not answered by this process, or "
+            "forgotten), expired (older than the feedback window), not_a_candidate",
+            ["reason"],
             registry=r,
         )
 
@@ -244,14 +255,14 @@ class ServingMetrics:
         return found
 
     def request(
-        self, route: str, method: str, status: str, model_version: str
+        self, route: str, method: str, status: str, model_version: str, client: str = NO_CLIENT
     ) -> tuple[Counter, Histogram]:
-        key = (route, method, status, model_version)
+        key = (route, method, status, model_version, client)
         found = self._requests.get(key)
         if found is None:
             found = self._requests[key] = (
-                self.requests.labels(route, method, status, model_version),
-                self.request_latency.labels(route, model_version),
+                self.requests.labels(route, method, status, model_version, client),
+                self.request_latency.labels(route, model_version, client),
             )
         return found
 
