@@ -169,7 +169,7 @@ def test_feedback_for_an_unserved_request_or_driver_is_refused(
         json={"request_id": request_id, "driver_id": driver_id, "trip_completed": False},
         headers=auth(),
     )
-    assert response.status_code == 422, response.text
+    assert response.status_code == 409, response.text
     body = response.json()
     assert body["error"] == error and body["request_id"] == request_id
     assert request_id in body["message"]

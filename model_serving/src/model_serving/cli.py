@@ -92,7 +92,7 @@ def keys(args: argparse.Namespace) -> int:
     from model_serving.keys import BOOTSTRAP, SCOPES, KeyProblem, KeyStore
 
     settings = _settings()
-    store = KeyStore.from_settings(settings)
+    store = KeyStore.from_settings(settings, own_server=True)
     if store is None:
         print(
             "model-serving keys: no Redis for the key store (set SERVING_API_KEYS_REDIS_URL or "

@@ -132,8 +132,13 @@ class KeyStore:
         self.hash_key = hash_key
 
     @classmethod
-    def from_settings(cls, settings: ServingSettings) -> KeyStore | None:
-        url = settings.api_keys_redis_url
+    def from_settings(
+        cls, settings: ServingSettings, *, own_server: bool = False
+    ) -> KeyStore | None:
+        """The store of the settings; None without a Redis. ``own_server``: fall back to the
+        launcher's own redis-server (the command line, run with only ``.env``: the launcher
+        hands serving that URL)."""
+        url = settings.api_keys_redis_url or (settings.own_redis_url if own_server else "")
         return cls(connect(url), settings.serving_api_keys_hash) if url else None
 
     def create(self, name: str, scopes: str | Iterable[str]) -> str:

@@ -1,5 +1,6 @@
 """``POST /v1/feedback``: the label of a booking this service answered
-(``model_serving.feedback``); anything else is a 422 naming why."""
+(``model_serving.feedback``); anything else is a 409 naming why (the body is valid: it conflicts
+with what this service answered)."""
 
 from typing import Any
 
@@ -15,10 +16,10 @@ from model_serving.schemas import ErrorResponse, FeedbackRequest, FeedbackRespon
 
 RESPONSES: dict[int | str, dict[str, Any]] = {
     **BODY_ERRORS,
-    422: {
+    409: {
         "model": ErrorResponse,
-        "description": "Malformed request (invalid_request), or feedback this service did not "
-        "ask for: a request id it did not answer or no longer remembers (unknown_request), "
+        "description": "Feedback this service did not ask for: a request id it did not answer "
+        "or no longer remembers (unknown_request), "
         "answered longer ago than the feedback window (expired), or a driver that answer did "
         "not rank (not_a_candidate)",
     },
@@ -40,7 +41,7 @@ def feedback_router(auth: ApiKeyAuth, recorder: FeedbackRecorder) -> APIRouter:
             model = recorder.record(body.request_id, body.driver_id, body.trip_completed)
         except FeedbackRejected as exc:
             answered(request.scope, body.request_id, NO_MODEL)
-            return error_response(422, exc.reason, exc.message, body.request_id)
+            return error_response(409, exc.reason, exc.message, body.request_id)
         answered(request.scope, body.request_id, model["version"])
         return JSONResponse(
             {"status": "accepted", "request_id": body.request_id, "model": model},
