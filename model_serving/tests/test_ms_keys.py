@@ -103,6 +103,7 @@ def test_routes_need_their_scope_and_revocation_needs_no_restart(
         assert gone.status_code == 403 and gone.json()["error"] == "forbidden"
         client.request("BREW", "/health/live")
         text = client.get("/metrics").text
+    assert "serving_api_keys_store_up 1.0" in text and "serving_api_keys_loaded 0.0" in text
     assert 'client="dispatcher"' in text and 'client="bootstrap"' in text
     assert 'method="other"' in text and "BREW" not in text
 
@@ -137,3 +138,15 @@ def test_the_keys_commands(
     assert main(["keys", "revoke", "dispatcher"]) == 0
     assert main(["keys", "revoke", "dispatcher"]) == 1
     assert "no key named" in capsys.readouterr().err
+
+
+def test_an_unreadable_store_keeps_the_keys_read_last(store: KeyStore) -> None:
+    seen: list[tuple[bool, int]] = []
+    ring = KeyRing(API_KEY, store, on_refresh=lambda ok, count: seen.append((ok, count)))
+    secret = store.create("dispatcher", ["predict"])
+    assert ring.refresh() and seen == [(True, 1)]
+    ring.store = KeyStore(redis.Redis.from_url("redis://127.0.0.1:1/0"), store.hash_key)
+    assert not ring.refresh() and seen[-1] == (False, 1)
+    client = ring.authenticate(secret)
+    assert client is not None and client.name == "dispatcher"
+    assert ring.authenticate(API_KEY) is not None

@@ -23,7 +23,7 @@ import logging
 import re
 import secrets
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -176,12 +176,19 @@ class KeyRing:
     """The keys serving accepts: the bootstrap key and the store's, re-read by a thread."""
 
     def __init__(
-        self, bootstrap: str, store: KeyStore | None = None, refresh_s: float = 5.0
+        self,
+        bootstrap: str,
+        store: KeyStore | None = None,
+        refresh_s: float = 5.0,
+        on_refresh: Callable[[bool, int], None] | None = None,
     ) -> None:
+        """``on_refresh(ok, count)`` after every read of the store: whether it could be read,
+        how many keys the ring holds from it."""
         self._bootstrap = bootstrap.encode() if bootstrap else None
         self._bootstrap_client = Client(BOOTSTRAP, frozenset(SCOPES))
         self.store = store
         self.refresh_s = refresh_s
+        self._on_refresh = on_refresh
         self._by_id: dict[str, StoredKey] = {}
         #: SHA-256 of a verified key -> the digest of the entry it matched
         self._verified: dict[bytes, bytes] = {}
@@ -196,9 +203,13 @@ class KeyRing:
             keys = self.store.list()
         except redis.RedisError as exc:
             log.warning("cannot read the API keys (keeping the last ones read): %s", exc)
-            return False
-        self._by_id = {key.key_id: key for key in keys}
-        return True
+            ok = False
+        else:
+            self._by_id = {key.key_id: key for key in keys}
+            ok = True
+        if self._on_refresh is not None:
+            self._on_refresh(ok, len(self._by_id))
+        return ok
 
     def quick(self, presented: str) -> tuple[Client | None, bool]:
         """Without scrypt: (the client, False) for the bootstrap key or a key verified before,

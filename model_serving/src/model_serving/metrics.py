@@ -62,6 +62,7 @@ class ServingMetrics:
         self._models(r)
         self._registry(r)
         self._events(r)
+        self._keys(r)
         for alias in ("champion", "challenger"):
             self.model_loaded.labels(alias).set(0)
         self.registry_up.set(0)
@@ -245,6 +246,23 @@ class ServingMetrics:
             ["outcome"],
             registry=r,
         )
+
+    def _keys(self, r: CollectorRegistry) -> None:
+        """The per-client API key store as serving last read it."""
+        self.api_keys_loaded = Gauge(
+            "serving_api_keys_loaded",
+            "Per-client API keys read from the key store last (the bootstrap key not counted)",
+            registry=r,
+        )
+        self.api_keys_store_up = Gauge(
+            "serving_api_keys_store_up",
+            "1 when the last read of the API key store succeeded, else 0",
+            registry=r,
+        )
+
+    def api_keys_read(self, ok: bool, count: int) -> None:
+        self.api_keys_store_up.set(1 if ok else 0)
+        self.api_keys_loaded.set(count)
 
     def version(self, model_version: str, alias: str) -> VersionMetrics:
         """The children of one answering model version (cached: label lookups take a lock)."""

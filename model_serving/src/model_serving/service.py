@@ -60,6 +60,7 @@ class ServingService:
                 settings.serving_api_key.get_secret_value(),
                 KeyStore.from_settings(settings),
                 settings.serving_api_keys_refresh_s,
+                metrics.api_keys_read,
             ),
         )
 
