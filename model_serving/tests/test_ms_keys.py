@@ -150,3 +150,13 @@ def test_an_unreadable_store_keeps_the_keys_read_last(store: KeyStore) -> None:
     client = ring.authenticate(secret)
     assert client is not None and client.name == "dispatcher"
     assert ring.authenticate(API_KEY) is not None
+
+
+def test_the_keys_commands_name_an_unreachable_store(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("SERVING_API_KEYS_REDIS_URL", "redis://:store-secret@127.0.0.1:1/0")
+    assert main(["keys", "create", "dispatcher"]) == 1
+    err = capsys.readouterr().err
+    assert "cannot reach the key store at redis://:***@127.0.0.1:1/0" in err
+    assert "shown once" not in err and "store-secret" not in err

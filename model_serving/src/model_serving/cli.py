@@ -22,10 +22,14 @@ import json
 import os
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from mlops_common.cli import load_settings, serve_http
 from mlops_common.redis import redact
 from model_serving.settings import ServingSettings
+
+if TYPE_CHECKING:
+    from model_serving.keys import KeyStore
 
 PROG = "model-serving"
 
@@ -89,36 +93,46 @@ def batch_predict(args: argparse.Namespace) -> int:
 
 
 def keys(args: argparse.Namespace) -> int:
-    from model_serving.keys import BOOTSTRAP, SCOPES, KeyProblem, KeyStore
+    import redis
+
+    from model_serving.keys import KeyProblem, KeyStore
 
     settings = _settings()
     store = KeyStore.from_settings(settings, own_server=True)
-    if store is None:
-        print(
-            "model-serving keys: no Redis for the key store (set SERVING_API_KEYS_REDIS_URL or "
-            "MLOPS_REDIS_URL)",
-            file=sys.stderr,
-        )
+    if store is None:  # pragma: no cover - own_server always names a Redis
+        print("model-serving keys: no Redis for the key store", file=sys.stderr)
         return 1
     try:
         if args.action == "create":
+            key = store.create(args.name, args.scopes)
             print(f"API key {args.name!r} (shown once; keep it secret):", file=sys.stderr)
-            print(store.create(args.name, args.scopes))
+            print(key)
         elif args.action == "revoke":
             if not store.revoke(args.name):
                 raise KeyProblem(f"no key named {args.name!r}")
             print(f"revoked {args.name!r}", file=sys.stderr)
         else:
-            print(f"{'name':<24} {'scopes':<24} {'created':<25} id")
-            if settings.serving_api_key.get_secret_value():
-                print(f"{BOOTSTRAP:<24} {','.join(SCOPES):<24} {'(SERVING_API_KEY)':<25} -")
-            for key in store.list():
-                created = key.created.isoformat(timespec="seconds")
-                print(f"{key.name:<24} {','.join(key.scopes):<24} {created:<25} …{key.key_id[-4:]}")
+            list_keys(store, settings)
     except KeyProblem as exc:
         print(f"model-serving keys {args.action}: {exc}", file=sys.stderr)
         return 1
+    except redis.RedisError as exc:
+        url = redact(settings.api_keys_redis_url or settings.own_redis_url)
+        print(f"model-serving keys: cannot reach the key store at {url}: {exc}", file=sys.stderr)
+        return 1
     return 0
+
+
+def list_keys(store: KeyStore, settings: ServingSettings) -> None:
+    """Name, scopes, creation time and the end of the key's id; never a key."""
+    from model_serving.keys import BOOTSTRAP, SCOPES
+
+    print(f"{'name':<24} {'scopes':<24} {'created':<25} id")
+    if settings.serving_api_key.get_secret_value():
+        print(f"{BOOTSTRAP:<24} {','.join(SCOPES):<24} {'(SERVING_API_KEY)':<25} -")
+    for key in store.list():
+        created = key.created.isoformat(timespec="seconds")
+        print(f"{key.name:<24} {','.join(key.scopes):<24} {created:<25} …{key.key_id[-4:]}")
 
 
 def add_keys_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
