@@ -94,6 +94,12 @@ def test_routes_need_their_scope_and_revocation_needs_no_restart(
         assert refused.json()["error"] == "insufficient_scope"
         assert "feedback" in refused.json()["message"]
         assert client.get("/v1/model", headers=auth(predict_only)).status_code == 403
+        unread = client.post(  # refused at the edge, before the body is read
+            "/v1/feedback",
+            content=b"{not json",
+            headers={**auth(predict_only), "Content-Type": "application/json"},
+        )
+        assert unread.status_code == 403 and unread.json()["error"] == "insufficient_scope"
         allowed = client.post("/v1/predict", json={"driver_ids": [1]}, headers=auth(predict_only))
         assert allowed.status_code == 503  # past the key: no model in this app
         assert client.get("/v1/model", headers=auth()).status_code not in (401, 403)
