@@ -249,15 +249,18 @@ class ServingMetrics:
 
     def _keys(self, r: CollectorRegistry) -> None:
         """The per-client API key store as serving last read it."""
-        self.api_keys_loaded = Gauge(
-            "serving_api_keys_loaded",
-            "Per-client API keys read from the key store last (the bootstrap key not counted)",
-            registry=r,
-        )
-        self.api_keys_store_up = Gauge(
-            "serving_api_keys_store_up",
-            "1 when the last read of the API key store succeeded, else 0",
-            registry=r,
+        self.api_keys_loaded, self.api_keys_store_up = (
+            Gauge(name, documentation, registry=r)
+            for name, documentation in (
+                (
+                    "serving_api_keys_loaded",
+                    "Per-client API keys read from the key store last (bootstrap key not counted)",
+                ),
+                (
+                    "serving_api_keys_store_up",
+                    "1 when the last read of the API key store succeeded, else 0",
+                ),
+            )
         )
 
     def api_keys_read(self, ok: bool, count: int) -> None:
