@@ -144,23 +144,37 @@ def test_feedback_is_accepted_and_written_with_the_answering_version(
     )
     assert response.status_code == 202, response.text
     assert response.json()["model"]["version"] == "1"
-    unknown = api.client.post(
-        "/v1/feedback",
-        json={"request_id": "never-predicted", "driver_id": 5, "trip_completed": False},
-        headers=auth(),
-    )
-    assert unknown.status_code == 202 and unknown.json()["model"] is None
     key = api.settings.serving_events_feedback_stream
-    assert wait_for(lambda: len(streams.entries(key)) == 2, 10)
-    first, second = (events.decode(f) for f in streams.entries(key))
-    assert isinstance(first, events.FeedbackEvent) and isinstance(second, events.FeedbackEvent)
+    assert wait_for(lambda: len(streams.entries(key)) == 1, 10)
+    [first] = (events.decode(f) for f in streams.entries(key))
+    assert isinstance(first, events.FeedbackEvent)
     assert (first.request_id, first.driver_id, first.trip_completed) == ("booking-fb", 2, True)
     assert first.model is not None and first.model.version == "1"
-    assert second.model is None and second.trip_completed is False
     text = api.client.get("/metrics").text
     assert (
         metric_value(text, "serving_feedback_total", trip_completed="true", model_version="1") == 1
     )
+
+
+@pytest.mark.parametrize(
+    ("request_id", "driver_id", "error"),
+    [("never-predicted", 1, "unknown_request"), ("booking-fb2", 3, "not_a_candidate")],
+)
+def test_feedback_for_an_unserved_request_or_driver_is_refused(
+    api: Harness, request_id: str, driver_id: int, error: str
+) -> None:
+    api.predict([1, 2], request_id="booking-fb2")
+    response = api.client.post(
+        "/v1/feedback",
+        json={"request_id": request_id, "driver_id": driver_id, "trip_completed": False},
+        headers=auth(),
+    )
+    assert response.status_code == 409, response.text
+    body = response.json()
+    assert body["error"] == error and body["request_id"] == request_id
+    assert request_id in body["message"]
+    text = api.client.get("/metrics").text
+    assert metric_value(text, "serving_feedback_rejected_total", reason=error) == 1
 
 
 def test_model_endpoint_lists_served_versions_and_aliases(api: Harness) -> None:
@@ -235,6 +249,8 @@ def test_v1_routes_need_the_api_key(api: Harness, method: str, path: str, body: 
     wrong = api.client.request(method, path, json=body, headers=auth("not-the-key"))
     assert wrong.status_code == 403
     assert wrong.json()["error"] == "forbidden"
+    if path == "/v1/feedback":
+        api.predict([1], request_id="r")
     right = api.client.request(method, path, json=body, headers=auth())
     assert right.status_code in {200, 202}, right.text
 

@@ -94,3 +94,11 @@ def test_the_schema_is_versioned_and_frozen() -> None:
         event.request_id = "x"  # type: ignore[misc]
     schema = events.PredictionEvent.model_json_schema()
     assert schema["additionalProperties"] is False
+
+
+def test_the_client_is_an_optional_field_of_the_prediction_event() -> None:
+    old = events.encode(prediction())
+    assert "client" not in json.loads(old["data"])  # absent: what a version-1 consumer knew
+    assert events.decode(old).client is None
+    named = prediction().model_copy(update={"client": "dispatcher"})
+    assert events.decode(events.encode(named)).client == "dispatcher"

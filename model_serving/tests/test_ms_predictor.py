@@ -31,7 +31,7 @@ from model_serving.features import (
     ServiceSpec,
     ViewSpec,
 )
-from model_serving.feedback import FeedbackRecorder
+from model_serving.feedback import FeedbackRecorder, FeedbackRejected
 from model_serving.lifecycle import RegistryStatus, ServingState
 from model_serving.metrics import ServingMetrics
 from model_serving.models import LoadedModel, Scorer
@@ -317,14 +317,48 @@ def test_feedback_carries_the_model_that_answered(world: World) -> None:
         "version": "1",
         "alias": "champion",
     }
-    assert recorder.record("never-answered", 5, False) is None
-    first, second = world.sink.events()[1:]
-    assert isinstance(first, events.FeedbackEvent) and isinstance(second, events.FeedbackEvent)
+    [first] = world.sink.events()[1:]
+    assert isinstance(first, events.FeedbackEvent)
     assert (first.request_id, first.driver_id, first.trip_completed) == ("booking-7", 2, True)
     assert first.model is not None and first.model.version == "1"
-    assert second.model is None
     assert world.metric("serving_feedback_total", trip_completed="true", model_version="1") == 1
-    assert world.metric("serving_feedback_total", trip_completed="false", model_version="none") == 1
+
+
+@pytest.mark.parametrize(
+    ("request_id", "driver_id", "reason"),
+    [
+        ("never-answered", 1, "unknown_request"),
+        ("booking-8", 3, "not_a_candidate"),  # asked for, but not among the request's drivers
+        ("booking-8", 4, "not_a_candidate"),  # stale: asked for, but not scored
+    ],
+)
+def test_feedback_is_refused_unless_served_and_for_a_candidate(
+    world: World, request_id: str, driver_id: int, reason: str
+) -> None:
+    recorder = FeedbackRecorder(world.answers, world.metrics, world.sink)
+    world.predictor.predict(world.predictor.route("booking-8"), [1, 2, 4])
+    with pytest.raises(FeedbackRejected) as info:
+        recorder.record(request_id, driver_id, False)
+    assert info.value.reason == reason and request_id in info.value.message
+    assert world.metric("serving_feedback_rejected_total", reason=reason) == 1
+    assert [e.type for e in world.sink.events()] == ["prediction"]  # no feedback event
+
+
+def test_feedback_after_the_retention_window_is_refused(world: World) -> None:
+    clock = [1000.0]
+    world.answers = AnswerMemory(100, window_s=60, clock=lambda: clock[0])
+    world.predictor = Predictor(
+        world.models, world.metrics, world.sink, world.shadow, world.answers, Traffic()
+    )
+    recorder = FeedbackRecorder(world.answers, world.metrics, world.sink)
+    world.predictor.predict(world.predictor.route("booking-9"), [1, 2])
+    clock[0] += 59
+    assert recorder.record("booking-9", 1, True) is not None
+    clock[0] += 2
+    with pytest.raises(FeedbackRejected) as info:
+        recorder.record("booking-9", 1, True)
+    assert info.value.reason == "expired" and "60" in info.value.message
+    assert world.metric("serving_feedback_rejected_total", reason="expired") == 1
 
 
 def test_answer_memory_forgets_the_oldest_first() -> None:

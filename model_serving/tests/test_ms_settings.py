@@ -86,3 +86,19 @@ def test_invalid_settings_exit_1_naming_the_field(
         main(["check"])
     assert exit_info.value.code == 1
     assert "serving_port" in capsys.readouterr().err
+
+
+def test_check_redacts_credentials_in_urls(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("SERVING_API_KEY", "k")
+    monkeypatch.setenv("MLOPS_REDIS_URL", "redis://:redis-secret@r:6379/0")
+    monkeypatch.setenv("MLOPS_ONLINE_STORE_URL", "rediss://:feast-secret@o:6379/0")
+    monkeypatch.setenv("MLOPS_DATABASE_URL", "postgresql://u:pg-secret@db:5432/x")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://u:mlflow-secret@mlflow:5000")
+    monkeypatch.setenv("SERVING_EVENTS_REDIS_URL", "redis://u:events-secret@e:6379/1")
+    assert main(["check"]) == 0
+    out = capsys.readouterr().out
+    assert "secret" not in out, out
+    assert '"mlops_redis_url": "redis://:***@r:6379/0"' in out
+    assert '"mlops_database_url": "postgresql://u:***@db:5432/x"' in out

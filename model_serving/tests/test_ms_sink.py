@@ -120,6 +120,7 @@ def test_feedback_is_accepted_while_the_sink_is_down(
         )
     )
     for i in range(10):
+        assert api.predict([1], request_id=f"r-{i}").status_code == 200
         response = api.client.post(
             "/v1/feedback",
             json={"request_id": f"r-{i}", "driver_id": 1, "trip_completed": True},

@@ -185,10 +185,18 @@ def run_command(
     return result
 
 
-def settings_json(settings: BaseModel, *secrets: str, **derived: Any) -> str:
+def settings_json(
+    settings: BaseModel,
+    *secrets: str,
+    redact: Callable[[str], str] | None = None,
+    **derived: Any,
+) -> str:
     """The settings as indented JSON for a ``check`` command: each of ``secrets`` shown as
-    ``***`` (empty when unset), ``derived`` values added."""
+    ``***`` (empty when unset), every other text through ``redact`` when given (e.g.
+    ``mlops_common.redis.redact``: no password of a URL printed), ``derived`` values added."""
     shown = settings.model_dump(mode="json")
+    if redact is not None:
+        shown = {k: redact(v) if isinstance(v, str) else v for k, v in shown.items()}
     for name in secrets:
         shown[name] = "***" if getattr(settings, name).get_secret_value() else ""
     shown.update(derived)

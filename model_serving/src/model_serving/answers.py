@@ -1,11 +1,17 @@
-"""Which model answered which request: the predictor writes it, feedback reads it.
+"""Which model answered which request, and with which drivers: the predictor writes it,
+feedback reads it.
 
-A bounded memory of this process (the oldest request ids are forgotten first): a label that
-arrives for a request this process no longer remembers is still accepted, with no model.
+A bounded memory of this process: the last ``limit`` request ids (the oldest forgotten first),
+each for ``window_s`` seconds. Feedback is accepted only for a request id it remembers and one of
+the drivers that answer ranked; a restart forgets every answer.
 """
 
 from __future__ import annotations
 
+import time
+from array import array
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import TypedDict
 
 from model_serving.models import LoadedModel
@@ -23,23 +29,49 @@ def model_ref(model: LoadedModel) -> ModelRef:
     return {"name": model.name, "version": model.version, "alias": model.alias}
 
 
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """One remembered answer: the model, the ranked drivers (compact), when (clock seconds)."""
+
+    model: ModelRef
+    drivers: array[int]
+    at: float
+
+
 class AnswerMemory:
-    """Request id -> the model that answered it, for the last ``limit`` request ids."""
+    """Request id -> the answer, for the last ``limit`` request ids and ``window_s`` seconds."""
 
-    def __init__(self, limit: int) -> None:
+    def __init__(
+        self,
+        limit: int,
+        window_s: float = 86_400.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.limit = limit
-        self._answered: dict[str, ModelRef] = {}
+        self.window_s = window_s
+        self._clock = clock
+        self._answered: dict[str, Answer] = {}
 
-    def remember(self, request_id: str, model: ModelRef) -> None:
+    def remember(self, request_id: str, model: ModelRef, drivers: Iterable[int] = ()) -> None:
         if self.limit <= 0:
             return
         answered = self._answered
-        answered[request_id] = model
+        answered.pop(request_id, None)  # a repeated id counts from its last answer
+        answered[request_id] = Answer(model, array("q", drivers), self._clock())
         if len(answered) > self.limit:
             del answered[next(iter(answered))]
 
-    def recall(self, request_id: str) -> ModelRef | None:
+    def answer(self, request_id: str) -> Answer | None:
+        """The answer to ``request_id``, expired or not (``expired`` tells)."""
         return self._answered.get(request_id)
+
+    def expired(self, answer: Answer) -> bool:
+        return self._clock() - answer.at > self.window_s
+
+    def recall(self, request_id: str) -> ModelRef | None:
+        """The model that answered ``request_id`` within the window, if remembered."""
+        found = self._answered.get(request_id)
+        return None if found is None or self.expired(found) else found.model
 
     def __len__(self) -> int:
         return len(self._answered)

@@ -1,6 +1,7 @@
 """The prediction API: the app factory. It only wires; the parts live elsewhere.
 
-Routes: ``POST /v1/predict``, ``POST /v1/feedback``, ``GET /v1/model`` (API key required),
+Routes: ``POST /v1/predict``, ``POST /v1/feedback``, ``GET /v1/model`` (an API key with the
+route's scope: predict, feedback, admin),
 ``GET /health/live``, ``GET /health/ready``, ``GET /metrics`` (open), ``/docs`` (Swagger UI from
 local assets) and ``/openapi.json``.
 
@@ -51,7 +52,7 @@ def create_app(
     tests of the edge only)."""
     settings = settings or ServingSettings.load()
     service = ServingService.build(settings, store_factory or (lambda: feature_store(settings)))
-    auth = ApiKeyAuth.from_settings(settings)
+    auth = ApiKeyAuth(service.keys, required=settings.serving_auth_required)
     app = FastAPI(
         title="Model serving API",
         version="1.0.0",
@@ -59,7 +60,8 @@ def create_app(
         description=(
             "Scores come from the model registered as `champion` (optionally a `challenger` "
             "canary) with features read online from the model's Feast feature service. "
-            f"Every `{auth.prefix}` route needs the API key in the `{auth.header}` header."
+            f"Every `{auth.prefix}` route needs an API key in the `{auth.header}` header, with "
+            "the route's scope (`predict`, `feedback` or `admin`)."
         ),
         lifespan=lifespan(service, start_background),
         docs_url=None,
@@ -80,6 +82,7 @@ def create_app(
     app.include_router(feedback_router(auth, service.feedback))
     app.include_router(model_router(auth, loaded, service.manager.registry, settings))
     app.include_router(health_router(loaded, service.readiness, service.metrics))
+    auth.bind(app)
     mount_docs(app)
     return app
 

@@ -1,8 +1,13 @@
 """``model-serving``: the serving component's command line.
 
     model-serving serve [--host H] [--port P]     the prediction API (uvicorn, one worker)
-    model-serving check                           print the effective settings (no secrets) and
+    model-serving check                           print the effective settings (no secrets: the
+                                                  key masked, passwords in URLs redacted) and
                                                   exit 1 when the service could not start
+    model-serving keys create NAME --scopes S     a per-client API key (printed once)
+    model-serving keys list                       names, scopes, created, end of the key id
+    model-serving keys revoke NAME                delete a key (serving stops accepting it
+                                                  within SERVING_API_KEYS_REFRESH_S)
     model-serving batch-predict [--drivers F] [--interval-start T] [--interval-end T]
                                 [--output DIR]    score drivers with the champion for one interval
                                                   (the batch DAG's step)
@@ -17,9 +22,14 @@ import json
 import os
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from mlops_common.cli import load_settings, run_func, serve_http, settings_json
+from mlops_common.redis import redact
 from model_serving.settings import ServingSettings
+
+if TYPE_CHECKING:
+    from model_serving.keys import KeyStore
 
 PROG = "model-serving"
 
@@ -50,7 +60,7 @@ def serve(args: argparse.Namespace) -> int:
 
 def check(args: argparse.Namespace) -> int:
     settings = _settings()
-    print(settings_json(settings, "serving_api_key"))
+    print(settings_json(settings, "serving_api_key", redact=redact))
     problem = settings.auth_problem()
     if problem:
         print(f"model-serving: {problem}", file=sys.stderr)
@@ -77,6 +87,65 @@ def batch_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def keys(args: argparse.Namespace) -> int:
+    import redis
+
+    from model_serving.keys import KeyProblem, KeyStore
+
+    settings = _settings()
+    store = KeyStore.from_settings(settings, own_server=True)
+    if store is None:  # pragma: no cover - own_server always names a Redis
+        print("model-serving keys: no Redis for the key store", file=sys.stderr)
+        return 1
+    try:
+        if args.action == "create":
+            key = store.create(args.name, args.scopes)
+            print(f"API key {args.name!r} (shown once; keep it secret):", file=sys.stderr)
+            print(key)
+        elif args.action == "revoke":
+            if not store.revoke(args.name):
+                raise KeyProblem(f"no key named {args.name!r}")
+            print(f"revoked {args.name!r}", file=sys.stderr)
+        else:
+            list_keys(store, settings)
+    except KeyProblem as exc:
+        print(f"model-serving keys {args.action}: {exc}", file=sys.stderr)
+        return 1
+    except redis.RedisError as exc:
+        url = redact(settings.api_keys_redis_url or settings.own_redis_url)
+        print(f"model-serving keys: cannot reach the key store at {url}: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def list_keys(store: KeyStore, settings: ServingSettings) -> None:
+    """Name, scopes, creation time and the end of the key's id; never a key."""
+    from model_serving.keys import BOOTSTRAP, SCOPES
+
+    print(f"{'name':<24} {'scopes':<24} {'created':<25} id")
+    if settings.serving_api_key.get_secret_value():
+        print(f"{BOOTSTRAP:<24} {','.join(SCOPES):<24} {'(SERVING_API_KEY)':<25} -")
+    for key in store.list():
+        created = key.created.isoformat(timespec="seconds")
+        print(f"{key.name:<24} {','.join(key.scopes):<24} {created:<25} …{key.key_id[-4:]}")
+
+
+def add_keys_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("keys", help="create, list and revoke per-client API keys")
+    actions = p.add_subparsers(dest="action", required=True)
+    create = actions.add_parser("create", help="create a key and print it (once)")
+    create.add_argument("name", help="the client's name (the metrics' client label)")
+    create.add_argument(
+        "--scopes",
+        default="predict,feedback",
+        help="comma-separated: predict, feedback, admin (default predict,feedback)",
+    )
+    actions.add_parser("list", help="the keys: name, scopes, created, end of the id (never a key)")
+    revoke = actions.add_parser("revoke", help="delete a key")
+    revoke.add_argument("name")
+    p.set_defaults(func=keys)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="model-serving", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -86,6 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=serve)
     p = sub.add_parser("check", help="print the effective settings and check them")
     p.set_defaults(func=check)
+    add_keys_parser(sub)
     p = sub.add_parser("batch-predict", help="score drivers with the champion, write a table")
     p.add_argument(
         "--drivers",

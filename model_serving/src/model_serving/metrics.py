@@ -49,6 +49,8 @@ SCORE_BUCKETS = tuple(round(0.05 * i, 2) for i in range(1, 21))
 LOAD_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0)
 
 NO_MODEL = "none"
+#: the ``client`` label of a request that named no valid API key (or of an open route)
+NO_CLIENT = "none"
 
 
 class ServingMetrics:
@@ -61,24 +63,27 @@ class ServingMetrics:
         self._models(m)
         self._registry(m)
         self._events(m)
+        self._keys(m)
         for alias in ("champion", "challenger"):
             self.model_loaded.labels(alias).set(0)
         self.registry_up.set(0)
         self.sink_up.set(0)
         self._versions: dict[tuple[str, str], VersionMetrics] = {}
-        self._requests: dict[tuple[str, str, str, str], tuple[Counter, Histogram]] = {}
+        self._requests: dict[tuple[str, str, str, str, str], tuple[Counter, Histogram]] = {}
 
     def _http(self, m: MetricFactory) -> None:
         """HTTP requests (the edge)."""
         self.requests = m.counter(
             "serving_requests_total",
-            "HTTP requests by route, method, status code and the model version that answered",
-            labels=("route", "method", "status", "model_version"),
+            "HTTP requests by route, method (unknown methods: other), status code, the model "
+            "version that answered and the client (the API key's name; none without one)",
+            labels=("route", "method", "status", "model_version", "client"),
         )
         self.request_latency = m.histogram(
             "serving_request_duration_seconds",
-            "Whole-request latency inside the service, by route and answering model version",
-            labels=("route", "model_version"),
+            "Whole-request latency inside the service, by route, answering model version and "
+            "client",
+            labels=("route", "model_version", "client"),
             buckets=LATENCY_BUCKETS,
         )
         self.in_flight = m.gauge("serving_requests_in_flight", "Requests being handled right now")
@@ -138,6 +143,12 @@ class ServingMetrics:
             "Accepted feedback labels by outcome and the model version that answered the request "
             "(none when not remembered)",
             labels=("trip_completed", "model_version"),
+        )
+        self.feedback_rejected = m.counter(
+            "serving_feedback_rejected_total",
+            "Refused feedback by reason: unknown_request (not answered by this process, or "
+            "forgotten), expired (older than the feedback window), not_a_candidate",
+            labels=("reason",),
         )
 
     def _models(self, m: MetricFactory) -> None:
@@ -208,6 +219,21 @@ class ServingMetrics:
             labels=("outcome",),
         )
 
+    def _keys(self, m: MetricFactory) -> None:
+        """The per-client API key store as serving last read it."""
+        self.api_keys_loaded = m.gauge(
+            "serving_api_keys_loaded",
+            "Per-client API keys read from the key store last (bootstrap key not counted)",
+        )
+        self.api_keys_store_up = m.gauge(
+            "serving_api_keys_store_up",
+            "1 when the last read of the API key store succeeded, else 0",
+        )
+
+    def api_keys_read(self, ok: bool, count: int) -> None:
+        self.api_keys_store_up.set(1 if ok else 0)
+        self.api_keys_loaded.set(count)
+
     def version(self, model_version: str, alias: str) -> VersionMetrics:
         """The children of one answering model version (cached: label lookups take a lock)."""
         key = (model_version, alias)
@@ -217,14 +243,14 @@ class ServingMetrics:
         return found
 
     def request(
-        self, route: str, method: str, status: str, model_version: str
+        self, route: str, method: str, status: str, model_version: str, client: str = NO_CLIENT
     ) -> tuple[Counter, Histogram]:
-        key = (route, method, status, model_version)
+        key = (route, method, status, model_version, client)
         found = self._requests.get(key)
         if found is None:
             found = self._requests[key] = (
-                self.requests.labels(route, method, status, model_version),
-                self.request_latency.labels(route, model_version),
+                self.requests.labels(route, method, status, model_version, client),
+                self.request_latency.labels(route, model_version, client),
             )
         return found
 

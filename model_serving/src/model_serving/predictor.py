@@ -107,6 +107,8 @@ class Routing:
     shadow: LoadedModel | None
     #: perf_counter() when the request started
     began: float
+    #: the name of the API key that asked (recorded in the prediction event)
+    client: str | None = None
 
 
 class ScoreEntry(TypedDict):
@@ -137,6 +139,7 @@ class PredictionRecord:
     ranking: Ranking
     read: FeatureRead
     latency_ms: float
+    client: str | None = None
 
     def event(self, shadow: dict[str, Any] | None = None) -> events.PredictionEvent:
         read = self.read
@@ -151,6 +154,7 @@ class PredictionRecord:
                 "stale_driver_ids": read.stale,
                 "shadow": shadow,
                 "latency_ms": self.latency_ms,
+                "client": self.client,
             }
         )
 
@@ -191,8 +195,9 @@ class Predictor:
         self._shadow_on = traffic.shadow
         self._read_latency: dict[str, Histogram] = {}
 
-    def route(self, request_id: str) -> Routing:
-        """The answering model for ``request_id``; ``NoModel`` before the first load."""
+    def route(self, request_id: str, client: str | None = None) -> Routing:
+        """The answering model for ``request_id`` (asked by ``client``, the API key's name);
+        ``NoModel`` before the first load."""
         began = time.perf_counter()
         state = self._models.state
         model = state.champion
@@ -206,7 +211,7 @@ class Predictor:
         ):
             model = challenger
         shadow = challenger if self._shadow_on and model is not challenger else None
-        return Routing(request_id, model, shadow, began)
+        return Routing(request_id, model, shadow, began, client)
 
     def predict(self, routing: Routing, ids: list[int]) -> PredictAnswer:
         """Rank ``ids`` (unique) with the routed model, best first."""
@@ -216,7 +221,7 @@ class Predictor:
         scored = [i for i in ids if i in read.rows] if len(read.rows) < len(ids) else ids
         ranking = self._rank(model, scored, read, per_version)
         ref = model_ref(model)
-        self._answers.remember(routing.request_id, ref)
+        self._answers.remember(routing.request_id, ref, [driver for driver, _ in ranking])
         answer: PredictAnswer = {
             "request_id": routing.request_id,
             "best_driver_id": ranking[0][0],
@@ -227,7 +232,7 @@ class Predictor:
         }
         latency_ms = (time.perf_counter() - routing.began) * 1000
         record = PredictionRecord(
-            routing.request_id, datetime.now(UTC), model, ranking, read, latency_ms
+            routing.request_id, datetime.now(UTC), model, ranking, read, latency_ms, routing.client
         )
         self._emit(record, routing.shadow, scored)
         return answer

@@ -162,9 +162,7 @@ class FeedbackRequest(BaseModel):
 class FeedbackResponse(BaseModel):
     status: str = Field(examples=["accepted"])
     request_id: str
-    model: ModelRef | None = Field(
-        description="The model that answered the request, when this process remembers it"
-    )
+    model: ModelRef = Field(description="The model that answered the request")
 
 
 class ErrorResponse(BaseModel):

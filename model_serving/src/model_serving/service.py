@@ -1,6 +1,7 @@
 """The serving process's parts, built once per app and started and stopped together: the model
-manager (and its watcher thread), the feature binder, the event sink and the shadow scorer, and
-the domain objects the routes call (predictor, feedback recorder, readiness)."""
+manager (and its watcher thread), the feature binder, the event sink, the shadow scorer and the
+API key ring (and its refresh thread), and the domain objects the routes call (predictor,
+feedback recorder, readiness)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from mlops_common.events import serving as events
 from model_serving.answers import AnswerMemory
 from model_serving.binding import FeatureBinder, StoreFactory
 from model_serving.feedback import FeedbackRecorder
+from model_serving.keys import KeyRing, KeyStore
 from model_serving.lifecycle import ModelManager
 from model_serving.metrics import ServingMetrics
 from model_serving.predictor import Predictor, Traffic
@@ -32,14 +34,26 @@ class ServingService:
     predictor: Predictor = field(init=False)
     feedback: FeedbackRecorder = field(init=False)
     readiness: Readiness = field(init=False)
+    keys: KeyRing = field(init=False)
 
     def __post_init__(self) -> None:
-        traffic = Traffic.from_settings(self.settings)
+        s = self.settings
         self.predictor = Predictor(
-            self.manager, self.metrics, self.sink, self.shadow, self.answers, traffic
+            self.manager,
+            self.metrics,
+            self.sink,
+            self.shadow,
+            self.answers,
+            Traffic.from_settings(s),
         )
         self.feedback = FeedbackRecorder(self.answers, self.metrics, self.sink)
-        self.readiness = Readiness(self.settings, self.manager.registry, self.sink)
+        self.readiness = Readiness(s, self.manager.registry, self.sink)
+        self.keys = KeyRing(
+            s.serving_api_key.get_secret_value(),
+            KeyStore.from_settings(s),
+            s.serving_api_keys_refresh_s,
+            self.metrics.api_keys_read,
+        )
 
     @classmethod
     def build(cls, settings: ServingSettings, store_factory: StoreFactory) -> ServingService:
@@ -52,10 +66,13 @@ class ServingService:
             manager=ModelManager(settings, metrics, binder.bind),
             sink=event_sink(settings, metrics),
             shadow=ShadowScorer(metrics, settings.serving_shadow_queue),
-            answers=AnswerMemory(settings.serving_request_memory),
+            answers=AnswerMemory(
+                settings.serving_request_memory, settings.serving_feedback_window_s
+            ),
         )
 
     def start(self) -> None:
+        self.keys.start()
         self.sink.start()
         self.shadow.start()
         self.manager.start()
@@ -65,6 +82,7 @@ class ServingService:
         self.shadow.stop()
         self.sink.stop()
         self.binder.close()
+        self.keys.stop()
 
 
 def event_sink(settings: ServingSettings, metrics: ServingMetrics) -> EventSink:

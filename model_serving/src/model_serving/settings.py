@@ -79,8 +79,18 @@ class ServingSettings(FeatureStoreSettings):
     serving_events_buffer: int = Field(default=10_000, ge=1)
     #: approximate length each stream is trimmed to (XADD MAXLEN ~)
     serving_events_stream_maxlen: int = Field(default=1_000_000, ge=1000)
-    #: feedback requests remember which model answered the last this many request ids
+    #: feedback is accepted for the last this many answered request ids ...
     serving_request_memory: int = Field(default=100_000, ge=0)
+    #: ... and for this many seconds after the answer (the feedback window)
+    serving_feedback_window_s: float = Field(default=86_400.0, gt=0)
+
+    # --- per-client API keys ---------------------------------------------------------------
+    #: Redis of the key store (empty: the events' Redis)
+    serving_api_keys_redis_url: str = ""
+    #: the Redis hash of the keys (name -> scopes, created, scrypt hash of the secret)
+    serving_api_keys_hash: str = "mlops:serving:api_keys"
+    #: how often serving re-reads the key store (a created or revoked key counts after this)
+    serving_api_keys_refresh_s: float = Field(default=5.0, gt=0, le=300)
 
     @model_validator(mode="after")
     def _check(self) -> ServingSettings:
@@ -103,6 +113,12 @@ class ServingSettings(FeatureStoreSettings):
     def events_redis_url(self) -> str:
         """Redis of the event streams; empty when there is none (events are then dropped)."""
         return self.redis_url(self.serving_events_redis_url)
+
+    @property
+    def api_keys_redis_url(self) -> str:
+        """Redis of the key store (by default the events' Redis); empty when there is none
+        (only SERVING_API_KEY is accepted then)."""
+        return self.redis_url(self.serving_api_keys_redis_url, self.serving_events_redis_url)
 
     @property
     def needs_challenger(self) -> bool:

@@ -17,12 +17,14 @@ data            the event as JSON (the models below), UTF-8
 ``PredictionEvent``: one per answered ``POST /v1/predict``: request id, time, the model (name,
 version, alias) that answered, the feature values it used per scored driver, every score (best
 first), the chosen driver, the candidates it could not score (unknown to the online store, or
-with features older than the feature view's TTL) and, with shadow scoring on, the challenger's
-scores of the same candidates.
+with features older than the feature view's TTL), with shadow scoring on the challenger's
+scores of the same candidates, and ``client``: the name of the API key that asked (optional,
+added to version 1; absent from the data when unknown).
 
 ``FeedbackEvent``: one per accepted ``POST /v1/feedback``: the booking's request id, the driver
-and whether the trip was completed; ``model`` is the model that answered that request when this
-serving process still remembers it, else null (join on ``request_id``).
+and whether the trip was completed; ``model`` is the model that answered that request (serving
+accepts feedback only for a request it answered, within its retention window, and one of that
+answer's ranked drivers; null only in events of older producers).
 
 Versioning: a change that a version-1 consumer could misread (a renamed, removed or re-typed
 field) is a new ``schema_version``. Adding an optional field is not.
@@ -131,6 +133,9 @@ class PredictionEvent(_EventHead):
     shadow: ShadowScores | None = None
     #: the whole request as measured by the service, milliseconds
     latency_ms: float | None = None
+    #: the name of the API key that asked (added to version 1: optional, left out of the
+    #: encoding when unknown, so such an event is exactly what a consumer that predates it reads)
+    client: str | None = Field(default=None, exclude_if=lambda value: value is None)
 
 
 class FeedbackEvent(_EventHead):

@@ -1,10 +1,10 @@
 """The edge: one plain-ASGI middleware that runs before any routing or body parsing.
 
 Per HTTP request: a request id (the client's ``X-Request-ID`` when valid, else a new one; echoed
-in the answer), the API key (``ApiKeyAuth``: 401/403), the body size (413, by Content-Length or
-while streaming) and content type of JSON routes (415), the in-flight gauge, the request counter
-and latency histogram (by route, method, status and answering model version) and one JSON
-access-log line.
+in the answer), the API key and its scope (``ApiKeyAuth``: 401/403), the body size (413, by
+Content-Length or while streaming) and content type of JSON routes (415), the in-flight gauge,
+the request counter and latency histogram (by route, method, status, answering model version and
+client; a method outside ``METHODS`` is labelled ``other``) and one JSON access-log line.
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from mlops_common.logs import request_id_var
 from model_serving.api.auth import ApiKeyAuth
 from model_serving.api.errors import error_response
-from model_serving.api.scope import ANSWER_REQUEST_ID, MODEL_VERSION, REQUEST_ID
-from model_serving.metrics import NO_MODEL, ServingMetrics
+from model_serving.api.scope import ANSWER_REQUEST_ID, MODEL_VERSION, REQUEST_ID, client_name
+from model_serving.metrics import NO_CLIENT, NO_MODEL, ServingMetrics
 from model_serving.schemas import REQUEST_ID_PATTERN
 
 access_log = logging.getLogger("model_serving.access")
@@ -38,6 +38,8 @@ ROUTES = {
     "/docs",
     "/openapi.json",
 }
+#: the ``method`` label's values (any other method the client sends is "other")
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 #: routes that take a JSON body (the edge checks its content type before routing)
 BODY_ROUTES = {("POST", "/v1/predict"), ("POST", "/v1/feedback")}
 #: routes left out of the access log (scraped or polled all the time)
@@ -87,7 +89,9 @@ class EdgeMiddleware:
 
         self.metrics.in_flight.inc()
         try:
-            problem = self._check(scope, path, headers)
+            problem: ASGIApp | None = await self.auth.admit(scope, headers)
+            if problem is None:
+                problem = self._check(scope, path, headers)
             if problem is not None:
                 await problem(scope, receive, send_wrapper)
             else:
@@ -101,7 +105,9 @@ class EdgeMiddleware:
         """Count, time and log one finished request."""
         route = path if path in ROUTES else ("/docs" if path.startswith("/docs") else "other")
         version = scope.get(MODEL_VERSION, NO_MODEL)
-        counter, histogram = self.metrics.request(route, scope["method"], str(status), version)
+        method = scope["method"] if scope["method"] in METHODS else "other"
+        client = client_name(scope) or NO_CLIENT
+        counter, histogram = self.metrics.request(route, method, str(status), version, client)
         counter.inc()
         histogram.observe(elapsed)
         if self.access_log and route not in QUIET_ROUTES:
@@ -116,6 +122,7 @@ class EdgeMiddleware:
                     "status": status,
                     "duration_ms": round(elapsed * 1000, 3),
                     "model_version": version,
+                    "client": client,
                     "request_id": scope.get(ANSWER_REQUEST_ID, scope[REQUEST_ID]),
                 },
             )
@@ -123,9 +130,6 @@ class EdgeMiddleware:
     def _check(self, scope: Scope, path: str, headers: dict[bytes, bytes]) -> ASGIApp | None:
         """The answer that refuses the request before routing, or None when it may pass."""
         rid = scope[REQUEST_ID]
-        refusal = self.auth.refusal(path, headers, rid)
-        if refusal is not None:
-            return refusal
         length = headers.get(b"content-length")
         if length is not None:
             try:

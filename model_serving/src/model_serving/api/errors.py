@@ -36,6 +36,7 @@ HTTP_ERROR_CODES = {
     404: "not_found",
     405: "method_not_allowed",
     400: "invalid_request",
+    403: "insufficient_scope",
     413: "body_too_large",
 }
 #: documented on the routes that take a JSON body

@@ -15,7 +15,7 @@ from model_serving.settings import ServingSettings
 def model_router(
     auth: ApiKeyAuth, loaded: LoadedModels, registry: RegistryStatus, settings: ServingSettings
 ) -> APIRouter:
-    router = auth.router(tags=["model"])
+    router = auth.router("admin", tags=["model"])
 
     @router.get(
         "/model",

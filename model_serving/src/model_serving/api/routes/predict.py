@@ -7,7 +7,7 @@ from fastapi.responses import JSONResponse, Response
 
 from model_serving.api.auth import ApiKeyAuth
 from model_serving.api.errors import BODY_ERRORS
-from model_serving.api.scope import REQUEST_ID, answered
+from model_serving.api.scope import REQUEST_ID, answered, client_name
 from model_serving.predictor import Predictor
 from model_serving.schemas import ErrorResponse, PredictResponse, predict_request_model
 
@@ -38,7 +38,7 @@ RESPONSES: dict[int | str, dict[str, Any]] = {
 def predict_router(auth: ApiKeyAuth, predictor: Predictor, max_candidates: int) -> APIRouter:
     """The route. No FastAPI dependency beyond the API key's: each costs time on every call."""
     PredictRequest = predict_request_model(max_candidates)
-    router = auth.router(tags=["prediction"])
+    router = auth.router("predict", tags=["prediction"])
 
     @router.post(
         "/predict",
@@ -52,7 +52,7 @@ def predict_router(auth: ApiKeyAuth, predictor: Predictor, max_candidates: int) 
     ) -> Response:
         scope = request.scope
         request_id: str = body.request_id or scope[REQUEST_ID]  # type: ignore[attr-defined]
-        routing = predictor.route(request_id)
+        routing = predictor.route(request_id, client_name(scope))
         answered(scope, request_id, routing.model.version)
         return JSONResponse(predictor.predict(routing, body.driver_ids))  # type: ignore[attr-defined]
 
