@@ -110,8 +110,9 @@ class ServingMetrics:
         )
         self.unscorable = Counter(
             "serving_unscorable_drivers_total",
-            "Candidates left out of a ranking: unknown to the online store or stale (older than "
-            "the feature view's TTL)",
+            "Candidates left out of a ranking: unknown to the online store, stale (older than "
+            "the feature view's TTL) or invalid (corrupt, non-numeric or missing values the model "
+            "does not accept)",
             ["reason", "model_version"],
             registry=r,
         )
@@ -158,6 +159,13 @@ class ServingMetrics:
             "serving_model_loads_total",
             "Model loads by alias, source (registry or cache) and outcome (success or failure)",
             ["alias", "source", "outcome"],
+            registry=r,
+        )
+        self.model_load_refused = Counter(
+            "serving_model_load_refused_total",
+            "Model versions refused at load: format (not skops), untrusted_type (outside the "
+            "allowlist), signature (does not fit the estimator), positive_class",
+            ["reason"],
             registry=r,
         )
         self.model_load_latency = Histogram(
@@ -266,4 +274,5 @@ class VersionMetrics:
         self.scores = m.scores.labels(model_version)
         self.unknown = m.unscorable.labels("unknown", model_version)
         self.stale = m.unscorable.labels("stale", model_version)
+        self.invalid = m.unscorable.labels("invalid", model_version)
         self.no_scorable = m.no_scorable.labels(model_version)
