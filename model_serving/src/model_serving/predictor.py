@@ -26,7 +26,7 @@ from prometheus_client import Histogram
 
 from mlops_common.events import serving as events
 from model_serving.answers import AnswerMemory, ModelRef, model_ref
-from model_serving.features import FeatureRead, FeatureReader, OnlineStoreError
+from model_serving.features import FeatureRead, FeatureValue, OnlineStoreError
 from model_serving.lifecycle import ServingState
 from model_serving.metrics import ServingMetrics, VersionMetrics
 from model_serving.models import LoadedModel
@@ -37,6 +37,28 @@ from model_serving.sink import EventSubmitter
 log = logging.getLogger("model_serving.predictor")
 
 Ranking = list[tuple[int, float]]
+#: feature value types a model takes (bool is an int to numpy too)
+NUMBER_TYPES = (int, float, bool)
+
+
+def usable(values: list[FeatureValue], accepts_missing: bool) -> bool:
+    """Whether a candidate's model inputs can be scored: numbers, or missing (None, NaN) for a
+    model that accepts NaN."""
+    for value in values:
+        if value is None or (type(value) is float and value != value):
+            if not accepts_missing:
+                return False
+        elif type(value) not in NUMBER_TYPES:
+            return False
+    return True
+
+
+def screen(read: FeatureRead, model: LoadedModel) -> None:
+    """Leave out (as unknown, counted as invalid) the rows ``model`` cannot score."""
+    positions, accepts_missing = model.positions, model.accepts_missing
+    for entity, row in list(read.rows.items()):
+        if not usable([row[p] for p in positions], accepts_missing):
+            read.leave_out(entity)
 
 
 def canary_bucket(request_id: str) -> int:
@@ -212,7 +234,7 @@ class Predictor:
         """Rank ``ids`` (unique) with the routed model, best first."""
         model = routing.model
         per_version = self._metrics.version(model.version, model.alias)
-        read = self._read(model.reader, ids, per_version)
+        read = self._read(model, ids, per_version)
         scored = [i for i in ids if i in read.rows] if len(read.rows) < len(ids) else ids
         ranking = self._rank(model, scored, read, per_version)
         ref = model_ref(model)
@@ -233,17 +255,19 @@ class Predictor:
         return answer
 
     # --- the steps ------------------------------------------------------------------------
-    def _read(
-        self, reader: FeatureReader, ids: list[int], per_version: VersionMetrics
-    ) -> FeatureRead:
+    def _read(self, model: LoadedModel, ids: list[int], per_version: VersionMetrics) -> FeatureRead:
+        reader = model.reader
         began = time.perf_counter()
         try:
             read = reader.read(ids)
         except OnlineStoreError as exc:
             raise OnlineStoreUnavailable(str(exc)) from None
         self._read_histogram(reader.kind).observe(time.perf_counter() - began)
-        if read.unknown:
-            per_version.unknown.inc(len(read.unknown))
+        screen(read, model)
+        if read.invalid:
+            per_version.invalid.inc(len(read.invalid))
+        if len(read.unknown) > len(read.invalid):
+            per_version.unknown.inc(len(read.unknown) - len(read.invalid))
         if read.stale:
             per_version.stale.inc(len(read.stale))
         self._metrics.candidates.observe(len(ids))
@@ -251,8 +275,8 @@ class Predictor:
             per_version.no_scorable.inc()
             raise NoScorableCandidates(
                 f"none of the {len(ids)} candidates can be scored: "
-                f"{len(read.unknown)} unknown to the online store, {len(read.stale)} with "
-                "features older than the feature view's TTL",
+                f"{len(read.unknown)} unknown to the online store or with values the model "
+                f"cannot take, {len(read.stale)} with features older than the feature view's TTL",
                 {"unknown_driver_ids": read.unknown, "stale_driver_ids": read.stale},
             )
         return read
