@@ -26,7 +26,7 @@ from prometheus_client import Histogram
 
 from mlops_common.events import serving as events
 from model_serving.answers import AnswerMemory, ModelRef, model_ref
-from model_serving.features import FeatureRead, FeatureValue, OnlineStoreError
+from model_serving.features import FeatureRead, FeatureReader, FeatureValue, OnlineStoreError
 from model_serving.lifecycle import ServingState
 from model_serving.metrics import ServingMetrics, VersionMetrics
 from model_serving.models import LoadedModel
@@ -256,7 +256,7 @@ class Predictor:
 
     # --- the steps ------------------------------------------------------------------------
     def _read(self, model: LoadedModel, ids: list[int], per_version: VersionMetrics) -> FeatureRead:
-        reader = model.reader
+        reader: FeatureReader = model.reader
         began = time.perf_counter()
         try:
             read = reader.read(ids)
