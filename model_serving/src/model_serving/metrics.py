@@ -116,6 +116,12 @@ class ServingMetrics:
             ["reason", "model_version"],
             registry=r,
         )
+        self.feature_read_timeouts = Counter(
+            "serving_feature_read_timeouts_total",
+            "Predict requests answered 503 because the online store did not answer within "
+            "SERVING_FEATURE_READ_TIMEOUT_S",
+            registry=r,
+        )
         self.no_scorable = Counter(
             "serving_no_scorable_candidates_total",
             "Predict requests refused because no candidate could be scored",

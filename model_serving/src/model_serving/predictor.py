@@ -22,6 +22,8 @@ from datetime import UTC, datetime
 from functools import partial
 from typing import Any, Protocol, TypedDict
 
+import anyio
+import anyio.to_thread
 from prometheus_client import Histogram
 
 from mlops_common.events import serving as events
@@ -120,6 +122,18 @@ class Traffic:
         return cls(settings.serving_canary_percent, settings.serving_shadow)
 
 
+@dataclass(frozen=True)
+class ReadLimits:
+    """How long a request waits for its features, and how many reads run at once."""
+
+    timeout_s: float = 0.08
+    threads: int = 8
+
+    @classmethod
+    def from_settings(cls, settings: ServingSettings) -> ReadLimits:
+        return cls(settings.serving_feature_read_timeout_s, settings.serving_feature_read_threads)
+
+
 @dataclass(frozen=True, slots=True)
 class Routing:
     """The model that answers one request (and the one that shadows it, if any)."""
@@ -203,8 +217,11 @@ class Predictor:
         shadow: ShadowScorer,
         answers: AnswerMemory,
         traffic: Traffic,
+        limits: ReadLimits | None = None,
     ) -> None:
         self._models = models
+        self._limits = limits or ReadLimits()
+        self._limiter: anyio.CapacityLimiter | None = None
         self._metrics = metrics
         self._sink = sink
         self._shadow = shadow
@@ -231,10 +248,37 @@ class Predictor:
         return Routing(request_id, model, shadow, began)
 
     def predict(self, routing: Routing, ids: list[int]) -> PredictAnswer:
-        """Rank ``ids`` (unique) with the routed model, best first."""
+        """Rank ``ids`` (unique) with the routed model, best first (the read in this thread)."""
         model = routing.model
         per_version = self._metrics.version(model.version, model.alias)
-        read = self._read(model, ids, per_version)
+        read = self._read(model, ids, per_version, self._fetch(model.reader, ids))
+        return self._answer(routing, ids, read, per_version)
+
+    async def predict_async(self, routing: Routing, ids: list[int]) -> PredictAnswer:
+        """``predict`` for the event loop: the read runs in a bounded thread pool and has a
+        deadline; past it, ``OnlineStoreUnavailable`` (the thread finishes on its own, within
+        the store's socket timeout)."""
+        model = routing.model
+        per_version = self._metrics.version(model.version, model.alias)
+        if self._limiter is None:
+            self._limiter = anyio.CapacityLimiter(self._limits.threads)
+        try:
+            with anyio.fail_after(self._limits.timeout_s):
+                fetched = await anyio.to_thread.run_sync(
+                    self._fetch, model.reader, ids, limiter=self._limiter, abandon_on_cancel=True
+                )
+        except TimeoutError:
+            self._metrics.feature_read_timeouts.inc()
+            raise OnlineStoreUnavailable(
+                f"online store did not answer within {self._limits.timeout_s}s"
+            ) from None
+        read = self._read(model, ids, per_version, fetched)
+        return self._answer(routing, ids, read, per_version)
+
+    def _answer(
+        self, routing: Routing, ids: list[int], read: FeatureRead, per_version: VersionMetrics
+    ) -> PredictAnswer:
+        model = routing.model
         scored = [i for i in ids if i in read.rows] if len(read.rows) < len(ids) else ids
         ranking = self._rank(model, scored, read, per_version)
         ref = model_ref(model)
@@ -255,14 +299,25 @@ class Predictor:
         return answer
 
     # --- the steps ------------------------------------------------------------------------
-    def _read(self, model: LoadedModel, ids: list[int], per_version: VersionMetrics) -> FeatureRead:
-        reader: FeatureReader = model.reader
+    @staticmethod
+    def _fetch(reader: FeatureReader, ids: list[int]) -> tuple[FeatureRead, float]:
+        """The read and its duration (blocking I/O)."""
         began = time.perf_counter()
         try:
             read = reader.read(ids)
         except OnlineStoreError as exc:
             raise OnlineStoreUnavailable(str(exc)) from None
-        self._read_histogram(reader.kind).observe(time.perf_counter() - began)
+        return read, time.perf_counter() - began
+
+    def _read(
+        self,
+        model: LoadedModel,
+        ids: list[int],
+        per_version: VersionMetrics,
+        fetched: tuple[FeatureRead, float],
+    ) -> FeatureRead:
+        read, seconds = fetched
+        self._read_histogram(model.reader.kind).observe(seconds)
         screen(read, model)
         if read.invalid:
             per_version.invalid.inc(len(read.invalid))

@@ -12,7 +12,7 @@ from model_serving.binding import FeatureBinder, StoreFactory
 from model_serving.feedback import FeedbackRecorder
 from model_serving.lifecycle import ModelManager
 from model_serving.metrics import ServingMetrics
-from model_serving.predictor import Predictor, Traffic
+from model_serving.predictor import Predictor, ReadLimits, Traffic
 from model_serving.readiness import Readiness
 from model_serving.settings import ServingSettings
 from model_serving.shadow import ShadowScorer
@@ -49,7 +49,13 @@ class ServingService:
             shadow=shadow,
             answers=answers,
             predictor=Predictor(
-                manager, metrics, sink, shadow, answers, Traffic.from_settings(settings)
+                manager,
+                metrics,
+                sink,
+                shadow,
+                answers,
+                Traffic.from_settings(settings),
+                ReadLimits.from_settings(settings),
             ),
             feedback=FeedbackRecorder(answers, metrics, sink),
             readiness=Readiness(settings, manager.registry, sink),
