@@ -173,3 +173,30 @@ def test_an_estimator_that_refuses_nan_is_marked(tmp_path: Path) -> None:
 
 def test_a_refusal_is_a_load_error() -> None:
     assert issubclass(ModelRefused, ModelLoadError)
+
+
+@pytest.mark.integration
+def test_the_cache_follows_the_artifact_not_the_version_number(
+    mlflow_server: Any, tmp_path: Path
+) -> None:
+    """A cached copy whose files changed, or that another run produced, is downloaded again."""
+    from mlflow.tracking import MlflowClient
+    from ms_fixtures import register_model, unique_name
+
+    from model_serving.models import fetch_version
+
+    name = unique_name("ms_cache")
+    version = register_model(mlflow_server.url, name)
+    client = MlflowClient(mlflow_server.url, mlflow_server.url)
+    cache = tmp_path / "cache"
+    folder = fetch_version(client, mlflow_server.url, cache, name, version)
+    meta = json.loads((folder / META).read_text())
+    assert meta["digest"] and meta["run_id"]
+    skops_file = folder / "model" / "model.skops"
+    original = skops_file.read_bytes()
+    skops_file.write_bytes(original + b"tampered")
+    fetch_version(client, mlflow_server.url, cache, name, version)
+    assert skops_file.read_bytes() == original
+    (folder / META).write_text(json.dumps({**meta, "run_id": "another-run"}))
+    fetch_version(client, mlflow_server.url, cache, name, version)
+    assert json.loads((folder / META).read_text())["run_id"] == meta["run_id"]

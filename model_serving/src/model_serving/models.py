@@ -1,11 +1,16 @@
 """Registered model versions: resolve an alias, download, load, warm up, cache locally.
 
 Loading contract: ``models:/<name>@<alias>`` is resolved with ``MlflowClient``; the version's
-artifacts are downloaded once into the local model cache (``<MLOPS_DATA_DIR>/serving/
-model-cache/<name>/<version>/``; versions are immutable, so a cached copy is never stale). A
-version with the ``sklearn`` flavor is loaded as the raw estimator (``mlflow.sklearn``) and
-scored with ``predict_proba(X)[:, positive class]`` on a float matrix in signature column order;
-any other flavor goes through ``mlflow.pyfunc`` with a DataFrame typed from the signature.
+artifacts are downloaded into the local model cache (``<MLOPS_DATA_DIR>/serving/model-cache/<name>/
+<version>/``) and used from there while it is the registry's artifact: same run id, same source,
+same sha256 of its files (``serving.json`` records them). Only a format that runs no code on
+load is accepted: the ``sklearn`` flavor in skops format, read by ``skops.io.load`` with
+``TRUSTED_SKOPS_TYPES`` (this module's allowlist, never the artifact's own trust list); pickle,
+cloudpickle and pyfunc versions are refused (``ModelRefused``) before anything of them is read.
+The signature must match the estimator (names, order, width, numeric types); the estimator is
+scored with ``predict_proba(X)[:, positive class]`` on a float matrix in signature column order,
+the positive class being the one the model's metadata declares (``positive_class``), else 1 or
+True of a 0/1 or False/True pair (anything else is refused).
 
 Input columns and their types come from the model's input signature; the feature service from
 the version's ``features.service`` tag (set by the training pipeline), else the run's tag of that
@@ -17,6 +22,7 @@ when the registry is unreachable at start, the service starts from it.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import shutil
@@ -116,11 +122,32 @@ def version_dir(cache_dir: Path, name: str, version: str) -> Path:
     return cache_dir / name / str(version)
 
 
+def artifact_digest(model_dir: Path) -> str:
+    """sha256 over the model folder's files (paths and contents)."""
+    digest = hashlib.sha256()
+    for file in sorted(p for p in model_dir.rglob("*") if p.is_file()):
+        digest.update(str(file.relative_to(model_dir)).encode() + b"\0")
+        digest.update(file.read_bytes())
+    return digest.hexdigest()
+
+
+def _cached(target: Path, details: Any) -> bool:
+    """The cached copy is this registry version's artifact: same run, same source, files
+    unchanged since the download."""
+    try:
+        meta = json.loads((target / META).read_text())
+    except (OSError, ValueError):
+        return False
+    if not (target / "model" / "MLmodel").is_file():
+        return False
+    same = meta.get("run_id") == details.run_id and meta.get("source") == details.source
+    return bool(same and meta.get("digest") == artifact_digest(target / "model"))
+
+
 def fetch_version(client: Any, tracking_uri: str, cache_dir: Path, name: str, version: str) -> Path:
-    """The version's model folder in the local cache, downloaded when not there yet."""
+    """The version's model folder in the local cache, downloaded when not there yet or when the
+    cached copy is not the registry's artifact (another run or source, changed files)."""
     target = version_dir(cache_dir, name, version)
-    if (target / META).is_file() and (target / "model" / "MLmodel").is_file():
-        return target
     import mlflow.artifacts
 
     try:
@@ -129,6 +156,8 @@ def fetch_version(client: Any, tracking_uri: str, cache_dir: Path, name: str, ve
         if is_not_found(exc):
             raise ModelLoadError(f"{name} has no version {version}") from None
         raise RegistryUnavailable(f"{type(exc).__name__}: {short(exc)}") from exc
+    if _cached(target, details):
+        return target
     tags = dict(details.tags or {})
     feature_service = tags.get(FEATURE_SERVICE_TAG)
     if not feature_service and details.run_id:
@@ -161,6 +190,8 @@ def fetch_version(client: Any, tracking_uri: str, cache_dir: Path, name: str, ve
             "name": name,
             "version": str(version),
             "run_id": details.run_id,
+            "source": details.source,
+            "digest": artifact_digest(staging / "model"),
             "feature_service": feature_service,
             "tags": tags,
             "downloaded_at": datetime.now(UTC).isoformat(),
