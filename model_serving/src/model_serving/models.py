@@ -54,8 +54,9 @@ Scorer = Callable[[np.ndarray], np.ndarray]
 
 POINTER = "champion.json"
 META = "serving.json"
-#: signature types that are integers (a pyfunc model refuses them as floats)
+#: signature types that are integers
 INTEGER_TYPES = {"long": "int64", "integer": "int32"}
+#: the numeric signature types a served model may take
 NUMPY_TYPES = {"double": "float64", "float": "float32", "boolean": "bool", **INTEGER_TYPES}
 
 
@@ -71,7 +72,7 @@ class LoadedModel:
     version: str
     alias: str
     flavor: str
-    #: what computes the scores: compiled-hgb, sklearn or pyfunc
+    #: what computes the scores: compiled-hgb or sklearn
     scorer_kind: str
     columns: tuple[str, ...]
     column_types: tuple[str, ...]
