@@ -92,7 +92,9 @@ def test_paused_and_stopped_online_store(
 ) -> None:
     store = build_store(tmp_path / "feast", unique_name("ms_slow"), redis_url=own_redis.url)
     write_features(store, DRIVERS, datetime.now(UTC))
-    server: LiveServer = live(make_settings(serving_model_name=shared_model), store)
+    server: LiveServer = live(
+        make_settings(serving_model_name=shared_model, serving_feature_read_timeout_s=0.08), store
+    )
     assert ok(server.url)
     assert own_redis.process is not None
 
