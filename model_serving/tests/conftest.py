@@ -97,6 +97,9 @@ def make_settings(tmp_path: Path, mlflow_server: MlflowServer, streams: Streams)
             "serving_events_feedback_stream": feedback,
             "serving_poll_interval_s": 0.5,
             "serving_access_log": False,
+            # a loaded CI machine can take longer than the 80 ms deadline for a healthy read;
+            # test_ms_slow_store checks the deadline itself
+            "serving_feature_read_timeout_s": 2.0,
         }
         values.update(overrides)
         return ServingSettings(**values)

@@ -159,6 +159,45 @@ def register_model(
     return str(version)
 
 
+class WritesMarker:
+    """Unpickling this object writes a file: what a hostile model version could do on load."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (Path.write_text, (self.marker, "code ran on load"))
+
+
+def register_hostile_model(tracking_uri: str, name: str, marker: Path, folder: Path) -> str:
+    """Register a version in the sklearn flavor's pickle format whose ``model.pkl`` writes
+    ``marker`` when unpickled (a valid signature, a valid MLmodel); returns the version."""
+    import pickle
+    import warnings
+
+    import mlflow
+    import mlflow.sklearn
+    from mlflow.models import infer_signature
+    from sklearn.linear_model import LogisticRegression
+
+    frame, label = training_frame()
+    model = LogisticRegression(max_iter=200).fit(frame, label)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=UserWarning)
+        signature = infer_signature(frame.head(5), model.predict_proba(frame.head(5)))
+        mlflow.sklearn.save_model(
+            model, str(folder / "model"), signature=signature, serialization_format="pickle"
+        )
+    (folder / "model" / "model.pkl").write_bytes(pickle.dumps(WritesMarker(marker)))
+    mlflow.set_tracking_uri(tracking_uri)
+    mlflow.set_registry_uri(tracking_uri)
+    mlflow.set_experiment(f"{name}-tests")
+    with mlflow.start_run() as run:
+        mlflow.log_artifacts(str(folder / "model"), artifact_path="model")
+    uri = f"runs:/{run.info.run_id}/model"
+    return str(mlflow.register_model(uri, name, tags={"features.service": SERVICE}).version)
+
+
 def wait_for(predicate: Any, timeout: float, interval: float = 0.05) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

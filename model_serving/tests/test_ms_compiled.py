@@ -62,11 +62,13 @@ def test_identical_to_scikit_learn(params: dict[str, Any]) -> None:
 def test_string_labels_and_positive_class() -> None:
     X, y = data()
     model = HistGradientBoostingClassifier(max_iter=20).fit(X, np.where(y, "yes", "no"))
-    compiled = compile_hgb(model)
-    assert compiled is not None
-    # the classes are ['no', 'yes']: not a recognised positive label -> column 0's complement
-    assert compiled.positive == 0
-    assert np.array_equal(compiled.positive_proba(X[:50]), model.predict_proba(X[:50])[:, 0])
+    # the classes are ['no', 'yes']: the caller says which is positive (the model's declared
+    # class, see test_ms_trusted), never guessed here
+    for positive in (0, 1):
+        compiled = compile_hgb(model, positive)
+        assert compiled is not None and compiled.positive == positive
+        expected = model.predict_proba(X[:50])[:, positive]
+        assert np.array_equal(compiled.positive_proba(X[:50]), expected)
 
 
 def test_refuses_what_it_does_not_handle() -> None:
@@ -85,9 +87,9 @@ def test_refuses_what_it_does_not_handle() -> None:
 def test_the_scorer_uses_it_only_when_enabled_and_identical() -> None:
     X, y = data()
     model = HistGradientBoostingClassifier(max_iter=30).fit(X, y)
-    _, kind = _sklearn_scorer(model, compiled=True)
+    _, kind = _sklearn_scorer(model, 1, compiled=True)
     assert kind == "compiled-hgb"
-    _, kind = _sklearn_scorer(model, compiled=False)
+    _, kind = _sklearn_scorer(model, 1, compiled=False)
     assert kind == "sklearn"
-    _, kind = _sklearn_scorer(LogisticRegression().fit(np.nan_to_num(X), y), compiled=True)
+    _, kind = _sklearn_scorer(LogisticRegression().fit(np.nan_to_num(X), y), 1, compiled=True)
     assert kind == "sklearn"

@@ -132,6 +132,22 @@ def test_redis_down_raises_online_store_error(store: Any) -> None:
         dead.ping()
 
 
+def test_a_corrupt_stored_value_leaves_only_that_driver_out(store: Any) -> None:
+    reader = make_reader(store, SERVICE, "redis", 1.0)
+    assert isinstance(reader, RedisFeatureReader)
+    client = redis.Redis.from_url(REDIS_URL)
+    key = reader.redis_key(12)
+    field = reader.spec.views[0].redis_fields[0]
+    saved = client.hget(key, field)
+    client.hset(key, field, b"\xff\xfe not a protobuf \x00")
+    try:
+        read = reader.read([11, 12, 13])
+    finally:
+        client.hset(key, field, saved)  # type: ignore[arg-type]
+    assert set(read.rows) == {11, 13}
+    assert read.invalid == [12] and read.unknown == [12]  # reported as unknown
+
+
 def test_unknown_feature_service_is_named(store: Any) -> None:
     with pytest.raises(Exception, match="no_such_service"):
         make_reader(store, "no_such_service", "auto", 1.0)

@@ -8,6 +8,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -17,6 +18,7 @@ from ms_fixtures import (
     TcpProxy,
     auth,
     metric_value,
+    register_hostile_model,
     register_model,
     unique_name,
     wait_for,
@@ -293,23 +295,36 @@ def test_no_champion_yet_is_not_ready_then_follows_the_first_promotion(
     assert wait_for(lambda: api.client.get("/health/ready").status_code == 200, 20)
 
 
+@pytest.mark.parametrize("kind", ["unknown_feature_service", "pickle"])
 def test_a_version_that_cannot_be_served_is_refused_and_the_old_one_kept(
     harness: Callable[..., Harness],
     make_settings: SettingsFactory,
     own_model: Callable[..., str],
     mlflow_server: MlflowServer,
+    tmp_path: Path,
+    kind: str,
 ) -> None:
-    """A version whose feature service does not exist fails to load: the champion stays."""
+    """A version whose feature service does not exist fails to load; a version in a format
+    that runs code on load (pickle) is refused before it is read, and never runs: the champion
+    stays."""
     name = own_model()
-    bad = register_model(mlflow_server.url, name, feature_service="no_such_service")
+    marker = tmp_path / "marker"
+    if kind == "pickle":
+        bad, why = register_hostile_model(mlflow_server.url, name, marker, tmp_path), "pickle"
+    else:
+        bad = register_model(mlflow_server.url, name, feature_service="no_such_service")
+        why = "no_such_service"
     api = harness(make_settings(serving_model_name=name, serving_poll_interval_s=0.3))
     MlflowClient(mlflow_server.url, mlflow_server.url).set_registered_model_alias(
         name, "champion", bad
     )
     assert wait_for(lambda: "champion" in api.service.manager.registry.load_errors, 15)
-    assert "no_such_service" in api.service.manager.registry.load_errors["champion"]
+    assert why in api.service.manager.registry.load_errors["champion"]
+    assert not marker.exists()
     assert api.predict([1]).json()["model"]["version"] == "1"
     text = api.client.get("/metrics").text
     assert metric_value(text, "serving_model_loads_total", alias="champion", outcome="failure") >= 1
+    refused = metric_value(text, "serving_model_load_refused_total", reason="format")
+    assert refused >= 1 if kind == "pickle" else refused == 0
     detail: dict[str, Any] = api.client.get("/v1/model", headers=auth()).json()
-    assert "no_such_service" in detail["registry"]["load_errors"]["champion"]
+    assert why in detail["registry"]["load_errors"]["champion"]

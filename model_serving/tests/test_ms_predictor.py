@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -217,6 +218,32 @@ def test_unknown_and_stale_candidates_are_reported_and_left_out(world: World) ->
     labels = {"model_version": "1"}
     assert world.metric("serving_unscorable_drivers_total", reason="unknown", **labels) == 1
     assert world.metric("serving_unscorable_drivers_total", reason="stale", **labels) == 1
+
+
+def test_corrupt_or_non_numeric_rows_are_left_out_like_unknown_ones(world: World) -> None:
+    world.reader.rows[5] = (["lots", 4.0, 0.5], NOW - 60)  # a string where a number belongs
+    world.reader.rows[6] = ([20, 4.0, b"\x00\xff"], NOW - 60)  # type: ignore[list-item]
+    answer = world.predictor.predict(world.predictor.route("r"), [5, 1, 6])
+    assert [s["driver_id"] for s in answer["scores"]] == [1]
+    assert answer["unknown_driver_ids"] == [5, 6]
+    labels = {"model_version": "1"}
+    assert world.metric("serving_unscorable_drivers_total", reason="invalid", **labels) == 2
+    [event] = world.sink.events()
+    assert isinstance(event, events.PredictionEvent) and event.unknown_driver_ids == [5, 6]
+
+
+def test_a_missing_value_is_left_out_only_for_a_model_that_refuses_nan(world: World) -> None:
+    world.reader.rows[7] = ([None, 4.0, 0.5], NOW - 60)  # trips missing
+    answer = world.predictor.predict(world.predictor.route("r"), [7, 1])
+    assert {s["driver_id"] for s in answer["scores"]} == {1, 7}  # NaN is fine for this one
+    strict = replace(world.champion, accepts_missing=False)
+    world.models.state = ServingState(champion=strict)
+    answer = world.predictor.predict(world.predictor.route("r2"), [7, 1])
+    assert [s["driver_id"] for s in answer["scores"]] == [1]
+    assert answer["unknown_driver_ids"] == [7]
+    with pytest.raises(NoScorableCandidates) as caught:
+        world.predictor.predict(world.predictor.route("r3"), [7])
+    assert caught.value.details == {"unknown_driver_ids": [7], "stale_driver_ids": []}
 
 
 def test_no_scorable_candidate_names_them_and_emits_nothing(world: World) -> None:

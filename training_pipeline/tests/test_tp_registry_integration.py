@@ -96,6 +96,9 @@ def test_first_model_becomes_champion_with_full_lineage(
     assert info.signature.inputs.input_names() == manifest["feature_columns"]
     assert info.flavors["python_function"]["predict_fn"] == "predict_proba"
     assert info.saved_input_example_info is not None
+    # the format serving loads (skops, no code run on load) and the declared positive class
+    assert info.flavors["sklearn"]["serialization_format"] == "skops"
+    assert info.metadata == {"positive_class": "True"}
     reqs = mlflow.pyfunc.get_model_dependencies(f"models:/{settings.model_name}/1")
     requirements = Path(reqs).read_text()
     assert "scikit-learn==" in requirements and "skops==" in requirements

@@ -57,9 +57,10 @@ class CompiledHGB:
         return np.asarray(p if self.positive == 1 else 1.0 - p, dtype=np.float64)
 
 
-def compile_hgb(estimator: Any) -> CompiledHGB | None:
+def compile_hgb(estimator: Any, positive: int = 1) -> CompiledHGB | None:
     """The compiled form of a fitted binary HistGradientBoostingClassifier; None for anything
-    else (other estimators, multiclass, categorical features)."""
+    else (other estimators, multiclass, categorical features). ``positive``: the positive
+    class's column in ``predict_proba`` (the caller's, from the model's declared classes)."""
     from sklearn.ensemble import HistGradientBoostingClassifier
 
     if type(estimator) is not HistGradientBoostingClassifier:
@@ -105,7 +106,7 @@ def compile_hgb(estimator: Any) -> CompiledHGB | None:
         depth=depth,
         baseline=float(baseline[0]),
         n_features=int(estimator.n_features_in_),
-        positive=1 if classes[1] in (1, True, "1", "True", "true") else 0,
+        positive=positive,
     )
 
 

@@ -87,8 +87,19 @@ class FeatureRead:
     rows: dict[int, list[FeatureValue]] = field(default_factory=dict)
     #: scorable candidates -> event time of their oldest view row (unix seconds)
     times: dict[int, float] = field(default_factory=dict)
+    #: no row, or (also in ``invalid``) a row that cannot be model input
     unknown: list[int] = field(default_factory=list)
     stale: list[int] = field(default_factory=list)
+    #: rows left out for their values: corrupt in the store, not a number, or missing for a
+    #: model that refuses NaN (reported as unknown, counted apart)
+    invalid: list[int] = field(default_factory=list)
+
+    def leave_out(self, entity: int) -> None:
+        """Report ``entity`` as unknown for its values (``invalid``), out of ``rows``."""
+        self.rows.pop(entity, None)
+        self.times.pop(entity, None)
+        self.unknown.append(entity)
+        self.invalid.append(entity)
 
 
 def service_spec(store: Any, service_name: str) -> ServiceSpec:
@@ -257,14 +268,18 @@ class RedisFeatureReader(FeatureReader):
         for i, entity in enumerate(ids):
             values: list[FeatureValue] = []
             times: list[float | None] = []
-            for reply in replies[i * n_views : (i + 1) * n_views]:
-                *raw_values, raw_ts = reply
-                values.extend(_value(parse_value(raw)) if raw else None for raw in raw_values)
-                if raw_ts:
-                    stamp = parse_ts(raw_ts)
-                    times.append(stamp.seconds + stamp.nanos / 1e9)
-                else:
-                    times.append(None)
+            try:
+                for reply in replies[i * n_views : (i + 1) * n_views]:
+                    *raw_values, raw_ts = reply
+                    values.extend(_value(parse_value(raw)) if raw else None for raw in raw_values)
+                    if raw_ts:
+                        stamp = parse_ts(raw_ts)
+                        times.append(stamp.seconds + stamp.nanos / 1e9)
+                    else:
+                        times.append(None)
+            except Exception:
+                out.leave_out(entity)
+                continue
             self._classify(out, entity, values, times, now)
         return out
 

@@ -37,6 +37,7 @@ from model_serving.metrics import ServingMetrics
 from model_serving.models import (
     LoadedModel,
     ModelLoadError,
+    ModelRefused,
     fetch_version,
     load_version,
     prune_cache,
@@ -230,7 +231,7 @@ class ModelManager:
                 )
             )
         except (ModelLoadError, RegistryUnavailable) as exc:
-            self._load_failed(role, version, source, str(exc))
+            self._load_failed(role, version, source, str(exc), exc)
             return None
         except Exception as exc:
             log.exception("unexpected error loading %s v%s", self.name, version)
@@ -253,8 +254,13 @@ class ModelManager:
         )
         return model
 
-    def _load_failed(self, role: str, version: str, source: str, message: str) -> None:
+    def _load_failed(
+        self, role: str, version: str, source: str, message: str, exc: Exception | None = None
+    ) -> None:
         self.metrics.model_loads.labels(role, source, "failure").inc()
+        if isinstance(exc, ModelRefused):
+            self.metrics.model_load_refused.labels(exc.reason).inc()
+            message = f"refused ({exc.reason}): {message}"
         self.registry.load_errors[role] = f"v{version}: {message}"
         log.error(
             "cannot load %s v%s as %s (keeping what is served): %s",
@@ -285,7 +291,7 @@ class ModelManager:
                 )
             )
         except Exception as exc:
-            self._load_failed("champion", path.name, "cache", str(exc))
+            self._load_failed("champion", path.name, "cache", str(exc), exc)
             return
         self.metrics.model_loads.labels("champion", "cache", "success").inc()
         self.metrics.model_load_latency.labels("champion").observe(time.perf_counter() - began)

@@ -109,9 +109,15 @@ class ServingMetrics:
         )
         self.unscorable = m.counter(
             "serving_unscorable_drivers_total",
-            "Candidates left out of a ranking: unknown to the online store or stale (older than "
-            "the feature view's TTL)",
+            "Candidates left out of a ranking: unknown to the online store, stale (older than "
+            "the feature view's TTL) or invalid (corrupt, non-numeric or missing values the model "
+            "does not accept)",
             labels=("reason", "model_version"),
+        )
+        self.feature_read_timeouts = m.counter(
+            "serving_feature_read_timeouts_total",
+            "Predict requests answered 503 because the online store did not answer within "
+            "SERVING_FEATURE_READ_TIMEOUT_S",
         )
         self.no_scorable = m.counter(
             "serving_no_scorable_candidates_total",
@@ -157,6 +163,12 @@ class ServingMetrics:
             "serving_model_loads_total",
             "Model loads by alias, source (registry or cache) and outcome (success or failure)",
             labels=("alias", "source", "outcome"),
+        )
+        self.model_load_refused = m.counter(
+            "serving_model_load_refused_total",
+            "Model versions refused at load: format (not skops), untrusted_type (outside the "
+            "allowlist), signature (does not fit the estimator), positive_class",
+            labels=("reason",),
         )
         self.model_load_latency = m.histogram(
             "serving_model_load_duration_seconds",
@@ -265,4 +277,5 @@ class VersionMetrics:
         self.scores = m.scores.labels(model_version)
         self.unknown = m.unscorable.labels("unknown", model_version)
         self.stale = m.unscorable.labels("stale", model_version)
+        self.invalid = m.unscorable.labels("invalid", model_version)
         self.no_scorable = m.no_scorable.labels(model_version)

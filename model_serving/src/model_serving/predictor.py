@@ -22,11 +22,13 @@ from datetime import UTC, datetime
 from functools import partial
 from typing import Any, Protocol, TypedDict
 
+import anyio
+import anyio.to_thread
 from prometheus_client import Histogram
 
 from mlops_common.events import serving as events
 from model_serving.answers import AnswerMemory, ModelRef, model_ref
-from model_serving.features import FeatureRead, FeatureReader, OnlineStoreError
+from model_serving.features import FeatureRead, FeatureReader, FeatureValue, OnlineStoreError
 from model_serving.lifecycle import ServingState
 from model_serving.metrics import ServingMetrics, VersionMetrics
 from model_serving.models import LoadedModel
@@ -37,6 +39,28 @@ from model_serving.sink import EventSubmitter
 log = logging.getLogger("model_serving.predictor")
 
 Ranking = list[tuple[int, float]]
+#: feature value types a model takes (bool is an int to numpy too)
+NUMBER_TYPES = (int, float, bool)
+
+
+def usable(values: list[FeatureValue], accepts_missing: bool) -> bool:
+    """Whether a candidate's model inputs can be scored: numbers, or missing (None, NaN) for a
+    model that accepts NaN."""
+    for value in values:
+        if value is None or (type(value) is float and value != value):
+            if not accepts_missing:
+                return False
+        elif type(value) not in NUMBER_TYPES:
+            return False
+    return True
+
+
+def screen(read: FeatureRead, model: LoadedModel) -> None:
+    """Leave out (as unknown, counted as invalid) the rows ``model`` cannot score."""
+    positions, accepts_missing = model.positions, model.accepts_missing
+    for entity, row in list(read.rows.items()):
+        if not usable([row[p] for p in positions], accepts_missing):
+            read.leave_out(entity)
 
 
 def canary_bucket(request_id: str) -> int:
@@ -96,6 +120,18 @@ class Traffic:
     @classmethod
     def from_settings(cls, settings: ServingSettings) -> Traffic:
         return cls(settings.serving_canary_percent, settings.serving_shadow)
+
+
+@dataclass(frozen=True)
+class ReadLimits:
+    """How long a request waits for its features, and how many reads run at once."""
+
+    timeout_s: float = 0.08
+    threads: int = 8
+
+    @classmethod
+    def from_settings(cls, settings: ServingSettings) -> ReadLimits:
+        return cls(settings.serving_feature_read_timeout_s, settings.serving_feature_read_threads)
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,8 +221,11 @@ class Predictor:
         shadow: ShadowScorer,
         answers: AnswerMemory,
         traffic: Traffic,
+        limits: ReadLimits | None = None,
     ) -> None:
         self._models = models
+        self._limits = limits or ReadLimits()
+        self._limiter: anyio.CapacityLimiter | None = None
         self._metrics = metrics
         self._sink = sink
         self._shadow = shadow
@@ -214,10 +253,37 @@ class Predictor:
         return Routing(request_id, model, shadow, began, client)
 
     def predict(self, routing: Routing, ids: list[int]) -> PredictAnswer:
-        """Rank ``ids`` (unique) with the routed model, best first."""
+        """Rank ``ids`` (unique) with the routed model, best first (the read in this thread)."""
         model = routing.model
         per_version = self._metrics.version(model.version, model.alias)
-        read = self._read(model.reader, ids, per_version)
+        read = self._read(model, ids, per_version, self._fetch(model.reader, ids))
+        return self._answer(routing, ids, read, per_version)
+
+    async def predict_async(self, routing: Routing, ids: list[int]) -> PredictAnswer:
+        """``predict`` for the event loop: the read runs in a bounded thread pool and has a
+        deadline; past it, ``OnlineStoreUnavailable`` (the thread finishes on its own, within
+        the store's socket timeout)."""
+        model = routing.model
+        per_version = self._metrics.version(model.version, model.alias)
+        if self._limiter is None:
+            self._limiter = anyio.CapacityLimiter(self._limits.threads)
+        try:
+            with anyio.fail_after(self._limits.timeout_s):
+                fetched = await anyio.to_thread.run_sync(
+                    self._fetch, model.reader, ids, limiter=self._limiter, abandon_on_cancel=True
+                )
+        except TimeoutError:
+            self._metrics.feature_read_timeouts.inc()
+            raise OnlineStoreUnavailable(
+                f"online store did not answer within {self._limits.timeout_s}s"
+            ) from None
+        read = self._read(model, ids, per_version, fetched)
+        return self._answer(routing, ids, read, per_version)
+
+    def _answer(
+        self, routing: Routing, ids: list[int], read: FeatureRead, per_version: VersionMetrics
+    ) -> PredictAnswer:
+        model = routing.model
         scored = [i for i in ids if i in read.rows] if len(read.rows) < len(ids) else ids
         ranking = self._rank(model, scored, read, per_version)
         ref = model_ref(model)
@@ -238,17 +304,30 @@ class Predictor:
         return answer
 
     # --- the steps ------------------------------------------------------------------------
-    def _read(
-        self, reader: FeatureReader, ids: list[int], per_version: VersionMetrics
-    ) -> FeatureRead:
+    @staticmethod
+    def _fetch(reader: FeatureReader, ids: list[int]) -> tuple[FeatureRead, float]:
+        """The read and its duration (blocking I/O)."""
         began = time.perf_counter()
         try:
             read = reader.read(ids)
         except OnlineStoreError as exc:
             raise OnlineStoreUnavailable(str(exc)) from None
-        self._read_histogram(reader.kind).observe(time.perf_counter() - began)
-        if read.unknown:
-            per_version.unknown.inc(len(read.unknown))
+        return read, time.perf_counter() - began
+
+    def _read(
+        self,
+        model: LoadedModel,
+        ids: list[int],
+        per_version: VersionMetrics,
+        fetched: tuple[FeatureRead, float],
+    ) -> FeatureRead:
+        read, seconds = fetched
+        self._read_histogram(model.reader.kind).observe(seconds)
+        screen(read, model)
+        if read.invalid:
+            per_version.invalid.inc(len(read.invalid))
+        if len(read.unknown) > len(read.invalid):
+            per_version.unknown.inc(len(read.unknown) - len(read.invalid))
         if read.stale:
             per_version.stale.inc(len(read.stale))
         self._metrics.candidates.observe(len(ids))
@@ -256,8 +335,8 @@ class Predictor:
             per_version.no_scorable.inc()
             raise NoScorableCandidates(
                 f"none of the {len(ids)} candidates can be scored: "
-                f"{len(read.unknown)} unknown to the online store, {len(read.stale)} with "
-                "features older than the feature view's TTL",
+                f"{len(read.unknown)} unknown to the online store or with values the model "
+                f"cannot take, {len(read.stale)} with features older than the feature view's TTL",
                 {"unknown_driver_ids": read.unknown, "stale_driver_ids": read.stale},
             )
         return read

@@ -191,7 +191,7 @@ class ServedModel(BaseModel):
     flavor: str
     scorer: str = Field(
         description="What computes the scores: compiled-hgb (vectorised, "
-        "checked identical at load), sklearn or pyfunc"
+        "checked identical at load) or sklearn"
     )
     feature_service: str
     input_columns: list[str]

@@ -14,7 +14,7 @@ from model_serving.feedback import FeedbackRecorder
 from model_serving.keys import KeyRing, KeyStore
 from model_serving.lifecycle import ModelManager
 from model_serving.metrics import ServingMetrics
-from model_serving.predictor import Predictor, Traffic
+from model_serving.predictor import Predictor, ReadLimits, Traffic
 from model_serving.readiness import Readiness
 from model_serving.settings import ServingSettings
 from model_serving.shadow import ShadowScorer
@@ -45,6 +45,7 @@ class ServingService:
             self.shadow,
             self.answers,
             Traffic.from_settings(s),
+            ReadLimits.from_settings(s),
         )
         self.feedback = FeedbackRecorder(self.answers, self.metrics, self.sink)
         self.readiness = Readiness(s, self.manager.registry, self.sink)

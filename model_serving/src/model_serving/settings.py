@@ -69,6 +69,11 @@ class ServingSettings(FeatureStoreSettings):
     serving_feature_reader: FeatureReaderKind = "auto"
     #: socket timeout of the online store reads, seconds
     serving_online_store_timeout_s: float = Field(default=0.5, gt=0, le=30)
+    #: deadline of a request's feature read (waiting for a read thread included), seconds:
+    #: past it the answer is a 503 with Retry-After
+    serving_feature_read_timeout_s: float = Field(default=0.08, gt=0, le=30)
+    #: threads reading the online store (the event loop never waits on a socket)
+    serving_feature_read_threads: int = Field(default=8, ge=1, le=64)
 
     # --- events ----------------------------------------------------------------------------
     #: Redis of the event streams (empty: MLOPS_REDIS_URL, else the online store's Redis)

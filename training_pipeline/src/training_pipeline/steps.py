@@ -310,6 +310,19 @@ def _skops_trusted_types(model: Any) -> tuple[list[str], int]:
     return list(sio.get_untrusted_types(data=blob)), len(blob)
 
 
+#: the MLmodel metadata key serving reads the positive class from (it never guesses it)
+POSITIVE_CLASS_KEY = "positive_class"
+
+
+def _positive_class(model: Any) -> str:
+    """The class ``predict_proba`` column 1 stands for: the label is a boolean, True positive
+    (what evaluation scores and the gate compares)."""
+    classes = [bool(c) for c in getattr(model, "classes_", [])]
+    if classes != [False, True]:
+        raise ValueError(f"expected the classes [False, True], the model has {classes}")
+    return str(True)
+
+
 def _pip_requirements() -> list[str]:
     from importlib.metadata import version
 
@@ -483,6 +496,7 @@ def register(run_dir: Path, settings: TrainingSettings | None = None) -> dict[st
                 pyfunc_predict_fn="predict_proba",
                 serialization_format=mlflow.sklearn.SERIALIZATION_FORMAT_SKOPS,
                 skops_trusted_types=trusted,
+                metadata={POSITIVE_CLASS_KEY: _positive_class(model)},
             )
         reference_tags = _log_reference(rd, settings, model, test_set, columns)
         tags.update(reference_tags)

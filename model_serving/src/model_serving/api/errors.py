@@ -32,6 +32,8 @@ PREDICTION_STATUS: dict[type[PredictionError], int] = {
     NoScorableCandidates: 409,
     ModelFailed: 503,
 }
+#: seconds a client waits before asking again after a 503 (store down, no model yet)
+RETRY_AFTER_S = "1"
 HTTP_ERROR_CODES = {
     404: "not_found",
     405: "method_not_allowed",
@@ -107,12 +109,14 @@ async def http_error(request: Request, exc: StarletteHTTPException) -> JSONRespo
 
 
 async def prediction_error(request: Request, exc: PredictionError) -> JSONResponse:
+    status = PREDICTION_STATUS.get(type(exc), 500)
     return error_response(
-        PREDICTION_STATUS.get(type(exc), 500),
+        status,
         exc.code,
         exc.message,
         answer_request_id(request.scope),
         exc.details,
+        headers={"Retry-After": RETRY_AFTER_S} if status == 503 else None,
     )
 
 

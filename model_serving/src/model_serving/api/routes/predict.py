@@ -30,7 +30,8 @@ RESPONSES: dict[int | str, dict[str, Any]] = {
     },
     503: {
         "model": ErrorResponse,
-        "description": "No model loaded yet, or the online store is down",
+        "description": "No model loaded yet, or the online store is down or did not answer "
+        "within SERVING_FEATURE_READ_TIMEOUT_S (with Retry-After)",
     },
 }
 
@@ -54,6 +55,6 @@ def predict_router(auth: ApiKeyAuth, predictor: Predictor, max_candidates: int) 
         request_id: str = body.request_id or scope[REQUEST_ID]  # type: ignore[attr-defined]
         routing = predictor.route(request_id, client_name(scope))
         answered(scope, request_id, routing.model.version)
-        return JSONResponse(predictor.predict(routing, body.driver_ids))  # type: ignore[attr-defined]
+        return JSONResponse(await predictor.predict_async(routing, body.driver_ids))  # type: ignore[attr-defined]
 
     return router
