@@ -10,6 +10,7 @@ from pathlib import Path
 from mlops_common.postgres import database_url, ensure_database
 from mlops_platform.launcher.health import airflow_probe
 from mlops_platform.launcher.paths import COMPONENT_DAG_FOLDERS, REPO_ROOT
+from mlops_platform.launcher.private import write_private
 from mlops_platform.launcher.services.base import Check, Context, Program, Service
 
 LOCAL_BUNDLE = "airflow.dag_processing.bundles.local.LocalDagBundle"
@@ -93,7 +94,7 @@ class AirflowService(Service):
             capture_output=True,
             text=True,
         )
-        (home / "db-migrate.log").write_text(result.stdout + result.stderr)
+        write_private(home / "db-migrate.log", result.stdout + result.stderr)
         if result.returncode != 0:
             tail = "\n".join((result.stdout + result.stderr).splitlines()[-15:])
             raise RuntimeError(f"airflow db migrate failed (exit {result.returncode}):\n{tail}")
