@@ -17,9 +17,11 @@ from typing import Any, cast
 from supervisor.xmlrpc import SupervisorTransport
 
 from mlops_platform.launcher.private import write_private
+from mlops_platform.launcher.reaper import EVENTS as REAPER_EVENTS
 from mlops_platform.launcher.services.base import Program
 
 RUNNING_STATES = {"RUNNING"}
+REAPER = "mlops_platform.launcher.reaper"
 
 
 @dataclass(frozen=True)
@@ -70,6 +72,13 @@ class Supervisor:
                     "",
                     "[supervisorctl]",
                     f"serverurl=unix://{self._escape(str(self.socket))}",
+                    "",
+                    # kills what a dead program left behind (mlops_platform.launcher.reaper)
+                    "[eventlistener:mlops-reaper]",
+                    f"command={self._escape(shlex.join([sys.executable, '-m', REAPER]))}",
+                    f"events={REAPER_EVENTS}",
+                    "autorestart=true",
+                    f"stderr_logfile={self._escape(str(self.logs_dir / 'reaper.log'))}",
                     "",
                     "[include]",
                     f"files={self._escape(str(self.programs_dir))}/*.conf",
