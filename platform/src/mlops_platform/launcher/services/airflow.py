@@ -14,6 +14,7 @@ from mlops_platform.launcher.private import write_private
 from mlops_platform.launcher.services.base import Check, Context, Program, Service
 
 LOCAL_BUNDLE = "airflow.dag_processing.bundles.local.LocalDagBundle"
+STATSD_CLIENT = "mlops_platform.observability.statsd.client.BoundStatsClient"
 
 
 def dag_bundles(repo_root: Path = REPO_ROOT) -> list[dict[str, object]]:
@@ -67,6 +68,8 @@ class AirflowService(Service):
             "AIRFLOW__METRICS__STATSD_HOST": s.mlops_bind_host,
             "AIRFLOW__METRICS__STATSD_PORT": str(s.statsd_port),
             "AIRFLOW__METRICS__STATSD_PREFIX": "airflow",
+            # sends from the loopback address, not a socket bound to 0.0.0.0
+            "AIRFLOW__METRICS__STATSD_CUSTOM_CLIENT_PATH": STATSD_CLIENT,
             # health comes from the api-server's /api/v2/monitor/health: no extra listener
             "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "False",
         }
