@@ -25,10 +25,10 @@ def backends(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[tuple[PrivateRedis, PrivatePostgres]]:
     root = tmp_path_factory.mktemp("fault-backends")
-    store, pg = PrivateRedis(root / "redis"), PrivatePostgres(root)
-    store.start()
-    pg.start()
+    store, pg = PrivateRedis(root / "redis"), PrivatePostgres()
     try:
+        store.start()
+        pg.start()
         yield store, pg
     finally:
         store.stop()

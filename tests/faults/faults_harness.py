@@ -8,7 +8,9 @@ from __future__ import annotations
 import glob
 import json
 import os
+import shutil
 import subprocess
+import tempfile
 import threading
 import time
 import uuid
@@ -27,35 +29,39 @@ DRIVERS = [1001, 1002, 1003, 1004, 1005]
 
 
 class PrivatePostgres:
-    """A PostgreSQL cluster of the suite's own (initdb in a temp folder, trust, a free port)."""
+    """A PostgreSQL cluster of the suite's own (initdb in a temp folder, trust, a free port).
 
-    def __init__(self, root: Path) -> None:
+    As root, the cluster belongs to the `postgres` user (initdb refuses root) and lives in a
+    folder of its own under the system's temp folder (pytest's is private to root)."""
+
+    def __init__(self) -> None:
         found = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"))
         if not found:
             raise RuntimeError("PostgreSQL is not installed (/usr/lib/postgresql/*/bin)")
         self.bin = Path(found[-1]).parent
-        self.data = root / "pgdata"
+        self.root = Path(tempfile.mkdtemp(prefix="mlops-faults-pg-"))
+        self.data = self.root / "pgdata"
         self.port = free_port()
+        self.user: list[str] = []
+        if os.geteuid() == 0:
+            shutil.chown(self.root, "postgres", "postgres")
+            self.user = ["runuser", "-u", "postgres", "--"]
+
+    def _run(self, *args: str) -> None:
+        subprocess.run([*self.user, *args], check=True, capture_output=True, cwd=self.root)
 
     @property
     def url(self) -> str:
         return f"postgresql://postgres@127.0.0.1:{self.port}"
 
     def _ctl(self, *args: str) -> None:
-        log = str(self.data.parent / "postgres.log")
-        subprocess.run(
-            [str(self.bin / "pg_ctl"), "-D", str(self.data), "-l", log, "-w", *args],
-            check=True,
-            capture_output=True,
-        )
+        log = str(self.root / "postgres.log")
+        self._run(str(self.bin / "pg_ctl"), "-D", str(self.data), "-l", log, "-w", *args)
 
     def start(self) -> None:
         if not self.data.exists():
-            subprocess.run(
-                [str(self.bin / "initdb"), "-D", str(self.data), "-U", "postgres", "-A", "trust"],
-                check=True,
-                capture_output=True,
-            )
+            initdb = str(self.bin / "initdb")
+            self._run(initdb, "-D", str(self.data), "-U", "postgres", "-A", "trust")
         opts = f"-p {self.port} -k {self.data} -c listen_addresses=127.0.0.1"
         self._ctl("-o", opts, "start")
 
@@ -64,7 +70,9 @@ class PrivatePostgres:
         self._ctl("-m", "fast", "-o", opts, "restart")
 
     def stop(self) -> None:
-        self._ctl("-m", "fast", "stop")
+        if (self.data / "postmaster.pid").exists():
+            self._ctl("-m", "fast", "stop")
+        shutil.rmtree(self.root, ignore_errors=True)
 
 
 @dataclass
