@@ -17,6 +17,7 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import cast
 
 import httpx
 import psutil
@@ -144,7 +145,8 @@ class Load:
 def stream_ids(client: redis.Redis, stream: str) -> dict[str, int]:
     """request id -> how many entries of `stream` carry it (the suite's own ids only)."""
     counts: dict[str, int] = {}
-    for _, fields in client.xrange(stream):
+    entries = cast(list[tuple[bytes, dict[bytes, bytes]]], client.xrange(stream))
+    for _, fields in entries:
         rid = json.loads(fields[b"data"]).get("request_id", "")
         if rid.startswith("faults-"):
             counts[rid] = counts.get(rid, 0) + 1
