@@ -14,11 +14,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
-import psycopg2
 import pytest
 from sqlalchemy.engine import make_url
 
-from mlops_testing.stack import Stack, postgres_server_url
+from mlops_testing.stack import Stack, drop_databases, postgres_server_url
 
 pytestmark = pytest.mark.integration
 
@@ -28,18 +27,6 @@ DB_PASSWORD = f"pw-{uuid.uuid4().hex}"
 
 def _server_with_password() -> str:
     return make_url(postgres_server_url()).set(password=DB_PASSWORD).render_as_string(False)
-
-
-def _drop(names: list[str]) -> None:
-    server = make_url(postgres_server_url())
-    conn = psycopg2.connect(
-        host=server.host, port=server.port or 5432, user=server.username, dbname="postgres"
-    )
-    conn.autocommit = True
-    with conn.cursor() as cur:
-        for name in names:
-            cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    conn.close()
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +42,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         yield stack
     finally:
         stack.down()
-        _drop([f"{prefix}_mlflow"])
+        drop_databases([f"{prefix}_mlflow"])
 
 
 def secret_values(env_file: Path) -> dict[str, str]:

@@ -106,23 +106,23 @@ def kill_and_recover(
     return began, recovery
 
 
-@pytest.mark.parametrize(
-    ("program", "port", "route"),
-    [
-        ("serving", "SERVING_PORT", "/health/ready"),
-        ("stream-consumer", "", ""),
-        ("monitoring", "MONITORING_PORT", "/health/live"),
-        ("mlflow", "MLFLOW_PORT", "/health"),
-    ],
-)
+# program -> (port setting, health route) that says it is back; the consumer has none
+PROBES = {
+    "serving": ("SERVING_PORT", "/health/ready"),
+    "stream-consumer": ("", ""),
+    "monitoring": ("MONITORING_PORT", "/health/live"),
+    "mlflow": ("MLFLOW_PORT", "/health"),
+}
+
+
+@pytest.mark.parametrize("program", list(PROBES))
 def test_kill_9(
     platform: Stack,
     load: Load,
     backends: tuple[PrivateRedis, PrivatePostgres],
     program: str,
-    port: str,
-    route: str,
 ) -> None:
+    port, route = PROBES[program]
     versions = model_versions(platform)
     url = f"{platform.url(port)}{route}" if port else ""
     began, recovery = kill_and_recover(
