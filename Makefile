@@ -7,7 +7,7 @@ MYPY_PATHS := common/src platform/src data_pipeline/src training_pipeline/src mo
 PYTEST_PATHS := common/tests platform/tests data_pipeline/tests training_pipeline/tests model_serving/tests \
 	monitoring_service/tests stream_emitting/tests example_project/tests tests
 
-.PHONY: help setup up down status test test-fast fuzz e2e lint lint-mypy k8s-check format ci-local deploy-dry-run clean-data \
+.PHONY: help setup up down status test test-fast fuzz e2e faults lint lint-mypy k8s-check format ci-local deploy-dry-run clean-data \
 	bench-serving bench-stream bench-monitoring engine engine-down engine-status airgap-images
 
 help: ## list the targets
@@ -40,10 +40,10 @@ airgap-images: engine ## build the Debian base, Python base and service stand-in
 	./run.sh engine images
 
 test: setup ## run the whole default test suite (unit + integration against real services)
-	@$(UV_RUN) pytest $(wildcard $(PYTEST_PATHS)) -m "not slow"
+	@$(UV_RUN) pytest $(wildcard $(PYTEST_PATHS)) -m "not slow and not faults"
 
 test-fast: setup ## unit tests only (no processes started, no databases)
-	@$(UV_RUN) pytest $(wildcard $(PYTEST_PATHS)) -m "not slow and not integration"
+	@$(UV_RUN) pytest $(wildcard $(PYTEST_PATHS)) -m "not slow and not integration and not faults"
 
 fuzz: setup ## schemathesis (every check, up to 500 examples per operation and phase) and hostile bodies against both APIs
 	@rm -rf .mlops/fuzz
@@ -53,6 +53,9 @@ fuzz: setup ## schemathesis (every check, up to 500 examples per operation and p
 
 e2e: setup ## the closed loop end to end on the local runtime (about 12 minutes; tests/e2e)
 	@$(UV_RUN) pytest tests/e2e -m slow -s
+
+faults: setup ## kill -9, Redis stop, full event sink, PostgreSQL restart under load (tests/faults)
+	@$(UV_RUN) pytest tests/faults -m faults -p no:cacheprovider
 
 bench-serving: setup ## serving benchmark: this API vs mlflow models serve vs the in-process floor
 	@command -v hey >/dev/null || echo "note: the Debian package hey gives the throughput load (else a Python client)"

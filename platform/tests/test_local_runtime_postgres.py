@@ -13,6 +13,7 @@ from sqlalchemy.engine import make_url
 from mlops_testing.stack import (
     Stack,
     airflow_token,
+    drop_databases,
     get_json,
     postgres_server_url,
     redis_server_url,
@@ -43,15 +44,6 @@ def _tables(database: str) -> set[str]:
         conn.close()
 
 
-def _drop(databases: list[str]) -> None:
-    conn = _connect("postgres")
-    conn.autocommit = True
-    with conn.cursor() as cur:
-        for name in databases:
-            cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    conn.close()
-
-
 @pytest.fixture(scope="module")
 def pg_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Stack, str]]:
     prefix = f"mlops_test_{uuid.uuid4().hex[:8]}"
@@ -70,7 +62,7 @@ def pg_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Stack, 
         yield stack, prefix
     finally:
         stack.down()
-        _drop([f"{prefix}_airflow", f"{prefix}_mlflow"])
+        drop_databases([f"{prefix}_airflow", f"{prefix}_mlflow"])
 
 
 def test_metadata_lives_in_postgres(pg_stack: tuple[Stack, str]) -> None:

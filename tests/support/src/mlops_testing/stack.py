@@ -182,6 +182,26 @@ def postgres_server_url() -> str:
     return os.environ.get("MLOPS_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432")
 
 
+def drop_databases(names: list[str], server: str | None = None) -> None:
+    """Drop the databases `names` (and their connections) on `server` (default: the tests')."""
+    import psycopg2
+    from sqlalchemy.engine import make_url
+
+    url = make_url(server or postgres_server_url())
+    conn = psycopg2.connect(
+        host=url.host,
+        port=url.port or 5432,
+        user=url.username,
+        password=url.password,
+        dbname="postgres",
+    )
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        for name in names:
+            cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    conn.close()
+
+
 def redis_server_url() -> str:
     """The Redis server tests may use (with their own key prefixes)."""
     return os.environ.get("MLOPS_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")

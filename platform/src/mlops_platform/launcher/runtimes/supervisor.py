@@ -16,9 +16,12 @@ from typing import Any, cast
 
 from supervisor.xmlrpc import SupervisorTransport
 
+from mlops_platform.launcher.private import write_private
+from mlops_platform.launcher.reaper import EVENTS as REAPER_EVENTS
 from mlops_platform.launcher.services.base import Program
 
 RUNNING_STATES = {"RUNNING"}
+REAPER = "mlops_platform.launcher.reaper"
 
 
 @dataclass(frozen=True)
@@ -47,8 +50,10 @@ class Supervisor:
     def _write_main_conf(self) -> None:
         for path in (self.root, self.programs_dir, self.env_dir, self.logs_dir):
             path.mkdir(parents=True, exist_ok=True)
+        self.root.chmod(0o700)
         self.env_dir.chmod(0o700)
-        self.conf.write_text(
+        write_private(
+            self.conf,
             "\n".join(
                 [
                     "[unix_http_server]",
@@ -68,11 +73,18 @@ class Supervisor:
                     "[supervisorctl]",
                     f"serverurl=unix://{self._escape(str(self.socket))}",
                     "",
+                    # kills what a dead program left behind (mlops_platform.launcher.reaper)
+                    "[eventlistener:mlops-reaper]",
+                    f"command={self._escape(shlex.join([sys.executable, '-m', REAPER]))}",
+                    f"events={REAPER_EVENTS}",
+                    "autorestart=true",
+                    f"stderr_logfile={self._escape(str(self.logs_dir / 'reaper.log'))}",
+                    "",
                     "[include]",
                     f"files={self._escape(str(self.programs_dir))}/*.conf",
                     "",
                 ]
-            )
+            ),
         )
 
     def daemon_pid(self) -> int | None:
@@ -166,14 +178,12 @@ class Supervisor:
             env_file = self.env_dir / f"{program.name}.json"
             payload = json.dumps({**base_env, **program.environment}, sort_keys=True, indent=1)
             if not env_file.exists() or env_file.read_text() != payload:
-                fd = os.open(env_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-                with os.fdopen(fd, "w") as handle:
-                    handle.write(payload)
+                write_private(env_file, payload)
                 changed = True
         text = self.render_group(group, programs, base_env)
         path = self.program_file(group)
         if not path.exists() or path.read_text() != text:
-            path.write_text(text)
+            write_private(path, text)
             changed = True
         return changed
 

@@ -10,9 +10,11 @@ from pathlib import Path
 from mlops_common.postgres import database_url, ensure_database
 from mlops_platform.launcher.health import airflow_probe
 from mlops_platform.launcher.paths import COMPONENT_DAG_FOLDERS, REPO_ROOT
+from mlops_platform.launcher.private import write_private
 from mlops_platform.launcher.services.base import Check, Context, Program, Service
 
 LOCAL_BUNDLE = "airflow.dag_processing.bundles.local.LocalDagBundle"
+STATSD_CLIENT = "mlops_platform.observability.statsd.client.BoundStatsClient"
 
 
 def dag_bundles(repo_root: Path = REPO_ROOT) -> list[dict[str, object]]:
@@ -66,6 +68,8 @@ class AirflowService(Service):
             "AIRFLOW__METRICS__STATSD_HOST": s.mlops_bind_host,
             "AIRFLOW__METRICS__STATSD_PORT": str(s.statsd_port),
             "AIRFLOW__METRICS__STATSD_PREFIX": "airflow",
+            # sends from the loopback address, not a socket bound to 0.0.0.0
+            "AIRFLOW__METRICS__STATSD_CUSTOM_CLIENT_PATH": STATSD_CLIENT,
             # health comes from the api-server's /api/v2/monitor/health: no extra listener
             "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "False",
         }
@@ -93,7 +97,7 @@ class AirflowService(Service):
             capture_output=True,
             text=True,
         )
-        (home / "db-migrate.log").write_text(result.stdout + result.stderr)
+        write_private(home / "db-migrate.log", result.stdout + result.stderr)
         if result.returncode != 0:
             tail = "\n".join((result.stdout + result.stderr).splitlines()[-15:])
             raise RuntimeError(f"airflow db migrate failed (exit {result.returncode}):\n{tail}")

@@ -42,15 +42,16 @@ class MlflowService(Service):
                     str(s.mlflow_port),
                     "--workers",
                     "1",
-                    "--backend-store-uri",
-                    self.backend_store_uri(ctx),
                     "--serve-artifacts",
                     "--artifacts-destination",
                     str(state / "artifacts"),
                     "--expose-prometheus",
                     str(state / "prometheus"),
                 ],
+                # the store URI carries the PostgreSQL password: environment (0600 env file),
+                # never argv, which every user of the machine can read
                 environment={
+                    "MLFLOW_BACKEND_STORE_URI": self.backend_store_uri(ctx),
                     "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
                     "PROMETHEUS_MULTIPROC_DIR": str(state / "prometheus"),
                 },
