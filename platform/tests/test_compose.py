@@ -471,10 +471,14 @@ def test_grafana_provisioning(services: dict[str, dict[str, Any]]) -> None:
     assert Path(grafana_mounts[path]["source"]) == REPO / "platform/grafana/dashboards"
 
 
+# the one copy: kustomize reads files only under deploy/k8s, compose mounts the same file
+INITDB_SCRIPT = "deploy/k8s/base/files/postgres-initdb.sh"
+
+
 def test_postgres_initdb_is_mounted(services: dict[str, dict[str, Any]]) -> None:
     postgres = services["postgres"]
-    initdb = mounts(postgres)["/docker-entrypoint-initdb.d"]
-    assert Path(initdb["source"]) == REPO / "platform/postgres/initdb"
+    initdb = mounts(postgres)["/docker-entrypoint-initdb.d/10-create-databases.sh"]
+    assert Path(initdb["source"]) == REPO / INITDB_SCRIPT
     assert postgres["environment"]["MLOPS_DATABASE_PREFIX"] == "mlops"
     assert postgres["image"].startswith("postgres:16.")
     assert services["redis"]["image"].startswith("redis:7.")
@@ -519,8 +523,7 @@ def db_prefix() -> Iterator[str]:
 def test_postgres_init_script_creates_the_component_databases(db_prefix: str) -> None:
     """The init script the postgres container runs on first start, against the machine's
     PostgreSQL (the image's entrypoint runs it the same way: psql with POSTGRES_USER/_DB)."""
-    scripts = sorted((REPO / "platform/postgres/initdb").glob("*.sh"))
-    assert scripts
+    scripts = [REPO / INITDB_SCRIPT]
     env = {
         "PATH": os.environ.get("PATH", os.defpath),
         "PGHOST": str(PG_SERVER["host"]),
