@@ -121,7 +121,7 @@ def test_restart_mid_window_loses_no_event_and_counts_none_twice(
         paused.acquire()
         open_now = _open_window(db)
         backlog = len(produced) - _applied(db)
-        if 0 < open_now and open_now + backlog < WINDOW:
+        if open_now > 0 and open_now + backlog < WINDOW:
             return True
         paused.release()
         return False

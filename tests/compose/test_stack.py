@@ -47,7 +47,7 @@ class ComposeStack(Stack):
 
     @property
     def project(self) -> str:
-        return self.extra_env["COMPOSE_PROJECT_NAME"]
+        return str(self.extra_env["COMPOSE_PROJECT_NAME"])
 
     def containers(self, *flags: str) -> list[str]:
         label = f"label=com.docker.compose.project={self.project}"

@@ -153,6 +153,17 @@ class DockerRuntime:
             raise PlatformError(f"docker compose {args[0]} failed with exit code {code}")
         return code
 
+    def last_logs(self, service: Service, lines: int = 20) -> str:
+        """The last log lines of a profile's containers (for an error message)."""
+        result = subprocess.run(
+            [*self._base_command([service]), "logs", "--no-color", "--tail", str(lines)],
+            env=self._env(),
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        return (result.stdout + result.stderr).strip() or "(no log lines)"
+
     def compose_services(self, services: list[Service]) -> list[str]:
         """The compose services of these profiles, less the ones air-gapped mode leaves out."""
         result = subprocess.run(
@@ -213,7 +224,10 @@ class DockerRuntime:
                     check.name, check.probe, service.start_timeout * 2, is_alive=lambda: True
                 )
                 if not health.healthy:
-                    raise PlatformError(f"{service.name} did not become healthy: {health.detail}")
+                    raise PlatformError(
+                        f"{service.name} did not become healthy: {health.detail}\n"
+                        f"its containers' last log lines:\n{self.last_logs(service)}"
+                    )
             if on_healthy is not None:
                 on_healthy(service.name)
         print("\nThe platform is up (docker):")
