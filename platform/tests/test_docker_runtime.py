@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import stat
 import sys
 from pathlib import Path
@@ -24,7 +25,7 @@ from mlops_platform.launcher.settings import LauncherSettings
 
 # Records its arguments (one JSON line per call); `config --services|--images` and `logs` answer
 # like compose; FAKE_FAIL=<subcommand> makes that subcommand exit 3.
-FAKE = """#!{python}
+FAKE = """#!PYTHON
 import json, os, sys
 args = sys.argv[1:]
 with open(os.environ["FAKE_LOG"], "a") as log:
@@ -35,7 +36,13 @@ if os.path.basename(sys.argv[0]) == "docker":
 if os.environ.get("FAKE_FAIL") and os.environ["FAKE_FAIL"] in args:
     print("boom: the build failed", file=sys.stderr)
     sys.exit(3)
-if "config" in args and "--images" in args:
+if "config" in args and "--format" in args:
+    port = os.environ.get("FAKE_PORT")
+    ports = [{"host_ip": "127.0.0.1", "published": port, "target": 6379}] if port else []
+    print(json.dumps({"services": {"redis": {"ports": ports}, "serving": {}}}))
+elif "ps" in args:
+    print(os.environ.get("FAKE_RUNNING", ""))
+elif "config" in args and "--images" in args:
     print("mlops/serving:0.1.0\\nmlops/serving:0.1.0\\nredis:7.4")
 elif "config" in args:
     print("redis\\nserving")
@@ -49,7 +56,7 @@ def fake_bin(tmp_path: Path) -> Path:
     folder.mkdir()
     for name in ("docker-compose", "docker"):
         script = folder / name
-        script.write_text(FAKE.format(python=sys.executable))
+        script.write_text(FAKE.replace("PYTHON", sys.executable, 1))
         script.chmod(script.stat().st_mode | stat.S_IXUSR)
     return folder
 
@@ -79,6 +86,11 @@ def calls(runtime: DockerRuntime) -> list[list[str]]:
     return [json.loads(line) for line in lines]
 
 
+def ups(runtime: DockerRuntime) -> list[list[str]]:
+    """The `compose up` calls (up first asks compose for the config and what runs)."""
+    return [c for c in calls(runtime) if compose_args(c)[:1] == ["up"]]
+
+
 def compose_args(call: list[str]) -> list[str]:
     """The arguments after the common part (project directory, file, env file, profiles)."""
     args = call[1:]
@@ -89,7 +101,7 @@ def compose_args(call: list[str]) -> list[str]:
 
 def test_up_runs_compose_up_with_the_profiles_env_file_and_repo(runtime: DockerRuntime) -> None:
     runtime.up(resolve("serving"), build=False)
-    [call] = calls(runtime)
+    [call] = ups(runtime)
     assert call[0] == "docker-compose"
     assert call[call.index("--project-directory") + 1] == str(REPO_ROOT)
     assert call[call.index("-f") + 1] == str(REPO_ROOT / "docker-compose.yml")
@@ -102,18 +114,18 @@ def test_up_twice_runs_the_same_command(runtime: DockerRuntime) -> None:
     """compose up -d is idempotent: the second up recreates nothing that did not change."""
     runtime.up(resolve("feast"), build=False)
     runtime.up(resolve("feast"), build=False)
-    first, second = calls(runtime)
+    first, second = ups(runtime)
     assert first == second
 
 
 def test_up_with_build(runtime: DockerRuntime) -> None:
     runtime.up(resolve("mlflow"), build=True)
-    assert compose_args(calls(runtime)[0]) == ["up", "-d", "--build"]
+    assert compose_args(ups(runtime)[0]) == ["up", "-d", "--build"]
 
 
 def test_all_passes_every_profile(runtime: DockerRuntime) -> None:
     runtime.up(resolve("all"), build=False)
-    [call] = calls(runtime)
+    [call] = ups(runtime)
     profiles = [call[i + 1] for i, word in enumerate(call) if word == "--profile"]
     assert profiles == [s.name for s in resolve("all")]
 
@@ -168,3 +180,17 @@ def test_the_local_runtime_refuses_build(tmp_path: Path) -> None:
     ctx = Context(settings=LauncherSettings.load(env_file), env_file=env_file)
     with pytest.raises(PlatformError, match="MLOPS_RUNTIME=docker"):
         LocalRuntime(ctx).build(resolve("all"))
+
+
+def test_a_taken_port_refuses_up_before_anything_starts(runtime: DockerRuntime) -> None:
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        runtime.env["FAKE_PORT"] = str(holder.getsockname()[1])
+        with pytest.raises(PlatformError, match=r"nothing started: redis 127\.0\.0\.1:\d+"):
+            runtime.up(resolve("feast"), build=False)
+        assert not ups(runtime)
+        # its own running container holds the port: an up again is fine
+        runtime.env["FAKE_RUNNING"] = "redis"
+        runtime.up(resolve("feast"), build=False)
+    assert compose_args(calls(runtime)[-1]) == ["up", "-d"]

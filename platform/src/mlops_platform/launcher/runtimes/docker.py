@@ -4,9 +4,11 @@ service name."""
 from __future__ import annotations
 
 import importlib.metadata
+import json
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
 from collections.abc import Callable, Mapping
@@ -96,6 +98,16 @@ def compose_command(env: Mapping[str, str] | None = None) -> list[str] | None:
     return None
 
 
+def _port_free(host: str, port: int) -> bool:
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
 MACHINE_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 # Services with no air-gapped stand-in (Grafana: no package on Debian, PyPI or npm).
 AIRGAP_LEFT_OUT = ("grafana",)
@@ -164,6 +176,33 @@ class DockerRuntime:
         )
         return (result.stdout + result.stderr).strip() or "(no log lines)"
 
+    def _output(self, services: list[Service], *args: str) -> str:
+        result = subprocess.run(
+            [*self._base_command(services), *args],
+            env=self._env(),
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if result.returncode != 0:
+            raise PlatformError(f"docker compose {args[0]} failed: {result.stderr.strip()}")
+        return result.stdout
+
+    def ports_taken(self, services: list[Service]) -> list[str]:
+        """The published host ports of the services that are not running yet and that something
+        else already holds ("<service> <host>:<port>")."""
+        config = json.loads(self._output(services, "config", "--format", "json"))
+        running = set(self._output(services, "ps", "--services", "--status", "running").split())
+        taken = []
+        for name, service in config.get("services", {}).items():
+            if name in running or name in self.left_out():
+                continue
+            for port in service.get("ports", []):
+                host, published = port.get("host_ip") or "0.0.0.0", port.get("published")
+                if published and not _port_free(host, int(published)):
+                    taken.append(f"{name} {host}:{published}")
+        return taken
+
     def compose_services(self, services: list[Service]) -> list[str]:
         """The compose services of these profiles, less the ones air-gapped mode leaves out."""
         result = subprocess.run(
@@ -210,6 +249,12 @@ class DockerRuntime:
         build: bool,
         on_healthy: Callable[[str], None] | None = None,
     ) -> None:
+        taken = self.ports_taken(services)
+        if taken:
+            raise PlatformError(
+                f"ports already in use, nothing started: {', '.join(taken)}; stop what holds "
+                "them or set the service's *_PORT in the env file"
+            )
         targets: list[str] = []
         if self.left_out():
             targets = self.compose_services(services)
