@@ -608,7 +608,11 @@ def test_compose_with_the_stand_ins_uses_only_local_images(tmp_path: Path) -> No
             continue
         if "build" in service:
             assert service["build"]["args"]["PYTHON_BASE_IMAGE"] == airgap.PYTHON.name, name
-            assert service["image"].startswith("mlops/"), name
+        if service["image"].startswith("mlops/"):  # the project's (built by one of its services)
+            assert any(
+                other.get("image") == service["image"] and "build" in other
+                for other in services.values()
+            ), name
         else:
             assert service["image"].startswith("mlops-airgap/"), (name, service["image"])
 
@@ -619,7 +623,9 @@ def test_every_third_party_image_comes_from_a_variable(tmp_path: Path) -> None:
     defaults = run_compose(write_env(tmp_path / "default.env"), "config", "--format", "json")
     assert defaults.returncode == 0, defaults.stderr
     services = json.loads(defaults.stdout)["services"]
-    third_party = {name for name, service in services.items() if "build" not in service}
+    third_party = {
+        n for n, service in services.items() if not service["image"].startswith("mlops/")
+    }
     assert third_party == {
         "postgres",
         "redis",
@@ -673,3 +679,14 @@ def test_compose_runs_the_prometheus_the_rule_tests_run(
         )
         stand_in = next(i for i in airgap.SERVICES if i.folder == name)
         assert _major(stand_in.name.rpartition(":")[2].split("-")[0]) == _major(version)
+
+
+def test_every_container_has_limits_and_rotated_logs(services: dict[str, dict[str, Any]]) -> None:
+    """A runaway service cannot take the host's memory or disk: a memory and CPU limit and the
+    json-file driver with rotation on every container."""
+    for name, service in services.items():
+        assert int(service.get("mem_limit", 0)) >= 256 * 2**20, name
+        assert 0 < float(service.get("cpus", 0)) <= 2, name
+        logging = service.get("logging", {})
+        assert logging.get("driver") == "json-file", name
+        assert {"max-size", "max-file"} <= set(logging.get("options", {})), name
