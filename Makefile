@@ -9,7 +9,7 @@ PYTEST_PATHS := common/tests platform/tests data_pipeline/tests training_pipelin
 
 .PHONY: help setup up down status test test-fast e2e lint lint-mypy k8s-check format ci-local deploy-dry-run clean-data \
 	bench-serving bench-stream bench-monitoring engine engine-down engine-status airgap-images \
-	images compose-smoke compose-e2e
+	images compose-smoke compose-e2e test-all
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | \
@@ -51,6 +51,8 @@ compose-e2e: setup ## the compose stack end to end with the time of each phase (
 
 test: setup ## run the whole default test suite (unit + integration against real services)
 	@$(UV_RUN) pytest $(wildcard $(PYTEST_PATHS)) -m "not slow and not compose"
+
+test-all: test compose-smoke ## make test, then the compose smoke test (needs root: starts the engine; not in .ci/run)
 
 test-fast: setup ## unit tests only (no processes started, no databases)
 	@$(UV_RUN) pytest $(wildcard $(PYTEST_PATHS)) -m "not slow and not integration and not compose"
