@@ -167,23 +167,21 @@ class DockerRuntime:
 
     def last_logs(self, service: Service, lines: int = 20) -> str:
         """The last log lines of a profile's containers (for an error message)."""
-        result = subprocess.run(
-            [*self._base_command([service]), "logs", "--no-color", "--tail", str(lines)],
-            env=self._env(),
-            capture_output=True,
-            text=True,
-            check=False,
-        )
+        result = self._capture([service], "logs", "--no-color", "--tail", str(lines))
         return (result.stdout + result.stderr).strip() or "(no log lines)"
 
-    def _output(self, services: list[Service], *args: str) -> str:
-        result = subprocess.run(
+    def _capture(self, services: list[Service], *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
             [*self._base_command(services), *args],
             env=self._env(),
             capture_output=True,
             text=True,
             check=False,
         )
+
+    def _output(self, services: list[Service], *args: str) -> str:
+        """compose's output; PlatformError with its error output when it fails."""
+        result = self._capture(services, *args)
         if result.returncode != 0:
             raise PlatformError(f"docker compose {args[0]} failed: {result.stderr.strip()}")
         return result.stdout
@@ -205,16 +203,7 @@ class DockerRuntime:
 
     def compose_services(self, services: list[Service]) -> list[str]:
         """The compose services of these profiles, less the ones air-gapped mode leaves out."""
-        result = subprocess.run(
-            [*self._base_command(services), "config", "--services"],
-            env=self._env(),
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        if result.returncode != 0:
-            raise PlatformError(f"docker compose config failed: {result.stderr.strip()}")
-        names = result.stdout.split()
+        names = self._output(services, "config", "--services").split()
         return [n for n in names if n not in self.left_out()]
 
     def left_out(self) -> set[str]:
@@ -294,13 +283,7 @@ class DockerRuntime:
 
     def image_sizes(self, services: list[Service]) -> dict[str, int]:
         """image -> size in bytes, for the images these profiles run that exist locally."""
-        listing = subprocess.run(
-            [*self._base_command(services), "config", "--images"],
-            env=self._env(),
-            capture_output=True,
-            text=True,
-            check=False,
-        )
+        listing = self._capture(services, "config", "--images")
         docker = shutil.which("docker", path=self.env.get("PATH")) or "docker"
         sizes: dict[str, int] = {}
         for image in sorted(set(listing.stdout.split())):
