@@ -5,10 +5,10 @@ server while a producer keeps writing prediction and feedback events. The servic
 with SIGKILL in the middle of a window (no shutdown code runs: whatever was in flight is cut
 off), restarted while events keep arriving, then stopped with SIGTERM in the middle of another
 window (the producer is held back just then, so that no late batch can fill that window before
-the signal lands) and restarted again. At the end every event produced has been counted exactly once: the
-windows hold exactly the predictions produced (no loss, no double count), every request id is
-in the state once, nothing is left pending in the consumer group, and the service's own counters
-(restored from the state after each restart) agree.
+the signal lands) and restarted again. At the end every event produced has been counted exactly
+once: the windows hold exactly the predictions produced (no loss, no double count), every request
+id is in the state once, nothing is left pending in the consumer group, and the service's own
+counters (restored from the state after each restart) agree.
 """
 
 from __future__ import annotations
