@@ -8,7 +8,8 @@ PYTEST_PATHS := common/tests platform/tests data_pipeline/tests training_pipelin
 	monitoring_service/tests stream_emitting/tests example_project/tests tests
 
 .PHONY: help setup up down status test test-fast fuzz e2e faults lint lint-mypy k8s-check format ci-local deploy-dry-run clean-data \
-	bench-serving bench-stream bench-monitoring engine engine-down engine-status airgap-images
+	bench-serving bench-stream bench-monitoring engine engine-down engine-status airgap-images \
+	images compose-smoke compose-e2e test-all
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | \
@@ -39,17 +40,28 @@ engine-status: ## is the project's Docker engine (or another one) running
 airgap-images: engine ## build the Debian base, Python base and service stand-in images locally; point .env at them
 	./run.sh engine images
 
+images: airgap-images ## build the project's images with compose (each once) and print their sizes
+	MLOPS_RUNTIME=docker ./run.sh all build
+
+compose-smoke: setup ## the compose stack, short: engine, images, all up (bootstrap), one prediction, down (tests/compose)
+	@$(UV_RUN) pytest tests/compose/test_stack.py::test_compose_smoke -m compose -s
+
+compose-e2e: setup ## the compose stack end to end with the time of each phase (tests/compose; starts the engine)
+	@$(UV_RUN) pytest tests/compose/test_stack.py::test_compose_e2e -m compose -s
+
 test: setup ## run the whole default test suite (unit + integration against real services)
-	@$(UV_RUN) pytest $(wildcard $(PYTEST_PATHS)) -m "not slow and not faults"
+	@$(UV_RUN) pytest $(wildcard $(PYTEST_PATHS)) -m "not slow and not faults and not compose"
 
 test-fast: setup ## unit tests only (no processes started, no databases)
-	@$(UV_RUN) pytest $(wildcard $(PYTEST_PATHS)) -m "not slow and not integration and not faults"
+	@$(UV_RUN) pytest $(wildcard $(PYTEST_PATHS)) -m "not slow and not integration and not faults and not compose"
 
 fuzz: setup ## schemathesis (every check, up to 500 examples per operation and phase) and hostile bodies against both APIs
 	@rm -rf .mlops/fuzz
 	@export MLOPS_TEST_FUZZ_PROFILE=full MLOPS_TEST_FUZZ_REPORT_DIR=.mlops/fuzz && \
 		$(UV_RUN) pytest model_serving/tests monitoring_service/tests -m fuzz
 	@cat .mlops/fuzz/*.json
+
+test-all: test compose-smoke ## make test, then the compose smoke test (needs root: starts the engine; not in .ci/run)
 
 e2e: setup ## the closed loop end to end on the local runtime (about 12 minutes; tests/e2e)
 	@$(UV_RUN) pytest tests/e2e -m slow -s

@@ -101,3 +101,26 @@ def test_the_next_scheduled_interval_of_a_dag() -> None:
     interval = ScheduledInterval.next_of(dag)
     assert interval is not None and interval.end == datetime(2024, 1, 1, 6, tzinfo=UTC)
     assert ScheduledInterval.next_of({"next_dagrun_logical_date": None}) is None
+
+
+def test_a_run_state_poll_that_times_out_once_is_asked_again() -> None:
+    """A loaded api-server may not answer one poll in time: the run is still followed to its end
+    (any other error still ends it)."""
+    polls = {"n": 0}
+    fake = FakeAirflow()
+
+    def flaky(request: httpx.Request) -> httpx.Response:
+        if request.method == "GET" and request.url.path.endswith("/manual__1"):
+            polls["n"] += 1
+            if polls["n"] == 1:
+                raise httpx.ReadTimeout("timed out", request=request)
+            return httpx.Response(200, json={"state": "success"})
+        if request.url.path.endswith("/taskInstances"):
+            return httpx.Response(200, json={"task_instances": [{"task_id": "t", "state": "ok"}]})
+        return fake(request)
+
+    with AirflowClient(
+        "http://airflow:8080", "admin", "pw", transport=httpx.MockTransport(flaky)
+    ) as a:
+        run = a.run_to_end("d", {}, timeout=30, poll=0)
+    assert run.state == "success" and polls["n"] == 2

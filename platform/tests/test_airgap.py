@@ -60,6 +60,7 @@ def test_statsd_stand_in_installs_the_locked_versions() -> None:
     args = dict(re.findall(r"^ARG (\w+)=(\S+)$", dockerfile, re.MULTILINE))
     assert args["PROMETHEUS_CLIENT_VERSION"] == airgap.locked_version("prometheus-client")
     assert args["PYYAML_VERSION"] == airgap.locked_version("pyyaml")
+    assert args["PYDANTIC_VERSION"] == airgap.locked_version("pydantic")
 
 
 def test_the_base_image_is_imported_with_a_path_and_debootstrapped_from_the_mirror(

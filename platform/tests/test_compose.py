@@ -471,10 +471,14 @@ def test_grafana_provisioning(services: dict[str, dict[str, Any]]) -> None:
     assert Path(grafana_mounts[path]["source"]) == REPO / "platform/grafana/dashboards"
 
 
+# the one copy: kustomize reads files only under deploy/k8s, compose mounts the same file
+INITDB_SCRIPT = "deploy/k8s/base/files/postgres-initdb.sh"
+
+
 def test_postgres_initdb_is_mounted(services: dict[str, dict[str, Any]]) -> None:
     postgres = services["postgres"]
-    initdb = mounts(postgres)["/docker-entrypoint-initdb.d"]
-    assert Path(initdb["source"]) == REPO / "platform/postgres/initdb"
+    initdb = mounts(postgres)["/docker-entrypoint-initdb.d/10-create-databases.sh"]
+    assert Path(initdb["source"]) == REPO / INITDB_SCRIPT
     assert postgres["environment"]["MLOPS_DATABASE_PREFIX"] == "mlops"
     assert postgres["image"].startswith("postgres:16.")
     assert services["redis"]["image"].startswith("redis:7.")
@@ -519,8 +523,7 @@ def db_prefix() -> Iterator[str]:
 def test_postgres_init_script_creates_the_component_databases(db_prefix: str) -> None:
     """The init script the postgres container runs on first start, against the machine's
     PostgreSQL (the image's entrypoint runs it the same way: psql with POSTGRES_USER/_DB)."""
-    scripts = sorted((REPO / "platform/postgres/initdb").glob("*.sh"))
-    assert scripts
+    scripts = [REPO / INITDB_SCRIPT]
     env = {
         "PATH": os.environ.get("PATH", os.defpath),
         "PGHOST": str(PG_SERVER["host"]),
@@ -605,7 +608,11 @@ def test_compose_with_the_stand_ins_uses_only_local_images(tmp_path: Path) -> No
             continue
         if "build" in service:
             assert service["build"]["args"]["PYTHON_BASE_IMAGE"] == airgap.PYTHON.name, name
-            assert service["image"].startswith("mlops/"), name
+        if service["image"].startswith("mlops/"):  # the project's (built by one of its services)
+            assert any(
+                other.get("image") == service["image"] and "build" in other
+                for other in services.values()
+            ), name
         else:
             assert service["image"].startswith("mlops-airgap/"), (name, service["image"])
 
@@ -616,7 +623,9 @@ def test_every_third_party_image_comes_from_a_variable(tmp_path: Path) -> None:
     defaults = run_compose(write_env(tmp_path / "default.env"), "config", "--format", "json")
     assert defaults.returncode == 0, defaults.stderr
     services = json.loads(defaults.stdout)["services"]
-    third_party = {name for name, service in services.items() if "build" not in service}
+    third_party = {
+        n for n, service in services.items() if not service["image"].startswith("mlops/")
+    }
     assert third_party == {
         "postgres",
         "redis",
@@ -670,3 +679,14 @@ def test_compose_runs_the_prometheus_the_rule_tests_run(
         )
         stand_in = next(i for i in airgap.SERVICES if i.folder == name)
         assert _major(stand_in.name.rpartition(":")[2].split("-")[0]) == _major(version)
+
+
+def test_every_container_has_limits_and_rotated_logs(services: dict[str, dict[str, Any]]) -> None:
+    """A runaway service cannot take the host's memory or disk: a memory and CPU limit and the
+    json-file driver with rotation on every container."""
+    for name, service in services.items():
+        assert int(service.get("mem_limit", 0)) >= 256 * 2**20, name
+        assert 0 < float(service.get("cpus", 0)) <= 2, name
+        logging = service.get("logging", {})
+        assert logging.get("driver") == "json-file", name
+        assert {"max-size", "max-file"} <= set(logging.get("options", {})), name

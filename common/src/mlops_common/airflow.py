@@ -207,6 +207,16 @@ class AirflowClient:
     def run_state(self, dag_id: str, run_id: str) -> str:
         return str(self.call("GET", _run(dag_id, run_id))["state"])
 
+    def _poll_state(self, dag_id: str, run_id: str) -> str:
+        """The run's state; "unknown" when the api-server did not answer this once (a loaded
+        machine: the next poll asks again, the caller's deadline still holds)."""
+        try:
+            return self.run_state(dag_id, run_id)
+        except AirflowError as exc:
+            if exc.reason != "airflow_unreachable":
+                raise
+            return "unknown"
+
     def task_states(self, dag_id: str, run_id: str) -> dict[str, str]:
         answer = self.call("GET", f"{_run(dag_id, run_id)}/taskInstances")
         return {ti["task_id"]: str(ti["state"]) for ti in answer["task_instances"]}
@@ -237,7 +247,7 @@ class AirflowClient:
             run_id = self.trigger(dag_id, conf)
         self.unpause(dag_id)
         while True:
-            state = self.run_state(dag_id, run_id)
+            state = self._poll_state(dag_id, run_id)
             if state in FINISHED_STATES:
                 break
             if time.monotonic() - began > timeout:

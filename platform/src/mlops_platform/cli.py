@@ -1,4 +1,4 @@
-"""`mlops <service|all> <up|down|restart|status|logs>`: the operator's entry point behind run.sh."""
+"""`mlops <service|all> <up|down|restart|status|logs|build>`: the entry point behind run.sh."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from mlops_platform.launcher.services import Context, Service, resolve, service_
 from mlops_platform.launcher.settings import LauncherSettings, launcher_env_file
 from mlops_platform.launcher.system_packages import MissingSystemPackage
 
-ACTIONS = ("up", "down", "restart", "status", "logs")
+ACTIONS = ("up", "down", "restart", "status", "logs", "build")
 
 
 class Runtime(Protocol):
@@ -38,6 +38,7 @@ class Runtime(Protocol):
     def down(self, services: list[Service], *, volumes: bool, everything: bool) -> None: ...
     def status(self, services: list[Service]) -> bool: ...
     def logs(self, service: Service, *, follow: bool, lines: int) -> int: ...
+    def build(self, services: list[Service]) -> dict[str, int]: ...
 
 
 def parser() -> argparse.ArgumentParser:
@@ -142,6 +143,8 @@ def main(argv: list[str] | None = None) -> int:
                 runtime.up(services, build=args.build)
         elif args.action == "status":
             return 0 if runtime.status(services) else 1
+        elif args.action == "build":
+            runtime.build(services)
         elif args.action == "logs":
             if everything:
                 raise PlatformError("logs takes one service: ./run.sh <service> logs")

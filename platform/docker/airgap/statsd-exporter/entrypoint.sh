@@ -11,4 +11,4 @@ for arg in "$@"; do
         *) set -- "$@" "$arg" ;;
     esac
 done
-exec python3 /opt/statsd-bridge/statsd_bridge.py "$@"
+exec python3 -m mlops_platform.observability.statsd_bridge "$@"

@@ -71,7 +71,6 @@ SYNCED_FILES: Mapping[str, str] = {
     "base/files/prometheus-rules/serving.yml": "platform/prometheus/rules/serving.yml",
     "base/files/alertmanager.yml": "platform/alertmanager/alertmanager.yml",
     "base/files/statsd_mapping.yml": "platform/prometheus/statsd_mapping.yml",
-    "base/files/postgres-initdb.sh": "platform/postgres/initdb/10-create-databases.sh",
 }
 
 WORKLOADS = {"Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job", "CronJob", "Pod"}

@@ -118,6 +118,7 @@ def build_args(image: Image) -> dict[str, str]:
     if image.folder == "statsd-exporter":
         args["PROMETHEUS_CLIENT_VERSION"] = locked_version("prometheus-client")
         args["PYYAML_VERSION"] = locked_version("pyyaml")
+        args["PYDANTIC_VERSION"] = locked_version("pydantic")
     return args
 
 

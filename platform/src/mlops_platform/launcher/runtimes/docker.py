@@ -4,9 +4,11 @@ service name."""
 from __future__ import annotations
 
 import importlib.metadata
+import json
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
 from collections.abc import Callable, Mapping
@@ -96,6 +98,16 @@ def compose_command(env: Mapping[str, str] | None = None) -> list[str] | None:
     return None
 
 
+def _port_free(host: str, port: int) -> bool:
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
 MACHINE_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 # Services with no air-gapped stand-in (Grafana: no package on Debian, PyPI or npm).
 AIRGAP_LEFT_OUT = ("grafana",)
@@ -153,18 +165,45 @@ class DockerRuntime:
             raise PlatformError(f"docker compose {args[0]} failed with exit code {code}")
         return code
 
-    def compose_services(self, services: list[Service]) -> list[str]:
-        """The compose services of these profiles, less the ones air-gapped mode leaves out."""
-        result = subprocess.run(
-            [*self._base_command(services), "config", "--services"],
+    def last_logs(self, service: Service, lines: int = 20) -> str:
+        """The last log lines of a profile's containers (for an error message)."""
+        result = self._capture([service], "logs", "--no-color", "--tail", str(lines))
+        return (result.stdout + result.stderr).strip() or "(no log lines)"
+
+    def _capture(self, services: list[Service], *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [*self._base_command(services), *args],
             env=self._env(),
             capture_output=True,
             text=True,
             check=False,
         )
+
+    def _output(self, services: list[Service], *args: str) -> str:
+        """compose's output; PlatformError with its error output when it fails."""
+        result = self._capture(services, *args)
         if result.returncode != 0:
-            raise PlatformError(f"docker compose config failed: {result.stderr.strip()}")
-        names = result.stdout.split()
+            raise PlatformError(f"docker compose {args[0]} failed: {result.stderr.strip()}")
+        return result.stdout
+
+    def ports_taken(self, services: list[Service]) -> list[str]:
+        """The published host ports of the services that are not running yet and that something
+        else already holds ("<service> <host>:<port>")."""
+        config = json.loads(self._output(services, "config", "--format", "json"))
+        running = set(self._output(services, "ps", "--services", "--status", "running").split())
+        taken = []
+        for name, service in config.get("services", {}).items():
+            if name in running or name in self.left_out():
+                continue
+            for port in service.get("ports", []):
+                host, published = port.get("host_ip") or "0.0.0.0", port.get("published")
+                if published and not _port_free(host, int(published)):
+                    taken.append(f"{name} {host}:{published}")
+        return taken
+
+    def compose_services(self, services: list[Service]) -> list[str]:
+        """The compose services of these profiles, less the ones air-gapped mode leaves out."""
+        names = self._output(services, "config", "--services").split()
         return [n for n in names if n not in self.left_out()]
 
     def left_out(self) -> set[str]:
@@ -199,6 +238,12 @@ class DockerRuntime:
         build: bool,
         on_healthy: Callable[[str], None] | None = None,
     ) -> None:
+        taken = self.ports_taken(services)
+        if taken:
+            raise PlatformError(
+                f"ports already in use, nothing started: {', '.join(taken)}; stop what holds "
+                "them or set the service's *_PORT in the env file"
+            )
         targets: list[str] = []
         if self.left_out():
             targets = self.compose_services(services)
@@ -213,7 +258,10 @@ class DockerRuntime:
                     check.name, check.probe, service.start_timeout * 2, is_alive=lambda: True
                 )
                 if not health.healthy:
-                    raise PlatformError(f"{service.name} did not become healthy: {health.detail}")
+                    raise PlatformError(
+                        f"{service.name} did not become healthy: {health.detail}\n"
+                        f"its containers' last log lines:\n{self.last_logs(service)}"
+                    )
             if on_healthy is not None:
                 on_healthy(service.name)
         print("\nThe platform is up (docker):")
@@ -222,6 +270,33 @@ class DockerRuntime:
                 if line.split(maxsplit=1)[0].lower() in self.left_out():
                     line = f"{line.split(maxsplit=1)[0]:<20}left out (air-gapped: no image here)"
                 print(f"  {line}")
+
+    def build(self, services: list[Service]) -> dict[str, int]:
+        """Build the project's images of these profiles (an image several services share is
+        built once: only one of them has a `build:` section) and print each image's size."""
+        self._run(services, "build")
+        sizes = self.image_sizes(services)
+        print("\nimage sizes:")
+        for image, size in sizes.items():
+            print(f"  {image:<48} {size / 1e6:8.0f} MB")
+        return sizes
+
+    def image_sizes(self, services: list[Service]) -> dict[str, int]:
+        """image -> size in bytes, for the images these profiles run that exist locally."""
+        listing = self._capture(services, "config", "--images")
+        docker = shutil.which("docker", path=self.env.get("PATH")) or "docker"
+        sizes: dict[str, int] = {}
+        for image in sorted(set(listing.stdout.split())):
+            inspect = subprocess.run(
+                [docker, "image", "inspect", "--format", "{{.Size}}", image],
+                env=self._env(),
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            if inspect.returncode == 0 and inspect.stdout.strip().isdigit():
+                sizes[image] = int(inspect.stdout.strip())
+        return sizes
 
     def down(self, services: list[Service], *, volumes: bool, everything: bool) -> None:
         self._run(services, "down", "--remove-orphans", *(["--volumes"] if volumes else []))

@@ -84,6 +84,9 @@ class LocalRuntime:
                 )
         self._write_targets(service)
 
+    def build(self, services: list[Service]) -> dict[str, int]:
+        raise PlatformError("build makes container images: MLOPS_RUNTIME=docker ./run.sh all build")
+
     def down(self, services: list[Service], *, volumes: bool, everything: bool) -> None:
         if not self.ctx.data_dir.exists():
             print(f"* nothing to stop: {self.ctx.data_dir} does not exist", flush=True)
