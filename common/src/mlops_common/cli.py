@@ -189,7 +189,7 @@ def settings_json(
     settings: BaseModel,
     *secrets: str,
     redact: Callable[[str], str] | None = None,
-    **derived: Any,
+    derived: dict[str, Any] | None = None,
 ) -> str:
     """The settings as indented JSON for a ``check`` command: each of ``secrets`` shown as
     ``***`` (empty when unset), every other text through ``redact`` when given (e.g.
@@ -199,7 +199,7 @@ def settings_json(
         shown = {k: redact(v) if isinstance(v, str) else v for k, v in shown.items()}
     for name in secrets:
         shown[name] = "***" if getattr(settings, name).get_secret_value() else ""
-    shown.update(derived)
+    shown.update(derived or {})
     return json.dumps(shown, indent=2, sort_keys=True)
 
 

@@ -62,7 +62,7 @@ def check(args: argparse.Namespace) -> int:
     settings = _settings()
     secrets = ("monitoring_webhook_secret", "airflow_admin_password")
     derived = {"events_redis_url": settings.events_redis_url, "db_path": str(settings.db_path)}
-    print(settings_json(settings, *secrets, **derived))
+    print(settings_json(settings, *secrets, derived=derived))
     problems = settings.problems()
     if not problems:
         import redis
