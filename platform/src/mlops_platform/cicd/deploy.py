@@ -182,7 +182,7 @@ SYNC_PATHS: tuple[str, ...] = (
     "platform/prometheus/",
     "platform/alertmanager/",
     "platform/grafana/",
-    "platform/postgres/",
+    "deploy/k8s/base/files/postgres-initdb.sh",
     "data_pipeline/dags/",
     "training_pipeline/dags/",
     "model_serving/dags/",
