@@ -31,6 +31,7 @@ from typing import Any
 import redis
 
 from mlops_common.redis import connect
+from mlops_common.threads import Worker
 from model_serving.settings import ServingSettings
 
 log = logging.getLogger("model_serving.keys")
@@ -193,7 +194,7 @@ class KeyRing:
         #: SHA-256 of a verified key -> the digest of the entry it matched
         self._verified: dict[bytes, bytes] = {}
         self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._worker = Worker(self._run, "api-keys")
 
     def refresh(self) -> bool:
         """Re-read the store; False (keeping the keys read last) when it cannot be read."""
@@ -242,10 +243,8 @@ class KeyRing:
 
     def start(self) -> None:
         self.refresh()
-        if self.store is None or self._thread is not None:
-            return
-        self._thread = threading.Thread(target=self._run, name="api-keys", daemon=True)
-        self._thread.start()
+        if self.store is not None:
+            self._worker.start()
 
     def _run(self) -> None:
         while not self._stop.wait(self.refresh_s):
@@ -253,6 +252,4 @@ class KeyRing:
 
     def stop(self) -> None:
         self._stop.set()
-        if self._thread is not None:
-            self._thread.join(5)
-            self._thread = None
+        self._worker.join(5)
