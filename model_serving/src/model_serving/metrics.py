@@ -232,18 +232,13 @@ class ServingMetrics:
 
     def _keys(self, m: MetricFactory) -> None:
         """The per-client API key store as serving last read it."""
-        self.api_keys_loaded, self.api_keys_store_up = (
-            m.gauge(name, documentation)
-            for name, documentation in (
-                (
-                    "serving_api_keys_loaded",
-                    "Per-client API keys read from the key store last (bootstrap key not counted)",
-                ),
-                (
-                    "serving_api_keys_store_up",
-                    "1 when the last read of the API key store succeeded, else 0",
-                ),
-            )
+        self.api_keys_loaded = m.gauge(
+            "serving_api_keys_loaded",
+            "Per-client API keys read from the key store last (bootstrap key not counted)",
+        )
+        self.api_keys_store_up = m.gauge(
+            "serving_api_keys_store_up",
+            "1 when the last read of the API key store succeeded, else 0",
         )
 
     def api_keys_read(self, ok: bool, count: int) -> None:
