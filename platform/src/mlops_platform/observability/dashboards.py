@@ -76,7 +76,43 @@ def quantile(phi: float, buckets: str, by: str = "", legend: str = "") -> Query:
     return q(f"histogram_quantile({phi}, sum by ({group}) (rate({buckets}[5m])))", legend)
 
 
+def panel(title: str, expr: str, legend: str = "", **options: Any) -> Panel:
+    """A panel of one query; `options` are the other `Panel` fields."""
+    return Panel(title, (q(expr, legend),), **options)
+
+
+def stat(title: str, expr: str, legend: str = "", **options: Any) -> Panel:
+    """A stat panel (the last value) of one query."""
+    return panel(title, expr, legend, kind="stat", **options)
+
+
+def or_zero(expr: str) -> str:
+    """`expr`, or 0 while its series do not exist (nothing has happened: nothing is wrong)."""
+    return f"{expr} or vector(0)"
+
+
+def mean(histogram: str, by: str = "", window: str = "5m") -> str:
+    """The mean observation of `histogram` (its `_sum` rate over its `_count` rate), by `by`."""
+    total = f"sum by ({by}) " if by else "sum"
+    return f"{total}(rate({histogram}_sum[{window}])) / {total}(rate({histogram}_count[{window}]))"
+
+
+def completion_rate(by: str = "") -> str:
+    """The share of example trips completed over 15 minutes, by `by`."""
+    total = f"sum by ({by}) " if by else "sum"
+    return (
+        f'{total}(rate(dispatch_trips_total{{completed="true"}}[15m])) / '
+        f"{total}(rate(dispatch_trips_total[15m]))"
+    )
+
+
+def percentiles(buckets: str, phis: tuple[float, ...]) -> tuple[Query, ...]:
+    return tuple(quantile(phi, buckets, legend=f"p{round(phi * 100)}") for phi in phis)
+
+
 PREDICT_DURATION = 'serving_request_duration_seconds_bucket{route="/v1/predict"}'
+VERSION = "v{{model_version}}"
+UNIT_INTERVAL: dict[str, Any] = {"min": 0, "max": 1}
 
 # ------------------------------------------------------------------------------- dashboards
 
@@ -89,41 +125,30 @@ SERVING = Dashboard(
         Row(
             "Traffic and errors",
             (
-                Panel(
+                panel(
                     "Prediction requests by model version and status",
-                    (
-                        q(
-                            "sum by (model_version, status) "
-                            '(rate(serving_requests_total{route="/v1/predict"}[5m]))',
-                            "v{{model_version}} {{status}}",
-                        ),
-                    ),
+                    "sum by (model_version, status) "
+                    '(rate(serving_requests_total{route="/v1/predict"}[5m]))',
+                    "v{{model_version}} {{status}}",
                     unit="reqps",
                 ),
-                Panel(
+                panel(
                     "Share of predictions answered 5xx",
-                    (q("max(serving:predict_errors:ratio_rate5m) or vector(0)", "5xx share"),),
+                    or_zero("max(serving:predict_errors:ratio_rate5m)"),
+                    "5xx share",
                     unit="percentunit",
                     min=0,
                 ),
-                Panel(
+                panel(
                     "Feedback accepted by outcome",
-                    (
-                        q(
-                            "sum by (trip_completed) (rate(serving_feedback_total[5m]))",
-                            "completed={{trip_completed}}",
-                        ),
-                    ),
+                    "sum by (trip_completed) (rate(serving_feedback_total[5m]))",
+                    "completed={{trip_completed}}",
                     unit="reqps",
                 ),
-                Panel(
+                panel(
                     "Predictions by alias (champion / canary)",
-                    (
-                        q(
-                            "sum by (alias, model_version) (rate(serving_predictions_total[5m]))",
-                            "{{alias}} v{{model_version}}",
-                        ),
-                    ),
+                    "sum by (alias, model_version) (rate(serving_predictions_total[5m]))",
+                    "{{alias}} v{{model_version}}",
                     unit="reqps",
                 ),
             ),
@@ -133,15 +158,13 @@ SERVING = Dashboard(
             (
                 Panel(
                     "Prediction latency percentiles (whole request)",
-                    tuple(
-                        quantile(phi, PREDICT_DURATION, legend=f"p{round(phi * 100)}")
-                        for phi in (0.5, 0.95, 0.99)
-                    ),
+                    percentiles(PREDICT_DURATION, (0.5, 0.95, 0.99)),
                     unit="s",
                 ),
-                Panel(
+                panel(
                     "p99 by model version",
-                    (q("serving:predict_duration_seconds:p99_5m", "v{{model_version}}"),),
+                    "serving:predict_duration_seconds:p99_5m",
+                    VERSION,
                     unit="s",
                 ),
                 Panel(
@@ -168,30 +191,19 @@ SERVING = Dashboard(
                     ),
                     unit="s",
                 ),
-                Panel(
-                    "Requests in flight",
-                    (q("sum(serving_requests_in_flight)", "in flight"),),
-                    width=6,
+                panel(
+                    "Requests in flight", "sum(serving_requests_in_flight)", "in flight", width=6
                 ),
-                Panel(
+                panel(
                     "Candidates per request (mean)",
-                    (
-                        q(
-                            "sum(rate(serving_prediction_candidates_sum[5m])) / "
-                            "sum(rate(serving_prediction_candidates_count[5m]))",
-                            "candidates",
-                        ),
-                    ),
+                    mean("serving_prediction_candidates"),
+                    "candidates",
                     width=6,
                 ),
-                Panel(
+                panel(
                     "Unscorable candidates by reason",
-                    (
-                        q(
-                            "sum by (reason) (rate(serving_unscorable_drivers_total[5m]))",
-                            "{{reason}}",
-                        ),
-                    ),
+                    "sum by (reason) (rate(serving_unscorable_drivers_total[5m]))",
+                    "{{reason}}",
                     unit="ops",
                 ),
             ),
@@ -199,48 +211,31 @@ SERVING = Dashboard(
         Row(
             "Model lifecycle and events",
             (
-                Panel(
+                stat(
                     "Served model version",
-                    (
-                        q(
-                            "max by (alias, model_version) (serving_model_info)",
-                            "{{alias}} v{{model_version}}",
-                        ),
-                    ),
-                    kind="stat",
+                    "max by (alias, model_version) (serving_model_info)",
+                    "{{alias}} v{{model_version}}",
                     width=6,
                 ),
-                Panel(
+                stat(
                     "Registry reachable",
-                    (q("min(serving_registry_reachable)", "reachable"),),
-                    kind="stat",
+                    "min(serving_registry_reachable)",
+                    "reachable",
+                    **UNIT_INTERVAL,
                     width=6,
-                    min=0,
-                    max=1,
                 ),
-                Panel(
+                panel(
                     "Model loads by outcome",
-                    (
-                        q(
-                            "sum by (alias, source, outcome) "
-                            "(increase(serving_model_loads_total[1h]))",
-                            "{{alias}} {{source}} {{outcome}}",
-                        ),
-                    ),
+                    "sum by (alias, source, outcome) (increase(serving_model_loads_total[1h]))",
+                    "{{alias}} {{source}} {{outcome}}",
                     width=6,
                 ),
-                Panel(
+                panel(
                     "Mean score by model version",
-                    (
-                        q(
-                            "sum by (model_version) (rate(serving_prediction_score_sum[5m])) / "
-                            "sum by (model_version) (rate(serving_prediction_score_count[5m]))",
-                            "v{{model_version}}",
-                        ),
-                    ),
+                    mean("serving_prediction_score", by="model_version"),
+                    VERSION,
                     width=6,
-                    min=0,
-                    max=1,
+                    **UNIT_INTERVAL,
                 ),
                 Panel(
                     "Prediction events written / dropped",
@@ -249,13 +244,14 @@ SERVING = Dashboard(
                             "sum by (type) (rate(serving_events_written_total[5m]))",
                             "written {{type}}",
                         ),
-                        q("sum(rate(serving_events_dropped_total[5m])) or vector(0)", "dropped"),
+                        q(or_zero("sum(rate(serving_events_dropped_total[5m]))"), "dropped"),
                     ),
                     unit="ops",
                 ),
-                Panel(
+                panel(
                     "Events buffered while the sink is down",
-                    (q("sum(serving_events_buffered)", "buffered"),),
+                    "sum(serving_events_buffered)",
+                    "buffered",
                 ),
             ),
         ),
@@ -271,47 +267,38 @@ PLATFORM = Dashboard(
         Row(
             "Health",
             (
-                Panel("Targets up", (q("sum(up)", "up"),), kind="stat", width=6),
-                Panel(
-                    "Targets down",
-                    (q("count(up == 0) or vector(0)", "down"),),
-                    kind="stat",
-                    width=6,
-                ),
-                Panel(
+                stat("Targets up", "sum(up)", "up", width=6),
+                stat("Targets down", or_zero("count(up == 0)"), "down", width=6),
+                stat(
                     "Alerts firing",
-                    (q('count(ALERTS{alertstate="firing"}) or vector(0)', "firing"),),
-                    kind="stat",
+                    or_zero('count(ALERTS{alertstate="firing"})'),
+                    "firing",
                     width=6,
                 ),
-                Panel(
+                stat(
                     "Retraining decisions (24 h)",
-                    (
-                        q(
-                            "sum by (decision) "
-                            "(increase(monitoring_retraining_decisions_total[24h]))",
-                            "{{decision}}",
-                        ),
-                    ),
-                    kind="stat",
+                    "sum by (decision) (increase(monitoring_retraining_decisions_total[24h]))",
+                    "{{decision}}",
                     width=6,
                 ),
-                Panel(
+                panel(
                     "Scrape target up by job",
-                    (q("min by (job) (up)", "{{job}}"),),
-                    min=0,
-                    max=1,
+                    "min by (job) (up)",
+                    "{{job}}",
                     width=24,
+                    **UNIT_INTERVAL,
                 ),
-                Panel(
+                panel(
                     "CPU of the platform's services",
-                    (q("sum by (job) (rate(process_cpu_seconds_total[5m]))", "{{job}}"),),
+                    "sum by (job) (rate(process_cpu_seconds_total[5m]))",
+                    "{{job}}",
                     unit="percentunit",
                     description="cores used (1 = one core)",
                 ),
-                Panel(
+                panel(
                     "Memory of the platform's services (RSS)",
-                    (q("sum by (job) (process_resident_memory_bytes)", "{{job}}"),),
+                    "sum by (job) (process_resident_memory_bytes)",
+                    "{{job}}",
                     unit="bytes",
                 ),
             ),
@@ -319,29 +306,20 @@ PLATFORM = Dashboard(
         Row(
             "Airflow",
             (
-                Panel(
+                panel(
                     "DAG runs by DAG and state (1 h)",
-                    (
-                        q(
-                            "sum by (dag_id, state) "
-                            "(increase(airflow_dagrun_duration_seconds_count[1h]))",
-                            "{{dag_id}} {{state}}",
-                        ),
-                    ),
+                    "sum by (dag_id, state) (increase(airflow_dagrun_duration_seconds_count[1h]))",
+                    "{{dag_id}} {{state}}",
                 ),
-                Panel(
+                panel(
                     "Failed DAG runs (15 min)",
-                    (q("sum(airflow:dagrun_failed:increase15m) or vector(0)", "failed"),),
+                    or_zero("sum(airflow:dagrun_failed:increase15m)"),
+                    "failed",
                 ),
-                Panel(
+                panel(
                     "Mean DAG run duration",
-                    (
-                        q(
-                            "sum by (dag_id) (rate(airflow_dagrun_duration_seconds_sum[1h])) / "
-                            "sum by (dag_id) (rate(airflow_dagrun_duration_seconds_count[1h]))",
-                            "{{dag_id}}",
-                        ),
-                    ),
+                    mean("airflow_dagrun_duration_seconds", by="dag_id", window="1h"),
+                    "{{dag_id}}",
                     unit="s",
                 ),
                 Panel(
@@ -349,19 +327,17 @@ PLATFORM = Dashboard(
                     (
                         q("rate(airflow_scheduler_heartbeat_total[5m])", "scheduler"),
                         q("rate(airflow_dag_processor_heartbeat_total[5m])", "dag-processor"),
-                        q("rate(airflow_triggerer_heartbeat_total[5m]) or vector(0)", "triggerer"),
+                        q(or_zero("rate(airflow_triggerer_heartbeat_total[5m])"), "triggerer"),
                     ),
                     unit="ops",
                 ),
-                Panel(
+                stat(
                     "DAG import errors",
-                    (q("max(airflow_dag_processing_import_errors)", "errors"),),
-                    kind="stat",
+                    "max(airflow_dag_processing_import_errors)",
+                    "errors",
                     width=6,
                 ),
-                Panel(
-                    "DAGs loaded", (q("max(airflow_dagbag_size)", "dags"),), kind="stat", width=6
-                ),
+                stat("DAGs loaded", "max(airflow_dagbag_size)", "dags", width=6),
                 Panel(
                     "Executor slots",
                     (
@@ -395,9 +371,10 @@ PLATFORM = Dashboard(
                         q("max(stream_consumer_pending_entries)", "pending"),
                     ),
                 ),
-                Panel(
+                panel(
                     "Age of the newest applied event",
-                    (q("max(stream_consumer_event_age_seconds)", "age"),),
+                    "max(stream_consumer_event_age_seconds)",
+                    "age",
                     unit="s",
                 ),
                 Panel(
@@ -405,25 +382,19 @@ PLATFORM = Dashboard(
                     (
                         q("sum by (outcome) (rate(dispatch_bookings_total[5m]))", "{{outcome}}"),
                         q(
-                            "sum(rate(dispatch_failed_requests_total[5m])) or vector(0)",
+                            or_zero("sum(rate(dispatch_failed_requests_total[5m]))"),
                             "failed requests",
                         ),
                     ),
                     unit="ops",
                 ),
-                Panel(
+                panel(
                     "Example traffic: trip completion rate",
-                    (
-                        q(
-                            'sum(rate(dispatch_trips_total{completed="true"}[15m])) / '
-                            "sum(rate(dispatch_trips_total[15m]))",
-                            "completed",
-                        ),
-                    ),
+                    completion_rate(),
+                    "completed",
                     unit="percentunit",
-                    min=0,
-                    max=1,
                     width=24,
+                    **UNIT_INTERVAL,
                 ),
             ),
         ),
@@ -431,6 +402,12 @@ PLATFORM = Dashboard(
 )
 
 CHAMPION = "and on (model_version) monitoring_champion_version == 1"
+
+
+def champion(title: str, metric: str, **options: Any) -> Panel:
+    """A quarter-width stat panel of `metric` for the served champion version only."""
+    return stat(title, f"max by (model_version) ({metric} {CHAMPION})", VERSION, width=6, **options)
+
 
 DRIFT = Dashboard(
     uid="mlops-drift",
@@ -441,100 +418,65 @@ DRIFT = Dashboard(
         Row(
             "The champion now",
             (
-                Panel(
+                stat(
                     "Champion version",
-                    (
-                        q(
-                            "max by (model_version) (monitoring_champion_version == 1)",
-                            "v{{model_version}}",
-                        ),
-                    ),
-                    kind="stat",
+                    "max by (model_version) (monitoring_champion_version == 1)",
+                    VERSION,
                     width=6,
                 ),
-                Panel(
+                champion(
                     "Share of drifted features",
-                    (
-                        q(
-                            f"max by (model_version) (monitoring_drift_share {CHAMPION})",
-                            "v{{model_version}}",
-                        ),
-                    ),
-                    kind="stat",
+                    "monitoring_drift_share",
                     unit="percentunit",
-                    width=6,
-                    min=0,
-                    max=1,
+                    **UNIT_INTERVAL,
                 ),
-                Panel(
-                    "Consecutive drifted windows",
-                    (
-                        q(
-                            "max by (model_version) "
-                            f"(monitoring_consecutive_drifted_windows {CHAMPION})",
-                            "v{{model_version}}",
-                        ),
-                    ),
-                    kind="stat",
-                    width=6,
-                ),
-                Panel(
-                    "Dataset drift (1 = drifted)",
-                    (
-                        q(
-                            f"max by (model_version) (monitoring_dataset_drift {CHAMPION})",
-                            "v{{model_version}}",
-                        ),
-                    ),
-                    kind="stat",
-                    width=6,
-                    min=0,
-                    max=1,
+                champion("Consecutive drifted windows", "monitoring_consecutive_drifted_windows"),
+                champion(
+                    "Dataset drift (1 = drifted)", "monitoring_dataset_drift", **UNIT_INTERVAL
                 ),
             ),
         ),
         Row(
             "Per feature",
             (
-                Panel(
+                panel(
                     "Feature drift score (normed Wasserstein distance by default)",
-                    (q("monitoring_feature_drift_score", "v{{model_version}} {{feature}}"),),
-                    width=12,
+                    "monitoring_feature_drift_score",
+                    "v{{model_version}} {{feature}}",
                 ),
-                Panel(
+                panel(
                     "Drifted features (1 = drifted)",
-                    (q("monitoring_feature_drifted", "v{{model_version}} {{feature}}"),),
-                    width=12,
-                    min=0,
-                    max=1,
+                    "monitoring_feature_drifted",
+                    "v{{model_version}} {{feature}}",
+                    **UNIT_INTERVAL,
                 ),
-                Panel(
+                panel(
                     "Drift threshold per feature",
-                    (q("monitoring_feature_drift_threshold", "v{{model_version}} {{feature}}"),),
-                    width=12,
+                    "monitoring_feature_drift_threshold",
+                    "v{{model_version}} {{feature}}",
                 ),
-                Panel(
+                panel(
                     "Share of drifted features per version",
-                    (q("monitoring_drift_share", "v{{model_version}}"),),
+                    "monitoring_drift_share",
+                    VERSION,
                     unit="percentunit",
-                    width=12,
-                    min=0,
-                    max=1,
+                    **UNIT_INTERVAL,
                 ),
             ),
         ),
         Row(
             "Predictions",
             (
-                Panel(
+                panel(
                     "Prediction (score) drift",
-                    (q("monitoring_prediction_drift_score", "v{{model_version}} score"),),
+                    "monitoring_prediction_drift_score",
+                    "v{{model_version}} score",
                 ),
-                Panel(
+                panel(
                     "Score drifted (1 = drifted)",
-                    (q("monitoring_prediction_drifted", "v{{model_version}}"),),
-                    min=0,
-                    max=1,
+                    "monitoring_prediction_drifted",
+                    VERSION,
+                    **UNIT_INTERVAL,
                 ),
                 Panel(
                     "Rows per window",
@@ -543,33 +485,18 @@ DRIFT = Dashboard(
                         q("monitoring_window_predictions", "v{{model_version}} predictions"),
                     ),
                 ),
-                Panel(
+                panel(
                     "Windows closed by reason (1 h)",
-                    (
-                        q(
-                            "sum by (model_version, reason) "
-                            "(increase(monitoring_windows_total[1h]))",
-                            "v{{model_version}} {{reason}}",
-                        ),
-                    ),
+                    "sum by (model_version, reason) (increase(monitoring_windows_total[1h]))",
+                    "v{{model_version}} {{reason}}",
                 ),
-                Panel(
+                panel(
                     "Evidently time per evaluation",
-                    (
-                        q(
-                            "sum by (stage) "
-                            "(rate(monitoring_window_evaluation_seconds_sum[15m])) / "
-                            "sum by (stage) "
-                            "(rate(monitoring_window_evaluation_seconds_count[15m]))",
-                            "{{stage}}",
-                        ),
-                    ),
+                    mean("monitoring_window_evaluation_seconds", by="stage", window="15m"),
+                    "{{stage}}",
                     unit="s",
                 ),
-                Panel(
-                    "Reference rows of each version",
-                    (q("monitoring_reference_rows", "v{{model_version}}"),),
-                ),
+                panel("Reference rows of each version", "monitoring_reference_rows", VERSION),
             ),
         ),
     ),
@@ -584,51 +511,19 @@ QUALITY = Dashboard(
         Row(
             "The champion now",
             (
-                Panel(
+                stat(
                     "ROC AUC (5 min average)",
-                    (
-                        q(
-                            "max by (model_version) (monitoring:champion_roc_auc:avg5m)",
-                            "v{{model_version}}",
-                        ),
-                    ),
-                    kind="stat",
-                    width=6,
+                    "max by (model_version) (monitoring:champion_roc_auc:avg5m)",
+                    VERSION,
                     decimals=3,
-                ),
-                Panel(
-                    "Label coverage",
-                    (
-                        q(
-                            f"max by (model_version) (monitoring_label_coverage {CHAMPION})",
-                            "v{{model_version}}",
-                        ),
-                    ),
-                    kind="stat",
-                    unit="percentunit",
                     width=6,
                 ),
-                Panel(
-                    "Labelled rows in the newest window",
-                    (
-                        q(
-                            f"max by (model_version) (monitoring_quality_labelled_rows {CHAMPION})",
-                            "v{{model_version}}",
-                        ),
-                    ),
-                    kind="stat",
-                    width=6,
-                ),
-                Panel(
+                champion("Label coverage", "monitoring_label_coverage", unit="percentunit"),
+                champion("Labelled rows in the newest window", "monitoring_quality_labelled_rows"),
+                stat(
                     "Trip completion rate (15 min)",
-                    (
-                        q(
-                            'sum(rate(dispatch_trips_total{completed="true"}[15m])) / '
-                            "sum(rate(dispatch_trips_total[15m]))",
-                            "completed",
-                        ),
-                    ),
-                    kind="stat",
+                    completion_rate(),
+                    "completed",
                     unit="percentunit",
                     width=6,
                 ),
@@ -637,55 +532,39 @@ QUALITY = Dashboard(
         Row(
             "Per window",
             (
-                Panel(
+                panel(
                     "ROC AUC per model version",
-                    (q("monitoring_quality_roc_auc", "v{{model_version}}"),),
+                    "monitoring_quality_roc_auc",
+                    VERSION,
                     min=0.5,
                     max=1,
                 ),
                 Panel(
                     "Precision, recall, F1, accuracy",
-                    (
-                        q("monitoring_quality_precision", "v{{model_version}} precision"),
-                        q("monitoring_quality_recall", "v{{model_version}} recall"),
-                        q("monitoring_quality_f1", "v{{model_version}} f1"),
-                        q("monitoring_quality_accuracy", "v{{model_version}} accuracy"),
+                    tuple(
+                        q(f"monitoring_quality_{name}", f"v{{{{model_version}}}} {name}")
+                        for name in ("precision", "recall", "f1", "accuracy")
                     ),
-                    min=0,
-                    max=1,
+                    **UNIT_INTERVAL,
                 ),
                 Panel(
                     "Label delay percentiles",
-                    tuple(
-                        quantile(
-                            phi,
-                            "monitoring_label_delay_seconds_bucket",
-                            legend=f"p{round(phi * 100)}",
-                        )
-                        for phi in (0.5, 0.9, 0.99)
-                    ),
+                    percentiles("monitoring_label_delay_seconds_bucket", (0.5, 0.9, 0.99)),
                     unit="s",
                 ),
                 Panel(
                     "Labels: late and unmatched",
                     (
-                        q("sum(rate(monitoring_labels_late_total[15m])) or vector(0)", "late / s"),
+                        q(or_zero("sum(rate(monitoring_labels_late_total[15m]))"), "late / s"),
                         q("max(monitoring_labels_unmatched)", "unmatched"),
                     ),
                 ),
-                Panel(
+                panel(
                     "Trip completion by model version (15 min)",
-                    (
-                        q(
-                            "sum by (model_version) "
-                            '(rate(dispatch_trips_total{completed="true"}[15m])) / '
-                            "sum by (model_version) (rate(dispatch_trips_total[15m]))",
-                            "v{{model_version}}",
-                        ),
-                    ),
+                    completion_rate(by="model_version"),
+                    VERSION,
                     unit="percentunit",
-                    min=0,
-                    max=1,
+                    **UNIT_INTERVAL,
                 ),
                 Panel(
                     "Monitoring events consumed",
