@@ -15,6 +15,7 @@ running bridge over UDP and reads its /metrics page.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import re
@@ -153,6 +154,71 @@ def stop(proc: subprocess.Popen[str]) -> str:
     return err or ""
 
 
+def amtool(*args: str) -> subprocess.CompletedProcess[str]:
+    binary = require_binary("amtool", package="prometheus-alertmanager")
+    return run([binary, *args])
+
+
+def check_config(path: Path) -> None:
+    """amtool accepts the Alertmanager configuration at `path`."""
+    res = amtool("check-config", str(path))
+    assert res.returncode == 0 and "SUCCESS" in res.stdout, res.stdout + res.stderr
+
+
+def assert_routes(labels: list[str], receivers: str) -> None:
+    """An alert with `labels` reaches exactly `receivers` (comma-separated) in alertmanager.yml."""
+    res = amtool(
+        "config",
+        "routes",
+        "test",
+        f"--config.file={ALERTMANAGER_YML}",
+        f"--verify.receivers={receivers}",
+        *labels,
+    )
+    assert res.returncode == 0, res.stdout + res.stderr
+
+
+@contextlib.contextmanager
+def running_alertmanager(config: Path, tmp_path: Path) -> Iterator[str]:
+    """A real Alertmanager with `config` on a free loopback port (its URL); stopped by pid."""
+    binary = require_binary(
+        "prometheus-alertmanager", "alertmanager", package="prometheus-alertmanager"
+    )
+    port = free_port()
+    proc = subprocess.Popen(
+        [
+            binary,
+            f"--config.file={config}",
+            f"--storage.path={tmp_path / 'am-data'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+            "--cluster.listen-address=",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_http(f"{url}/-/ready", proc)
+        yield url
+    finally:
+        stop(proc)
+
+
+def post_alerts(alertmanager: str, alerts: list[dict[str, Any]]) -> None:
+    """Send `alerts`, starting now, to Alertmanager's API as Prometheus does."""
+    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    body = [{**alert, "startsAt": now} for alert in alerts]
+    req = urllib.request.Request(
+        f"{alertmanager}/api/v2/alerts",
+        data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    with urllib.request.urlopen(req, timeout=5) as resp:
+        assert resp.status == 200
+
+
 def all_alert_rules() -> list[dict[str, Any]]:
     rules: list[dict[str, Any]] = []
     for path in RULE_FILES:
@@ -263,10 +329,7 @@ def test_every_alert_has_firing_and_quiet_unit_tests() -> None:
 
 
 def test_amtool_check_config() -> None:
-    amtool = require_binary("amtool", package="prometheus-alertmanager")
-    res = run([amtool, "check-config", str(ALERTMANAGER_YML)])
-    assert res.returncode == 0, res.stdout + res.stderr
-    assert "SUCCESS" in res.stdout, res.stdout
+    check_config(ALERTMANAGER_YML)
 
 
 @pytest.mark.parametrize(
@@ -278,19 +341,7 @@ def test_amtool_check_config() -> None:
     ],
 )
 def test_alertmanager_routes_by_severity(labels: list[str], receiver: str) -> None:
-    amtool = require_binary("amtool", package="prometheus-alertmanager")
-    res = run(
-        [
-            amtool,
-            "config",
-            "routes",
-            "test",
-            f"--config.file={ALERTMANAGER_YML}",
-            f"--verify.receivers={receiver}",
-            *labels,
-        ]
-    )
-    assert res.returncode == 0, res.stdout + res.stderr
+    assert_routes(labels, receiver)
 
 
 def test_alertmanager_groups_by_alertname_and_service() -> None:
@@ -301,56 +352,27 @@ def test_alertmanager_groups_by_alertname_and_service() -> None:
 
 @pytest.fixture
 def alertmanager(tmp_path: Path) -> Iterator[str]:
-    binary = require_binary(
-        "prometheus-alertmanager", "alertmanager", package="prometheus-alertmanager"
-    )
-    port = free_port()
-    proc = subprocess.Popen(
-        [
-            binary,
-            f"--config.file={ALERTMANAGER_YML}",
-            f"--storage.path={tmp_path / 'am-data'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-            "--cluster.listen-address=",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        url = f"http://127.0.0.1:{port}"
-        wait_http(f"{url}/-/ready", proc)
+    with running_alertmanager(ALERTMANAGER_YML, tmp_path) as url:
         yield url
-    finally:
-        stop(proc)
 
 
 @pytest.mark.integration
 def test_alertmanager_inhibits_warnings_of_a_down_service(alertmanager: str) -> None:
-    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    alerts: list[dict[str, Any]] = [
-        {"labels": {"alertname": "TargetDown", "severity": "critical", "service": "airflow"}},
-        {
-            "labels": {
-                "alertname": "AirflowDagRunFailed",
-                "severity": "warning",
-                "service": "airflow",
-                "dag_id": "training",
-            }
-        },
-        {"labels": {"alertname": "SomeWarning", "severity": "warning", "service": "serving"}},
-    ]
-    for alert in alerts:
-        alert["startsAt"] = now
-    req = urllib.request.Request(
-        f"{alertmanager}/api/v2/alerts",
-        data=json.dumps(alerts).encode(),
-        headers={"Content-Type": "application/json"},
-        method="POST",
+    post_alerts(
+        alertmanager,
+        [
+            {"labels": {"alertname": "TargetDown", "severity": "critical", "service": "airflow"}},
+            {
+                "labels": {
+                    "alertname": "AirflowDagRunFailed",
+                    "severity": "warning",
+                    "service": "airflow",
+                    "dag_id": "training",
+                }
+            },
+            {"labels": {"alertname": "SomeWarning", "severity": "warning", "service": "serving"}},
+        ],
     )
-    with urllib.request.urlopen(req, timeout=5) as resp:
-        assert resp.status == 200
-
     deadline = time.monotonic() + 10
     states: dict[str, str] = {}
     while time.monotonic() < deadline:
@@ -411,19 +433,7 @@ def receiver(config: dict[str, Any], name: str) -> dict[str, Any]:
     ],
 )
 def test_retrain_alerts_reach_the_trigger_and_people(labels: list[str], receivers: str) -> None:
-    amtool = require_binary("amtool", package="prometheus-alertmanager")
-    res = run(
-        [
-            amtool,
-            "config",
-            "routes",
-            "test",
-            f"--config.file={ALERTMANAGER_YML}",
-            f"--verify.receivers={receivers}",
-            *labels,
-        ]
-    )
-    assert res.returncode == 0, res.stdout + res.stderr
+    assert_routes(labels, receivers)
 
 
 def test_rendering_for_the_local_runtime_is_valid_and_keeps_secrets_private(
@@ -440,9 +450,7 @@ def test_rendering_for_the_local_runtime_is_valid_and_keeps_secrets_private(
     assert config["route"] == load_yaml(ALERTMANAGER_YML)["route"]
     for name in ("default", "critical"):
         assert set(receiver(config, name)) == {"name"}
-    amtool = require_binary("amtool", package="prometheus-alertmanager")
-    res = run([amtool, "check-config", str(path)])
-    assert res.returncode == 0 and "SUCCESS" in res.stdout, res.stdout + res.stderr
+    check_config(path)
 
 
 DELIVERY_ENV = (
@@ -453,12 +461,6 @@ DELIVERY_ENV = (
     "ALERT_SMTP_USERNAME=alerts\n"
     "ALERT_SMTP_AUTH_PASS=smtp-pass\n"
 )
-
-
-def check_config(path: Path) -> None:
-    amtool = require_binary("amtool", package="prometheus-alertmanager")
-    res = run([amtool, "check-config", str(path)])
-    assert res.returncode == 0 and "SUCCESS" in res.stdout, res.stdout + res.stderr
 
 
 def test_slack_and_email_receivers_come_from_the_env_file(tmp_path: Path) -> None:
@@ -527,60 +529,34 @@ def test_alertmanager_delivers_retrain_alerts_with_the_bearer_token(tmp_path: Pa
     path = rendered(
         tmp_path, "", f"http://127.0.0.1:{server.server_port}/v1/retraining/webhook", SECRET
     )
-    binary = require_binary(
-        "prometheus-alertmanager", "alertmanager", package="prometheus-alertmanager"
-    )
-    port = free_port()
-    proc = subprocess.Popen(
-        [
-            binary,
-            f"--config.file={path}",
-            f"--storage.path={tmp_path / 'am-data'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-            "--cluster.listen-address=",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
     try:
-        url = f"http://127.0.0.1:{port}"
-        wait_http(f"{url}/-/ready", proc)
-        now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-        alerts = [
-            {
-                "labels": {
-                    "alertname": "ModelQualityDegraded",
-                    "action": "retrain",
-                    "severity": "warning",
-                    "service": "monitoring",
-                    "model_version": "3",
-                },
-                "annotations": {"summary": "quality"},
-                "startsAt": now,
-            },
-            {
-                "labels": {
-                    "alertname": "ServingHighLatency",
-                    "severity": "warning",
-                    "service": "serving",
-                },
-                "startsAt": now,
-            },
-        ]
-        req = urllib.request.Request(
-            f"{url}/api/v2/alerts",
-            data=json.dumps(alerts).encode(),
-            headers={"Content-Type": "application/json"},
-            method="POST",
-        )
-        with urllib.request.urlopen(req, timeout=5) as resp:
-            assert resp.status == 200
-        deadline = time.monotonic() + 40  # group_wait of the retrain route: 10 s
-        while not got and time.monotonic() < deadline:
-            time.sleep(0.2)
+        with running_alertmanager(path, tmp_path) as url:
+            post_alerts(
+                url,
+                [
+                    {
+                        "labels": {
+                            "alertname": "ModelQualityDegraded",
+                            "action": "retrain",
+                            "severity": "warning",
+                            "service": "monitoring",
+                            "model_version": "3",
+                        },
+                        "annotations": {"summary": "quality"},
+                    },
+                    {
+                        "labels": {
+                            "alertname": "ServingHighLatency",
+                            "severity": "warning",
+                            "service": "serving",
+                        },
+                    },
+                ],
+            )
+            deadline = time.monotonic() + 40  # group_wait of the retrain route: 10 s
+            while not got and time.monotonic() < deadline:
+                time.sleep(0.2)
     finally:
-        stop(proc)
         server.shutdown()
     assert got, "Alertmanager sent nothing to the retraining webhook"
     auth, payload = got[0]
@@ -609,10 +585,10 @@ class Sample:
     """One metric Airflow emits, and what the mapping must turn it into."""
 
     metric: str  # the name in Airflow's registry
-    variables: dict[str, str]  # values of the registry's name_variables
     statsd_type: str  # c | g | ms
     value: float
     expected_name: str  # the Prometheus metric name the mapping gives it
+    variables: dict[str, str] = field(default_factory=dict)  # the registry's name_variables
     expected_labels: dict[str, str] = field(default_factory=dict)
 
     def statsd_name(self, registry: dict[str, dict[str, Any]]) -> str:
@@ -624,261 +600,180 @@ class Sample:
         return "airflow." + name.format(**values)
 
 
+# The name variables of most samples, and the labels they become.
+DAG = {"dag_id": "training"}
+TASK = {"dag_id": "training", "task_id": "train"}
+WORKER = {"hostname": "worker-1"}
+
 SAMPLES = [
-    Sample(
-        "dagrun.duration.success",
-        {"dag_id": "training"},
-        "ms",
-        1500,
-        "airflow_dagrun_duration_seconds",
-        {"dag_id": "training", "state": "success"},
+    *(
+        Sample(
+            f"dagrun.duration.{state}",
+            "ms",
+            value,
+            "airflow_dagrun_duration_seconds",
+            DAG,
+            {**DAG, "state": state},
+        )
+        for state, value in (("success", 1500), ("failed", 2500))
     ),
-    Sample(
-        "dagrun.duration.failed",
-        {"dag_id": "training"},
-        "ms",
-        2500,
-        "airflow_dagrun_duration_seconds",
-        {"dag_id": "training", "state": "failed"},
-    ),
-    Sample(
-        "dagrun.schedule_delay",
-        {"dag_id": "training"},
-        "ms",
-        200,
-        "airflow_dagrun_schedule_delay_seconds",
-        {"dag_id": "training"},
-    ),
+    Sample("dagrun.schedule_delay", "ms", 200, "airflow_dagrun_schedule_delay_seconds", DAG, DAG),
     Sample(
         "dagrun.first_task_scheduling_delay",
-        {"dag_id": "training"},
         "ms",
         300,
         "airflow_dagrun_first_task_scheduling_delay_seconds",
-        {"dag_id": "training"},
+        DAG,
+        DAG,
     ),
     Sample(
-        "dagrun.dependency-check",
-        {"dag_id": "training"},
-        "ms",
-        20,
-        "airflow_dagrun_dependency_check_seconds",
-        {"dag_id": "training"},
+        "dagrun.dependency-check", "ms", 20, "airflow_dagrun_dependency_check_seconds", DAG, DAG
     ),
-    Sample("scheduler.dagruns.running", {}, "g", 2, "airflow_scheduler_dagruns_running"),
-    Sample(
-        "ti.start",
-        {"dag_id": "training", "task_id": "train"},
-        "c",
-        1,
-        "airflow_ti_start_total",
-        {"dag_id": "training", "task_id": "train"},
-    ),
+    Sample("scheduler.dagruns.running", "g", 2, "airflow_scheduler_dagruns_running"),
+    Sample("ti.start", "c", 1, "airflow_ti_start_total", TASK, TASK),
     Sample(
         "ti.finish",
-        {"dag_id": "training", "task_id": "train", "state": "failed"},
         "c",
         1,
         "airflow_ti_finish_total",
-        {"dag_id": "training", "task_id": "train", "state": "failed"},
+        {**TASK, "state": "failed"},
+        {**TASK, "state": "failed"},
     ),
     # a task inside a task group: Airflow sends "grp.validate" as "grp__validate"
     Sample(
         "ti.finish",
-        {"dag_id": "data_pipeline", "task_id": "grp.validate", "state": "success"},
         "c",
         1,
         "airflow_ti_finish_total",
+        {"dag_id": "data_pipeline", "task_id": "grp.validate", "state": "success"},
         {"dag_id": "data_pipeline", "task_id": "grp__validate", "state": "success"},
     ),
-    Sample("ti_successes", {}, "c", 1, "airflow_ti_successes_total"),
-    Sample("ti_failures", {}, "c", 1, "airflow_ti_failures_total"),
-    Sample("previously_succeeded", {}, "c", 1, "airflow_ti_previously_succeeded_total"),
+    Sample("ti_successes", "c", 1, "airflow_ti_successes_total"),
+    Sample("ti_failures", "c", 1, "airflow_ti_failures_total"),
+    Sample("previously_succeeded", "c", 1, "airflow_ti_previously_succeeded_total"),
+    Sample("task.duration", "ms", 4000, "airflow_task_duration_seconds", TASK, TASK),
     Sample(
-        "task.duration",
-        {"dag_id": "training", "task_id": "train"},
-        "ms",
-        4000,
-        "airflow_task_duration_seconds",
-        {"dag_id": "training", "task_id": "train"},
+        "task.scheduled_duration", "ms", 100, "airflow_task_scheduled_duration_seconds", TASK, TASK
     ),
-    Sample(
-        "task.scheduled_duration",
-        {"dag_id": "training", "task_id": "train"},
-        "ms",
-        100,
-        "airflow_task_scheduled_duration_seconds",
-        {"dag_id": "training", "task_id": "train"},
-    ),
-    Sample(
-        "task.queued_duration",
-        {"dag_id": "training", "task_id": "train"},
-        "ms",
-        100,
-        "airflow_task_queued_duration_seconds",
-        {"dag_id": "training", "task_id": "train"},
-    ),
+    Sample("task.queued_duration", "ms", 100, "airflow_task_queued_duration_seconds", TASK, TASK),
     *(
         Sample(
             f"ti.{state}",
-            {"queue": "default", "dag_id": "training", "task_id": "train"},
             "g",
             1,
             "airflow_task_instances",
-            {"state": state, "queue": "default", "dag_id": "training", "task_id": "train"},
+            {"queue": "default", **TASK},
+            {"state": state, "queue": "default", **TASK},
         )
         for state in ("scheduled", "queued", "running", "deferred")
     ),
     Sample(
         "scheduler.tasks.killed_externally",
-        {},
         "c",
         1,
         "airflow_scheduler_tasks_killed_externally_total",
     ),
-    Sample(
-        "operator_failures",
-        {"operator_name": "PythonOperator"},
-        "c",
-        1,
-        "airflow_operator_failures_total",
-        {"operator": "PythonOperator"},
+    *(
+        Sample(
+            f"operator_{outcome}",
+            "c",
+            1,
+            f"airflow_operator_{outcome}_total",
+            {"operator_name": operator},
+            {"operator": operator},
+        )
+        for outcome, operator in (("failures", "PythonOperator"), ("successes", "BashOperator"))
     ),
+    Sample("scheduler_heartbeat", "c", 1, "airflow_scheduler_heartbeat_total"),
+    Sample("dag_processor_heartbeat", "c", 1, "airflow_dag_processor_heartbeat_total"),
+    Sample("triggerer_heartbeat", "c", 1, "airflow_triggerer_heartbeat_total"),
+    Sample("scheduler.tasks.starving", "g", 0, "airflow_scheduler_tasks_starving"),
+    Sample("scheduler.tasks.executable", "g", 3, "airflow_scheduler_tasks_executable"),
     Sample(
-        "operator_successes",
-        {"operator_name": "BashOperator"},
-        "c",
-        1,
-        "airflow_operator_successes_total",
-        {"operator": "BashOperator"},
-    ),
-    Sample("scheduler_heartbeat", {}, "c", 1, "airflow_scheduler_heartbeat_total"),
-    Sample("dag_processor_heartbeat", {}, "c", 1, "airflow_dag_processor_heartbeat_total"),
-    Sample("triggerer_heartbeat", {}, "c", 1, "airflow_triggerer_heartbeat_total"),
-    Sample("scheduler.tasks.starving", {}, "g", 0, "airflow_scheduler_tasks_starving"),
-    Sample("scheduler.tasks.executable", {}, "g", 3, "airflow_scheduler_tasks_executable"),
-    Sample(
-        "scheduler.scheduler_loop_duration",
-        {},
-        "ms",
-        50,
-        "airflow_scheduler_loop_duration_seconds",
+        "scheduler.scheduler_loop_duration", "ms", 50, "airflow_scheduler_loop_duration_seconds"
     ),
     Sample(
         "scheduler.critical_section_duration",
-        {},
         "ms",
         5,
         "airflow_scheduler_critical_section_duration_seconds",
     ),
-    Sample(
-        "scheduler.orphaned_tasks.cleared",
-        {},
-        "c",
-        1,
-        "airflow_scheduler_orphaned_tasks_total",
-        {"action": "cleared"},
+    *(
+        Sample(
+            f"scheduler.orphaned_tasks.{action}",
+            "c",
+            1,
+            "airflow_scheduler_orphaned_tasks_total",
+            expected_labels={"action": action},
+        )
+        for action in ("cleared", "adopted")
     ),
-    Sample(
-        "scheduler.orphaned_tasks.adopted",
-        {},
-        "c",
-        1,
-        "airflow_scheduler_orphaned_tasks_total",
-        {"action": "adopted"},
-    ),
-    Sample(
-        "executor.open_slots",
-        {"executor_class_name": "LocalExecutor"},
-        "g",
-        28,
-        "airflow_executor_open_slots",
-        {"executor": "LocalExecutor"},
-    ),
-    Sample(
-        "executor.queued_tasks",
-        {"executor_class_name": "LocalExecutor"},
-        "g",
-        1,
-        "airflow_executor_queued_tasks",
-        {"executor": "LocalExecutor"},
-    ),
-    Sample(
-        "executor.running_tasks",
-        {"executor_class_name": "LocalExecutor"},
-        "g",
-        3,
-        "airflow_executor_running_tasks",
-        {"executor": "LocalExecutor"},
+    *(
+        Sample(
+            f"executor.{name}",
+            "g",
+            value,
+            f"airflow_executor_{name}",
+            {"executor_class_name": "LocalExecutor"},
+            {"executor": "LocalExecutor"},
+        )
+        for name, value in (("open_slots", 28), ("queued_tasks", 1), ("running_tasks", 3))
     ),
     *(
         Sample(
             f"pool.{state}_slots",
-            {"pool_name": "default_pool"},
             "g",
             4,
             "airflow_pool_slots",
+            {"pool_name": "default_pool"},
             {"pool": "default_pool", "state": state},
         )
         for state in ("open", "queued", "running", "deferred", "scheduled")
     ),
     Sample(
         "pool.starving_tasks",
-        {"pool_name": "default_pool"},
         "g",
         0,
         "airflow_pool_starving_tasks",
+        {"pool_name": "default_pool"},
         {"pool": "default_pool"},
     ),
-    Sample("dag_processing.import_errors", {}, "g", 1, "airflow_dag_processing_import_errors"),
-    Sample("dagbag_size", {}, "g", 5, "airflow_dagbag_size"),
+    Sample("dag_processing.import_errors", "g", 1, "airflow_dag_processing_import_errors"),
+    Sample("dagbag_size", "g", 5, "airflow_dagbag_size"),
     Sample(
         "dag_processing.total_parse_time",
-        {},
         "g",
         2.5,
         "airflow_dag_processing_total_parse_time_seconds",
     ),
     Sample(
-        "dag_processing.file_path_queue_size",
-        {},
-        "g",
-        0,
-        "airflow_dag_processing_file_path_queue_size",
+        "dag_processing.file_path_queue_size", "g", 0, "airflow_dag_processing_file_path_queue_size"
     ),
     Sample(
         "dag_processing.processor_timeouts",
-        {},
         "c",
         1,
         "airflow_dag_processing_processor_timeouts_total",
     ),
     Sample(
         "dag_processing.last_duration",
-        {"bundle_name": "dags-folder", "file_name": "training_dag"},
         "ms",
         800,
         "airflow_dag_processing_last_duration_seconds",
+        {"bundle_name": "dags-folder", "file_name": "training_dag"},
         {"bundle": "dags-folder", "file": "training_dag"},
     ),
     Sample(
         "dag_processing.last_run.seconds_ago",
-        {"file_name": "training_dag"},
         "g",
         12,
         "airflow_dag_processing_last_run_seconds_ago",
+        {"file_name": "training_dag"},
         {"file": "training_dag"},
     ),
-    Sample(
-        "triggers.running",
-        {"hostname": "worker-1"},
-        "g",
-        0,
-        "airflow_triggers_running",
-        {"hostname": "worker-1"},
-    ),
-    Sample("triggers.succeeded", {}, "c", 1, "airflow_triggers_succeeded_total"),
-    Sample("triggers.failed", {}, "c", 1, "airflow_triggers_failed_total"),
+    Sample("triggers.running", "g", 0, "airflow_triggers_running", WORKER, WORKER),
+    Sample("triggers.succeeded", "c", 1, "airflow_triggers_succeeded_total"),
+    Sample("triggers.failed", "c", 1, "airflow_triggers_failed_total"),
 ]
 
 # Names Airflow also sends that must NOT be exported (modern duplicates without variables, a
