@@ -96,6 +96,40 @@ def _bound_check(
     )
 
 
+def _regression_check(
+    metric: str,
+    tolerance: float,
+    value: float | None,
+    reference: float | None,
+    champion_version: str | None,
+) -> GateCheck:
+    """The candidate's ``metric`` no worse than the champion's ``reference`` on the same
+    holdout, give or take ``tolerance``."""
+    if value is None or reference is None:
+        ok = False
+        detail = (
+            f"{metric}: candidate {_fmt(value)}, champion v{champion_version} "
+            f"{_fmt(reference)}: cannot compare"
+        )
+    else:
+        higher_is_better = metric in HIGHER_IS_BETTER
+        ok = value >= reference - tolerance if higher_is_better else value <= reference + tolerance
+        allowed = f"{'-' if higher_is_better else '+'}{tolerance:.4f}"
+        detail = (
+            f"{'' if ok else 'regression: '}{metric} {value:.4f} vs champion "
+            f"v{champion_version} {reference:.4f} ({value - reference:+.4f}, allowed {allowed})"
+        )
+    return GateCheck(
+        kind="regression",
+        metric=metric,
+        candidate=value,
+        reference=reference,
+        tolerance=tolerance,
+        passed=ok,
+        detail=detail,
+    )
+
+
 def _fmt(value: float | None) -> str:
     return "missing" if value is None else f"{value:.4f}"
 
@@ -133,40 +167,12 @@ def decide(
             )
         )
     elif champion is not None:
-        for metric, tolerance in sorted(cfg.max_regression.items()):
-            value = candidate.get(metric)
-            reference = champion.get(metric)
-            if value is None or reference is None:
-                ok = False
-                detail = (
-                    f"{metric}: candidate {_fmt(value)}, champion v{champion_version} "
-                    f"{_fmt(reference)}: cannot compare"
-                )
-            elif metric in HIGHER_IS_BETTER:
-                ok = value >= reference - tolerance
-                detail = (
-                    f"{metric} {value:.4f} vs champion v{champion_version} {reference:.4f} "
-                    f"({value - reference:+.4f}, allowed -{tolerance:.4f})"
-                )
-            else:
-                ok = value <= reference + tolerance
-                detail = (
-                    f"{metric} {value:.4f} vs champion v{champion_version} {reference:.4f} "
-                    f"({value - reference:+.4f}, allowed +{tolerance:.4f})"
-                )
-            if not ok and value is not None and reference is not None:
-                detail = f"regression: {detail}"
-            checks.append(
-                GateCheck(
-                    kind="regression",
-                    metric=metric,
-                    candidate=value,
-                    reference=reference,
-                    tolerance=tolerance,
-                    passed=ok,
-                    detail=detail,
-                )
+        checks += [
+            _regression_check(
+                metric, tolerance, candidate.get(metric), champion.get(metric), champion_version
             )
+            for metric, tolerance in sorted(cfg.max_regression.items())
+        ]
     return GateDecision(
         passed=all(c.passed for c in checks),
         checks=checks,

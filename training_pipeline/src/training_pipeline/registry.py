@@ -132,6 +132,13 @@ def move_alias(
         raise
 
 
+def _alias_holder(settings: TrainingSettings, alias: str) -> tuple[MlflowClient, str, str | None]:
+    """A registry client, the model's name and the version ``alias`` points at (None: unset)."""
+    client = make_client(settings)
+    name = settings.model_name
+    return client, name, alias_version(client, name, alias)
+
+
 def promote(
     settings: TrainingSettings,
     version: str,
@@ -141,10 +148,8 @@ def promote(
     actor: str | None = None,
 ) -> PromotionRecord:
     """Manual promotion (bypasses the gate; the log says who did it and why)."""
-    client = make_client(settings)
-    name = settings.model_name
+    client, name, current = _alias_holder(settings, alias)
     require_version(client, name, version)
-    current = alias_version(client, name, alias)
     if current == str(version):
         raise RegistryError(f"{name}@{alias} is already version {version}: nothing to move")
     return move_alias(
@@ -182,10 +187,9 @@ def rollback(
     reason: str,
     actor: str | None = None,
 ) -> PromotionRecord:
-    """Move ``alias`` back to the version that held it before the current one."""
-    client = make_client(settings)
-    name = settings.model_name
-    current = alias_version(client, name, alias)
+    """Move ``alias`` back to the version that held it before the current one (by the promotion
+    log; refused when the alias was moved outside the platform or that version is gone)."""
+    client, name, current = _alias_holder(settings, alias)
     if current is None:
         raise RegistryError(f"{name} has no {alias!r} alias: nothing to roll back")
     stack = alias_stack(read_log(client, name), alias)
