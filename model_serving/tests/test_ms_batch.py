@@ -24,7 +24,7 @@ from ms_fixtures import (
 
 from mlops_testing.airflow import airflow_env, migrated_airflow
 from mlops_testing.stack import MlflowServer
-from model_serving.batch import BatchError, interval_file, run_batch, table_dir
+from model_serving.batch import COLUMNS, BatchError, interval_file, run_batch, table_dir
 from model_serving.settings import ServingSettings
 
 pytestmark = pytest.mark.integration
@@ -95,16 +95,7 @@ def test_one_row_per_active_driver_with_point_in_time_features(world: World) -> 
     path = interval_file(table_dir(world.serving()), END)
     assert summary["file"] == str(path) and summary["scored"] == len(ACTIVE)
     table = pd.read_parquet(path)
-    assert list(table.columns) == [
-        "driver_id",
-        "score",
-        "rank",
-        "model_name",
-        "model_version",
-        "interval_start",
-        "interval_end",
-        "scored_at",
-    ]
+    assert tuple(table.columns) == COLUMNS  # the table's declared schema, in its order
     assert sorted(table["driver_id"]) == ACTIVE
     assert list(table["rank"]) == list(range(1, len(ACTIVE) + 1))
     assert table["score"].is_monotonic_decreasing

@@ -26,6 +26,7 @@ from ms_fixtures import (
 from ms_harness import Harness, LiveServer, SettingsFactory
 
 from mlops_testing.stack import MlflowServer
+from model_serving.settings import ServingSettings
 
 pytestmark = pytest.mark.integration
 
@@ -40,6 +41,29 @@ def registry_proxy(mlflow_server: MlflowServer) -> Iterator[TcpProxy]:
     proxy.up()
     yield proxy
     proxy.down()
+
+
+@dataclass(frozen=True)
+class ProxiedModel:
+    """A model of the test's own (champion: version 1) and settings that reach the registry
+    through `registry_proxy` (1 s registry timeout, 0.3 s poll)."""
+
+    name: str
+    settings: ServingSettings
+
+
+@pytest.fixture
+def proxied_model(
+    own_model: Callable[..., str], make_settings: SettingsFactory, registry_proxy: TcpProxy
+) -> ProxiedModel:
+    name = own_model()
+    settings = make_settings(
+        serving_model_name=name,
+        mlflow_tracking_uri=f"http://{registry_proxy.url_host}",
+        serving_registry_timeout_s=1,
+        serving_poll_interval_s=0.3,
+    )
+    return ProxiedModel(name, settings)
 
 
 @dataclass
@@ -166,21 +190,13 @@ def test_hot_swap_under_load_promote_then_roll_back(
 
 def test_registry_down_keeps_serving_and_says_so(
     harness: Callable[..., Harness],
-    make_settings: SettingsFactory,
-    own_model: Callable[..., str],
+    proxied_model: ProxiedModel,
     registry_proxy: TcpProxy,
     mlflow_server: MlflowServer,
 ) -> None:
-    name = own_model()
+    name = proxied_model.name
     v2 = register_model(mlflow_server.url, name, seed=4, flip=True)
-    api = harness(
-        make_settings(
-            serving_model_name=name,
-            serving_poll_interval_s=0.3,
-            mlflow_tracking_uri=f"http://{registry_proxy.url_host}",
-            serving_registry_timeout_s=1,
-        )
-    )
+    api = harness(proxied_model.settings)
     assert api.predict([1, 2]).json()["model"]["version"] == "1"
 
     registry_proxy.down()
@@ -210,18 +226,9 @@ def test_registry_down_keeps_serving_and_says_so(
 
 
 def test_unreachable_at_start_starts_from_the_cached_champion(
-    harness: Callable[..., Harness],
-    make_settings: SettingsFactory,
-    own_model: Callable[..., str],
-    registry_proxy: TcpProxy,
+    harness: Callable[..., Harness], proxied_model: ProxiedModel, registry_proxy: TcpProxy
 ) -> None:
-    name = own_model()
-    settings = make_settings(
-        serving_model_name=name,
-        mlflow_tracking_uri=f"http://{registry_proxy.url_host}",
-        serving_registry_timeout_s=1,
-        serving_poll_interval_s=0.3,
-    )
+    settings = proxied_model.settings
     first = harness(settings)
     expected = first.predict([4, 5, 6]).json()
     first.client.__exit__(None, None, None)  # stop the first process
@@ -252,21 +259,10 @@ def test_unreachable_at_start_starts_from_the_cached_champion(
 
 
 def test_unreachable_at_start_without_cache_is_not_ready_until_the_registry_answers(
-    harness: Callable[..., Harness],
-    make_settings: SettingsFactory,
-    own_model: Callable[..., str],
-    registry_proxy: TcpProxy,
+    harness: Callable[..., Harness], proxied_model: ProxiedModel, registry_proxy: TcpProxy
 ) -> None:
-    name = own_model()
     registry_proxy.down()
-    api = harness(
-        make_settings(
-            serving_model_name=name,
-            mlflow_tracking_uri=f"http://{registry_proxy.url_host}",
-            serving_registry_timeout_s=1,
-            serving_poll_interval_s=0.3,
-        )
-    )
+    api = harness(proxied_model.settings)
     live = api.client.get("/health/live")
     assert live.status_code == 200
     ready = api.client.get("/health/ready")

@@ -107,20 +107,6 @@ PREDICT_CASES: list[tuple[str, Any, str]] = [
 ]
 
 
-@pytest.mark.parametrize(
-    ("case", "body", "message"), PREDICT_CASES, ids=[c[0] for c in PREDICT_CASES]
-)
-def test_predict_rejects_malformed_bodies(
-    client: TestClient, case: str, body: Any, message: str
-) -> None:
-    response = post_json(client, "/v1/predict", body)
-    assert response.status_code == 422, (case, response.status_code, response.text)
-    payload = response.json()
-    assert payload["error"] == "invalid_request"
-    assert message in payload["message"], payload["message"]
-    assert payload["request_id"]
-
-
 FEEDBACK_CASES: list[tuple[str, Any, str]] = [
     ("missing request id", {"driver_id": 1, "trip_completed": True}, "request_id: Field required"),
     ("missing label", {"request_id": "r", "driver_id": 1}, "trip_completed: Field required"),
@@ -152,15 +138,23 @@ FEEDBACK_CASES: list[tuple[str, Any, str]] = [
 ]
 
 
-@pytest.mark.parametrize(
-    ("case", "body", "message"), FEEDBACK_CASES, ids=[c[0] for c in FEEDBACK_CASES]
-)
-def test_feedback_rejects_malformed_bodies(
-    client: TestClient, case: str, body: Any, message: str
+MALFORMED_BODIES = [
+    pytest.param(path, body, message, id=f"{path} {case}")
+    for path, cases in (("/v1/predict", PREDICT_CASES), ("/v1/feedback", FEEDBACK_CASES))
+    for case, body, message in cases
+]
+
+
+@pytest.mark.parametrize(("path", "body", "message"), MALFORMED_BODIES)
+def test_malformed_bodies_are_rejected(
+    client: TestClient, path: str, body: Any, message: str
 ) -> None:
-    response = post_json(client, "/v1/feedback", body)
-    assert response.status_code == 422, (case, response.text)
-    assert message in response.json()["message"], response.json()["message"]
+    response = post_json(client, path, body)
+    assert response.status_code == 422, (response.status_code, response.text)
+    payload = response.json()
+    assert payload["error"] == "invalid_request"
+    assert message in payload["message"], payload["message"]
+    assert payload["request_id"]
 
 
 @pytest.mark.parametrize("path", ["/v1/predict", "/v1/feedback"])

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import statistics
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -29,9 +29,25 @@ def redis_proxy() -> Iterator[TcpProxy]:
     proxy.down()
 
 
-def proxied_url(proxy: TcpProxy) -> str:
+@pytest.fixture
+def proxied_api(
+    harness: Any, make_settings: SettingsFactory, shared_model: str, redis_proxy: TcpProxy
+) -> Callable[[int], Harness]:
+    """Factory: a serving app whose event sink reaches Redis through `redis_proxy` and buffers
+    at most the given number of events while it is down."""
     db = urlsplit(REDIS_URL).path or "/0"
-    return f"redis://{proxy.url_host}{db}"
+
+    def start(buffer: int) -> Harness:
+        api: Harness = harness(
+            make_settings(
+                serving_model_name=shared_model,
+                serving_events_redis_url=f"redis://{redis_proxy.url_host}{db}",
+                serving_events_buffer=buffer,
+            )
+        )
+        return api
+
+    return start
 
 
 def timed_predictions(api: Harness, n: int, prefix: str) -> list[float]:
@@ -46,20 +62,9 @@ def timed_predictions(api: Harness, n: int, prefix: str) -> list[float]:
 
 @pytest.mark.parametrize("failure", ["down", "blackhole"])
 def test_sink_failure_never_fails_or_slows_predictions(
-    harness: Any,
-    make_settings: SettingsFactory,
-    shared_model: str,
-    streams: Streams,
-    redis_proxy: TcpProxy,
-    failure: str,
+    proxied_api: Callable[[int], Harness], streams: Streams, redis_proxy: TcpProxy, failure: str
 ) -> None:
-    api: Harness = harness(
-        make_settings(
-            serving_model_name=shared_model,
-            serving_events_redis_url=proxied_url(redis_proxy),
-            serving_events_buffer=BOUND,
-        )
-    )
+    api = proxied_api(BOUND)
     key = api.settings.serving_events_prediction_stream
     baseline = timed_predictions(api, 30, "up")
     assert wait_for(lambda: len(streams.entries(key)) == 30, 10)
@@ -106,19 +111,10 @@ def test_sink_failure_never_fails_or_slows_predictions(
 
 
 def test_feedback_is_accepted_while_the_sink_is_down(
-    harness: Any,
-    make_settings: SettingsFactory,
-    shared_model: str,
-    redis_proxy: TcpProxy,
+    proxied_api: Callable[[int], Harness], redis_proxy: TcpProxy
 ) -> None:
     redis_proxy.down()
-    api: Harness = harness(
-        make_settings(
-            serving_model_name=shared_model,
-            serving_events_redis_url=proxied_url(redis_proxy),
-            serving_events_buffer=5,
-        )
-    )
+    api = proxied_api(5)
     for i in range(10):
         assert api.predict([1], request_id=f"r-{i}").status_code == 200
         response = api.client.post(
