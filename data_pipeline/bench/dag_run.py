@@ -22,20 +22,17 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import pandas as pd
-
 from example_project.world.config import ExampleSourceConfig
-from mlops_testing.airflow import AIRFLOW, airflow_env
+from mlops_testing.airflow import AIRFLOW, airflow_env, task_runs
 from mlops_testing.data import (
+    FEATURES_DAG,
+    PIPELINE_DAGS,
     delete_redis_project,
     isolated_settings,
     subprocess_env,
     unique_project,
     write_world,
 )
-
-DAGS = Path(__file__).resolve().parents[1] / "dags"
-DAG_ID = "driver_features"
 
 
 def main() -> int:
@@ -57,13 +54,13 @@ def main() -> int:
         write_world(settings, ExampleSourceConfig(n_drivers=args.drivers, start=start, end=end))
         print(f"generate + write: {time.perf_counter() - began:.1f} s")
         home = root / "airflow"
-        env = airflow_env(home, "data_pipeline", DAGS, base=subprocess_env(settings))
+        env = airflow_env(home, "data_pipeline", PIPELINE_DAGS, base=subprocess_env(settings))
         airflow = AIRFLOW
         subprocess.run([airflow, "db", "migrate"], env=env, check=True, capture_output=True)
         conf = {"start": start.isoformat(), "end": end.isoformat()}
         began = time.perf_counter()
         result = subprocess.run(
-            [airflow, "dags", "test", DAG_ID, end.isoformat(), "-c", json.dumps(conf)],
+            [airflow, "dags", "test", FEATURES_DAG, end.isoformat(), "-c", json.dumps(conf)],
             env=env,
             capture_output=True,
             text=True,
@@ -73,16 +70,12 @@ def main() -> int:
             if result.returncode != 0:
                 print((result.stdout + result.stderr)[-4000:])
                 return 1
+            tasks = task_runs(home, FEATURES_DAG)
             with sqlite3.connect(home / "airflow.db") as db:
-                tasks = db.execute(
-                    "SELECT task_id, state, start_date, end_date FROM task_instance "
-                    "WHERE dag_id = ? ORDER BY start_date",
-                    (DAG_ID,),
-                ).fetchall()
                 xcom = dict(
                     db.execute(
                         "SELECT task_id, value FROM xcom WHERE dag_id = ? AND key = 'return_value'",
-                        (DAG_ID,),
+                        (FEATURES_DAG,),
                     ).fetchall()
                 )
         finally:
@@ -98,8 +91,7 @@ def main() -> int:
             for task, value in xcom.items()
         }
         print(f"  {'task':<12} {'state':<8} {'task':>8} {'step':>8}")
-        for task, state, t0, t1 in tasks:
-            seconds = (pd.Timestamp(t1) - pd.Timestamp(t0)).total_seconds()
+        for task, (state, seconds) in tasks.items():
             step = (summaries.get(task) or {}).get("seconds")
             step_text = f"{step:6.2f} s" if isinstance(step, int | float) else "       -"
             print(f"  {task:<12} {state:<8} {seconds:6.2f} s {step_text}")

@@ -27,6 +27,11 @@ from mlops_common.dags import dag_defaults, flag_from_env, start_date_from_env
 
 DAG_ID = "driver_features"
 STEPS = ("ingest", "validate", "transform", "publish", "apply", "materialize")
+#: the conf of a manual run: the interval to process (a scheduled run takes its data interval)
+INTERVAL_PARAMS = {
+    "start": Param(None, type=["null", "string"], description="ISO 8601, UTC, whole hour"),
+    "end": Param(None, type=["null", "string"], description="exclusive, ISO 8601, UTC"),
+}
 
 
 def _run(step: str) -> dict[str, Any]:
@@ -39,10 +44,7 @@ def _run(step: str) -> dict[str, Any]:
     dag_id=DAG_ID,
     schedule=CronDataIntervalTimetable("0 * * * *", timezone="UTC"),
     start_date=start_date_from_env("MLOPS_DATA_DAG_START_DATE"),
-    params={
-        "start": Param(None, type=["null", "string"], description="ISO 8601, UTC, whole hour"),
-        "end": Param(None, type=["null", "string"], description="exclusive, ISO 8601, UTC"),
-    },
+    params=INTERVAL_PARAMS,
     **dag_defaults(
         __doc__,
         "data",

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import sqlite3
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -17,8 +16,10 @@ from data_pipeline.batch import ValidationFailed
 from data_pipeline.dag_support import run_task
 from example_project.world.config import ExampleSourceConfig
 from mlops_common.intervals import ConfError, resolve_interval
-from mlops_testing.airflow import airflow_env, migrated_airflow, python_json
+from mlops_testing.airflow import airflow_env, migrated_airflow, python_json, task_runs
 from mlops_testing.data import (
+    FEATURES_DAG,
+    PIPELINE_DAGS,
     isolated_settings,
     latest_offline,
     online_values,
@@ -27,8 +28,6 @@ from mlops_testing.data import (
     write_world,
 )
 
-DAGS = Path(__file__).resolve().parents[1] / "dags"
-DAG_ID = "driver_features"
 STEPS = ["ingest", "validate", "transform", "publish", "apply", "materialize"]
 
 PARSE = """
@@ -54,15 +53,15 @@ print(json.dumps({
 
 
 def _airflow_env(home: Path) -> dict[str, str]:
-    return airflow_env(home, "data_pipeline", DAGS)
+    return airflow_env(home, "data_pipeline", PIPELINE_DAGS)
 
 
 def test_every_dag_file_parses_thin(tmp_path: Path) -> None:
     env = _airflow_env(tmp_path / "airflow")
-    parsed = python_json("-W", "ignore", "-c", PARSE, str(DAGS), env=env, timeout=120)
+    parsed = python_json("-W", "ignore", "-c", PARSE, str(PIPELINE_DAGS), env=env, timeout=120)
     assert parsed["errors"] == {}
-    assert len(parsed["dags"]) == len(list(DAGS.glob("*.py")))
-    dag = parsed["dags"][DAG_ID]
+    assert len(parsed["dags"]) == len(list(PIPELINE_DAGS.glob("*.py")))
+    dag = parsed["dags"][FEATURES_DAG]
     assert dag["edges"] == sorted([a, b] for a, b in itertools.pairwise(STEPS))
     assert dag["params"] == ["end", "start"]
     assert dag["max_active_runs"] == 1
@@ -104,22 +103,6 @@ def test_a_rejected_batch_fails_the_task_without_retry(
         run_task("ingest", {"params": {}})
 
 
-def _task_runs(home: Path) -> dict[str, tuple[str, float]]:
-    with sqlite3.connect(home / "airflow.db") as db:
-        (run_id,) = db.execute(
-            "SELECT run_id FROM dag_run WHERE dag_id = ? ORDER BY id DESC LIMIT 1", (DAG_ID,)
-        ).fetchone()
-        rows = db.execute(
-            "SELECT task_id, state, start_date, end_date FROM task_instance "
-            "WHERE dag_id = ? AND run_id = ?",
-            (DAG_ID, run_id),
-        ).fetchall()
-    return {
-        task: (state, (pd.Timestamp(end) - pd.Timestamp(start)).total_seconds())
-        for task, state, start, end in rows
-    }
-
-
 @pytest.mark.integration
 def test_driver_features_dag_run_with_airflow_dags_test(tmp_path: Path) -> None:
     t0 = datetime(2024, 8, 1, tzinfo=UTC)
@@ -132,10 +115,10 @@ def test_driver_features_dag_run_with_airflow_dags_test(tmp_path: Path) -> None:
     env = {**_airflow_env(home), **subprocess_env(settings)}
     run = migrated_airflow(env, tmp_path)
     conf = {"start": "2024-08-01T00:00:00Z", "end": "2024-08-01T03:00:00Z"}
-    result = run("dags", "test", DAG_ID, "2024-08-01T03:00:00+00:00", "-c", json.dumps(conf))
+    result = run("dags", "test", FEATURES_DAG, "2024-08-01T03:00:00+00:00", "-c", json.dumps(conf))
     log = result.stdout + result.stderr
     assert result.returncode == 0, log[-4000:]
-    tasks = _task_runs(home)
+    tasks = task_runs(home, FEATURES_DAG)
     assert {task: state for task, (state, _) in tasks.items()} == dict.fromkeys(STEPS, "success")
     print("task seconds:", {task: round(s, 2) for task, (_, s) in tasks.items()})
     # the conf's interval was processed, and every driver has its latest features online

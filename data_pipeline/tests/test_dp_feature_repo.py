@@ -15,11 +15,10 @@ REPO = COMPONENT_DIR / "feature_repo"
 
 
 def test_env_file_from_mlops_env_file_and_environment_wins(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    workdir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.chdir(tmp_path)
-    (tmp_path / ".env").write_text("MLOPS_FEAST_PROJECT=from_dot_env\n")
-    env_file = tmp_path / "platform.env"
+    (workdir / ".env").write_text("MLOPS_FEAST_PROJECT=from_dot_env\n")
+    env_file = workdir / "platform.env"
     env_file.write_text(
         "MLOPS_FEAST_PROJECT=from_env_file\nMLOPS_REDIS_URL=redis://10.0.0.1:6379/1\n"
         "MLOPS_VALIDATION_MAX_FAILURE_RATE=0.2\n"
@@ -38,21 +37,19 @@ def test_env_file_from_mlops_env_file_and_environment_wins(
 
 
 def test_online_store_defaults_to_the_platform_redis(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    workdir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.chdir(tmp_path)
     assert DataPipelineSettings().online_store_url == "redis://127.0.0.1:6380/0"
     monkeypatch.setenv("REDIS_PORT", "7000")
     assert DataPipelineSettings().online_store_url == "redis://127.0.0.1:7000/0"
     settings = DataPipelineSettings()
     assert settings.mlops_feast_project == "driver_ranking"
     assert settings.feature_repo == REPO
-    assert settings.offline_dir == tmp_path / ".mlops" / "offline"
+    assert settings.offline_dir == workdir / ".mlops" / "offline"
     assert settings.max_lateness == timedelta(hours=1)
 
 
-def test_bad_settings_are_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.chdir(tmp_path)
+def test_bad_settings_are_refused(workdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MLOPS_FEAST_PROJECT", "bad-name!")
     with pytest.raises(ValidationError, match="MLOPS_FEAST_PROJECT"):
         DataPipelineSettings()

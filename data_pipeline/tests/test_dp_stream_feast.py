@@ -135,29 +135,24 @@ def test_an_event_changes_online_features_within_seconds(
         driver = 1777
         online_values(feast_world, [driver])  # warm the reading side: time the consumer only
         now = datetime.now(UTC).replace(microsecond=0)
-        first = make_event(
-            1,
-            driver_id=driver,
-            at=now - timedelta(seconds=30),
-            conv_rate=0.1234,
-            avg_daily_trips=77,
-            event_id=f"feast:{uuid.uuid4().hex}",
-        )
-        client.xadd(stream, first.encode())  # type: ignore[arg-type]
+
+        def emit(seq: int, seconds_ago: int, **features: Any) -> DriverStatsEvent:
+            """Add an event of `driver` from `seconds_ago` (a unique id) to the stream."""
+            at = now - timedelta(seconds=seconds_ago)
+            event = make_event(
+                seq, driver_id=driver, at=at, event_id=f"feast:{uuid.uuid4().hex}", **features
+            )
+            client.xadd(stream, event.encode())  # type: ignore[arg-type]
+            return event
+
+        first = emit(1, 30, conv_rate=0.1234, avg_daily_trips=77)
         latency = wait_for(
             lambda: online_values(feast_world, [driver])[driver] == features_of(first), 10
         )
         assert latency is not None and latency < 5.0, latency
         print(f"\nonline features changed {latency * 1000:.0f} ms after the event was emitted")
 
-        second = make_event(
-            2,
-            driver_id=driver,
-            at=now - timedelta(seconds=10),
-            rating=3.21,
-            event_id=f"feast:{uuid.uuid4().hex}",
-        )
-        client.xadd(stream, second.encode())  # type: ignore[arg-type]
+        second = emit(2, 10, rating=3.21)
         assert (
             wait_for(
                 lambda: online_values(feast_world, [driver])[driver] == features_of(second), 10
@@ -175,14 +170,7 @@ def test_an_event_changes_online_features_within_seconds(
         assert online_values(feast_world, [driver])[driver] == features_of(second)
 
         # an older event arriving late does not overwrite the newer online value
-        late = make_event(
-            4,
-            driver_id=driver,
-            at=now - timedelta(seconds=20),
-            conv_rate=0.9,
-            event_id=f"feast:{uuid.uuid4().hex}",
-        )
-        client.xadd(stream, late.encode())  # type: ignore[arg-type]
+        emit(4, 20, conv_rate=0.9)
         assert wait_for(lambda: consumer.stats.applied == 3, 10) is not None
         assert online_values(feast_world, [driver])[driver] == features_of(second)
     finally:
@@ -290,13 +278,11 @@ def test_kill_9_mid_stream_loses_nothing_and_applies_nothing_twice(
     first = consumer_process(feast_world, stream, "first", log)
     producer = threading.Thread(target=produce)
     kills: list[dict[str, int]] = []
-    try:
-        # ready when it has created the group (and the stream with it)
-        assert wait_for(lambda: bool(client.exists(stream)), 60, 0.1) is not None, log.read_text()
-        producer.start()
-        assert wait_for(lambda: counters(client, stream).get("consumed", 0) >= 800, 60, 0.01)
-        os.kill(first.pid, signal.SIGKILL)
-        first.wait(timeout=10)
+
+    def kill(process: subprocess.Popen[str]) -> None:
+        """SIGKILL a consumer mid-stream; note how far the group had got."""
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait(timeout=10)
         kills.append(
             {
                 "consumed": counters(client, stream)["consumed"],
@@ -304,17 +290,17 @@ def test_kill_9_mid_stream_loses_nothing_and_applies_nothing_twice(
             }
         )  # type: ignore[index]
 
+    try:
+        # ready when it has created the group (and the stream with it)
+        assert wait_for(lambda: bool(client.exists(stream)), 60, 0.1) is not None, log.read_text()
+        producer.start()
+        assert wait_for(lambda: counters(client, stream).get("consumed", 0) >= 800, 60, 0.01)
+        kill(first)
+
         # restart under the same name: it resumes its own pending entries
         second = consumer_process(feast_world, stream, "first", log)
         assert wait_for(lambda: counters(client, stream)["consumed"] >= 2400, 90, 0.01)
-        os.kill(second.pid, signal.SIGKILL)
-        second.wait(timeout=10)
-        kills.append(
-            {
-                "consumed": counters(client, stream)["consumed"],
-                "pending": int(client.xpending(stream, "data-pipeline")["pending"]),
-            }
-        )  # type: ignore[index]
+        kill(second)
 
         # restart under another name: the dead consumer's entries must be claimed
         third = consumer_process(

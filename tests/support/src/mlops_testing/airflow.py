@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 from collections.abc import Callable, Mapping
@@ -58,6 +59,26 @@ def migrated_airflow(env: Mapping[str, str], cwd: Path, timeout: float = 300) ->
     migrate = run("db", "migrate")
     assert migrate.returncode == 0, migrate.stdout[-2000:] + migrate.stderr[-2000:]
     return run
+
+
+def task_runs(home: Path, dag_id: str) -> dict[str, tuple[str, float]]:
+    """The task instances of the latest run of ``dag_id`` in the Airflow home ``home`` (SQLite),
+    in the order they started: task id -> (state, seconds from start to end)."""
+    import pandas as pd
+
+    with sqlite3.connect(home / "airflow.db") as db:
+        (run_id,) = db.execute(
+            "SELECT run_id FROM dag_run WHERE dag_id = ? ORDER BY id DESC LIMIT 1", (dag_id,)
+        ).fetchone()
+        rows = db.execute(
+            "SELECT task_id, state, start_date, end_date FROM task_instance "
+            "WHERE dag_id = ? AND run_id = ? ORDER BY start_date",
+            (dag_id, run_id),
+        ).fetchall()
+    return {
+        task: (state, (pd.Timestamp(end) - pd.Timestamp(start)).total_seconds())
+        for task, state, start, end in rows
+    }
 
 
 def python_json(*args: str, env: Mapping[str, str], timeout: float) -> Any:

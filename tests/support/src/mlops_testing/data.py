@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import pandas as pd
 import pyarrow.dataset as ds
 
+import data_pipeline
 from data_pipeline.feature_store import (
     FEATURE_NAMES,
     FEATURE_SERVICE,
@@ -43,6 +44,10 @@ TEST_POSTGRES_URL = os.environ.get(
     "MLOPS_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432"
 )
 TEST_REDIS_URL = os.environ.get("MLOPS_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+#: the data pipeline's DAG folder (``data_pipeline/dags``) and its hourly feature DAG
+PIPELINE_DAGS = Path(data_pipeline.__file__).resolve().parents[2] / "dags"
+FEATURES_DAG = "driver_features"
 
 
 def scrub_mlops_environment(monkeypatch: pytest.MonkeyPatch) -> None:
