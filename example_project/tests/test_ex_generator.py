@@ -95,13 +95,8 @@ def test_driver_stats_ranges_and_shape(small_config: Factory) -> None:
     assert 4.0 < stats["rating"].mean() < 4.9
 
 
-def test_hourly_values_vary_smoothly_with_a_daily_cycle() -> None:
-    config = ExampleSourceConfig(
-        n_drivers=300,
-        start=datetime(2024, 3, 1, tzinfo=UTC),
-        end=datetime(2024, 3, 15, tzinfo=UTC),
-        bookings_per_hour=0,
-    )
+def test_hourly_values_vary_smoothly_with_a_daily_cycle(small_config: Factory) -> None:
+    config = small_config(n_drivers=300, end=datetime(2024, 3, 15, tzinfo=UTC), bookings_per_hour=0)
     stats = generate(config).driver_hourly_stats
     per_driver = stats.groupby("driver_id")["avg_daily_trips"]
     # most of the variance is between drivers (baselines), some within a driver over time
@@ -140,12 +135,9 @@ def test_bookings_and_candidates(small_config: Factory) -> None:
     assert (ts["event_timestamp_x"] == ts["event_timestamp_y"]).all()
 
 
-def test_historical_policy_assigns_a_uniformly_random_candidate() -> None:
-    config = ExampleSourceConfig(
-        n_drivers=200,
-        start=datetime(2024, 3, 1, tzinfo=UTC),
-        end=datetime(2024, 3, 11, tzinfo=UTC),
-        bookings_per_hour=40,
+def test_historical_policy_assigns_a_uniformly_random_candidate(small_config: Factory) -> None:
+    config = small_config(
+        n_drivers=200, end=datetime(2024, 3, 11, tzinfo=UTC), bookings_per_hour=40
     )
     candidates = generate(config).booking_candidates
     assigned = candidates[candidates["is_assigned"]]
