@@ -9,7 +9,7 @@ from pathlib import Path
 
 from pydantic import SecretStr
 
-from mlops_platform.launcher.health import Probe
+from mlops_platform.launcher.health import Probe, http_probe
 from mlops_platform.launcher.online_store import online_store_url
 from mlops_platform.launcher.paths import REPO_ROOT
 from mlops_platform.launcher.settings import LauncherSettings
@@ -93,8 +93,8 @@ class Check:
 class Service(ABC):
     """A group of processes that `run.sh <name> up|down|…` manages as one unit.
 
-    Adding a service to the platform means writing one subclass and listing it in
-    `mlops_platform.launcher.services.SERVICES`.
+    Adding a service to the platform means writing one subclass (`HttpService` for one HTTP
+    process on one port) and listing it in `mlops_platform.launcher.services.SERVICES`.
     """
 
     name: str
@@ -120,3 +120,37 @@ class Service(ABC):
     @abstractmethod
     def endpoints(self, ctx: Context) -> list[str]:
         """Lines telling the operator where the service answers and where its credentials are."""
+
+
+class HttpService(Service):
+    """A service of one HTTP process on one port: healthy when ``health_path`` answers with
+    ``health_text`` in it; Prometheus scrapes it as the job of the service's name."""
+
+    health_path: str = "/health/live"
+    health_text: str = "alive"
+
+    @abstractmethod
+    def port(self, ctx: Context) -> int:
+        """The port the service listens on."""
+
+    def url(self, ctx: Context) -> str:
+        return ctx.settings.url(self.port(ctx))
+
+    def checks(self, ctx: Context) -> list[Check]:
+        probe = http_probe(f"{self.url(ctx)}{self.health_path}", expect_text=self.health_text)
+        return [Check(self.name, probe)]
+
+    def scrape_targets(self, ctx: Context) -> dict[str, list[str]]:
+        return ctx.scrape_target(self.name, self.port(ctx))
+
+    def api_program(
+        self, ctx: Context, cli: str, environment: dict[str, str], stop_wait_seconds: int
+    ) -> Program:
+        """The service's process when it is one of the platform's FastAPI apps: ``<cli> serve``
+        with one OpenMP/BLAS thread (``SINGLE_THREADED``)."""
+        return Program(
+            name=self.name,
+            command=[ctx.venv_bin(cli), "serve"],
+            environment={**environment, **SINGLE_THREADED},
+            stop_wait_seconds=stop_wait_seconds,
+        )

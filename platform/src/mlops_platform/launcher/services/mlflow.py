@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 from mlops_common.postgres import database_url, ensure_database
-from mlops_platform.launcher.health import http_probe
-from mlops_platform.launcher.services.base import Check, Context, Program, Service
+from mlops_platform.launcher.services.base import Context, HttpService, Program
 
 
-class MlflowService(Service):
+class MlflowService(HttpService):
     name = "mlflow"
     description = "MLflow tracking server, model registry and UI"
     start_timeout = 90.0
+    health_path = "/health"
+    health_text = "OK"
+
+    def port(self, ctx: Context) -> int:
+        return ctx.settings.mlflow_port
 
     def backend_store_uri(self, ctx: Context) -> str:
         server = ctx.settings.mlops_database_url
@@ -58,13 +62,6 @@ class MlflowService(Service):
             )
         ]
 
-    def checks(self, ctx: Context) -> list[Check]:
-        url = ctx.settings.url(ctx.settings.mlflow_port)
-        return [Check("mlflow", http_probe(f"{url}/health", expect_text="OK"))]
-
-    def scrape_targets(self, ctx: Context) -> dict[str, list[str]]:
-        return ctx.scrape_target("mlflow", ctx.settings.mlflow_port)
-
     def endpoints(self, ctx: Context) -> list[str]:
-        url = ctx.settings.url(ctx.settings.mlflow_port)
-        return [f"MLflow UI and API   {url}  (no login; bound to {ctx.settings.mlops_bind_host})"]
+        host = ctx.settings.mlops_bind_host
+        return [f"MLflow UI and API   {self.url(ctx)}  (no login; bound to {host})"]

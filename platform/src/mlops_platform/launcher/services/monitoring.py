@@ -16,20 +16,14 @@ says whether the champion's reference is loaded. State (SQLite, reports) lives u
 
 from __future__ import annotations
 
-from mlops_platform.launcher.health import Health, http_probe
+from mlops_platform.launcher.health import Health
 from mlops_platform.launcher.online_store import online_store_kind
-from mlops_platform.launcher.services.base import (
-    SINGLE_THREADED,
-    Check,
-    Context,
-    Program,
-    Service,
-)
+from mlops_platform.launcher.services.base import Check, Context, HttpService, Program
 
 NO_EVENTS = "no Redis for serving's event streams (the online store is the embedded SQLite one)"
 
 
-class MonitoringService(Service):
+class MonitoringService(HttpService):
     name = "monitoring"
     description = "monitoring service: drift and quality per window (Evidently), retraining trigger"
     depends_on = ("feast", "mlflow")
@@ -49,43 +43,36 @@ class MonitoringService(Service):
                 flush=True,
             )
 
+    def port(self, ctx: Context) -> int:
+        return ctx.settings.monitoring_port
+
     def programs(self, ctx: Context) -> list[Program]:
         if not self.has_events(ctx):
             return []
         s = ctx.settings
-        return [
-            Program(
-                name="monitoring",
-                command=[ctx.venv_bin("monitoring-service"), "serve"],
-                environment={
-                    "MONITORING_PORT": str(s.monitoring_port),
-                    "MONITORING_WEBHOOK_SECRET": s.monitoring_webhook_secret.get_secret_value(),
-                    "MONITORING_AIRFLOW_URL": s.url(s.airflow_port),
-                    "AIRFLOW_ADMIN_USER": s.airflow_admin_user,
-                    "AIRFLOW_ADMIN_PASSWORD": s.airflow_admin_password.get_secret_value(),
-                    # a stable consumer name: a restarted service resumes its pending entries
-                    "MONITORING_CONSUMER_NAME": "monitoring-1",
-                    **SINGLE_THREADED,
-                },
-                stop_wait_seconds=30,
-            )
-        ]
+        environment = {
+            "MONITORING_PORT": str(self.port(ctx)),
+            "MONITORING_WEBHOOK_SECRET": s.monitoring_webhook_secret.get_secret_value(),
+            "MONITORING_AIRFLOW_URL": s.url(s.airflow_port),
+            "AIRFLOW_ADMIN_USER": s.airflow_admin_user,
+            "AIRFLOW_ADMIN_PASSWORD": s.airflow_admin_password.get_secret_value(),
+            # a stable consumer name: a restarted service resumes its pending entries
+            "MONITORING_CONSUMER_NAME": "monitoring-1",
+        }
+        return [self.api_program(ctx, "monitoring-service", environment, stop_wait_seconds=30)]
 
     def checks(self, ctx: Context) -> list[Check]:
         if not self.has_events(ctx):
-            return [Check("monitoring", lambda: Health(True, f"disabled: {NO_EVENTS}"))]
-        url = ctx.settings.url(ctx.settings.monitoring_port)
-        return [Check("monitoring", http_probe(f"{url}/health/live", expect_text="alive"))]
+            return [Check(self.name, lambda: Health(True, f"disabled: {NO_EVENTS}"))]
+        return super().checks(ctx)
 
     def scrape_targets(self, ctx: Context) -> dict[str, list[str]]:
-        if not self.has_events(ctx):
-            return {}
-        return ctx.scrape_target("monitoring", ctx.settings.monitoring_port)
+        return super().scrape_targets(ctx) if self.has_events(ctx) else {}
 
     def endpoints(self, ctx: Context) -> list[str]:
         if not self.has_events(ctx):
             return [f"Monitoring          disabled ({NO_EVENTS})"]
-        url = ctx.settings.url(ctx.settings.monitoring_port)
+        url = self.url(ctx)
         return [
             f"Monitoring          {url}/v1/windows  (reports {url}/reports, metrics "
             f"{url}/metrics, readiness {url}/health/ready)",

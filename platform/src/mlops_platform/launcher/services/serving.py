@@ -16,17 +16,10 @@ throughput on a small machine (see STACK-FACTS).
 
 from __future__ import annotations
 
-from mlops_platform.launcher.health import http_probe
-from mlops_platform.launcher.services.base import (
-    SINGLE_THREADED,
-    Check,
-    Context,
-    Program,
-    Service,
-)
+from mlops_platform.launcher.services.base import Context, HttpService, Program
 
 
-class ServingService(Service):
+class ServingService(HttpService):
     name = "serving"
     description = "model serving API (FastAPI): ranks drivers with the registry's champion"
     depends_on = ("feast", "mlflow")
@@ -36,30 +29,18 @@ class ServingService(Service):
         ctx.state_dir(self.name)
         ctx.require(ctx.settings.serving_api_key, "SERVING_API_KEY")
 
+    def port(self, ctx: Context) -> int:
+        return ctx.settings.serving_port
+
     def programs(self, ctx: Context) -> list[Program]:
-        s = ctx.settings
-        return [
-            Program(
-                name="serving",
-                command=[ctx.venv_bin("model-serving"), "serve"],
-                environment={
-                    "SERVING_PORT": str(s.serving_port),
-                    "SERVING_API_KEY": s.serving_api_key.get_secret_value(),
-                    **SINGLE_THREADED,
-                },
-                stop_wait_seconds=15,
-            )
-        ]
-
-    def checks(self, ctx: Context) -> list[Check]:
-        url = ctx.settings.url(ctx.settings.serving_port)
-        return [Check("serving", http_probe(f"{url}/health/live", expect_text="alive"))]
-
-    def scrape_targets(self, ctx: Context) -> dict[str, list[str]]:
-        return ctx.scrape_target("serving", ctx.settings.serving_port)
+        environment = {
+            "SERVING_PORT": str(self.port(ctx)),
+            "SERVING_API_KEY": ctx.settings.serving_api_key.get_secret_value(),
+        }
+        return [self.api_program(ctx, "model-serving", environment, stop_wait_seconds=15)]
 
     def endpoints(self, ctx: Context) -> list[str]:
-        url = ctx.settings.url(ctx.settings.serving_port)
+        url = self.url(ctx)
         return [
             f"Serving API         {url}/v1/predict  (header X-API-Key: SERVING_API_KEY in "
             f"{ctx.env_file}; docs {url}/docs, readiness {url}/health/ready)"
