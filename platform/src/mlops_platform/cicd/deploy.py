@@ -666,12 +666,20 @@ class Deployment:
         return [
             Step(
                 f"model-{action}",
-                f"{action} the served model in {self.environment}",
-                [
-                    self.target.remote(self.compose("exec", "-T", "airflow-scheduler", *argv)),
-                ],
+                f"{action} the served model in {self.place}",
+                [self.in_airflow(argv)],
             )
         ]
+
+    @property
+    def place(self) -> str:
+        """Where this deployment runs, for the operator."""
+        return self.environment
+
+    def in_airflow(self, argv: Sequence[str]) -> Command:
+        """``argv`` run in the deployed Airflow scheduler's container (where the pipelines'
+        commands are installed)."""
+        return self.target.remote(self.compose("exec", "-T", "airflow-scheduler", *argv))
 
 
 # --- the Kubernetes variant (DEPLOY_TARGET=k8s) ------------------------------------------------
@@ -944,15 +952,12 @@ class KubernetesDeployment(Deployment):
         )
         return step
 
-    def model_steps(self, action: str, version: str | None, reason: str, actor: str) -> list[Step]:
-        argv = self.model_argv(action, version, reason, actor)
-        return [
-            Step(
-                f"model-{action}",
-                f"{action} the served model in {self.environment} (namespace {self.namespace})",
-                [Command(self._exec("deploy/airflow-scheduler", "scheduler", *argv))],
-            )
-        ]
+    @property
+    def place(self) -> str:
+        return f"{self.environment} (namespace {self.namespace})"
+
+    def in_airflow(self, argv: Sequence[str]) -> Command:
+        return Command(self._exec("deploy/airflow-scheduler", "scheduler", *argv))
 
 
 def deployment_for(
