@@ -110,7 +110,7 @@ def other_engine(tmp_path: Path) -> Iterator[Path]:
 @pytest.fixture
 def layout(tmp_path: Path) -> engine.EngineLayout:
     # short: a unix socket path must stay under 108 bytes
-    return engine.EngineLayout(tmp_path / "e")
+    return engine.EngineLayout.under(tmp_path / "e")
 
 
 @pytest.fixture

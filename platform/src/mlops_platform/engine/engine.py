@@ -57,34 +57,28 @@ def run_quiet(command: Sequence[str]) -> subprocess.CompletedProcess[str]:
 
 @dataclass(frozen=True)
 class EngineLayout:
-    """Where the engine keeps everything; nothing of it lies outside `root`."""
+    """Where the engine keeps everything; nothing of it lies outside `root` (see `under`)."""
 
     root: Path
+    data_root: Path
+    exec_root: Path
+    pidfile: Path
+    socket: Path
+    log: Path
+    #: the host's networking before dockerd started: what stop() may remove
+    network_snapshot: Path
 
-    @property
-    def data_root(self) -> Path:
-        return self.root / "data"
-
-    @property
-    def exec_root(self) -> Path:
-        return self.root / "exec"
-
-    @property
-    def pidfile(self) -> Path:
-        return self.root / "dockerd.pid"
-
-    @property
-    def socket(self) -> Path:
-        return self.root / "docker.sock"
-
-    @property
-    def log(self) -> Path:
-        return self.root / "dockerd.log"
-
-    @property
-    def network_snapshot(self) -> Path:
-        """The host's networking before dockerd started: what stop() may remove."""
-        return self.root / "network-before.json"
+    @classmethod
+    def under(cls, root: Path) -> EngineLayout:
+        return cls(
+            root=root,
+            data_root=root / "data",
+            exec_root=root / "exec",
+            pidfile=root / "dockerd.pid",
+            socket=root / "docker.sock",
+            log=root / "dockerd.log",
+            network_snapshot=root / "network-before.json",
+        )
 
     @property
     def host(self) -> str:
@@ -93,7 +87,7 @@ class EngineLayout:
 
 def default_layout(environ: Mapping[str, str] | None = None) -> EngineLayout:
     raw = (environ if environ is not None else os.environ).get("MLOPS_ENGINE_DIR", "").strip()
-    return EngineLayout(Path(raw).resolve() if raw else DEFAULT_ROOT)
+    return EngineLayout.under(Path(raw).resolve() if raw else DEFAULT_ROOT)
 
 
 @dataclass(frozen=True)
