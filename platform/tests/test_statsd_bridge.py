@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from pf_airflow_samples import DROPPED, SAMPLES, Sample, airflow_registry
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -33,7 +34,6 @@ REPO = Path(__file__).resolve().parents[2]
 STATSD_MAPPING = REPO / "platform" / "prometheus" / "statsd_mapping.yml"
 # every mapping file the bridge reads makes timers histograms
 HISTOGRAMS = "defaults: {observer_type: histogram}\n"
-STATSD_TYPES = {"counter": "c", "gauge": "g", "observer": "ms"}
 
 
 @pytest.fixture(scope="module")
@@ -145,100 +145,8 @@ def test_escape_metric_name_like_upstream(name: str, escaped: str) -> None:
 
 # One StatsD name per Airflow metric family (as Airflow 3 sends the legacy names, prefix airflow),
 # and the metric and labels the mapping file documents for it.
-AIRFLOW = [
-    ("airflow.dagrun.duration.success.training", "observer",
-     "airflow_dagrun_duration_seconds", {"dag_id": "training", "state": "success"}),
-    ("airflow.dagrun.duration.failed.training", "observer",
-     "airflow_dagrun_duration_seconds", {"dag_id": "training", "state": "failed"}),
-    ("airflow.dagrun.schedule_delay.training", "observer",
-     "airflow_dagrun_schedule_delay_seconds", {"dag_id": "training"}),
-    ("airflow.dagrun.training.first_task_scheduling_delay", "observer",
-     "airflow_dagrun_first_task_scheduling_delay_seconds", {"dag_id": "training"}),
-    ("airflow.dagrun.dependency-check.training", "observer",
-     "airflow_dagrun_dependency_check_seconds", {"dag_id": "training"}),
-    ("airflow.scheduler.dagruns.running", "gauge", "airflow_scheduler_dagruns_running", {}),
-    ("airflow.ti.start.training.train", "counter",
-     "airflow_ti_start_total", {"dag_id": "training", "task_id": "train"}),
-    ("airflow.ti.finish.training.train.failed", "counter",
-     "airflow_ti_finish_total", {"dag_id": "training", "task_id": "train", "state": "failed"}),
-    ("airflow.ti.finish.data_pipeline.grp__validate.success", "counter",
-     "airflow_ti_finish_total",
-     {"dag_id": "data_pipeline", "task_id": "grp__validate", "state": "success"}),
-    ("airflow.ti_successes", "counter", "airflow_ti_successes_total", {}),
-    ("airflow.ti_failures", "counter", "airflow_ti_failures_total", {}),
-    ("airflow.previously_succeeded", "counter", "airflow_ti_previously_succeeded_total", {}),
-    ("airflow.dag.training.train.duration", "observer",
-     "airflow_task_duration_seconds", {"dag_id": "training", "task_id": "train"}),
-    ("airflow.dag.training.train.scheduled_duration", "observer",
-     "airflow_task_scheduled_duration_seconds", {"dag_id": "training", "task_id": "train"}),
-    ("airflow.dag.training.train.queued_duration", "observer",
-     "airflow_task_queued_duration_seconds", {"dag_id": "training", "task_id": "train"}),
-    *(
-        (f"airflow.ti.{state}.default.training.train", "gauge", "airflow_task_instances",
-         {"state": state, "queue": "default", "dag_id": "training", "task_id": "train"})
-        for state in ("scheduled", "queued", "running", "deferred")
-    ),
-    ("airflow.scheduler.tasks.killed_externally", "counter",
-     "airflow_scheduler_tasks_killed_externally_total", {}),
-    ("airflow.scheduler_heartbeat", "counter", "airflow_scheduler_heartbeat_total", {}),
-    ("airflow.dag_processor_heartbeat", "counter", "airflow_dag_processor_heartbeat_total", {}),
-    ("airflow.triggerer_heartbeat", "counter", "airflow_triggerer_heartbeat_total", {}),
-    ("airflow.scheduler.tasks.starving", "gauge", "airflow_scheduler_tasks_starving", {}),
-    ("airflow.scheduler.tasks.executable", "gauge", "airflow_scheduler_tasks_executable", {}),
-    ("airflow.scheduler.scheduler_loop_duration", "observer",
-     "airflow_scheduler_loop_duration_seconds", {}),
-    ("airflow.scheduler.critical_section_duration", "observer",
-     "airflow_scheduler_critical_section_duration_seconds", {}),
-    ("airflow.scheduler.orphaned_tasks.cleared", "counter",
-     "airflow_scheduler_orphaned_tasks_total", {"action": "cleared"}),
-    ("airflow.scheduler.orphaned_tasks.adopted", "counter",
-     "airflow_scheduler_orphaned_tasks_total", {"action": "adopted"}),
-    *(
-        (f"airflow.executor.{m}.LocalExecutor", "gauge", f"airflow_executor_{m}",
-         {"executor": "LocalExecutor"})
-        for m in ("open_slots", "queued_tasks", "running_tasks")
-    ),
-    *(
-        (f"airflow.pool.{state}_slots.default_pool", "gauge", "airflow_pool_slots",
-         {"pool": "default_pool", "state": state})
-        for state in ("open", "queued", "running", "deferred", "scheduled")
-    ),
-    ("airflow.pool.starving_tasks.default_pool", "gauge",
-     "airflow_pool_starving_tasks", {"pool": "default_pool"}),
-    ("airflow.dag_processing.import_errors", "gauge", "airflow_dag_processing_import_errors", {}),
-    ("airflow.dagbag_size", "gauge", "airflow_dagbag_size", {}),
-    ("airflow.dag_processing.total_parse_time", "gauge",
-     "airflow_dag_processing_total_parse_time_seconds", {}),
-    ("airflow.dag_processing.file_path_queue_size", "gauge",
-     "airflow_dag_processing_file_path_queue_size", {}),
-    ("airflow.dag_processing.processor_timeouts", "counter",
-     "airflow_dag_processing_processor_timeouts_total", {}),
-    ("airflow.dag_processing.last_duration.dags-folder.training_dag", "observer",
-     "airflow_dag_processing_last_duration_seconds",
-     {"bundle": "dags-folder", "file": "training_dag"}),
-    ("airflow.dag_processing.last_run.seconds_ago.training_dag", "gauge",
-     "airflow_dag_processing_last_run_seconds_ago", {"file": "training_dag"}),
-    ("airflow.triggers.running.worker-1", "gauge",
-     "airflow_triggers_running", {"hostname": "worker-1"}),
-    ("airflow.triggers.succeeded", "counter", "airflow_triggers_succeeded_total", {}),
-    ("airflow.triggers.failed", "counter", "airflow_triggers_failed_total", {}),
-    ("airflow.operator_failures_PythonOperator", "counter",
-     "airflow_operator_failures_total", {"operator": "PythonOperator"}),
-    ("airflow.operator_successes_BashOperator", "counter",
-     "airflow_operator_successes_total", {"operator": "BashOperator"}),
-]  # fmt: skip
-
-# What Airflow also sends and the file drops: the modern names without variables, a counter
-# Airflow decrements, per-job counters.
-DROPPED = [
-    "airflow.ti.finish",
-    "airflow.dagrun.duration.failed",
-    "airflow.task.duration",
-    "airflow.executor.open_slots",
-    "airflow.operator_failures",
-    "airflow.dag_processing.processes",
-    "airflow.job_start",
-]
+REGISTRY = airflow_registry()
+AIRFLOW = [(sample.statsd_name(REGISTRY), sample) for sample in SAMPLES]
 
 
 def test_real_mapping_file_loads_without_warnings(mapper: MetricMapper) -> None:
@@ -247,21 +155,20 @@ def test_real_mapping_file_loads_without_warnings(mapper: MetricMapper) -> None:
     assert mapper.mappings[-1].action == "drop"
 
 
-@pytest.mark.parametrize(
-    ("statsd_name", "kind", "name", "labels"), AIRFLOW, ids=[a[0] for a in AIRFLOW]
-)
+@pytest.mark.parametrize(("statsd_name", "sample"), AIRFLOW, ids=[a[0] for a in AIRFLOW])
 def test_airflow_metric_maps_to_the_documented_name_and_labels(
-    mapper: MetricMapper, statsd_name: str, kind: str, name: str, labels: dict[str, str]
+    mapper: MetricMapper, statsd_name: str, sample: Sample
 ) -> None:
+    name, labels = sample.expected_name, sample.expected_labels
     result = mapper.lookup(statsd_name)
     assert result is not None and result.mapping.action == "map", statsd_name
     assert (result.name, dict(result.labels)) == (name, labels)
     # and the bridge exports it as the type Airflow sends it as
     bridge = Bridge(mapper)
-    bridge.handle_line(f"{statsd_name}:2000|{STATSD_TYPES[kind]}")
-    exported = {"counter": (name, 2000), "gauge": (name, 2000), "observer": (f"{name}_sum", 2)}
-    sample, number = exported[kind]
-    assert value(bridge, sample, **labels) == number
+    bridge.handle_line(f"{statsd_name}:2000|{sample.statsd_type}")
+    exported = {"c": (name, 2000), "g": (name, 2000), "ms": (f"{name}_sum", 2)}
+    series, number = exported[sample.statsd_type]
+    assert value(bridge, series, **labels) == number
 
 
 def test_every_mapping_is_reachable(mapper: MetricMapper) -> None:
