@@ -97,6 +97,11 @@ def mean(histogram: str, by: str = "", window: str = "5m") -> str:
     return f"{total}(rate({histogram}_sum[{window}])) / {total}(rate({histogram}_count[{window}]))"
 
 
+def mean_seconds(title: str, histogram: str, by: str, window: str) -> Panel:
+    """A panel of the mean duration a seconds histogram records, one series per value of `by`."""
+    return panel(title, mean(histogram, by, window), f"{{{{{by}}}}}", unit="s")
+
+
 def completion_rate(by: str = "") -> str:
     """The share of example trips completed over 15 minutes, by `by`."""
     total = f"sum by ({by}) " if by else "sum"
@@ -316,11 +321,8 @@ PLATFORM = Dashboard(
                     or_zero("sum(airflow:dagrun_failed:increase15m)"),
                     "failed",
                 ),
-                panel(
-                    "Mean DAG run duration",
-                    mean("airflow_dagrun_duration_seconds", by="dag_id", window="1h"),
-                    "{{dag_id}}",
-                    unit="s",
+                mean_seconds(
+                    "Mean DAG run duration", "airflow_dagrun_duration_seconds", "dag_id", "1h"
                 ),
                 Panel(
                     "Scheduler, dag-processor and triggerer heartbeats",
@@ -490,11 +492,11 @@ DRIFT = Dashboard(
                     "sum by (model_version, reason) (increase(monitoring_windows_total[1h]))",
                     "v{{model_version}} {{reason}}",
                 ),
-                panel(
+                mean_seconds(
                     "Evidently time per evaluation",
-                    mean("monitoring_window_evaluation_seconds", by="stage", window="15m"),
-                    "{{stage}}",
-                    unit="s",
+                    "monitoring_window_evaluation_seconds",
+                    "stage",
+                    "15m",
                 ),
                 panel("Reference rows of each version", "monitoring_reference_rows", VERSION),
             ),
