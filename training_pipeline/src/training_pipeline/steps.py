@@ -569,7 +569,24 @@ def gate(
     candidate: dict[str, float] = {k: float(v) for k, v in evaluation["metrics"].items()}
     client = make_client(settings)
 
-    def finish(outcome: GateOutcome) -> GateOutcome:
+    def finish(
+        status: GateStatus,
+        alias: str,
+        message: str,
+        decision: GateDecision | None = None,
+        seq: int | None = None,
+    ) -> GateOutcome:
+        """The outcome, recorded: tags on the version and the run folder's gate record."""
+        outcome = GateOutcome(
+            status=status,
+            mode=cfg.mode,
+            model_name=name,
+            version=version,
+            alias=alias,
+            message=message,
+            decision=decision,
+            promotion_seq=seq,
+        )
         client.set_model_version_tag(name, version, "gate.status", outcome.status.value)
         client.set_model_version_tag(name, version, "gate.mode", outcome.mode.value)
         client.set_model_version_tag(name, version, "gate.message", outcome.message[:5000])
@@ -580,18 +597,10 @@ def gate(
 
     if cfg.mode == GateMode.DISABLED:
         return finish(
-            GateOutcome(
-                status=GateStatus.SKIPPED,
-                mode=cfg.mode,
-                model_name=name,
-                version=version,
-                alias=cfg.promote_to,
-                message=(
-                    f"gate disabled: {name} v{version} is registered and gets no alias; "
-                    f"promote it by hand (training-pipeline promote {version} --reason ...)"
-                ),
-                decision=None,
-            )
+            GateStatus.SKIPPED,
+            cfg.promote_to,
+            f"gate disabled: {name} v{version} is registered and gets no alias; "
+            f"promote it by hand (training-pipeline promote {version} --reason ...)",
         )
 
     champion_version = alias_version(client, name, CHAMPION)
@@ -632,18 +641,7 @@ def gate(
     summary = f"{name} v{version} {verdict} the gate, {basis}: {decision.summary()}"
 
     def outcome(status: GateStatus, message: str, seq: int | None = None) -> GateOutcome:
-        return finish(
-            GateOutcome(
-                status=status,
-                mode=cfg.mode,
-                model_name=name,
-                version=version,
-                alias=alias,
-                message=message,
-                decision=decision,
-                promotion_seq=seq,
-            )
-        )
+        return finish(status, alias, message, decision, seq)
 
     if current == version:
         return outcome(GateStatus.SKIPPED, f"{name}@{alias} is already v{version}; {summary}")
