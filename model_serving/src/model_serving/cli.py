@@ -24,7 +24,14 @@ import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from mlops_common.cli import load_settings, run_func, serve_http, settings_json
+from mlops_common.cli import (
+    add_service_commands,
+    load_settings,
+    report_problems,
+    run_func,
+    serve_app,
+    settings_json,
+)
 from mlops_common.redis import redact
 from model_serving.settings import ServingSettings
 
@@ -38,34 +45,29 @@ def _settings(**overrides: object) -> ServingSettings:
     return load_settings(PROG, ServingSettings.load, **overrides)
 
 
+def _problems(settings: ServingSettings) -> list[str]:
+    problem = settings.auth_problem()
+    return [problem] if problem else []
+
+
 def serve(args: argparse.Namespace) -> int:
     settings = _settings(mlops_bind_host=args.host, serving_port=args.port)
-    problem = settings.auth_problem()
-    if problem:
-        print(f"model-serving: {problem}", file=sys.stderr)
-        return 1
     # one OpenMP/BLAS thread per process unless told otherwise (see STACK-FACTS: oversubscription)
     os.environ.setdefault("OMP_NUM_THREADS", str(settings.serving_model_threads))
-
-    from model_serving.app import create_app
-
-    serve_http(
-        lambda: create_app(settings),
-        host=settings.mlops_bind_host,
+    return serve_app(
+        PROG,
+        "model_serving.app:create_app",
+        settings,
+        problems=_problems(settings),
         port=settings.serving_port,
         log_level=settings.serving_log_level,
     )
-    return 0
 
 
 def check(args: argparse.Namespace) -> int:
     settings = _settings()
     print(settings_json(settings, "serving_api_key", redact=redact))
-    problem = settings.auth_problem()
-    if problem:
-        print(f"model-serving: {problem}", file=sys.stderr)
-        return 1
-    return 0
+    return report_problems(PROG, _problems(settings))
 
 
 def batch_predict(args: argparse.Namespace) -> int:
@@ -149,12 +151,9 @@ def add_keys_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="model-serving", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("serve", help="run the prediction API")
-    p.add_argument("--host", default=None, help="bind address (default MLOPS_BIND_HOST)")
-    p.add_argument("--port", type=int, default=None, help="port (default SERVING_PORT)")
-    p.set_defaults(func=serve)
-    p = sub.add_parser("check", help="print the effective settings and check them")
-    p.set_defaults(func=check)
+    add_service_commands(
+        sub, what="prediction API", port_variable="SERVING_PORT", serve=serve, check=check
+    )
     add_keys_parser(sub)
     p = sub.add_parser("batch-predict", help="score drivers with the champion, write a table")
     p.add_argument(
