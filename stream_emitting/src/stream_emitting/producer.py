@@ -24,7 +24,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated
 
@@ -37,6 +37,7 @@ from example_project.world.drivers import DriverWorld
 from mlops_common.events.driver_stats import DriverStatsEvent
 from mlops_common.prometheus import Metric, MetricSet
 from mlops_common.redis import connect, redact
+from mlops_common.streams import RunStats
 from stream_emitting.settings import ProducerSettings
 
 log = logging.getLogger("stream_emitting.producer")
@@ -86,7 +87,7 @@ def corrupt(fields: dict[str, str], defect: str, rng: np.random.Generator) -> di
 
 
 @dataclass
-class ProducerStats:
+class ProducerStats(RunStats):
     """What a producer run did. ``written`` counts stream entries (every kind)."""
 
     written: int = 0
@@ -97,9 +98,6 @@ class ProducerStats:
     outages: int = 0
     dropped_on_stop: int = 0
     elapsed_s: float = 0.0
-
-    def as_dict(self) -> dict[str, float | int]:
-        return asdict(self)
 
 
 class _Metrics(MetricSet):
