@@ -24,14 +24,7 @@ import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from mlops_common.cli import (
-    add_service_commands,
-    load_settings,
-    report_problems,
-    run_func,
-    serve_app,
-    settings_json,
-)
+from mlops_common import cli as shared
 from mlops_common.redis import redact
 from model_serving.settings import ServingSettings
 
@@ -42,7 +35,7 @@ PROG = "model-serving"
 
 
 def _settings(**overrides: object) -> ServingSettings:
-    return load_settings(PROG, ServingSettings.load, **overrides)
+    return shared.load_settings(PROG, ServingSettings.load, **overrides)
 
 
 def _problems(settings: ServingSettings) -> list[str]:
@@ -54,7 +47,7 @@ def serve(args: argparse.Namespace) -> int:
     settings = _settings(mlops_bind_host=args.host, serving_port=args.port)
     # one OpenMP/BLAS thread per process unless told otherwise (see STACK-FACTS: oversubscription)
     os.environ.setdefault("OMP_NUM_THREADS", str(settings.serving_model_threads))
-    return serve_app(
+    return shared.serve_app(
         PROG,
         "model_serving.app:create_app",
         settings,
@@ -66,8 +59,8 @@ def serve(args: argparse.Namespace) -> int:
 
 def check(args: argparse.Namespace) -> int:
     settings = _settings()
-    print(settings_json(settings, "serving_api_key", redact=redact))
-    return report_problems(PROG, _problems(settings))
+    print(shared.settings_json(settings, "serving_api_key", redact=redact))
+    return shared.report_problems(PROG, _problems(settings))
 
 
 def batch_predict(args: argparse.Namespace) -> int:
@@ -151,7 +144,7 @@ def add_keys_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="model-serving", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    add_service_commands(
+    shared.add_service_commands(
         sub, what="prediction API", port_variable="SERVING_PORT", serve=serve, check=check
     )
     add_keys_parser(sub)
@@ -183,7 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return run_func(build_parser(), argv)
+    return shared.run_func(build_parser(), argv)
 
 
 if __name__ == "__main__":

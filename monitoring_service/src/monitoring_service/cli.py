@@ -23,14 +23,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from mlops_common.cli import (
-    add_service_commands,
-    load_settings,
-    report_problems,
-    run_func,
-    serve_app,
-    settings_json,
-)
+from mlops_common import cli as shared
 from monitoring_service.settings import MonitoringSettings
 
 if TYPE_CHECKING:
@@ -40,7 +33,7 @@ PROG = "monitoring-service"
 
 
 def _settings(**overrides: object) -> MonitoringSettings:
-    return load_settings(PROG, MonitoringSettings.load, **overrides)
+    return shared.load_settings(PROG, MonitoringSettings.load, **overrides)
 
 
 def serve(args: argparse.Namespace) -> int:
@@ -48,7 +41,7 @@ def serve(args: argparse.Namespace) -> int:
     # Evidently and pandas: one BLAS/OpenMP thread (the service shares a small machine)
     for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ.setdefault(name, "1")
-    return serve_app(
+    return shared.serve_app(
         PROG,
         "monitoring_service.app:create_app",
         settings,
@@ -62,7 +55,7 @@ def check(args: argparse.Namespace) -> int:
     settings = _settings()
     secrets = ("monitoring_webhook_secret", "airflow_admin_password")
     derived = {"events_redis_url": settings.events_redis_url, "db_path": str(settings.db_path)}
-    print(settings_json(settings, *secrets, derived=derived))
+    print(shared.settings_json(settings, *secrets, derived=derived))
     problems = settings.problems()
     if not problems:
         import redis
@@ -76,7 +69,7 @@ def check(args: argparse.Namespace) -> int:
             problems.append(f"the events' Redis does not answer: {exc}")
         finally:
             client.close()
-    return report_problems(PROG, problems)
+    return shared.report_problems(PROG, problems)
 
 
 def _store(settings: MonitoringSettings) -> Store:
@@ -155,7 +148,7 @@ def report(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=PROG, description=(__doc__ or "").split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    add_service_commands(
+    shared.add_service_commands(
         sub, what="monitoring service", port_variable="MONITORING_PORT", serve=serve, check=check
     )
     p = sub.add_parser("windows", help="list recent windows from the state database")
@@ -171,7 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return run_func(build_parser(), argv)
+    return shared.run_func(build_parser(), argv)
 
 
 if __name__ == "__main__":
