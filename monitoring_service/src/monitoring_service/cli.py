@@ -165,7 +165,3 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     return shared.run_func(build_parser(), argv)
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

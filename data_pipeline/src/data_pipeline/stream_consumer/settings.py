@@ -17,7 +17,6 @@ import socket
 from typing import Any, ClassVar, Self, overload
 
 from pydantic import Field, model_validator
-from pydantic_settings import SettingsConfigDict
 
 from mlops_common.events.driver_stats import StreamBrokerSettings
 
@@ -47,43 +46,64 @@ class _Key:
 
 
 class StreamConsumerSettings(StreamBrokerSettings):
-    """``MLOPS_STREAM_*`` settings of ``data-pipeline stream-consume`` (each field read from
-    ``MLOPS_STREAM_<FIELD>``, the metrics port from ``MLOPS_STREAM_CONSUMER_METRICS_PORT``)."""
-
-    model_config = SettingsConfigDict(env_prefix="MLOPS_STREAM_")
+    """``MLOPS_STREAM_*`` settings of ``data-pipeline stream-consume``."""
 
     #: the consumer group; every consumer of the group shares the work and the de-duplication
-    group: str = "data-pipeline"
+    group: str = Field(default="data-pipeline", validation_alias="MLOPS_STREAM_GROUP")
     #: this consumer's name in the group; keep it stable across restarts so a restarted consumer
     #: finds its own pending entries at once (default: ``<hostname>-1``)
-    consumer_name: str = Field(default_factory=_default_consumer_name)
+    consumer_name: str = Field(
+        default_factory=_default_consumer_name, validation_alias="MLOPS_STREAM_CONSUMER_NAME"
+    )
     #: where a new group starts reading: ``0`` (everything still in the stream) or ``$`` (new only)
-    start_id: str = "0"
-    batch_size: int = Field(default=500, ge=1, le=10_000)
-    block_ms: int = Field(default=1000, ge=10, le=60_000)
+    start_id: str = Field(default="0", validation_alias="MLOPS_STREAM_START_ID")
+    batch_size: int = Field(
+        default=500, ge=1, le=10_000, validation_alias="MLOPS_STREAM_BATCH_SIZE"
+    )
+    block_ms: int = Field(default=1000, ge=10, le=60_000, validation_alias="MLOPS_STREAM_BLOCK_MS")
     #: entries another consumer has held this long unacknowledged are taken over (XAUTOCLAIM)
-    claim_min_idle_ms: int = Field(default=60_000, ge=100)
-    claim_interval_s: float = Field(default=30.0, gt=0.0)
+    claim_min_idle_ms: int = Field(
+        default=60_000, ge=100, validation_alias="MLOPS_STREAM_CLAIM_MIN_IDLE_MS"
+    )
+    claim_interval_s: float = Field(
+        default=30.0, gt=0.0, validation_alias="MLOPS_STREAM_CLAIM_INTERVAL_S"
+    )
     #: the retry bound: an entry that fails processing this many times (deliveries) is
     #: dead-lettered with the error (``mlops_common.streams``)
-    max_deliveries: int = Field(default=5, ge=2, le=1000)
+    max_deliveries: int = Field(
+        default=5, ge=2, le=1000, validation_alias="MLOPS_STREAM_MAX_DELIVERIES"
+    )
     #: how many applied event ids are remembered for de-duplication (newest by stream time)
-    dedup_window: int = Field(default=1_000_000, ge=1000)
+    dedup_window: int = Field(
+        default=1_000_000, ge=1000, validation_alias="MLOPS_STREAM_DEDUP_WINDOW"
+    )
     #: events dated further than this into the future are dead-lettered
-    max_future_skew_s: float = Field(default=300.0, ge=0.0)
-    dead_letter_maxlen: int = Field(default=100_000, ge=100)
+    max_future_skew_s: float = Field(
+        default=300.0, ge=0.0, validation_alias="MLOPS_STREAM_MAX_FUTURE_SKEW_S"
+    )
+    dead_letter_maxlen: int = Field(
+        default=100_000, ge=100, validation_alias="MLOPS_STREAM_DEAD_LETTER_MAXLEN"
+    )
     #: write applied events to the offline store too (through the offline buffer)
-    offline: bool = True
+    offline: bool = Field(default=True, validation_alias="MLOPS_STREAM_OFFLINE")
     #: flush the offline buffer to a parquet file at this many rows, or when its oldest row is
     #: this old
-    offline_flush_rows: int = Field(default=50_000, ge=1)
-    offline_flush_interval_s: float = Field(default=60.0, gt=0.0)
+    offline_flush_rows: int = Field(
+        default=50_000, ge=1, validation_alias="MLOPS_STREAM_OFFLINE_FLUSH_ROWS"
+    )
+    offline_flush_interval_s: float = Field(
+        default=60.0, gt=0.0, validation_alias="MLOPS_STREAM_OFFLINE_FLUSH_INTERVAL_S"
+    )
     #: /metrics port of the consumer (0: no metrics server)
     metrics_port: int = Field(
         default=0, ge=0, le=65535, validation_alias="MLOPS_STREAM_CONSUMER_METRICS_PORT"
     )
-    backoff_initial: float = Field(default=0.2, gt=0.0, le=60.0)
-    backoff_max: float = Field(default=5.0, gt=0.0, le=600.0)
+    backoff_initial: float = Field(
+        default=0.2, gt=0.0, le=60.0, validation_alias="MLOPS_STREAM_BACKOFF_INITIAL"
+    )
+    backoff_max: float = Field(
+        default=5.0, gt=0.0, le=600.0, validation_alias="MLOPS_STREAM_BACKOFF_MAX"
+    )
 
     @model_validator(mode="after")
     def _names(self) -> Self:
