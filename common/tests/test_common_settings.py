@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 
-from mlops_common.settings import PlatformSettings, env_file
+from mlops_common.settings import DataPath, PlatformSettings, env_file
 
 PLATFORM_NAMES = (
     "MLOPS_ENV_FILE",
@@ -90,3 +91,15 @@ def test_database_names_per_component() -> None:
     assert settings.uses_postgres
     assert settings.database_name("mlflow") == "acme_mlflow"
     assert not PlatformSettings().uses_postgres
+
+
+def test_data_paths_are_derived_from_the_data_directory(tmp_path: Path) -> None:
+    class WithPaths(PlatformSettings):
+        state_dir: ClassVar[DataPath] = DataPath("x")
+        cache_dir: ClassVar[DataPath] = state_dir / "cache"
+
+    settings = WithPaths(_env_file=None, mlops_data_dir=tmp_path / "d")
+    assert settings.state_dir == (tmp_path / "d" / "x").resolve()
+    assert settings.cache_dir == (tmp_path / "d" / "x" / "cache").resolve()
+    assert "state_dir" not in WithPaths.model_fields
+    assert WithPaths.cache_dir.parts == ("x", "cache")

@@ -1,6 +1,6 @@
 """What every component's command line shares: argument validators, settings errors, running a
 sub-command with the exit-code contract (``run_command``), stopping on SIGTERM/SIGINT, the HTTP
-server start.
+service's ``serve`` and ``check`` commands (``add_service_commands``, ``serve_app``).
 
 Exit codes of every component CLI: 0 success, 1 the step failed (the message names why), 2 bad
 input (arguments or settings).
@@ -9,6 +9,7 @@ input (arguments or settings).
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import logging
 import os
@@ -18,11 +19,14 @@ import threading
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from types import FrameType
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
 from mlops_common.events.codec import describe
+
+if TYPE_CHECKING:
+    from mlops_common.settings import PlatformSettings
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -235,3 +239,55 @@ def serve_http(app_factory: Callable[[], Any], *, host: str, port: int, log_leve
         server_header=False,
         timeout_graceful_shutdown=10,
     )
+
+
+def add_service_commands(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser],
+    *,
+    what: str,
+    port_variable: str,
+    serve: Callable[[argparse.Namespace], int],
+    check: Callable[[argparse.Namespace], int],
+) -> None:
+    """The two sub-commands of a component's HTTP service (``func`` style, see ``run_func``):
+    ``serve [--host H] [--port P]`` (``what`` in its help; the defaults ``MLOPS_BIND_HOST`` and
+    ``port_variable``) and ``check`` (print the effective settings and check them)."""
+    p = commands.add_parser("serve", help=f"run the {what}")
+    p.add_argument("--host", default=None, help="bind address (default MLOPS_BIND_HOST)")
+    p.add_argument("--port", type=int, default=None, help=f"port (default {port_variable})")
+    p.set_defaults(func=serve)
+    p = commands.add_parser("check", help="print the effective settings and check them")
+    p.set_defaults(func=check)
+
+
+def report_problems(prog: str, problems: Sequence[str]) -> int:
+    """Each of ``problems`` as ``<prog>: <problem>`` on stderr; the exit code: 1 when there is
+    any, else 0."""
+    for problem in problems:
+        print(f"{prog}: {problem}", file=sys.stderr)
+    return EXIT_FAILED if problems else EXIT_OK
+
+
+def serve_app(
+    prog: str,
+    factory: str,
+    settings: PlatformSettings,
+    *,
+    problems: Sequence[str],
+    port: int,
+    log_level: str,
+) -> int:
+    """A ``serve`` command: exit 1 naming ``problems`` when there are any; else import
+    ``factory`` (``"package.module:function"``, called with ``settings``) and serve its app on
+    ``MLOPS_BIND_HOST:port`` (``serve_http``) until SIGTERM, exit 0."""
+    if problems:
+        return report_problems(prog, problems)
+    module, _, name = factory.partition(":")
+    create_app = getattr(importlib.import_module(module), name)
+    serve_http(
+        lambda: create_app(settings),
+        host=settings.mlops_bind_host,
+        port=port,
+        log_level=log_level,
+    )
+    return EXIT_OK

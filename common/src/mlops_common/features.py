@@ -19,12 +19,12 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import parse_qs, unquote, urlparse
 
 from pydantic import AliasChoices, Field, field_validator
 
-from mlops_common.settings import PlatformSettings
+from mlops_common.settings import DataPath, PlatformSettings
 
 if TYPE_CHECKING:
     from feast import FeatureStore
@@ -64,15 +64,10 @@ class FeatureStoreSettings(PlatformSettings):
             raise ValueError(f"expected a redis://, rediss:// or sqlite:/// URL (got {value!r})")
         return value
 
-    @property
-    def feast_dir(self) -> Path:
-        """Feast's local state: ``<data_dir>/feast`` (file registry, SQLite online store)."""
-        return self.data_dir / "feast"
-
-    @property
-    def offline_dir(self) -> Path:
-        """The offline store's root: ``<data_dir>/offline``."""
-        return self.data_dir / OFFLINE_DIR
+    #: Feast's local state: ``<data_dir>/feast`` (file registry, SQLite online store)
+    feast_dir: ClassVar[DataPath] = DataPath("feast")
+    #: the offline store's root: ``<data_dir>/offline``
+    offline_dir: ClassVar[DataPath] = DataPath(OFFLINE_DIR)
 
     @property
     def data_database(self) -> str:

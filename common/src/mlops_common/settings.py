@@ -4,7 +4,8 @@ One rule for each thing the components share:
 
 - **the env file**: ``MLOPS_ENV_FILE`` when set, else ``.env`` in the working directory; the
   process environment wins over it, keyword arguments win over both, empty values count as unset;
-- **the data directory**: ``MLOPS_DATA_DIR`` (default ``.mlops`` in the working directory);
+- **the data directory**: ``MLOPS_DATA_DIR`` (default ``.mlops`` in the working directory); a
+  component's places below it are declared as ``DataPath`` attributes (``<data_dir>/<parts>``);
 - **Redis**: ``MLOPS_REDIS_URL``, else ``MLOPS_ONLINE_STORE_URL`` when it is a Redis URL, else
   (for the processes that may use it) the platform's own redis-server
   ``redis://<MLOPS_BIND_HOST>:<REDIS_PORT>/0``; a component's own, more specific URL comes first
@@ -22,7 +23,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Self
+from typing import Any, Self, overload
 
 from pydantic import AliasChoices, Field
 from pydantic_settings import (
@@ -46,6 +47,31 @@ def env_file() -> Path:
     """The env file: ``MLOPS_ENV_FILE`` when set, else ``.env`` in the working directory."""
     override = os.environ.get(ENV_FILE_VARIABLE, "").strip()
     return Path(override) if override else Path(".env")
+
+
+class DataPath:
+    """A place below the data directory, as a read-only class attribute of a settings class:
+    ``state_dir: ClassVar[DataPath] = DataPath("serving")`` reads as ``<data_dir>/serving``, and
+    ``cache_dir: ClassVar[DataPath] = state_dir / "model-cache"`` as
+    ``<data_dir>/serving/model-cache`` (``ClassVar``: not a field, pydantic leaves it alone)."""
+
+    def __init__(self, *parts: str, doc: str = "") -> None:
+        self.parts = parts
+        self.__doc__ = doc or f"``<MLOPS_DATA_DIR>/{'/'.join(parts)}``"
+
+    def __truediv__(self, part: str) -> DataPath:
+        return DataPath(*self.parts, part)
+
+    @overload
+    def __get__(self, settings: None, owner: type[Any]) -> DataPath: ...
+
+    @overload
+    def __get__(self, settings: PlatformSettings, owner: type[Any]) -> Path: ...
+
+    def __get__(self, settings: PlatformSettings | None, owner: type[Any]) -> DataPath | Path:
+        if settings is None:
+            return self
+        return settings.data_dir.joinpath(*self.parts)
 
 
 class PlatformSettings(BaseSettings):

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from mlops_common.features import FeatureStoreSettings
+from mlops_common.settings import DataPath
 from mlops_common.sources import SourceSettings
 
 if TYPE_CHECKING:
@@ -56,15 +57,10 @@ class DataPipelineSettings(FeatureStoreSettings, SourceSettings):
     def max_lateness(self) -> timedelta:
         return timedelta(hours=self.validation_max_lateness_hours)
 
-    @property
-    def pipeline_dir(self) -> Path:
-        """Staged intermediate results of the batch pipeline, per interval."""
-        return self.data_dir / "pipeline"
-
-    @property
-    def quarantine_dir(self) -> Path:
-        """Rows that failed validation, with their reports, per interval."""
-        return self.data_dir / "quarantine"
+    #: staged intermediate results of the batch pipeline, per interval
+    pipeline_dir: ClassVar[DataPath] = DataPath("pipeline")
+    #: rows that failed validation, with their reports, per interval
+    quarantine_dir: ClassVar[DataPath] = DataPath("quarantine")
 
     @property
     def data_database_url(self) -> str | None:

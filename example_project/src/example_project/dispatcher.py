@@ -33,17 +33,17 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Annotated, Any, Protocol
 
 import httpx
 import numpy as np
 import pandas as pd
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from example_project.settings import ExampleProjectSettings
 from example_project.world.completion import FEATURES, completion_probability, weights_at
 from example_project.world.config import DRIVER_ID_OFFSET
-from mlops_common.prometheus import MetricFactory
+from mlops_common.prometheus import Metric, MetricSet
 
 log = logging.getLogger("example_project.dispatch")
 
@@ -55,46 +55,68 @@ class FeatureReader(Protocol):
     def __call__(self, driver_id: int) -> dict[str, Any] | None: ...
 
 
-class DispatchMetrics:
-    def __init__(self, registry: CollectorRegistry | None = None) -> None:
-        # with process_cpu_seconds_total, process_resident_memory_bytes, ... of this process
-        m = MetricFactory(registry or CollectorRegistry())
-        self.registry = m.registry
-        self.bookings = m.counter(
+class DispatchMetrics(MetricSet):
+    bookings: Annotated[
+        Counter,
+        Metric(
             "dispatch_bookings_total",
             "Bookings by outcome: assigned, no_scorable (409: no candidate could be scored), "
             "failed (the prediction request failed)",
-            labels=("outcome",),
-        )
-        self.requests = m.counter(
+            ("outcome",),
+        ),
+    ]
+    requests: Annotated[
+        Counter,
+        Metric(
             "dispatch_requests_total",
             "Requests to the serving API by route and status (HTTP code, or 'error' when no "
             "answer came)",
-            labels=("route", "status"),
-        )
-        self.failures = m.counter(
+            ("route", "status"),
+        ),
+    ]
+    failures: Annotated[
+        Counter,
+        Metric(
             "dispatch_failed_requests_total",
             "Requests answered 5xx or not answered at all",
-            labels=("route",),
-        )
-        self.duration = m.histogram(
+            ("route",),
+        ),
+    ]
+    duration: Annotated[
+        Histogram,
+        Metric(
             "dispatch_request_duration_seconds",
             "Round trip of a serving API request as the client sees it",
-            labels=("route",),
-            buckets=(0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
-        )
-        self.trips = m.counter(
+            ("route",),
+            (0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+        ),
+    ]
+    trips: Annotated[
+        Counter,
+        Metric(
             "dispatch_trips_total",
             "Assigned trips by outcome drawn from the true model",
-            labels=("completed", "model_version"),
-        )
-        self.pending = m.gauge(
-            "dispatch_feedback_pending", "Outcomes waiting for their label delay"
-        )
-        self.serving_ready = m.gauge(
+            ("completed", "model_version"),
+        ),
+    ]
+    pending: Annotated[
+        Gauge,
+        Metric(
+            "dispatch_feedback_pending",
+            "Outcomes waiting for their label delay",
+        ),
+    ]
+    serving_ready: Annotated[
+        Gauge,
+        Metric(
             "dispatch_serving_ready",
             "1 once the serving API answered ready and bookings started, 0 while waiting for it",
-        )
+        ),
+    ]
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        # with process_cpu_seconds_total, process_resident_memory_bytes, ... of this process
+        super().__init__(registry or CollectorRegistry())
 
 
 @dataclass(order=True)

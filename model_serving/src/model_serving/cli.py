@@ -24,7 +24,7 @@ import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from mlops_common.cli import load_settings, run_func, serve_http, settings_json
+from mlops_common import cli as shared
 from mlops_common.redis import redact
 from model_serving.settings import ServingSettings
 
@@ -35,37 +35,32 @@ PROG = "model-serving"
 
 
 def _settings(**overrides: object) -> ServingSettings:
-    return load_settings(PROG, ServingSettings.load, **overrides)
+    return shared.load_settings(PROG, ServingSettings.load, **overrides)
+
+
+def _problems(settings: ServingSettings) -> list[str]:
+    problem = settings.auth_problem()
+    return [problem] if problem else []
 
 
 def serve(args: argparse.Namespace) -> int:
     settings = _settings(mlops_bind_host=args.host, serving_port=args.port)
-    problem = settings.auth_problem()
-    if problem:
-        print(f"model-serving: {problem}", file=sys.stderr)
-        return 1
     # one OpenMP/BLAS thread per process unless told otherwise (see STACK-FACTS: oversubscription)
     os.environ.setdefault("OMP_NUM_THREADS", str(settings.serving_model_threads))
-
-    from model_serving.app import create_app
-
-    serve_http(
-        lambda: create_app(settings),
-        host=settings.mlops_bind_host,
+    return shared.serve_app(
+        PROG,
+        "model_serving.app:create_app",
+        settings,
+        problems=_problems(settings),
         port=settings.serving_port,
         log_level=settings.serving_log_level,
     )
-    return 0
 
 
 def check(args: argparse.Namespace) -> int:
     settings = _settings()
-    print(settings_json(settings, "serving_api_key", redact=redact))
-    problem = settings.auth_problem()
-    if problem:
-        print(f"model-serving: {problem}", file=sys.stderr)
-        return 1
-    return 0
+    print(shared.settings_json(settings, "serving_api_key", redact=redact))
+    return shared.report_problems(PROG, _problems(settings))
 
 
 def batch_predict(args: argparse.Namespace) -> int:
@@ -149,12 +144,9 @@ def add_keys_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="model-serving", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("serve", help="run the prediction API")
-    p.add_argument("--host", default=None, help="bind address (default MLOPS_BIND_HOST)")
-    p.add_argument("--port", type=int, default=None, help="port (default SERVING_PORT)")
-    p.set_defaults(func=serve)
-    p = sub.add_parser("check", help="print the effective settings and check them")
-    p.set_defaults(func=check)
+    shared.add_service_commands(
+        sub, what="prediction API", port_variable="SERVING_PORT", serve=serve, check=check
+    )
     add_keys_parser(sub)
     p = sub.add_parser("batch-predict", help="score drivers with the champion, write a table")
     p.add_argument(
@@ -184,7 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return run_func(build_parser(), argv)
+    return shared.run_func(build_parser(), argv)
 
 
 if __name__ == "__main__":

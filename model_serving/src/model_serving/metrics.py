@@ -6,9 +6,11 @@ when no model could answer). Names start with ``serving_``.
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram
+from typing import Annotated
 
-from mlops_common.prometheus import MetricFactory
+from prometheus_client import Counter, Gauge, Histogram
+
+from mlops_common.prometheus import Metric, MetricSet
 
 LATENCY_BUCKETS = (
     0.0005,
@@ -53,193 +55,281 @@ NO_MODEL = "none"
 NO_CLIENT = "none"
 
 
-class ServingMetrics:
+class ServingMetrics(MetricSet):
+    """The table of the service's metrics (``MetricSet``: one registry per instance, with
+    process_cpu_seconds_total, ... of this process), and cached children per model version."""
+
+    # HTTP requests (the edge).
+    requests: Annotated[
+        Counter,
+        Metric(
+            "serving_requests_total",
+            "HTTP requests by route, method (unknown methods: other), status code, the model "
+            "version that answered and the client (the API key's name; none without one)",
+            ("route", "method", "status", "model_version", "client"),
+        ),
+    ]
+    request_latency: Annotated[
+        Histogram,
+        Metric(
+            "serving_request_duration_seconds",
+            "Whole-request latency inside the service, by route, answering model version and "
+            "client",
+            ("route", "model_version", "client"),
+            LATENCY_BUCKETS,
+        ),
+    ]
+    in_flight: Annotated[
+        Gauge,
+        Metric(
+            "serving_requests_in_flight",
+            "Requests being handled right now",
+        ),
+    ]
+
+    # One prediction: feature read, model call, outcome.
+    feature_read_latency: Annotated[
+        Histogram,
+        Metric(
+            "serving_feature_read_duration_seconds",
+            "Online store read of one request's candidates, by reader (redis or feast)",
+            ("reader",),
+            FAST_BUCKETS,
+        ),
+    ]
+    model_latency: Annotated[
+        Histogram,
+        Metric(
+            "serving_model_duration_seconds",
+            "Model call of one request, by model version and role (champion, challenger, shadow)",
+            ("model_version", "role"),
+            FAST_BUCKETS,
+        ),
+    ]
+    predictions: Annotated[
+        Counter,
+        Metric(
+            "serving_predictions_total",
+            "Answered predictions by model version and alias (champion or challenger/canary)",
+            ("model_version", "alias"),
+        ),
+    ]
+    unscorable: Annotated[
+        Counter,
+        Metric(
+            "serving_unscorable_drivers_total",
+            "Candidates left out of a ranking: unknown to the online store, stale (older than "
+            "the feature view's TTL) or invalid (corrupt, non-numeric or missing values the model "
+            "does not accept)",
+            ("reason", "model_version"),
+        ),
+    ]
+    feature_read_timeouts: Annotated[
+        Counter,
+        Metric(
+            "serving_feature_read_timeouts_total",
+            "Predict requests answered 503 because the online store did not answer within "
+            "SERVING_FEATURE_READ_TIMEOUT_S",
+        ),
+    ]
+    no_scorable: Annotated[
+        Counter,
+        Metric(
+            "serving_no_scorable_candidates_total",
+            "Predict requests refused because no candidate could be scored",
+            ("model_version",),
+        ),
+    ]
+
+    # What the models answered, and the labels that came back.
+    scores: Annotated[
+        Histogram,
+        Metric(
+            "serving_prediction_score",
+            "Distribution of the scores of every ranked candidate, by model version",
+            ("model_version",),
+            SCORE_BUCKETS,
+        ),
+    ]
+    best_scores: Annotated[
+        Histogram,
+        Metric(
+            "serving_prediction_best_score",
+            "Score of the chosen (best) candidate, by model version",
+            ("model_version",),
+            SCORE_BUCKETS,
+        ),
+    ]
+    candidates: Annotated[
+        Histogram,
+        Metric(
+            "serving_prediction_candidates",
+            "Candidates per predict request",
+            (),
+            (1, 2, 3, 5, 10, 20, 50, 100, 200, 500),
+        ),
+    ]
+    feedback: Annotated[
+        Counter,
+        Metric(
+            "serving_feedback_total",
+            "Accepted feedback labels by outcome and the model version that answered the request",
+            ("trip_completed", "model_version"),
+        ),
+    ]
+    feedback_rejected: Annotated[
+        Counter,
+        Metric(
+            "serving_feedback_rejected_total",
+            "Refused feedback by reason: unknown_request (not answered by this process, or "
+            "forgotten), expired (older than the feedback window), not_a_candidate",
+            ("reason",),
+        ),
+    ]
+
+    # Model loads and swaps.
+    model_loads: Annotated[
+        Counter,
+        Metric(
+            "serving_model_loads_total",
+            "Model loads by alias, source (registry or cache) and outcome (success or failure)",
+            ("alias", "source", "outcome"),
+        ),
+    ]
+    model_load_refused: Annotated[
+        Counter,
+        Metric(
+            "serving_model_load_refused_total",
+            "Model versions refused at load: format (not skops), untrusted_type (outside the "
+            "allowlist), signature (does not fit the estimator), positive_class",
+            ("reason",),
+        ),
+    ]
+    model_load_latency: Annotated[
+        Histogram,
+        Metric(
+            "serving_model_load_duration_seconds",
+            "Download, load and warm-up of one model version",
+            ("alias",),
+            LOAD_BUCKETS,
+        ),
+    ]
+    model_swaps: Annotated[
+        Counter,
+        Metric(
+            "serving_model_swaps_total",
+            "Atomic switches of the served model per alias (promotions and rollbacks)",
+            ("alias",),
+        ),
+    ]
+    model_info: Annotated[
+        Gauge,
+        Metric(
+            "serving_model_info",
+            "The loaded model version per alias (value 1)",
+            ("alias", "model_name", "model_version", "source"),
+        ),
+    ]
+    model_loaded: Annotated[
+        Gauge,
+        Metric(
+            "serving_model_loaded",
+            "1 when a model is loaded for the alias",
+            ("alias",),
+        ),
+    ]
+
+    # The model registry as the watcher sees it.
+    registry_up: Annotated[
+        Gauge,
+        Metric(
+            "serving_registry_reachable",
+            "1 when the last poll of the model registry succeeded, else 0",
+        ),
+    ]
+    registry_polls: Annotated[
+        Counter,
+        Metric(
+            "serving_registry_polls_total",
+            "Polls of the model registry by outcome (ok or unreachable)",
+            ("outcome",),
+        ),
+    ]
+    registry_last_success: Annotated[
+        Gauge,
+        Metric(
+            "serving_registry_last_success_timestamp_seconds",
+            "Unix time of the last successful registry poll",
+        ),
+    ]
+
+    # The event sink and shadow scoring.
+    events_written: Annotated[
+        Counter,
+        Metric(
+            "serving_events_written_total",
+            "Events written to the sink, by type (prediction or feedback)",
+            ("type",),
+        ),
+    ]
+    events_dropped: Annotated[
+        Counter,
+        Metric(
+            "serving_events_dropped_total",
+            "Events lost: buffer full (sink slow or down), no sink configured, or not encodable",
+            ("type", "reason"),
+        ),
+    ]
+    events_buffered: Annotated[
+        Gauge,
+        Metric(
+            "serving_events_buffered",
+            "Events waiting in memory for the sink",
+        ),
+    ]
+    sink_up: Annotated[
+        Gauge,
+        Metric(
+            "serving_events_sink_up",
+            "1 when the last write to the event sink succeeded, else 0",
+        ),
+    ]
+    shadow: Annotated[
+        Counter,
+        Metric(
+            "serving_shadow_predictions_total",
+            "Shadow scorings of the challenger by outcome (ok, failed, skipped_queue_full, "
+            "no_challenger)",
+            ("outcome",),
+        ),
+    ]
+
+    # The per-client API key store as serving last read it.
+    api_keys_loaded: Annotated[
+        Gauge,
+        Metric(
+            "serving_api_keys_loaded",
+            "Per-client API keys read from the key store last (bootstrap key not counted)",
+        ),
+    ]
+    api_keys_store_up: Annotated[
+        Gauge,
+        Metric(
+            "serving_api_keys_store_up",
+            "1 when the last read of the API key store succeeded, else 0",
+        ),
+    ]
+
+    # The children of one answering model version (cached: label lookups take a lock).
+
     def __init__(self) -> None:
-        m = MetricFactory()  # with process_cpu_seconds_total, ... of this process
-        self.registry = m.registry
-        self._http(m)
-        self._predictions(m)
-        self._scores(m)
-        self._models(m)
-        self._registry(m)
-        self._events(m)
-        self._keys(m)
+        super().__init__()
         for alias in ("champion", "challenger"):
             self.model_loaded.labels(alias).set(0)
         self.registry_up.set(0)
         self.sink_up.set(0)
         self._versions: dict[tuple[str, str], VersionMetrics] = {}
         self._requests: dict[tuple[str, str, str, str, str], tuple[Counter, Histogram]] = {}
-
-    def _http(self, m: MetricFactory) -> None:
-        """HTTP requests (the edge)."""
-        self.requests = m.counter(
-            "serving_requests_total",
-            "HTTP requests by route, method (unknown methods: other), status code, the model "
-            "version that answered and the client (the API key's name; none without one)",
-            labels=("route", "method", "status", "model_version", "client"),
-        )
-        self.request_latency = m.histogram(
-            "serving_request_duration_seconds",
-            "Whole-request latency inside the service, by route, answering model version and "
-            "client",
-            labels=("route", "model_version", "client"),
-            buckets=LATENCY_BUCKETS,
-        )
-        self.in_flight = m.gauge("serving_requests_in_flight", "Requests being handled right now")
-
-    def _predictions(self, m: MetricFactory) -> None:
-        """One prediction: feature read, model call, outcome."""
-        self.feature_read_latency = m.histogram(
-            "serving_feature_read_duration_seconds",
-            "Online store read of one request's candidates, by reader (redis or feast)",
-            labels=("reader",),
-            buckets=FAST_BUCKETS,
-        )
-        self.model_latency = m.histogram(
-            "serving_model_duration_seconds",
-            "Model call of one request, by model version and role (champion, challenger, shadow)",
-            labels=("model_version", "role"),
-            buckets=FAST_BUCKETS,
-        )
-        self.predictions = m.counter(
-            "serving_predictions_total",
-            "Answered predictions by model version and alias (champion or challenger/canary)",
-            labels=("model_version", "alias"),
-        )
-        self.unscorable = m.counter(
-            "serving_unscorable_drivers_total",
-            "Candidates left out of a ranking: unknown to the online store, stale (older than "
-            "the feature view's TTL) or invalid (corrupt, non-numeric or missing values the model "
-            "does not accept)",
-            labels=("reason", "model_version"),
-        )
-        self.feature_read_timeouts = m.counter(
-            "serving_feature_read_timeouts_total",
-            "Predict requests answered 503 because the online store did not answer within "
-            "SERVING_FEATURE_READ_TIMEOUT_S",
-        )
-        self.no_scorable = m.counter(
-            "serving_no_scorable_candidates_total",
-            "Predict requests refused because no candidate could be scored",
-            labels=("model_version",),
-        )
-
-    def _scores(self, m: MetricFactory) -> None:
-        """What the models answered, and the labels that came back."""
-        self.scores = m.histogram(
-            "serving_prediction_score",
-            "Distribution of the scores of every ranked candidate, by model version",
-            labels=("model_version",),
-            buckets=SCORE_BUCKETS,
-        )
-        self.best_scores = m.histogram(
-            "serving_prediction_best_score",
-            "Score of the chosen (best) candidate, by model version",
-            labels=("model_version",),
-            buckets=SCORE_BUCKETS,
-        )
-        self.candidates = m.histogram(
-            "serving_prediction_candidates",
-            "Candidates per predict request",
-            buckets=(1, 2, 3, 5, 10, 20, 50, 100, 200, 500),
-        )
-        self.feedback = m.counter(
-            "serving_feedback_total",
-            "Accepted feedback labels by outcome and the model version that answered the request",
-            labels=("trip_completed", "model_version"),
-        )
-        self.feedback_rejected = m.counter(
-            "serving_feedback_rejected_total",
-            "Refused feedback by reason: unknown_request (not answered by this process, or "
-            "forgotten), expired (older than the feedback window), not_a_candidate",
-            labels=("reason",),
-        )
-
-    def _models(self, m: MetricFactory) -> None:
-        """Model loads and swaps."""
-        self.model_loads = m.counter(
-            "serving_model_loads_total",
-            "Model loads by alias, source (registry or cache) and outcome (success or failure)",
-            labels=("alias", "source", "outcome"),
-        )
-        self.model_load_refused = m.counter(
-            "serving_model_load_refused_total",
-            "Model versions refused at load: format (not skops), untrusted_type (outside the "
-            "allowlist), signature (does not fit the estimator), positive_class",
-            labels=("reason",),
-        )
-        self.model_load_latency = m.histogram(
-            "serving_model_load_duration_seconds",
-            "Download, load and warm-up of one model version",
-            labels=("alias",),
-            buckets=LOAD_BUCKETS,
-        )
-        self.model_swaps = m.counter(
-            "serving_model_swaps_total",
-            "Atomic switches of the served model per alias (promotions and rollbacks)",
-            labels=("alias",),
-        )
-        self.model_info = m.gauge(
-            "serving_model_info",
-            "The loaded model version per alias (value 1)",
-            labels=("alias", "model_name", "model_version", "source"),
-        )
-        self.model_loaded = m.gauge(
-            "serving_model_loaded", "1 when a model is loaded for the alias", labels=("alias",)
-        )
-
-    def _registry(self, m: MetricFactory) -> None:
-        """The model registry as the watcher sees it."""
-        self.registry_up = m.gauge(
-            "serving_registry_reachable",
-            "1 when the last poll of the model registry succeeded, else 0",
-        )
-        self.registry_polls = m.counter(
-            "serving_registry_polls_total",
-            "Polls of the model registry by outcome (ok or unreachable)",
-            labels=("outcome",),
-        )
-        self.registry_last_success = m.gauge(
-            "serving_registry_last_success_timestamp_seconds",
-            "Unix time of the last successful registry poll",
-        )
-
-    def _events(self, m: MetricFactory) -> None:
-        """The event sink and shadow scoring."""
-        self.events_written = m.counter(
-            "serving_events_written_total",
-            "Events written to the sink, by type (prediction or feedback)",
-            labels=("type",),
-        )
-        self.events_dropped = m.counter(
-            "serving_events_dropped_total",
-            "Events lost: buffer full (sink slow or down), no sink configured, or not encodable",
-            labels=("type", "reason"),
-        )
-        self.events_buffered = m.gauge(
-            "serving_events_buffered", "Events waiting in memory for the sink"
-        )
-        self.sink_up = m.gauge(
-            "serving_events_sink_up", "1 when the last write to the event sink succeeded, else 0"
-        )
-        self.shadow = m.counter(
-            "serving_shadow_predictions_total",
-            "Shadow scorings of the challenger by outcome (ok, failed, skipped_queue_full, "
-            "no_challenger)",
-            labels=("outcome",),
-        )
-
-    def _keys(self, m: MetricFactory) -> None:
-        """The per-client API key store as serving last read it."""
-        self.api_keys_loaded = m.gauge(
-            "serving_api_keys_loaded",
-            "Per-client API keys read from the key store last (bootstrap key not counted)",
-        )
-        self.api_keys_store_up = m.gauge(
-            "serving_api_keys_store_up",
-            "1 when the last read of the API key store succeeded, else 0",
-        )
 
     def api_keys_read(self, ok: bool, count: int) -> None:
         self.api_keys_store_up.set(1 if ok else 0)

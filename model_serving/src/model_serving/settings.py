@@ -13,12 +13,12 @@ default) the service refuses to start without one.
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field, SecretStr, model_validator
 
 from mlops_common.features import FeatureStoreSettings
+from mlops_common.settings import DataPath
 
 FeatureReaderKind = Literal["auto", "redis", "feast"]
 
@@ -106,14 +106,9 @@ class ServingSettings(FeatureStoreSettings):
         return self
 
     # --- derived ---------------------------------------------------------------------------
-    @property
-    def state_dir(self) -> Path:
-        """Where serving keeps its own state: ``<MLOPS_DATA_DIR>/serving``."""
-        return self.data_dir / "serving"
-
-    @property
-    def model_cache_dir(self) -> Path:
-        return self.state_dir / "model-cache"
+    #: where serving keeps its own state: ``<MLOPS_DATA_DIR>/serving``
+    state_dir: ClassVar[DataPath] = DataPath("serving")
+    model_cache_dir: ClassVar[DataPath] = state_dir / "model-cache"
 
     @property
     def events_redis_url(self) -> str:

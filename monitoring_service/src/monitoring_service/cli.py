@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from mlops_common.cli import load_settings, run_func, serve_http, settings_json
+from mlops_common import cli as shared
 from monitoring_service.settings import MonitoringSettings
 
 if TYPE_CHECKING:
@@ -33,36 +33,29 @@ PROG = "monitoring-service"
 
 
 def _settings(**overrides: object) -> MonitoringSettings:
-    return load_settings(PROG, MonitoringSettings.load, **overrides)
+    return shared.load_settings(PROG, MonitoringSettings.load, **overrides)
 
 
 def serve(args: argparse.Namespace) -> int:
     settings = _settings(mlops_bind_host=args.host, monitoring_port=args.port)
-    problems = settings.problems()
-    if problems:
-        for problem in problems:
-            print(f"{PROG}: {problem}", file=sys.stderr)
-        return 1
     # Evidently and pandas: one BLAS/OpenMP thread (the service shares a small machine)
     for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ.setdefault(name, "1")
-
-    from monitoring_service.app import create_app
-
-    serve_http(
-        lambda: create_app(settings),
-        host=settings.mlops_bind_host,
+    return shared.serve_app(
+        PROG,
+        "monitoring_service.app:create_app",
+        settings,
+        problems=settings.problems(),
         port=settings.monitoring_port,
         log_level=settings.monitoring_log_level,
     )
-    return 0
 
 
 def check(args: argparse.Namespace) -> int:
     settings = _settings()
     secrets = ("monitoring_webhook_secret", "airflow_admin_password")
     derived = {"events_redis_url": settings.events_redis_url, "db_path": str(settings.db_path)}
-    print(settings_json(settings, *secrets, derived=derived))
+    print(shared.settings_json(settings, *secrets, derived=derived))
     problems = settings.problems()
     if not problems:
         import redis
@@ -76,9 +69,7 @@ def check(args: argparse.Namespace) -> int:
             problems.append(f"the events' Redis does not answer: {exc}")
         finally:
             client.close()
-    for problem in problems:
-        print(f"{PROG}: {problem}", file=sys.stderr)
-    return 1 if problems else 0
+    return shared.report_problems(PROG, problems)
 
 
 def _store(settings: MonitoringSettings) -> Store:
@@ -157,12 +148,9 @@ def report(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=PROG, description=(__doc__ or "").split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("serve", help="run the monitoring service")
-    p.add_argument("--host", default=None, help="bind address (default MLOPS_BIND_HOST)")
-    p.add_argument("--port", type=int, default=None, help="port (default MONITORING_PORT)")
-    p.set_defaults(func=serve)
-    p = sub.add_parser("check", help="print the effective settings and check them")
-    p.set_defaults(func=check)
+    shared.add_service_commands(
+        sub, what="monitoring service", port_variable="MONITORING_PORT", serve=serve, check=check
+    )
     p = sub.add_parser("windows", help="list recent windows from the state database")
     p.add_argument("--limit", type=int, default=20)
     p.add_argument("--json", action="store_true", help="JSON instead of a table")
@@ -176,8 +164,4 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return run_func(build_parser(), argv)
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+    return shared.run_func(build_parser(), argv)

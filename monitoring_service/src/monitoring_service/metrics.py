@@ -10,7 +10,11 @@ they do not fall back to zero on a restart.
 
 from __future__ import annotations
 
-from mlops_common.prometheus import MetricFactory
+from typing import Annotated
+
+from prometheus_client import Counter, Gauge, Histogram
+
+from mlops_common.prometheus import Metric, MetricFactory, MetricSet
 
 DELAY_BUCKETS = (
     1.0,
@@ -34,172 +38,333 @@ BATCH_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2
 QUALITY = ("roc_auc", "precision", "recall", "f1", "accuracy")
 
 
-class MonitoringMetrics:
-    """Every metric of the service, as attributes (``metrics.windows.labels(...).inc()``)."""
+class MonitoringMetrics(MetricSet):
+    """Every metric of the service, as attributes (``metrics.windows.labels(...).inc()``): the
+    table below (``MetricSet``: one registry per instance, with process_cpu_seconds_total,
+    process_resident_memory_bytes, ... of this process) and the quality gauges by metric name."""
 
-    def __init__(self) -> None:
-        # with process_cpu_seconds_total, process_resident_memory_bytes, ... of this process
-        self._m = MetricFactory()
-        self.registry = self._m.registry
-        self._events()
-        self._labels()
-        self._windows()
-        self._drift()
-        self._quality()
-        self._reference()
-        self._trigger()
-        self.consumer_up.set(0)
-        self.registry_up.set(0)
-
-    def _events(self) -> None:
-        self.events_consumed = self._m.counter(
+    # the event streams and their consumer
+    events_consumed: Annotated[
+        Counter,
+        Metric(
             "monitoring_events_consumed_total",
             "Prediction and feedback events applied to the window state (exactly once), by type",
-            labels=("type",),
-        )
-        self.events_malformed = self._m.counter(
+            ("type",),
+        ),
+    ]
+    events_malformed: Annotated[
+        Counter,
+        Metric(
             "monitoring_events_malformed_total",
             "Stream entries that are not valid events, moved to the dead-letter stream, by the "
             "stream they came from (prediction or feedback)",
-            labels=("stream",),
-        )
-        self.events_duplicate = self._m.counter(
+            ("stream",),
+        ),
+    ]
+    events_duplicate: Annotated[
+        Counter,
+        Metric(
             "monitoring_events_duplicate_total",
             "Stream entries delivered again after they were applied (ignored), by stream",
-            labels=("stream",),
-        )
-        self.events_backlog = self._m.gauge(
+            ("stream",),
+        ),
+    ]
+    events_backlog: Annotated[
+        Gauge,
+        Metric(
             "monitoring_events_backlog",
             "Entries of the stream not yet processed by the consumer group (lag + pending)",
-            labels=("stream",),
-        )
-        self.events_pending = self._m.gauge(
+            ("stream",),
+        ),
+    ]
+    events_pending: Annotated[
+        Gauge,
+        Metric(
             "monitoring_events_pending",
             "Entries delivered to the consumer group and not yet acknowledged",
-            labels=("stream",),
-        )
-        self.consumer_up = self._m.gauge(
-            "monitoring_consumer_up", "1 when the last read of the event streams succeeded, else 0"
-        )
-        self.consumer_errors = self._m.counter(
+            ("stream",),
+        ),
+    ]
+    consumer_up: Annotated[
+        Gauge,
+        Metric(
+            "monitoring_consumer_up",
+            "1 when the last read of the event streams succeeded, else 0",
+        ),
+    ]
+    consumer_errors: Annotated[
+        Counter,
+        Metric(
             "monitoring_consumer_errors_total",
             "Failed consumer iterations (broker or state store), by error type",
-            labels=("error",),
-        )
-        self.batch_seconds = self._m.histogram(
+            ("error",),
+        ),
+    ]
+    batch_seconds: Annotated[
+        Histogram,
+        Metric(
             "monitoring_consumer_batch_seconds",
             "Persisting one batch of events (decode, SQLite commit, acknowledge)",
-            buckets=BATCH_BUCKETS,
-        )
-        self.last_event = self._m.gauge(
-            "monitoring_last_event_timestamp_seconds", "Event time of the newest prediction applied"
-        )
+            (),
+            BATCH_BUCKETS,
+        ),
+    ]
+    last_event: Annotated[
+        Gauge,
+        Metric(
+            "monitoring_last_event_timestamp_seconds",
+            "Event time of the newest prediction applied",
+        ),
+    ]
 
-    def _labels(self) -> None:
-        self.label_delay = self._m.histogram(
+    # labels joined to predictions
+    label_delay: Annotated[
+        Histogram,
+        Metric(
             "monitoring_label_delay_seconds",
             "Feedback time minus prediction time of each label joined to its prediction",
-            labels=("model_version",),
-            buckets=DELAY_BUCKETS,
-        )
-        self.labels_late = self._m.counter(
+            ("model_version",),
+            DELAY_BUCKETS,
+        ),
+    ]
+    labels_late: Annotated[
+        Counter,
+        Metric(
             "monitoring_labels_late_total",
             "Labels that arrived after their window's quality was computed (not counted in it)",
-            labels=("model_version",),
-        )
-        self.labels_unmatched = self._m.gauge(
-            "monitoring_labels_unmatched", "Stored labels whose prediction has not been seen"
-        )
+            ("model_version",),
+        ),
+    ]
+    labels_unmatched: Annotated[
+        Gauge,
+        Metric(
+            "monitoring_labels_unmatched",
+            "Stored labels whose prediction has not been seen",
+        ),
+    ]
 
-    def _windows(self) -> None:
-        self.windows = self._m.counter(
+    # windows and their evaluations
+    windows: Annotated[
+        Counter,
+        Metric(
             "monitoring_windows_total",
             "Windows closed, by model version and reason (count, time)",
-            labels=("model_version", "reason"),
-        )
-        self.window_open_predictions = self._m.gauge(
+            ("model_version", "reason"),
+        ),
+    ]
+    window_open_predictions: Annotated[
+        Gauge,
+        Metric(
             "monitoring_window_open_predictions",
             "Predictions in the model version's open window",
-            labels=("model_version",),
-        )
-        self.evaluations = self._m.counter(
+            ("model_version",),
+        ),
+    ]
+    evaluations: Annotated[
+        Counter,
+        Metric(
             "monitoring_window_evaluations_total",
             "Window evaluations by stage (drift, quality) and outcome (ok, skipped, error)",
-            labels=("stage", "outcome"),
-        )
-        self.evaluation_seconds = self._m.histogram(
+            ("stage", "outcome"),
+        ),
+    ]
+    evaluation_seconds: Annotated[
+        Histogram,
+        Metric(
             "monitoring_window_evaluation_seconds",
             "Evidently time of one window evaluation (report computed and saved), by stage",
-            labels=("stage",),
-            buckets=EVALUATION_BUCKETS,
-        )
-        self.last_window = self._m.gauge(
+            ("stage",),
+            EVALUATION_BUCKETS,
+        ),
+    ]
+    last_window: Annotated[
+        Gauge,
+        Metric(
             "monitoring_last_window_timestamp_seconds",
             "Unix time of the newest window evaluation, by model version",
-            labels=("model_version",),
-        )
-        self.window_rows = self._m.gauge(
+            ("model_version",),
+        ),
+    ]
+    window_rows: Annotated[
+        Gauge,
+        Metric(
             "monitoring_window_rows",
             "Scored candidate rows of the newest drift-evaluated window",
-            labels=("model_version",),
-        )
-        self.window_predictions = self._m.gauge(
+            ("model_version",),
+        ),
+    ]
+    window_predictions: Annotated[
+        Gauge,
+        Metric(
             "monitoring_window_predictions",
             "Predictions of the newest drift-evaluated window",
-            labels=("model_version",),
-        )
+            ("model_version",),
+        ),
+    ]
 
-    def _drift(self) -> None:
-        self.feature_drift_score = self._m.gauge(
+    # drift of the newest window
+    feature_drift_score: Annotated[
+        Gauge,
+        Metric(
             "monitoring_feature_drift_score",
             "Evidently drift score of a feature in the newest window (the method's statistic: "
             "a distance, or a p-value for ks/chisquare/z tests)",
-            labels=("model_version", "feature"),
-        )
-        self.feature_drift_threshold = self._m.gauge(
+            ("model_version", "feature"),
+        ),
+    ]
+    feature_drift_threshold: Annotated[
+        Gauge,
+        Metric(
             "monitoring_feature_drift_threshold",
             "Threshold of the feature's drift method",
-            labels=("model_version", "feature"),
-        )
-        self.feature_drifted = self._m.gauge(
+            ("model_version", "feature"),
+        ),
+    ]
+    feature_drifted: Annotated[
+        Gauge,
+        Metric(
             "monitoring_feature_drifted",
             "1 when Evidently found the feature drifted in the newest window",
-            labels=("model_version", "feature"),
-        )
-        self.drift_share = self._m.gauge(
+            ("model_version", "feature"),
+        ),
+    ]
+    drift_share: Annotated[
+        Gauge,
+        Metric(
             "monitoring_drift_share",
             "Share of the model's features drifted in the newest window",
-            labels=("model_version",),
-        )
-        self.drifted_features = self._m.gauge(
+            ("model_version",),
+        ),
+    ]
+    drifted_features: Annotated[
+        Gauge,
+        Metric(
             "monitoring_drifted_features",
             "Number of drifted features in the newest window",
-            labels=("model_version",),
-        )
-        self.dataset_drift = self._m.gauge(
+            ("model_version",),
+        ),
+    ]
+    dataset_drift: Annotated[
+        Gauge,
+        Metric(
             "monitoring_dataset_drift",
             "1 when the share of drifted features reached MONITORING_DRIFT_SHARE",
-            labels=("model_version",),
-        )
-        self.prediction_drift_score = self._m.gauge(
+            ("model_version",),
+        ),
+    ]
+    prediction_drift_score: Annotated[
+        Gauge,
+        Metric(
             "monitoring_prediction_drift_score",
             "Evidently drift score of the model's score distribution in the newest window",
-            labels=("model_version",),
-        )
-        self.prediction_drifted = self._m.gauge(
+            ("model_version",),
+        ),
+    ]
+    prediction_drifted: Annotated[
+        Gauge,
+        Metric(
             "monitoring_prediction_drifted",
             "1 when the score distribution drifted in the newest window",
-            labels=("model_version",),
-        )
-        self.consecutive_drifted = self._m.gauge(
+            ("model_version",),
+        ),
+    ]
+    consecutive_drifted: Annotated[
+        Gauge,
+        Metric(
             "monitoring_consecutive_drifted_windows",
             "Consecutive newest windows with dataset drift, by model version",
-            labels=("model_version",),
-        )
+            ("model_version",),
+        ),
+    ]
 
-    def _quality(self) -> None:
+    # quality of the newest window (and the per-metric gauges, made in __init__)
+    quality_rows: Annotated[
+        Gauge,
+        Metric(
+            "monitoring_quality_labelled_rows",
+            "Labelled rows the newest quality evaluation used",
+            ("model_version",),
+        ),
+    ]
+    label_coverage: Annotated[
+        Gauge,
+        Metric(
+            "monitoring_label_coverage",
+            "Share of the newest quality-evaluated window's predictions with a label",
+            ("model_version",),
+        ),
+    ]
+
+    # reference data and the registry
+    reference_rows: Annotated[
+        Gauge,
+        Metric(
+            "monitoring_reference_rows",
+            "Rows of the reference data loaded for the model version",
+            ("model_version",),
+        ),
+    ]
+    reference_loads: Annotated[
+        Counter,
+        Metric(
+            "monitoring_reference_loads_total",
+            "Reference loads by source (registry, cache) and outcome (ok, missing, unreachable)",
+            ("source", "outcome"),
+        ),
+    ]
+    champion: Annotated[
+        Gauge,
+        Metric(
+            "monitoring_champion_version",
+            "1 for the version the champion alias points at",
+            ("model_version",),
+        ),
+    ]
+    registry_up: Annotated[
+        Gauge,
+        Metric(
+            "monitoring_registry_reachable",
+            "1 when the last poll of the model registry succeeded, else 0",
+        ),
+    ]
+    reports: Annotated[
+        Gauge,
+        Metric(
+            "monitoring_reports_stored",
+            "Evidently HTML reports kept on disk",
+        ),
+    ]
+
+    # the retraining trigger
+    decisions: Annotated[
+        Counter,
+        Metric(
+            "monitoring_retraining_decisions_total",
+            "Decisions on alert webhooks: triggered, skipped or error, with the reason",
+            ("decision", "reason"),
+        ),
+    ]
+    last_triggered: Annotated[
+        Gauge,
+        Metric(
+            "monitoring_retraining_last_triggered_timestamp_seconds",
+            "Unix time of the last training run triggered",
+        ),
+    ]
+    webhook_requests: Annotated[
+        Counter,
+        Metric(
+            "monitoring_webhook_requests_total",
+            "Requests to the alert webhook by HTTP status",
+            ("status",),
+        ),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        factory = MetricFactory(self.registry, process=False)
         self.quality = {
-            name: self._m.gauge(
+            name: factory.gauge(
                 f"monitoring_quality_{name}",
                 f"{name} of the labelled rows of the newest quality-evaluated window (NaN: "
                 "too few labels)",
@@ -207,53 +372,5 @@ class MonitoringMetrics:
             )
             for name in QUALITY
         }
-        self.quality_rows = self._m.gauge(
-            "monitoring_quality_labelled_rows",
-            "Labelled rows the newest quality evaluation used",
-            labels=("model_version",),
-        )
-        self.label_coverage = self._m.gauge(
-            "monitoring_label_coverage",
-            "Share of the newest quality-evaluated window's predictions with a label",
-            labels=("model_version",),
-        )
-
-    def _reference(self) -> None:
-        self.reference_rows = self._m.gauge(
-            "monitoring_reference_rows",
-            "Rows of the reference data loaded for the model version",
-            labels=("model_version",),
-        )
-        self.reference_loads = self._m.counter(
-            "monitoring_reference_loads_total",
-            "Reference loads by source (registry, cache) and outcome (ok, missing, unreachable)",
-            labels=("source", "outcome"),
-        )
-        self.champion = self._m.gauge(
-            "monitoring_champion_version",
-            "1 for the version the champion alias points at",
-            labels=("model_version",),
-        )
-        self.registry_up = self._m.gauge(
-            "monitoring_registry_reachable",
-            "1 when the last poll of the model registry succeeded, else 0",
-        )
-        self.reports = self._m.gauge(
-            "monitoring_reports_stored", "Evidently HTML reports kept on disk"
-        )
-
-    def _trigger(self) -> None:
-        self.decisions = self._m.counter(
-            "monitoring_retraining_decisions_total",
-            "Decisions on alert webhooks: triggered, skipped or error, with the reason",
-            labels=("decision", "reason"),
-        )
-        self.last_triggered = self._m.gauge(
-            "monitoring_retraining_last_triggered_timestamp_seconds",
-            "Unix time of the last training run triggered",
-        )
-        self.webhook_requests = self._m.counter(
-            "monitoring_webhook_requests_total",
-            "Requests to the alert webhook by HTTP status",
-            labels=("status",),
-        )
+        self.consumer_up.set(0)
+        self.registry_up.set(0)

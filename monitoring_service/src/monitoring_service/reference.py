@@ -64,15 +64,9 @@ class Reference:
         return len(self.frame)
 
     def describe(self) -> dict[str, Any]:
-        return {
-            "model_name": self.model_name,
-            "version": self.version,
-            "run_id": self.run_id,
-            "rows": self.rows,
-            "feature_columns": list(self.feature_columns),
-            "has_labels": self.has_labels,
-            "source": self.source,
-        }
+        """Every field but the data and its folder (JSON-ready), and the number of rows."""
+        shown = {k: v for k, v in vars(self).items() if k not in ("frame", "path")}
+        return shown | {"rows": self.rows, "feature_columns": list(self.feature_columns)}
 
 
 def read_reference(folder: Path, model_name: str, version: str, run_id: str) -> Reference:

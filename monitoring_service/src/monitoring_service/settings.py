@@ -23,13 +23,13 @@ from __future__ import annotations
 import re
 import socket
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import NoDecode
 
 from mlops_common.events.serving import DEFAULT_FEEDBACK_STREAM, DEFAULT_PREDICTION_STREAM
-from mlops_common.settings import PlatformSettings
+from mlops_common.settings import DataPath, PlatformSettings
 from monitoring_service.windows import WindowPolicy
 
 _NAME = re.compile(r"^[A-Za-z0-9._:@-]{1,100}$")
@@ -211,10 +211,10 @@ class MonitoringSettings(PlatformSettings):
         return self
 
     # --- derived ---------------------------------------------------------------------------
-    @property
-    def state_dir(self) -> Path:
-        """Where the service keeps its own state: ``<MLOPS_DATA_DIR>/monitoring``."""
-        return self.data_dir / "monitoring"
+    #: where the service keeps its own state: ``<MLOPS_DATA_DIR>/monitoring``
+    state_dir: ClassVar[DataPath] = DataPath("monitoring")
+    reports_dir: ClassVar[DataPath] = state_dir / "reports"
+    reference_cache_dir: ClassVar[DataPath] = state_dir / "reference-cache"
 
     @property
     def db_path(self) -> Path:
@@ -230,14 +230,6 @@ class MonitoringSettings(PlatformSettings):
             label_grace_s=self.monitoring_label_grace_s,
             slack_s=self.monitoring_label_slack_s,
         )
-
-    @property
-    def reports_dir(self) -> Path:
-        return self.state_dir / "reports"
-
-    @property
-    def reference_cache_dir(self) -> Path:
-        return self.state_dir / "reference-cache"
 
     @property
     def events_redis_url(self) -> str:

@@ -24,18 +24,20 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Annotated
 
 import numpy as np
 import redis
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from example_project.world.config import Scenario
 from example_project.world.drivers import DriverWorld
 from mlops_common.events.driver_stats import DriverStatsEvent
-from mlops_common.prometheus import MetricFactory
+from mlops_common.prometheus import Metric, MetricSet
 from mlops_common.redis import connect, redact
+from mlops_common.streams import RunStats
 from stream_emitting.settings import ProducerSettings
 
 log = logging.getLogger("stream_emitting.producer")
@@ -85,7 +87,7 @@ def corrupt(fields: dict[str, str], defect: str, rng: np.random.Generator) -> di
 
 
 @dataclass
-class ProducerStats:
+class ProducerStats(RunStats):
     """What a producer run did. ``written`` counts stream entries (every kind)."""
 
     written: int = 0
@@ -97,25 +99,37 @@ class ProducerStats:
     dropped_on_stop: int = 0
     elapsed_s: float = 0.0
 
-    def as_dict(self) -> dict[str, float | int]:
-        return asdict(self)
 
-
-class _Metrics:
-    def __init__(self, m: MetricFactory) -> None:
-        self.events = m.counter(
+class _Metrics(MetricSet):
+    events: Annotated[
+        Counter,
+        Metric(
             "stream_producer_events",
             "Stream entries written by the producer, by kind (valid, malformed, duplicate).",
-            labels=("kind",),
-        )
-        self.retries = m.counter(
+            ("kind",),
+        ),
+    ]
+    retries: Annotated[
+        Counter,
+        Metric(
             "stream_producer_retries",
             "Failed attempts to write to the broker (each is retried with backoff).",
-        )
-        self.connected = m.gauge(
-            "stream_producer_connected", "1 when the last write to the broker succeeded, else 0."
-        )
-        self.rate = m.gauge("stream_producer_target_rate", "Configured events per second.")
+        ),
+    ]
+    connected: Annotated[
+        Gauge,
+        Metric(
+            "stream_producer_connected",
+            "1 when the last write to the broker succeeded, else 0.",
+        ),
+    ]
+    rate: Annotated[
+        Gauge,
+        Metric(
+            "stream_producer_target_rate",
+            "Configured events per second.",
+        ),
+    ]
 
 
 @dataclass(frozen=True)
@@ -138,9 +152,8 @@ class Producer:
     ) -> None:
         self.settings = settings
         self.stop = stop or threading.Event()
-        factory = MetricFactory(registry or CollectorRegistry())  # process_cpu_seconds_total, ...
-        self.registry = factory.registry
-        self.metrics = _Metrics(factory)
+        self.metrics = _Metrics(registry or CollectorRegistry())  # process_cpu_seconds_total, ...
+        self.registry = self.metrics.registry
         self.metrics.rate.set(settings.rate)
         self.client = client or connect(settings.broker_url)
         self.clock = clock

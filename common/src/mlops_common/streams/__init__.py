@@ -7,7 +7,7 @@ backoff, the retry bound, gauges and metrics (through ``StreamMetrics``). A comp
 acknowledgement) is made atomic. Dead letters have one shape (``entries.dead_letter``).
 """
 
-from mlops_common.streams.config import ConsumerConfig, ConsumerStats, RunBounds
+from mlops_common.streams.config import ConsumerConfig, ConsumerStats, RunBounds, RunStats
 from mlops_common.streams.core import ConsumerCore
 from mlops_common.streams.entries import Entry, ReadResult, dead_letter, stream_ms, text
 from mlops_common.streams.group import GroupState, StreamGroup
@@ -26,6 +26,7 @@ __all__ = [
     "OwnershipLost",
     "ReadResult",
     "RunBounds",
+    "RunStats",
     "StreamGroup",
     "StreamMetrics",
     "dead_letter",

@@ -1,4 +1,5 @@
-"""The consumer core's configuration, its run bounds and its statistics."""
+"""The consumer core's configuration, its run bounds and its statistics (and the base of every
+stream process's run statistics, ``RunStats``)."""
 
 from __future__ import annotations
 
@@ -40,7 +41,16 @@ class ConsumerConfig:
 
 
 @dataclass
-class ConsumerStats:
+class RunStats:
+    """What a stream process (consumer, producer) did in one run: a dataclass of counts, reported
+    as a dict (the commands' JSON summary, the stop log line)."""
+
+    def as_dict(self) -> dict[str, float | int]:
+        return asdict(self)
+
+
+@dataclass
+class ConsumerStats(RunStats):
     """What this process did (a component may subclass it with counts of its own and pass an
     instance to the core)."""
 
@@ -54,9 +64,6 @@ class ConsumerStats:
     exhausted: int = 0
     errors: int = 0
     elapsed_s: float = 0.0
-
-    def as_dict(self) -> dict[str, float | int]:
-        return asdict(self)
 
 
 class RunBounds(TypedDict, total=False):

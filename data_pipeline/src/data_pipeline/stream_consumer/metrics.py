@@ -5,61 +5,96 @@ core's reports (batches, claims, aborts, errors, lag and pending) land on these 
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry
+from typing import Annotated
 
-from mlops_common.prometheus import MetricFactory
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from mlops_common.prometheus import Metric, MetricSet
+
+BATCH_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
-class ConsumerMetrics:
-    def __init__(self, registry: CollectorRegistry | None = None) -> None:
-        m = MetricFactory(registry or CollectorRegistry())  # process_cpu_seconds_total, ...
-        self.registry = m.registry
-        self.consumed = m.counter(
+class ConsumerMetrics(MetricSet):
+    consumed: Annotated[
+        Counter,
+        Metric(
             "stream_consumer_entries_consumed",
             "Stream entries processed and acknowledged (every outcome).",
-        )
-        self.events = m.counter(
+        ),
+    ]
+    events: Annotated[
+        Counter,
+        Metric(
             "stream_consumer_events",
             "Consumed entries by outcome: applied, duplicate, dead_lettered, trimmed (removed "
             "from the stream by MAXLEN before they were processed).",
-            labels=("outcome",),
-        )
-        for outcome in ("applied", "duplicate", "dead_lettered", "trimmed"):
-            self.events.labels(outcome)
-        self.claimed = m.counter(
+            ("outcome",),
+        ),
+    ]
+    claimed: Annotated[
+        Counter,
+        Metric(
             "stream_consumer_claimed_entries",
             "Entries taken over from other consumers (XAUTOCLAIM).",
-        )
-        self.aborted = m.counter(
+        ),
+    ]
+    aborted: Annotated[
+        Counter,
+        Metric(
             "stream_consumer_aborted_batches",
             "Batches not committed because another consumer claimed an entry first.",
-        )
-        self.errors = m.counter(
+        ),
+    ]
+    errors: Annotated[
+        Counter,
+        Metric(
             "stream_consumer_errors",
             "Failed batches (retried), by exception type.",
-            labels=("error",),
-        )
-        self.lag = m.gauge(
+            ("error",),
+        ),
+    ]
+    lag: Annotated[
+        Gauge,
+        Metric(
             "stream_consumer_lag_entries",
             "Entries in the stream not yet delivered to the consumer group (XINFO GROUPS lag).",
-        )
-        self.pending = m.gauge(
+        ),
+    ]
+    pending: Annotated[
+        Gauge,
+        Metric(
             "stream_consumer_pending_entries",
             "Entries delivered to the group but not acknowledged yet.",
-        )
-        self.event_age = m.gauge(
+        ),
+    ]
+    event_age: Annotated[
+        Gauge,
+        Metric(
             "stream_consumer_event_age_seconds",
             "Age of the newest event of the last applied batch when it was committed.",
-        )
-        self.offline_buffer = m.gauge(
+        ),
+    ]
+    offline_buffer: Annotated[
+        Gauge,
+        Metric(
             "stream_consumer_offline_buffer_rows",
             "Applied rows waiting for the next flush to the offline store.",
-        )
-        self.batch_seconds = m.histogram(
+        ),
+    ]
+    batch_seconds: Annotated[
+        Histogram,
+        Metric(
             "stream_consumer_batch_seconds",
             "Time to validate, apply and commit one batch.",
-            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
-        )
+            (),
+            BATCH_BUCKETS,
+        ),
+    ]
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        super().__init__(registry or CollectorRegistry())  # process_cpu_seconds_total, ...
+        for outcome in ("applied", "duplicate", "dead_lettered", "trimmed"):
+            self.events.labels(outcome)
 
     # --- mlops_common.streams.StreamMetrics ------------------------------------------------------
     def on_batch(self, entries: int, seconds: float) -> None:

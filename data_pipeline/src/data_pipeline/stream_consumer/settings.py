@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 import socket
-from typing import Self
+from typing import Any, ClassVar, Self, overload
 
 from pydantic import Field, model_validator
 
@@ -26,6 +26,23 @@ _NAME = re.compile(r"^[A-Za-z0-9._:@-]{1,100}$")
 def _default_consumer_name() -> str:
     host = re.sub(r"[^A-Za-z0-9._-]", "-", socket.gethostname())[:80] or "consumer"
     return f"{host}-1"
+
+
+class _Key:
+    """A broker key next to the stream, ``<stream>:<group>:<suffix>``, as a read-only class
+    attribute of the settings (``settings.applied_key``)."""
+
+    def __init__(self, suffix: str) -> None:
+        self.suffix = suffix
+
+    @overload
+    def __get__(self, settings: None, owner: type[Any]) -> _Key: ...
+
+    @overload
+    def __get__(self, settings: StreamConsumerSettings, owner: type[Any]) -> str: ...
+
+    def __get__(self, settings: StreamConsumerSettings | None, owner: type[Any]) -> _Key | str:
+        return self if settings is None else settings.key(self.suffix)
 
 
 class StreamConsumerSettings(StreamBrokerSettings):
@@ -104,26 +121,12 @@ class StreamConsumerSettings(StreamBrokerSettings):
     def key(self, suffix: str) -> str:
         return f"{self.stream}:{self.group}:{suffix}"
 
-    @property
-    def applied_key(self) -> str:
-        """ZSET of applied event ids (score: stream time in ms), the newest ``dedup_window``."""
-        return self.key("applied")
-
-    @property
-    def counters_key(self) -> str:
-        """HASH of effect counters that survive restarts: consumed, applied, duplicates, ..."""
-        return self.key("counters")
-
-    @property
-    def offline_buffer_key(self) -> str:
-        """STREAM of applied rows waiting for the next offline flush."""
-        return self.key("offline")
-
-    @property
-    def offline_intent_key(self) -> str:
-        """The buffer range the current offline flush writes (survives a crash mid-flush)."""
-        return self.key("offline:intent")
-
-    @property
-    def offline_lock_key(self) -> str:
-        return self.key("offline:lock")
+    #: ZSET of applied event ids (score: stream time in ms), the newest ``dedup_window``
+    applied_key: ClassVar[_Key] = _Key("applied")
+    #: HASH of effect counters that survive restarts: consumed, applied, duplicates, ...
+    counters_key: ClassVar[_Key] = _Key("counters")
+    #: STREAM of applied rows waiting for the next offline flush
+    offline_buffer_key: ClassVar[_Key] = _Key("offline")
+    #: the buffer range the current offline flush writes (survives a crash mid-flush)
+    offline_intent_key: ClassVar[_Key] = _Key("offline:intent")
+    offline_lock_key: ClassVar[_Key] = _Key("offline:lock")
