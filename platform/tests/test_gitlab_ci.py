@@ -27,6 +27,7 @@ from mlops_platform.cicd.deploy import (
     component_changes,
     image_changes,
 )
+from mlops_testing.dockerfiles import target_stages
 
 REPO = Path(__file__).resolve().parents[2]
 CI_FILE = REPO / ".gitlab-ci.yml"
@@ -242,9 +243,9 @@ def test_component_paths_cover_the_workspace_dependencies() -> None:
         dockerfile = REPO / image.dockerfile
         assert dockerfile.is_file(), dockerfile
         copied = {
-            line.split()[1]
-            for line in dockerfile.read_text().splitlines()
-            if line.startswith("COPY ") and "--from=" not in line
+            source
+            for stage in target_stages(dockerfile, image.target)
+            for source in stage.copied_sources()
         }
         for source in copied - {"pyproject.toml", "uv.lock"}:
             if source.endswith("/pyproject.toml") and source.split("/")[0] not in {
@@ -362,7 +363,7 @@ def test_merge_request_pipelines_lint_and_test_only(pipeline: Callable[..., set[
         lint_test("model_serving")
     )
     # even a shared change: every lint and test job, no build, no deploy
-    assert pipeline(["platform/airflow/Dockerfile"], ci_local.MERGE_REQUEST) == lint_test(*NAMES)
+    assert pipeline(["platform/docker/with-build-ca"], ci_local.MERGE_REQUEST) == lint_test(*NAMES)
 
 
 def test_default_branch_builds_changed_images_and_deploys(
