@@ -93,13 +93,16 @@ RUN --mount=type=cache,target=/root/.cache/uv --mount=type=secret,id=build_ca \
 # MLflow: the root's mlflow-server dependency group (server, psycopg2, Prometheus exporter, S3
 # client), no workspace member: the launcher, mlops-platform, would bring Airflow.
 FROM builder AS mlflow-venv
+ENV UV_COMPILE_BYTECODE=0
 RUN --mount=type=cache,target=/root/.cache/uv --mount=type=secret,id=build_ca \
     with-build-ca uv sync --frozen --no-dev --no-install-workspace --only-group mlflow-server \
     && slim-venv /opt/venv mlflow.server
 
 # Serving and monitoring are slimmed (slim-venv): Feast's web UI and mypy (a type-checking plugin
-# Feast declares) are not loaded by the API; monitoring never loads Arrow Flight.
+# Feast declares) are not loaded by the API; monitoring never loads Arrow Flight. Their bytecode
+# is compiled for what the service imports (slim-venv's import check), not for every module.
 FROM builder AS serving-venv
+ENV UV_COMPILE_BYTECODE=0
 RUN --mount=type=cache,target=/root/.cache/uv --mount=type=secret,id=build_ca \
     with-build-ca uv sync --frozen --no-dev --no-install-workspace --package model-serving
 COPY common/src common/src
@@ -111,6 +114,7 @@ RUN --mount=type=cache,target=/root/.cache/uv --mount=type=secret,id=build_ca \
             feast.infra.key_encoding_utils mlflow.sklearn sklearn.ensemble pyarrow.flight
 
 FROM builder AS monitoring-venv
+ENV UV_COMPILE_BYTECODE=0
 RUN --mount=type=cache,target=/root/.cache/uv --mount=type=secret,id=build_ca \
     with-build-ca uv sync --frozen --no-dev --no-install-workspace --package monitoring-service
 COPY common/src common/src
