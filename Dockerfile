@@ -49,7 +49,8 @@ ENV UV_COMPILE_BYTECODE=1 \
 
 WORKDIR /src
 
-# uv needs every workspace member's pyproject.toml to read the workspace, not their sources.
+# uv needs every workspace member's pyproject.toml to read the workspace; the images install the
+# members from their sources as regular (non-editable) packages, so the runtime needs no /src.
 COPY pyproject.toml uv.lock ./
 COPY common/pyproject.toml common/
 COPY platform/pyproject.toml platform/
@@ -60,86 +61,65 @@ COPY monitoring_service/pyproject.toml monitoring_service/
 COPY stream_emitting/pyproject.toml stream_emitting/
 COPY example_project/pyproject.toml example_project/
 COPY tests/support/pyproject.toml tests/support/
+COPY common/src common/src
+COPY platform/src platform/src
+COPY data_pipeline/src data_pipeline/src
+COPY training_pipeline/src training_pipeline/src
+COPY model_serving/src model_serving/src
+COPY monitoring_service/src monitoring_service/src
+COPY stream_emitting/src stream_emitting/src
+COPY example_project/src example_project/src
 
 # --- one locked environment per image ---------------------------------------------------------
-# Each: 1) third-party dependencies only (a layer that changes only with the lock), 2) the
-# workspace members, as regular (non-editable) packages so the runtime needs nothing from /src.
+# One `uv sync` each, from the shared download cache (a cache mount: a rebuild after a source
+# change reinstalls from it, it does not download again).
 
 # Airflow: with the LocalExecutor, DAG tasks run inside the scheduler container, so it carries the
 # pipelines the DAGs call and the example project (the example_source DAG's step, and the source
 # `example` the pipelines read by default). Not slimmed: Airflow's own providers load lazily.
 FROM builder AS airflow-venv
 RUN --mount=type=cache,target=/root/.cache/uv --mount=type=secret,id=build_ca \
-    with-build-ca uv sync --frozen --no-dev --no-install-workspace \
-        --package mlops-platform \
-        --package data-pipeline \
-        --package training-pipeline \
-        --package model-serving \
-        --package mlops-example-project
-COPY common/src common/src
-COPY platform/src platform/src
-COPY data_pipeline/src data_pipeline/src
-COPY training_pipeline/src training_pipeline/src
-COPY model_serving/src model_serving/src
-COPY example_project/src example_project/src
-RUN --mount=type=cache,target=/root/.cache/uv --mount=type=secret,id=build_ca \
     with-build-ca uv sync --frozen --no-dev --no-editable \
         --package mlops-platform \
         --package data-pipeline \
         --package training-pipeline \
         --package model-serving \
         --package mlops-example-project
-
-# MLflow: the root's mlflow-server dependency group (server, psycopg2, Prometheus exporter, S3
-# client), no workspace member: the launcher, mlops-platform, would bring Airflow.
-FROM builder AS mlflow-venv
-ENV UV_COMPILE_BYTECODE=0
-RUN --mount=type=cache,target=/root/.cache/uv --mount=type=secret,id=build_ca \
-    with-build-ca uv sync --frozen --no-dev --no-install-workspace --only-group mlflow-server \
-    && slim-venv /opt/venv mlflow.server
-
-# Serving and monitoring are slimmed (slim-venv): Feast's web UI and mypy (a type-checking plugin
-# Feast declares) are not loaded by the API; monitoring never loads Arrow Flight. Their bytecode
-# is compiled for what the service imports (slim-venv's import check), not for every module.
-FROM builder AS serving-venv
-ENV UV_COMPILE_BYTECODE=0
-RUN --mount=type=cache,target=/root/.cache/uv --mount=type=secret,id=build_ca \
-    with-build-ca uv sync --frozen --no-dev --no-install-workspace --package model-serving
-COPY common/src common/src
-COPY model_serving/src model_serving/src
-RUN --mount=type=cache,target=/root/.cache/uv --mount=type=secret,id=build_ca \
-    with-build-ca uv sync --frozen --no-dev --no-editable --package model-serving \
-    && SLIM_DROP=mypy SLIM_PRUNE="feast/ui pyarrow/*substrait*" \
-        slim-venv /opt/venv model_serving.app model_serving.features feast.feature_store \
-            feast.infra.key_encoding_utils mlflow.sklearn sklearn.ensemble pyarrow.flight
-
-FROM builder AS monitoring-venv
-ENV UV_COMPILE_BYTECODE=0
-RUN --mount=type=cache,target=/root/.cache/uv --mount=type=secret,id=build_ca \
-    with-build-ca uv sync --frozen --no-dev --no-install-workspace --package monitoring-service
-COPY common/src common/src
-COPY monitoring_service/src monitoring_service/src
-RUN --mount=type=cache,target=/root/.cache/uv --mount=type=secret,id=build_ca \
-    with-build-ca uv sync --frozen --no-dev --no-editable --package monitoring-service \
-    && SLIM_PRUNE="jupyterlab_plotly pyarrow/*flight* pyarrow/*substrait*" \
-        slim-venv /opt/venv monitoring_service.app monitoring_service.drift evidently.presets \
-            pyarrow.parquet
 
 # Stream: the producer (stream-emitting) and the consumer (data-pipeline, which pushes to Feast);
 # stream-emitting brings the example project (its dispatcher runs from this image too).
 FROM builder AS stream-venv
 RUN --mount=type=cache,target=/root/.cache/uv --mount=type=secret,id=build_ca \
-    with-build-ca uv sync --frozen --no-dev --no-install-workspace \
-        --package stream-emitting \
-        --package data-pipeline
-COPY common/src common/src
-COPY stream_emitting/src stream_emitting/src
-COPY data_pipeline/src data_pipeline/src
-COPY example_project/src example_project/src
-RUN --mount=type=cache,target=/root/.cache/uv --mount=type=secret,id=build_ca \
     with-build-ca uv sync --frozen --no-dev --no-editable \
         --package stream-emitting \
         --package data-pipeline
+
+# The slimmed environments (slim-venv): bytecode is compiled for what the service imports (the
+# script's import check), not for every module of every package.
+FROM builder AS slim-builder
+ENV UV_COMPILE_BYTECODE=0
+
+# MLflow: the root's mlflow-server dependency group (server, psycopg2, Prometheus exporter, S3
+# client), no workspace member: the launcher, mlops-platform, would bring Airflow.
+FROM slim-builder AS mlflow-venv
+RUN --mount=type=cache,target=/root/.cache/uv --mount=type=secret,id=build_ca \
+    with-build-ca uv sync --frozen --no-dev --no-install-workspace --only-group mlflow-server \
+    && slim-venv /opt/venv mlflow.server
+
+# Serving: Feast's web UI and mypy (a type-checking plugin Feast declares) are never loaded.
+FROM slim-builder AS serving-venv
+RUN --mount=type=cache,target=/root/.cache/uv --mount=type=secret,id=build_ca \
+    with-build-ca uv sync --frozen --no-dev --no-editable --package model-serving \
+    && SLIM_DROP=mypy SLIM_PRUNE=feast/ui slim-venv /opt/venv \
+        model_serving.app model_serving.features feast.feature_store \
+        feast.infra.key_encoding_utils mlflow.sklearn sklearn.ensemble pyarrow.flight
+
+# Monitoring: without the JupyterLab extension of plotly (Evidently renders with plotly itself).
+FROM slim-builder AS monitoring-venv
+RUN --mount=type=cache,target=/root/.cache/uv --mount=type=secret,id=build_ca \
+    with-build-ca uv sync --frozen --no-dev --no-editable --package monitoring-service \
+    && SLIM_PRUNE=jupyterlab_plotly slim-venv /opt/venv \
+        monitoring_service.app monitoring_service.drift evidently.presets pyarrow.parquet
 
 # --- the shared runtime base ------------------------------------------------------------------
 # The platform's uid and gid (50000, the upstream Airflow image's): the data volume (offline
@@ -196,40 +176,33 @@ ENTRYPOINT ["mlflow"]
 CMD ["server", "--host", "0.0.0.0", "--port", "5000", "--workers", "1", \
      "--serve-artifacts", "--artifacts-destination", "/mlflow/artifacts"]
 
-# --- serving: the prediction API (FastAPI on uvicorn, one worker) -------------------------------
-# One OpenMP/BLAS thread per worker process: HistGradientBoosting's default thread count
-# collapses throughput when processes share a small machine.
-FROM runtime AS serving
+# --- the two FastAPI services (serving, monitoring): uvicorn with one worker ---------------------
+# One OpenMP/BLAS thread per process: HistGradientBoosting's default thread count collapses
+# throughput when processes share a small machine, and Evidently's statistics share it too.
+FROM runtime AS api
 ENV OMP_NUM_THREADS=1 \
     OPENBLAS_NUM_THREADS=1 \
     MKL_NUM_THREADS=1 \
-    MLOPS_BIND_HOST=0.0.0.0 \
-    SERVING_PORT=8172
-RUN mkdir -p /opt/serving && chown mlops:mlops /opt/serving
-COPY --from=serving-venv /opt/venv /opt/venv
+    MLOPS_BIND_HOST=0.0.0.0
 USER 50000:50000
-WORKDIR /opt/serving
-EXPOSE 8172
+WORKDIR /opt/mlops
+# the API's own port variable: SERVING_PORT or MONITORING_PORT (the image sets one)
 HEALTHCHECK --interval=15s --timeout=5s --start-period=30s --retries=5 \
-    CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/health/live' % os.environ.get('SERVING_PORT', '8172'), timeout=4)"]
+    CMD ["python", "-c", "import os, urllib.request; port = os.environ.get('SERVING_PORT') or os.environ['MONITORING_PORT']; urllib.request.urlopen('http://127.0.0.1:%s/health/live' % port, timeout=4)"]
+
+# serving: the prediction API (`model-serving serve`)
+FROM api AS serving
+ENV SERVING_PORT=8172
+COPY --from=serving-venv /opt/venv /opt/venv
+EXPOSE 8172
 ENTRYPOINT ["model-serving"]
 CMD ["serve"]
 
-# --- monitoring: drift and quality (Evidently), the alert webhook -------------------------------
-# One OpenMP/BLAS thread: Evidently's statistics share a small machine with the other services.
-FROM runtime AS monitoring
-ENV OMP_NUM_THREADS=1 \
-    OPENBLAS_NUM_THREADS=1 \
-    MKL_NUM_THREADS=1 \
-    MLOPS_BIND_HOST=0.0.0.0 \
-    MONITORING_PORT=8309
-RUN mkdir -p /opt/monitoring && chown mlops:mlops /opt/monitoring
+# monitoring: drift and quality (Evidently), the alert webhook (`monitoring-service serve`)
+FROM api AS monitoring
 COPY --from=monitoring-venv /opt/venv /opt/venv
-USER 50000:50000
-WORKDIR /opt/monitoring
+ENV MONITORING_PORT=8309
 EXPOSE 8309
-HEALTHCHECK --interval=15s --timeout=5s --start-period=30s --retries=5 \
-    CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/health/live' % os.environ.get('MONITORING_PORT', '8309'), timeout=4)"]
 ENTRYPOINT ["monitoring-service"]
 CMD ["serve"]
 

@@ -176,7 +176,7 @@ IMAGES: tuple[Image, ...] = (
     Image(
         "monitoring",
         "monitoring_service",
-        (".dockerignore", "monitoring_service/", *_CO),
+        (".dockerignore", *_CO, "monitoring_service/src/", "monitoring_service/pyproject.toml"),
         ("monitoring",),
         ("monitoring",),
     ),
