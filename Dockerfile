@@ -106,19 +106,22 @@ RUN --mount=type=cache,target=/root/.cache/uv --mount=type=secret,id=build_ca \
     with-build-ca uv sync --frozen --no-dev --no-install-workspace --only-group mlflow-server \
     && slim-venv /opt/venv mlflow.server
 
-# Serving: Feast's web UI and mypy (a type-checking plugin Feast declares) are never loaded.
+# Serving: Feast's web UI, mypy (a type-checking plugin Feast declares) and Arrow Flight (the
+# transport of Feast's remote stores, not linked by pyarrow itself) are never loaded.
 FROM slim-builder AS serving-venv
 RUN --mount=type=cache,target=/root/.cache/uv --mount=type=secret,id=build_ca \
     with-build-ca uv sync --frozen --no-dev --no-editable --package model-serving \
-    && SLIM_DROP=mypy SLIM_PRUNE=feast/ui slim-venv /opt/venv \
+    && SLIM_DROP=mypy SLIM_PRUNE="feast/ui pyarrow/*flight*" slim-venv /opt/venv \
         model_serving.app model_serving.features feast.feature_store \
-        feast.infra.key_encoding_utils mlflow.sklearn sklearn.ensemble pyarrow.flight
+        feast.infra.key_encoding_utils feast.infra.online_stores.redis feast.infra.registry.sql \
+        mlflow.sklearn sklearn.ensemble pyarrow.parquet
 
-# Monitoring: without the JupyterLab extension of plotly (Evidently renders with plotly itself).
+# Monitoring: without plotly's JupyterLab extension (Evidently renders with plotly itself) and
+# Arrow Flight.
 FROM slim-builder AS monitoring-venv
 RUN --mount=type=cache,target=/root/.cache/uv --mount=type=secret,id=build_ca \
     with-build-ca uv sync --frozen --no-dev --no-editable --package monitoring-service \
-    && SLIM_PRUNE=jupyterlab_plotly slim-venv /opt/venv \
+    && SLIM_PRUNE="jupyterlab_plotly pyarrow/*flight*" slim-venv /opt/venv \
         monitoring_service.app monitoring_service.drift evidently.presets pyarrow.parquet
 
 # --- the shared runtime base ------------------------------------------------------------------
