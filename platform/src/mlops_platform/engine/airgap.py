@@ -192,7 +192,7 @@ def _remove(path: Path) -> None:
     if path.is_dir() and not path.is_symlink():
         shutil.rmtree(path)
     else:
-        path.unlink()
+        path.unlink(missing_ok=True)  # a doc folder may be a link to another package's
 
 
 # --- running ---------------------------------------------------------------------------------
