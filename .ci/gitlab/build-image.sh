@@ -4,6 +4,7 @@
 # last commit that changed the image's inputs (computed by the images:plan job, which passes it
 # as a dotenv variable; deploy/deploy.sh computes the same and deploys that tag).
 #   .ci/gitlab/build-image.sh <name> <dockerfile> <tag variable>
+# <name> is also the image's target in <dockerfile> (the root Dockerfile: one target per image).
 set -eu
 name="$1"
 dockerfile="$2"
@@ -26,6 +27,7 @@ buildah build \
     --cache-from "$image/cache" \
     --cache-to "$image/cache" \
     --file "$dockerfile" \
+    --target "$name" \
     --label "org.opencontainers.image.revision=${CI_COMMIT_SHA:?}" \
     --label "org.opencontainers.image.source=${CI_PROJECT_URL:-}" \
     --tag "$image:$CI_COMMIT_SHA" \

@@ -85,6 +85,25 @@ def test_the_base_image_is_imported_with_a_path_and_debootstrapped_from_the_mirr
     assert not (root / "var/cache/apt/archives/x.deb").exists()
 
 
+def test_the_base_keeps_no_documentation_or_translations(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    for folder in ("etc/apt", "usr/sbin", "usr/share/doc/bash", "usr/share/man/man1"):
+        (root / folder).mkdir(parents=True)
+    (root / "usr/share/locale/de/LC_MESSAGES").mkdir(parents=True)
+    for name in ("doc/bash/copyright", "doc/bash/changelog.gz", "man/man1/ls.1.gz",
+                 "locale/locale.alias", "locale/de/LC_MESSAGES/apt.mo"):  # fmt: skip
+        (root / "usr/share" / name).write_text("x")
+    airgap.prepare_rootfs(root)
+    share = root / "usr/share"
+    assert (share / "doc/bash/copyright").exists() and (share / "locale/locale.alias").exists()
+    assert not (share / "doc/bash/changelog.gz").exists()
+    assert not (share / "man/man1").exists() and not (share / "locale/de").exists()
+    # and dpkg leaves them out of the packages the images install later
+    excludes = (root / "etc/dpkg/dpkg.cfg.d/excludes").read_text()
+    assert "path-exclude /usr/share/doc/*" in excludes
+    assert "path-include /usr/share/doc/*/copyright" in excludes
+
+
 def test_set_keys_changes_only_those_keys(tmp_path: Path) -> None:
     env = tmp_path / ".env"
     original = "# comment\nPOSTGRES_PASSWORD=s3cret\nREDIS_IMAGE=old\nMLFLOW_PORT=5000\n"

@@ -586,7 +586,8 @@ def test_monitoring_service_reaches_its_neighbours(tmp_path: Path) -> None:
     assert env["MLOPS_REDIS_URL"] == "redis://redis:6379/0"
     assert env["MONITORING_PORT"] == "8309" and env["MLOPS_BIND_HOST"] == "0.0.0.0"
     assert mounts(monitoring)[env["MLOPS_DATA_DIR"]]["source"] == "monitoring-data"
-    assert monitoring["build"]["dockerfile"] == "monitoring_service/Dockerfile"
+    assert monitoring["build"]["dockerfile"] == "Dockerfile"
+    assert monitoring["build"]["target"] == "monitoring"
     # Prometheus scrapes it by service name on that port
     targets = json.loads((REPO / "platform/prometheus/targets/monitoring.json").read_text())
     assert targets[0]["targets"] == ["monitoring:8309"]

@@ -115,4 +115,5 @@ def test_built_services_use_the_registry_prefix_and_their_own_tag(tmp_path: Path
             assert name in table, f"{name} is built but not in mlops_platform.cicd.deploy.IMAGES"
             image = table[name]
             assert service["build"]["dockerfile"] == image.dockerfile
+            assert service["build"]["target"] == image.target, name
             assert service["image"] == f"{PREFIX}/{image.name}:{image.name}-rev", name

@@ -13,12 +13,17 @@ from pathlib import Path
 
 import pytest
 
+from mlops_testing.dockerfiles import instructions, stages, target_stages
+
 REPO = Path(__file__).resolve().parents[2]
 HADOLINT = Path(sys.executable).parent / "hadolint"
 SKIP_DIRS = {".git", ".venv", ".mlops", "node_modules", "__pycache__"}
-# server images and what each must install from the workspace
+#: the project's images: one target each in the root Dockerfile (shared builder and runtime)
+ROOT_DOCKERFILE = REPO / "Dockerfile"
+TARGETS = ("airflow", "mlflow", "serving", "monitoring", "stream")
+# server images (targets) and what each must install from the workspace
 SERVER_IMAGES = {
-    "platform/airflow/Dockerfile": {
+    "airflow": {
         "mlops-platform",
         "data-pipeline",
         "training-pipeline",
@@ -28,12 +33,13 @@ SERVER_IMAGES = {
     },
     # the MLflow server alone: the root's mlflow-server dependency group, no workspace member
     # (the launcher, mlops-platform, would bring Airflow)
-    "platform/mlflow/Dockerfile": set(),
-    "monitoring_service/Dockerfile": {"monitoring-service"},
-    "model_serving/Dockerfile": {"model-serving"},
+    "mlflow": set(),
+    "monitoring": {"monitoring-service"},
+    "serving": {"model-serving"},
+    "stream": {"stream-emitting", "data-pipeline"},
 }
 #: dependency groups the server images install instead of members (`--only-group`)
-SERVER_GROUPS = {"platform/mlflow/Dockerfile": {"mlflow-server"}}
+SERVER_GROUPS = {"mlflow": {"mlflow-server"}}
 
 
 def find_dockerfiles(root: Path = REPO) -> list[Path]:
@@ -52,47 +58,12 @@ def find_dockerfiles(root: Path = REPO) -> list[Path]:
 
 
 DOCKERFILES = find_dockerfiles()
-PROJECT_IMAGES = (
-    "platform/airflow/Dockerfile",
-    "platform/mlflow/Dockerfile",
-    "model_serving/Dockerfile",
-    "monitoring_service/Dockerfile",
-    "stream_emitting/Dockerfile",
-)
 OFFICIAL_PYTHON = "python:3.11.17-slim-bookworm"
 AIRGAP_PREFIX = "mlops-airgap/"
 AIRGAP_DIR = REPO / "platform/docker/airgap"
 # base images (the project's images build FROM them and add their own user)
 BASE_IMAGES = {"platform/docker/airgap/python/Dockerfile"}
 IDS = [str(p.relative_to(REPO)) for p in DOCKERFILES]
-
-
-def instructions(path: Path) -> list[tuple[str, str]]:
-    """(INSTRUCTION, arguments) with continuation lines joined and comments dropped."""
-    result: list[tuple[str, str]] = []
-    pending = ""
-    for raw in path.read_text().splitlines():
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
-        if line.endswith("\\"):
-            pending += line[:-1] + " "
-            continue
-        full = (pending + line).strip()
-        pending = ""
-        keyword, _, args = full.partition(" ")
-        result.append((keyword.upper(), " ".join(args.split())))
-    return result
-
-
-def stages(path: Path) -> list[list[tuple[str, str]]]:
-    found: list[list[tuple[str, str]]] = []
-    for keyword, args in instructions(path):
-        if keyword == "FROM":
-            found.append([])
-        if found:
-            found[-1].append((keyword, args))
-    return found
 
 
 def hadolint(path: Path) -> subprocess.CompletedProcess[str]:
@@ -106,8 +77,17 @@ def hadolint(path: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_the_platform_dockerfiles_are_found() -> None:
-    assert {str(p.relative_to(REPO)) for p in DOCKERFILES} >= set(SERVER_IMAGES)
+def test_the_project_images_are_the_targets_of_one_dockerfile() -> None:
+    """One root Dockerfile builds every project image (no per-component copies of the builder);
+    the other Dockerfiles are the air-gapped stand-ins of third-party images."""
+    found = {str(p.relative_to(REPO)) for p in DOCKERFILES}
+    assert "Dockerfile" in found
+    assert all(name == "Dockerfile" or name.startswith("platform/docker/airgap/") for name in found)
+    names = {stage.name for stage in stages(ROOT_DOCKERFILE)}
+    assert set(TARGETS) <= names and set(SERVER_IMAGES) == set(TARGETS)
+    # each target is built on the shared runtime stage (user, data folder)
+    for target in TARGETS:
+        assert "runtime" in {s.name for s in target_stages(ROOT_DOCKERFILE, target)}, target
 
 
 @pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=IDS)
@@ -162,14 +142,11 @@ def test_base_images_are_pinned(dockerfile: Path) -> None:
     aliases: set[str] = set()
     defaults = global_args(dockerfile)
     for stage in stages(dockerfile):
-        _, args = stage[0]
-        words = [w for w in args.split() if not w.startswith("--platform")]
-        image = resolve(words[0], defaults)
-        if len(words) >= 3 and words[1].upper() == "AS":
-            aliases.add(words[2].lower())
+        image = resolve(stage.base, defaults)
+        aliases.add(stage.name)
         if image.lower() in aliases or image == "scratch":
             continue
-        assert "$" not in image, f"{dockerfile}: base {words[0]} has no default"
+        assert "$" not in image, f"{dockerfile}: base {stage.base} has no default"
         reference = image.split("@", 1)[0]
         repository, _, tag = reference.rpartition(":")
         assert repository and "/" not in tag, f"{dockerfile}: untagged base {image}"
@@ -192,14 +169,15 @@ def test_no_syntax_directive(dockerfile: Path) -> None:
         assert not re.match(r"#\s*syntax\s*=", line, re.IGNORECASE), f"{dockerfile}: {line}"
 
 
-@pytest.mark.parametrize("relative", PROJECT_IMAGES)
-def test_project_images_take_the_python_base_from_a_build_arg(relative: str) -> None:
+def test_project_images_take_the_python_base_from_a_build_arg() -> None:
     """The official base by default; an air-gapped host passes its local stand-in (compose:
-    PYTHON_BASE_IMAGE, with the same default)."""
-    dockerfile = REPO / relative
+    PYTHON_BASE_IMAGE, with the same default). Every stage starts from it or from a stage."""
+    dockerfile = ROOT_DOCKERFILE
     assert global_args(dockerfile) == {"PYTHON_BASE_IMAGE": OFFICIAL_PYTHON}
-    bases = [stage[0][1].split()[0] for stage in stages(dockerfile)]
-    assert bases and all(base == "${PYTHON_BASE_IMAGE}" for base in bases), bases
+    names: set[str] = set()
+    for stage in stages(dockerfile):
+        assert stage.base == "${PYTHON_BASE_IMAGE}" or stage.base in names, stage.base
+        names.add(stage.name)
     compose = (REPO / "docker-compose.yml").read_text()
     assert f"PYTHON_BASE_IMAGE: ${{PYTHON_BASE_IMAGE:-{OFFICIAL_PYTHON}}}" in compose
     # downloads trust an extra CA only through the build_ca secret, never a copied file
@@ -218,11 +196,14 @@ SERVICE_DOCKERFILES = [p for p in DOCKERFILES if str(p.relative_to(REPO)) not in
     "dockerfile", SERVICE_DOCKERFILES, ids=[str(p.relative_to(REPO)) for p in SERVICE_DOCKERFILES]
 )
 def test_final_stage_runs_as_a_numeric_non_root_user(dockerfile: Path) -> None:
-    final = stages(dockerfile)[-1]
-    users = [args for keyword, args in final if keyword == "USER"]
-    assert users, f"{dockerfile}: the final stage sets no USER"
-    user = users[-1].split(":")[0]
-    assert user.isdigit() and int(user) != 0, f"{dockerfile}: USER {users[-1]}"
+    finals = {"final": [stages(dockerfile)[-1]]}
+    if dockerfile == ROOT_DOCKERFILE:
+        finals = {target: target_stages(dockerfile, target) for target in TARGETS}
+    for name, built in finals.items():
+        users = [args for s in built for keyword, args in s.instructions if keyword == "USER"]
+        assert users, f"{dockerfile}: the {name} image sets no USER"
+        user = users[-1].split(":")[0]
+        assert user.isdigit() and int(user) != 0, f"{dockerfile} {name}: USER {users[-1]}"
 
 
 @pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=IDS)
@@ -257,36 +238,51 @@ def workspace_members() -> list[str]:
 
 
 def copied_sources(dockerfile: Path) -> set[str]:
-    sources: set[str] = set()
-    for keyword, args in instructions(dockerfile):
-        if keyword == "COPY" and "--from=" not in args:
-            words = [w for w in args.split() if not w.startswith("--")]
-            sources.update(w.rstrip("/") for w in words[:-1])
-    return sources
+    return {source for stage in stages(dockerfile) for source in stage.copied_sources()}
 
 
-@pytest.mark.parametrize("relative", sorted(SERVER_IMAGES))
-def test_server_image_shape(relative: str) -> None:
-    dockerfile = REPO / relative
-    assert len(stages(dockerfile)) >= 2, "multi-stage: build tools stay out of the runtime image"
-    all_instructions = instructions(dockerfile)
-    assert any(keyword == "HEALTHCHECK" for keyword, _ in stages(dockerfile)[-1])
+@pytest.mark.parametrize("target", sorted(SERVER_IMAGES))
+def test_server_image_shape(target: str) -> None:
+    built = target_stages(ROOT_DOCKERFILE, target)
+    assert built[-1].name == target
+    assert len(built) >= 2, "multi-stage: build tools stay out of the runtime image"
+    shipped = built[[s.name for s in built].index("runtime") :]
+    assert any(keyword == "HEALTHCHECK" for stage in shipped for keyword, _ in stage.instructions)
+    # the venv comes from the builder: no uv, no build tools, no workspace sources at run time
+    assert f"{target}-venv" in built[-1].copied_from()
 
-    syncs = [args for keyword, args in all_instructions if keyword == "RUN" and "uv sync" in args]
+    syncs = [
+        args
+        for stage in built
+        for keyword, args in stage.instructions
+        if keyword == "RUN" and "uv sync" in args
+    ]
     assert syncs
     for args in syncs:
         packages = set(re.findall(r"--package\s+(\S+)", args))
-        assert packages == SERVER_IMAGES[relative], args
+        assert packages == SERVER_IMAGES[target], args
         groups = set(re.findall(r"--only-group\s+(\S+)", args))
-        assert groups == SERVER_GROUPS.get(relative, set()), args
+        assert groups == SERVER_GROUPS.get(target, set()), args
 
     # uv reads the whole workspace: every member's pyproject.toml must be in the build
-    sources = copied_sources(dockerfile)
+    sources = {source for stage in built for source in stage.copied_sources()}
     assert {"pyproject.toml", "uv.lock"} <= sources
     for member in workspace_members():
-        assert f"{member}/pyproject.toml" in sources, f"{relative} does not copy {member}"
+        assert f"{member}/pyproject.toml" in sources, f"{target} does not copy {member}"
     for source in sources:
-        assert (REPO / source).exists(), f"{relative} copies {source}, which does not exist"
+        assert (REPO / source).exists(), f"{target} copies {source}, which does not exist"
+
+
+@pytest.mark.parametrize("target", ["serving", "monitoring", "mlflow"])
+def test_slimmed_images_import_their_modules_after_slimming(target: str) -> None:
+    """slim-venv deletes files from the environment; the same step then imports the service's
+    modules, so a deletion that breaks the service fails the build, not the container."""
+    [venv] = [s for s in target_stages(ROOT_DOCKERFILE, target) if s.name == f"{target}-venv"]
+    runs = [args for keyword, args in venv.instructions if keyword == "RUN"]
+    assert "slim-venv /opt/venv " in runs[-1], "slimming is the environment's last step"
+    modules = runs[-1].split("slim-venv /opt/venv", 1)[1].split()
+    assert "slim-builder" in {s.name for s in target_stages(ROOT_DOCKERFILE, target)}
+    assert modules and all(re.fullmatch(r"[a-z_][a-z0-9_.]*", m) for m in modules), modules
 
 
 def test_image_members_carry_the_server_dependencies() -> None:
@@ -313,6 +309,5 @@ def test_dockerignore_keeps_state_and_secrets_out() -> None:
     }
     assert {".git", ".venv", ".mlops", ".env", "**/__pycache__", "**/.pytest_cache"} <= patterns
     # and none of what the images copy is ignored
-    for relative in SERVER_IMAGES:
-        for source in copied_sources(REPO / relative):
-            assert source not in patterns, source
+    for source in copied_sources(ROOT_DOCKERFILE):
+        assert source not in patterns, source

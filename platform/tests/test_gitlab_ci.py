@@ -10,6 +10,7 @@ selected lint and test jobs for real; here only the selection is checked (about 
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import tomllib
@@ -27,6 +28,7 @@ from mlops_platform.cicd.deploy import (
     component_changes,
     image_changes,
 )
+from mlops_testing.dockerfiles import target_stages
 
 REPO = Path(__file__).resolve().parents[2]
 CI_FILE = REPO / ".gitlab-ci.yml"
@@ -241,20 +243,36 @@ def test_component_paths_cover_the_workspace_dependencies() -> None:
     for image in IMAGES:
         dockerfile = REPO / image.dockerfile
         assert dockerfile.is_file(), dockerfile
-        copied = {
-            line.split()[1]
-            for line in dockerfile.read_text().splitlines()
-            if line.startswith("COPY ") and "--from=" not in line
+        built = target_stages(dockerfile, image.target)
+        # the members the image installs (uv sync --package), with what they depend on
+        names = {
+            name
+            for stage in built
+            for keyword, args in stage.instructions
+            if keyword == "RUN" and "uv sync" in args
+            for name in re.findall(r"--package\s+(\S+)", args)
         }
-        for source in copied - {"pyproject.toml", "uv.lock"}:
-            if source.endswith("/pyproject.toml") and source.split("/")[0] not in {
-                p.split("/")[0] for p in image.paths
-            }:
-                continue  # read for the workspace only: a change there comes with uv.lock
+        members = {member_folders()[name] for name in names}
+        for member in set(members):
+            members |= deps[member]
+        for member in members - {"platform"}:
+            assert f"{member}/src/" in image.paths, (image.name, member)
+        # and what its own stages copy besides (the shared builder copies the whole workspace)
+        copied = {s for stage in built if stage.name != "builder" for s in stage.copied_sources()}
+        for source in copied:
             assert any(
                 source == p.rstrip("/") or source.startswith(p) or p.startswith(source)
                 for p in (*image.paths, "platform/")
             ), (image.name, source)
+
+
+def member_folders() -> dict[str, str]:
+    """workspace member name (pyproject) -> its folder."""
+    root = tomllib.loads((REPO / "pyproject.toml").read_text())
+    return {
+        tomllib.loads((REPO / f / "pyproject.toml").read_text())["project"]["name"]: f
+        for f in root["tool"]["uv"]["workspace"]["members"]
+    }
 
 
 def test_builds_use_buildah_without_a_docker_daemon(config: dict[str, Any]) -> None:
@@ -362,7 +380,7 @@ def test_merge_request_pipelines_lint_and_test_only(pipeline: Callable[..., set[
         lint_test("model_serving")
     )
     # even a shared change: every lint and test job, no build, no deploy
-    assert pipeline(["platform/airflow/Dockerfile"], ci_local.MERGE_REQUEST) == lint_test(*NAMES)
+    assert pipeline(["platform/docker/with-build-ca"], ci_local.MERGE_REQUEST) == lint_test(*NAMES)
 
 
 def test_default_branch_builds_changed_images_and_deploys(

@@ -64,6 +64,8 @@ SHARED_PATHS: tuple[str, ...] = (
 #: workspace members that are not components: no jobs of their own (covered by SHARED_PATHS)
 DEV_MEMBERS: tuple[str, ...] = ("tests/support",)
 
+#: the one Dockerfile of the project's images (a target per image)
+DOCKERFILE = "Dockerfile"
 _CO = ("common/src/", "common/pyproject.toml")
 _DP = ("data_pipeline/src/", "data_pipeline/feature_repo/", "data_pipeline/pyproject.toml")
 _EX = ("example_project/src/", "example_project/pyproject.toml")
@@ -89,12 +91,20 @@ class Component:
 class Image:
     """An image built by CI and run by docker-compose.yml: `$CI_REGISTRY_IMAGE/<name>`."""
 
-    name: str
+    name: str  # also its target in the root Dockerfile
     component: str  # the CI job suffix: build:<component>
-    dockerfile: str
-    paths: tuple[str, ...]  # what the image is built from, besides the shared paths
+    paths: tuple[str, ...]  # what the image is built from, besides the Dockerfile and shared paths
     services: tuple[str, ...]  # compose services running it
     profiles: tuple[str, ...]  # compose profiles of those services
+
+    @property
+    def dockerfile(self) -> str:
+        """Every image is a target of the one root Dockerfile (shared builder and runtime)."""
+        return DOCKERFILE
+
+    @property
+    def target(self) -> str:
+        return self.name
 
     @property
     def tag_variable(self) -> str:
@@ -110,6 +120,7 @@ COMPONENTS: tuple[Component, ...] = (
             "platform/",
             *_CO,
             "docker-compose.yml",
+            DOCKERFILE,
             "deploy/",
             "run.sh",
             ".env.example",
@@ -131,7 +142,6 @@ IMAGES: tuple[Image, ...] = (
     Image(
         "airflow",
         "airflow",
-        "platform/airflow/Dockerfile",
         (".dockerignore", *_CO, *_DP, *_EX, *_TP, *_MS),
         (
             "airflow-init",
@@ -145,7 +155,6 @@ IMAGES: tuple[Image, ...] = (
     Image(
         "mlflow",
         "mlflow",
-        "platform/mlflow/Dockerfile",
         (".dockerignore",),
         ("mlflow",),
         ("mlflow",),
@@ -153,24 +162,21 @@ IMAGES: tuple[Image, ...] = (
     Image(
         "serving",
         "model_serving",
-        "model_serving/Dockerfile",
-        (".dockerignore", "model_serving/Dockerfile", *_CO, *_MS),
+        (".dockerignore", *_CO, *_MS),
         ("serving",),
         ("serving",),
     ),
     Image(
         "stream",
         "stream_emitting",
-        "stream_emitting/Dockerfile",
-        (".dockerignore", "stream_emitting/Dockerfile", *_CO, *_SE, *_EX, *_DP),
+        (".dockerignore", *_CO, *_SE, *_EX, *_DP),
         ("stream-producer", "stream-consumer"),
         ("stream",),
     ),
     Image(
         "monitoring",
         "monitoring_service",
-        "monitoring_service/Dockerfile",
-        (".dockerignore", "monitoring_service/", *_CO),
+        (".dockerignore", *_CO, "monitoring_service/src/", "monitoring_service/pyproject.toml"),
         ("monitoring",),
         ("monitoring",),
     ),
