@@ -48,7 +48,7 @@ class ServingService:
             ReadLimits.from_settings(s),
         )
         self.feedback = FeedbackRecorder(self.answers, self.metrics, self.sink)
-        self.readiness = Readiness(s, self.manager.registry, self.sink)
+        self.readiness = Readiness(s, self.manager.registry, self.sink, self.predictor.breakers.of)
         self.keys = KeyRing(
             s.serving_api_key.get_secret_value(),
             KeyStore.from_settings(s),
