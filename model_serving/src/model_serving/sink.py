@@ -4,6 +4,11 @@ A request only appends a small closure to an in-memory buffer (``submit``: no I/
 serialisation). A background thread builds the events (``mlops_common.events.serving``), validates
 them against the schema and writes them in pipelined batches (``XADD … MAXLEN ~ n``).
 
+Each event is written exactly once, also when a batch is retried after a write whose reply was
+lost (a hung Redis that executes it later, a timeout after the commands left, one refused write
+in a pipelined batch): every event gets a token when it is encoded, and a Lua script appends it
+only when the token is new (``<stream>:sent:<token>``, kept ``TOKEN_TTL_S``).
+
 When Redis is slow or down the thread backs off and keeps the unsent events; the buffer holds
 at most ``SERVING_EVENTS_BUFFER`` events, and an event that finds it full is dropped and counted
 (``serving_events_dropped_total{reason="buffer_full"}``). Predictions never wait for the sink.
@@ -14,6 +19,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import uuid
 from collections import deque
 from collections.abc import Callable
 from dataclasses import KW_ONLY, InitVar, dataclass
@@ -30,6 +36,25 @@ from model_serving.metrics import ServingMetrics
 log = logging.getLogger("model_serving.sink")
 
 EventBuilder = Callable[[], Event]
+#: seconds a written event's token is kept (a retry later than this could write it twice)
+TOKEN_TTL_S = 3600
+#: XADD unless the event's token was seen: KEYS stream, token key; ARGV maxlen, ttl, fields.
+#: The shebang makes Redis refuse the whole script up front when it is out of memory (no
+#: token without its entry, no entry without its token).
+APPEND_ONCE = """#!lua
+if redis.call('SET', KEYS[2], '1', 'NX', 'EX', ARGV[2]) then
+  return redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', unpack(ARGV, 3))
+end
+return false
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Encoded:
+    """An event ready to write, with its idempotency token (kept across retries)."""
+
+    token: str
+    fields: dict[str, str]
 
 
 class EventSubmitter(Protocol):
@@ -53,8 +78,8 @@ class EventSink:
     timeout: InitVar[float] = 1.0
 
     def __post_init__(self, timeout: float) -> None:
-        # (type, a builder, or the fields of an event already encoded by a failed write)
-        self._buffer: deque[tuple[str, EventBuilder | dict[str, str]]] = deque()
+        # (type, a builder, or an event already encoded by a failed write)
+        self._buffer: deque[tuple[str, EventBuilder | Encoded]] = deque()
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._worker = Worker(self._run, "event-sink")
@@ -68,6 +93,7 @@ class EventSink:
             if self.url
             else None
         )
+        self._append = self._client.register_script(APPEND_ONCE) if self._client else None
         self.up: bool | None = None
         self.last_error: str | None = None
         self.written = 0
@@ -143,17 +169,17 @@ class EventSink:
             self.metrics.events_buffered.set(len(self._buffer))
 
     def _write_batch(self) -> bool:
-        assert self._client is not None
-        taken: list[tuple[str, EventBuilder | dict[str, str]]] = []
+        assert self._client is not None and self._append is not None
+        taken: list[tuple[str, EventBuilder | Encoded]] = []
         while self._buffer and len(taken) < self.batch:
             taken.append(self._buffer.popleft())
-        entries: list[tuple[str, dict[str, str]]] = []
+        entries: list[tuple[str, Encoded]] = []
         for kind, item in taken:
-            if isinstance(item, dict):
+            if isinstance(item, Encoded):
                 entries.append((kind, item))
                 continue
             try:
-                entries.append((kind, encode(item())))
+                entries.append((kind, Encoded(uuid.uuid4().hex, encode(item()))))
             except Exception as exc:  # a bug, not an outage: never retried
                 self.metrics.events_dropped.labels(kind, "invalid").inc()
                 log.error("dropping a %s event that does not fit the schema: %s", kind, exc)
@@ -161,20 +187,21 @@ class EventSink:
             return True
         try:
             with self._client.pipeline(transaction=False) as pipe:
-                for kind, fields in entries:
-                    pipe.xadd(
-                        self.streams[kind],
-                        fields,  # type: ignore[arg-type]
-                        maxlen=self.maxlen,
-                        approximate=True,
+                for kind, event in entries:
+                    stream = self.streams[kind]
+                    args = [self.maxlen, TOKEN_TTL_S]
+                    for name, value in event.fields.items():
+                        args += [name, value]
+                    self._append(
+                        keys=[stream, f"{stream}:sent:{event.token}"], args=args, client=pipe
                     )
                 pipe.execute()
         except redis.RedisError as exc:
             # keep them (already built: cheap to retry), oldest first, within the bound
             room = max(0, self.bound - len(self._buffer))
             keep, lost = entries[:room], entries[room:]
-            for kind, fields in reversed(keep):
-                self._buffer.appendleft((kind, fields))
+            for kind, event in reversed(keep):
+                self._buffer.appendleft((kind, event))
             for kind, _ in lost:
                 self.metrics.events_dropped.labels(kind, "buffer_full").inc()
             if self.up is not False:
