@@ -24,7 +24,7 @@ def stream() -> Iterator[str]:
     name = f"faults:test-sink:{uuid.uuid4().hex}"
     yield name
     client = redis.Redis.from_url(REDIS_URL)
-    client.delete(name, *client.keys(f"{name}:sent:*"))
+    client.delete(name, *client.keys(f"{name}:sent:*"))  # type: ignore[misc]
 
 
 class ReplyLost:
@@ -45,7 +45,7 @@ class ReplyLost:
                 raise redis.TimeoutError("Timeout reading from socket")
             return replies
 
-        pipe.execute = execute_then_lose
+        pipe.execute = execute_then_lose  # type: ignore[method-assign]
         return pipe
 
 

@@ -189,7 +189,7 @@ class EventSink:
             with self._client.pipeline(transaction=False) as pipe:
                 for kind, event in entries:
                     stream = self.streams[kind]
-                    args = [self.maxlen, TOKEN_TTL_S]
+                    args: list[str | int] = [self.maxlen, TOKEN_TTL_S]
                     for name, value in event.fields.items():
                         args += [name, value]
                     self._append(
