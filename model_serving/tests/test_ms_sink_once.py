@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -69,3 +70,48 @@ def test_a_retried_batch_is_written_once(stream: str) -> None:
         sink.stop()
     assert lossy.failed == 1
     assert redis.Redis.from_url(REDIS_URL).xlen(stream) == 5
+
+
+def test_events_of_answered_requests_survive_a_kill_through_the_write_ahead_log(
+    stream: str, tmp_path: Path
+) -> None:
+    wal = tmp_path / "events.wal"
+    down = EventSink(
+        "redis://127.0.0.1:1/0",  # nothing listens: nothing leaves the process
+        {events.PREDICTION: stream},
+        bound=100,
+        maxlen=10_000,
+        metrics=ServingMetrics(),
+        wal=wal,
+        timeout=0.2,
+    )
+    for _ in range(3):
+        assert down.submit(events.PREDICTION, prediction)
+    # kill -9: no stop, no flush; what was submitted is only in the log
+
+    restarted = EventSink(
+        REDIS_URL,
+        {events.PREDICTION: stream},
+        bound=100,
+        maxlen=10_000,
+        metrics=ServingMetrics(),
+        wal=wal,
+    )
+    restarted.start()
+    try:
+        assert wait_for(lambda: restarted.up is True and not restarted._buffer, 10)
+        assert wait_for(lambda: wal.stat().st_size == 0, 5)
+    finally:
+        restarted.stop()
+    assert redis.Redis.from_url(REDIS_URL).xlen(stream) == 3
+    again = EventSink(
+        REDIS_URL,
+        {events.PREDICTION: stream},
+        bound=100,
+        maxlen=10_000,
+        metrics=ServingMetrics(),
+        wal=wal,
+    )
+    again.start()  # an empty log: nothing written twice
+    again.stop()
+    assert redis.Redis.from_url(REDIS_URL).xlen(stream) == 3

@@ -96,4 +96,5 @@ def event_sink(settings: ServingSettings, metrics: ServingMetrics) -> EventSink:
         bound=settings.serving_events_buffer,
         maxlen=settings.serving_events_stream_maxlen,
         metrics=metrics,
+        wal=settings.events_wal_path,
     )

@@ -13,6 +13,7 @@ default) the service refuses to start without one.
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 from typing import Literal
 
@@ -88,6 +89,9 @@ class ServingSettings(FeatureStoreSettings):
     serving_events_feedback_stream: str = "mlops:serving:feedback"
     #: events held in memory while the sink is slow or down; more are dropped and counted
     serving_events_buffer: int = Field(default=10_000, ge=1)
+    #: write-ahead log of unsent events (<state dir>/events.<host>.wal): an answered request's
+    #: event survives a kill -9 of serving (replayed at the next start)
+    serving_events_wal: bool = True
     #: approximate length each stream is trimmed to (XADD MAXLEN ~)
     serving_events_stream_maxlen: int = Field(default=1_000_000, ge=1000)
     #: feedback is accepted for the last this many answered request ids ...
@@ -119,6 +123,13 @@ class ServingSettings(FeatureStoreSettings):
     @property
     def model_cache_dir(self) -> Path:
         return self.state_dir / "model-cache"
+
+    @property
+    def events_wal_path(self) -> Path | None:
+        """The event sink's write-ahead log, one per host (replicas may share a data folder)."""
+        if not self.serving_events_wal:
+            return None
+        return self.state_dir / f"events.{socket.gethostname()}.wal"
 
     @property
     def events_redis_url(self) -> str:

@@ -1,28 +1,35 @@
 """The event sink: prediction and feedback events to Redis streams, off the request path.
 
-A request only appends a small closure to an in-memory buffer (``submit``: no I/O, no
-serialisation). A background thread builds the events (``mlops_common.events.serving``), validates
-them against the schema and writes them in pipelined batches (``XADD … MAXLEN ~ n``).
+A request builds its event (``mlops_common.events.serving``: validated against the schema),
+appends it to the write-ahead log (``EventLog``: one line, flushed to the OS, no fsync) and to
+an in-memory buffer, and is answered; no network I/O. A background thread writes the buffer in
+pipelined batches (``XADD … MAXLEN ~ n``). An event of an answered request is therefore never
+lost to a kill -9 of serving: the next start replays the log. Without a log (``wal=None``) a
+request only appends a closure to the buffer and the thread builds the event.
 
 Each event is written exactly once, also when a batch is retried after a write whose reply was
 lost (a hung Redis that executes it later, a timeout after the commands left, one refused write
-in a pipelined batch): every event gets a token when it is encoded, and a Lua script appends it
-only when the token is new (``<stream>:sent:<token>``, kept ``TOKEN_TTL_S``).
+in a pipelined batch) or replayed from the log: every event gets a token when it is encoded,
+and a Lua script appends it only when the token is new (``<stream>:sent:<token>``, kept
+``TOKEN_TTL_S``).
 
 When Redis is slow or down the thread backs off and keeps the unsent events; the buffer holds
 at most ``SERVING_EVENTS_BUFFER`` events, and an event that finds it full is dropped and counted
-(``serving_events_dropped_total{reason="buffer_full"}``). Predictions never wait for the sink.
+(``serving_events_dropped_total{reason="buffer_full"}``). Predictions never wait for Redis.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import threading
 import time
 import uuid
 from collections import deque
 from collections.abc import Callable
 from dataclasses import KW_ONLY, InitVar, dataclass
+from pathlib import Path
 from typing import Protocol
 
 import redis
@@ -57,6 +64,42 @@ class Encoded:
     fields: dict[str, str]
 
 
+class EventLog:
+    """The write-ahead log of events not yet confirmed in Redis: one JSON line per event
+    (type, token, fields), written and flushed to the OS before the request is answered (it
+    survives a kill -9 of serving, not a crash of the machine), replayed at the next start
+    (the tokens make the replay exactly-once), emptied whenever everything is written."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
+        self.path = path
+        self._file = os.fdopen(fd, "a+", encoding="utf-8")
+
+    def append(self, kind: str, event: Encoded) -> None:
+        self._file.write(json.dumps([kind, event.token, event.fields]) + "\n")
+        self._file.flush()
+
+    def replay(self) -> list[tuple[str, Encoded]]:
+        """The logged events (a line cut short by a kill is skipped)."""
+        self._file.seek(0)
+        found: list[tuple[str, Encoded]] = []
+        for line in self._file:
+            try:
+                kind, token, fields = json.loads(line)
+                found.append((str(kind), Encoded(str(token), dict(fields))))
+            except (ValueError, TypeError):
+                log.warning("event log %s: skipping a partial line", self.path)
+        return found
+
+    def clear(self) -> None:
+        self._file.seek(0)
+        self._file.truncate()
+
+    def close(self) -> None:
+        self._file.close()
+
+
 class EventSubmitter(Protocol):
     """What the request path needs of a sink: hand it an event builder, never wait."""
 
@@ -74,10 +117,14 @@ class EventSink:
     maxlen: int
     metrics: ServingMetrics
     batch: int = 500
+    #: the write-ahead log (None: events wait in memory only; a kill -9 loses them)
+    wal: Path | None = None
     #: the Redis client's connect and read timeout, seconds
     timeout: InitVar[float] = 1.0
 
     def __post_init__(self, timeout: float) -> None:
+        self._lock = threading.Lock()
+        self._log = EventLog(self.wal) if self.wal is not None and self.url else None
         # (type, a builder, or an event already encoded by a failed write)
         self._buffer: deque[tuple[str, EventBuilder | Encoded]] = deque()
         self._wake = threading.Event()
@@ -121,15 +168,29 @@ class EventSink:
         if len(self._buffer) >= self.bound:
             self.metrics.events_dropped.labels(kind, "buffer_full").inc()
             return False
-        self._buffer.append((kind, build))
+        if self._log is None:
+            self._buffer.append((kind, build))
+        else:
+            event = self._encode(kind, build)
+            if event is None:
+                return False
+            with self._lock:
+                self._log.append(kind, event)
+                self._buffer.append((kind, event))
         if len(self._buffer) >= self.batch:
             self._wake.set()
         return True
 
     # --- the writer thread ---------------------------------------------------------------
     def start(self) -> None:
-        if self._client is not None:
-            self._worker.start()
+        if self._client is None:
+            return
+        if self._log is not None:
+            replayed = self._log.replay()
+            if replayed:
+                log.info("event log: %d events of an earlier process to write", len(replayed))
+            self._buffer.extendleft(reversed(replayed))
+        self._worker.start()
 
     def stop(self, flush_timeout: float = 3.0) -> None:
         """Stop the writer after trying to flush what is buffered for ``flush_timeout``."""
@@ -144,6 +205,8 @@ class EventSink:
         self._worker.join(flush_timeout + 2.0)
         if self._client is not None:
             self._client.close()
+        if self._log is not None:
+            self._log.close()
 
     def flush(self, timeout: float = 5.0) -> bool:
         """Wait until the buffer is empty (tests, shutdown); True when it emptied."""
@@ -168,6 +231,14 @@ class EventSink:
                 backoff = 0.0
             self.metrics.events_buffered.set(len(self._buffer))
 
+    def _encode(self, kind: str, build: EventBuilder) -> Encoded | None:
+        try:
+            return Encoded(uuid.uuid4().hex, encode(build()))
+        except Exception as exc:  # a bug, not an outage: never retried
+            self.metrics.events_dropped.labels(kind, "invalid").inc()
+            log.error("dropping a %s event that does not fit the schema: %s", kind, exc)
+            return None
+
     def _write_batch(self) -> bool:
         assert self._client is not None and self._append is not None
         taken: list[tuple[str, EventBuilder | Encoded]] = []
@@ -178,11 +249,9 @@ class EventSink:
             if isinstance(item, Encoded):
                 entries.append((kind, item))
                 continue
-            try:
-                entries.append((kind, Encoded(uuid.uuid4().hex, encode(item()))))
-            except Exception as exc:  # a bug, not an outage: never retried
-                self.metrics.events_dropped.labels(kind, "invalid").inc()
-                log.error("dropping a %s event that does not fit the schema: %s", kind, exc)
+            event = self._encode(kind, item)
+            if event is not None:
+                entries.append((kind, event))
         if not entries:
             return True
         try:
@@ -210,6 +279,10 @@ class EventSink:
             self.last_error = f"{type(exc).__name__}: {exc}"
             self.metrics.sink_up.set(0)
             return False
+        if self._log is not None:
+            with self._lock:
+                if not self._buffer:  # everything submitted is in Redis
+                    self._log.clear()
         if self.up is False:
             log.info("event sink back up")
         self.up = True
