@@ -35,7 +35,7 @@ class BreakerOpen(Exception):
 @dataclass(frozen=True)
 class BreakerLimits:
     #: a read waiting this long with nothing coming back while another read waits: a stall
-    stall_s: float = 0.07
+    stall_s: float = 0.25
     #: seconds between two background probes while open
     probe_interval_s: float = 0.5
 
