@@ -240,7 +240,8 @@ def test_unreachable_at_start_starts_from_the_cached_champion(
     ready = second.client.get("/health/ready")
     assert ready.status_code == 200, ready.text
     assert "from cache" in ready.json()["checks"]["model"]["detail"]
-    assert ready.json()["checks"]["registry"]["reachable"] is False
+    # the watcher asks the registry at once, after the cached champion is served
+    assert wait_for(lambda: second.service.manager.registry.reachable is False, 10)
     answer = second.predict([4, 5, 6]).json()
     assert answer["model"]["version"] == "1"
     assert answer["scores"] == expected["scores"]
@@ -256,6 +257,36 @@ def test_unreachable_at_start_starts_from_the_cached_champion(
     registry_proxy.up()
     assert wait_for(lambda: second.service.manager.registry.reachable is True, 10)
     assert second.predict([4]).status_code == 200
+
+
+def test_a_restart_starts_from_the_cached_champion_then_follows_the_registry_at_once(
+    harness: Callable[..., Harness],
+    make_settings: SettingsFactory,
+    own_model: Callable[..., str],
+    mlflow_server: MlflowServer,
+) -> None:
+    """A restart (kill -9 of serving) is ready without a registry round trip or a download:
+    the cache's last champion first; the watcher's first poll comes at once (not after
+    SERVING_POLL_INTERVAL_S) and follows an alias moved while serving was down."""
+    name = own_model()
+    settings = make_settings(serving_model_name=name, serving_poll_interval_s=30)
+    first = harness(settings)
+    assert first.predict([4, 5, 6]).json()["model"]["version"] == "1"
+    first.client.__exit__(None, None, None)  # stop the first process
+    v2 = register_model(mlflow_server.url, name, seed=4, flip=True)
+    MlflowClient(mlflow_server.url, mlflow_server.url).set_registered_model_alias(
+        name, "champion", v2
+    )
+
+    second = harness(settings)
+    text = second.client.get("/metrics").text
+    assert (
+        metric_value(
+            text, "serving_model_loads_total", alias="champion", source="cache", outcome="success"
+        )
+        == 1
+    )
+    assert wait_for(lambda: second.predict([4]).json()["model"]["version"] == v2, 20)
 
 
 def test_unreachable_at_start_without_cache_is_not_ready_until_the_registry_answers(

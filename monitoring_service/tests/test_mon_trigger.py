@@ -46,6 +46,10 @@ class FakeAirflow:
     )
     paused: bool = True
     runs: int = 0
+    #: run ids created, in order
+    created: list[str] = field(default_factory=list)
+    #: the next this many run POSTs create the run, then drop the connection unanswered
+    lose_replies: int = 0
 
     def __post_init__(self) -> None:
         fake = self
@@ -73,6 +77,10 @@ class FakeAirflow:
                 parts = url.path.split("/")
                 if len(parts) < 5 or parts[4] not in fake.dags:
                     return self._answer(404, {"detail": "DAG not found"})
+                if method == "GET" and len(parts) == 7 and parts[5] == "dagRuns":
+                    if parts[6] not in fake.created:
+                        return self._answer(404, {"detail": "DAG run not found"})
+                    return self._answer(200, {"dag_run_id": parts[6], "state": "queued"})
                 if method == "GET" and url.path.endswith("/dagRuns"):
                     states = parse_qs(url.query).get("state", [])
                     runs = [r for r in fake.active if r["state"] in states]
@@ -81,8 +89,15 @@ class FakeAirflow:
                     fake.paused = bool(body["is_paused"])
                     return self._answer(200, {"dag_id": parts[4], "is_paused": fake.paused})
                 if method == "POST" and url.path.endswith("/dagRuns"):
+                    run_id = body.get("dag_run_id") or f"manual__{fake.runs + 1}"
+                    if run_id in fake.created:
+                        return self._answer(409, {"detail": f"run {run_id} already exists"})
                     fake.runs += 1
-                    run_id = f"manual__{fake.runs}"
+                    fake.created.append(run_id)
+                    if fake.lose_replies:
+                        fake.lose_replies -= 1
+                        self.close_connection = True
+                        return None  # created, never answered
                     return self._answer(
                         200, {"dag_run_id": run_id, "state": "queued", "conf": body["conf"]}
                     )
@@ -188,7 +203,8 @@ def test_a_firing_alert_triggers_the_training_dag_with_the_alert_in_its_conf(
     assert answer.status_code == 200, answer.text
     body = answer.json()
     assert body["decision"] == "triggered" and body["reason"] == "alert"
-    assert body["dag_run_id"] == "manual__1"
+    assert body["dag_run_id"] == airflow.created[0]
+    assert body["dag_run_id"].startswith("retraining__")
     assert body["alertnames"] == ["DriftSustained", "QualityLow"]
     assert airflow.calls() == [
         ("POST", "/auth/token"),
@@ -211,7 +227,7 @@ def test_a_firing_alert_triggers_the_training_dag_with_the_alert_in_its_conf(
     assert conf["reason"].startswith("Alertmanager alert DriftSustained firing")
     assert "DriftSustained for 3 windows" in conf["reason"]
     [record] = [r for r in caplog.records if r.name == "monitoring_service.trigger"]
-    assert record.decision == "triggered" and record.dag_run_id == "manual__1"  # type: ignore[attr-defined]
+    assert record.decision == "triggered" and record.dag_run_id == airflow.created[0]  # type: ignore[attr-defined]
 
     # the same alert again: the cooldown holds, Airflow is not even asked
     before = len(airflow.requests)
@@ -440,3 +456,20 @@ def test_the_schema_declares_the_secret_the_webhook_enforces(start: Any) -> None
     assert set(schema["paths"]) >= {"/health/ready", "/metrics", "/v1/windows", "/reports"}
     assert "/openapi.json" not in schema["paths"]
     assert client.get("/docs").status_code == 404  # no Swagger UI (as before)
+
+
+def test_a_lost_trigger_answer_starts_the_cooldown_and_makes_one_run(
+    start: Any, airflow: FakeAirflow
+) -> None:
+    """Airflow creates the run but its answer is lost: the retry (same run id) is answered 409,
+    the run is looked up, the decision is ``triggered`` and the cooldown holds."""
+    airflow.lose_replies = 1
+    client = start()
+    body = _post(client, payload()).json()
+    assert (body["decision"], body["reason"]) == ("triggered", "alert"), body
+    assert airflow.runs == 1 and body["dag_run_id"] == airflow.created[0]
+    posts = [c for c in airflow.calls() if c == ("POST", f"/api/v2/dags/{DAG}/dagRuns")]
+    assert len(posts) == 2
+    again = _post(client, payload()).json()
+    assert (again["decision"], again["reason"]) == ("skipped", "cooldown")
+    assert airflow.runs == 1

@@ -183,11 +183,19 @@ class AirflowClient:
         self.call("PATCH", _dag(dag_id), {"is_paused": False})
 
     def trigger(
-        self, dag_id: str, conf: dict[str, Any], interval: ScheduledInterval | None = None
+        self,
+        dag_id: str,
+        conf: dict[str, Any],
+        interval: ScheduledInterval | None = None,
+        *,
+        run_id: str | None = None,
     ) -> str:
         """Create a run with ``conf``; with ``interval``, of that logical date and data interval
-        (else a manual run with no logical date). The new run's id."""
+        (else a manual run with no logical date); with ``run_id``, of that id (a second POST of
+        it is refused with HTTP 409: retrying cannot make two runs). The new run's id."""
         body: dict[str, Any] = {"logical_date": None, "conf": conf}
+        if run_id is not None:
+            body["dag_run_id"] = run_id
         if interval is not None:
             body |= {
                 "logical_date": interval.logical_date.isoformat(),

@@ -16,7 +16,10 @@ next ones get the new one. Nothing on the request path ever loads, waits or lock
 A load that fails leaves the served model in place (``serving_model_loads_total{outcome=
 "failure"}``) and is tried again at the next poll. A registry that does not answer leaves
 everything in place and is reported (``serving_registry_reachable`` 0, ``/health/ready`` detail).
-At start, an unreachable registry means: start from the local cache's last champion.
+At start, the local cache's last champion comes first (``champion.json``: the last one loaded
+and warmed): a restart is ready without a registry round trip or a download, and the watcher
+asks the registry at once and follows the alias if it moved while serving was down. With no
+cached champion, the registry is asked first (and an unreachable one means: not ready).
 """
 
 from __future__ import annotations
@@ -98,6 +101,8 @@ class ModelManager:
         self._stop = threading.Event()
         self._worker = Worker(self._watch, "model-watcher")
         self.polls = 0
+        #: the watcher's first poll comes at once (started from the cache) or after an interval
+        self._first_wait = settings.serving_poll_interval_s
 
     # --- aliases this service follows ----------------------------------------------------
     @property
@@ -119,10 +124,17 @@ class ModelManager:
 
     # --- start and watch -----------------------------------------------------------------
     def start(self, *, watch: bool = True) -> None:
-        """First load (registry, else the local cache), then the watcher thread."""
-        reachable = self.poll_once()
-        if self.state.champion is None:
-            self._load_cached_champion(registry_reachable=reachable)
+        """First load (the local cache's last champion, else the registry), then the watcher
+        thread (polling at once when the champion came from the cache)."""
+        if self._load_cached_champion():
+            self._first_wait = 0.0
+        else:
+            reachable = self.poll_once()
+            if self.state.champion is None and not reachable:
+                log.warning(
+                    "registry unreachable and no cached champion: not ready until the "
+                    "registry answers"
+                )
         if watch:
             self._worker.start()
 
@@ -132,7 +144,9 @@ class ModelManager:
 
     def _watch(self) -> None:
         interval = self.settings.serving_poll_interval_s
-        while not self._stop.wait(interval):
+        wait = self._first_wait
+        while not self._stop.wait(wait):
+            wait = interval
             try:
                 self.poll_once()
             except Exception:  # the watcher must outlive any surprise
@@ -270,15 +284,11 @@ class ModelManager:
             message,
         )
 
-    def _load_cached_champion(self, *, registry_reachable: bool) -> None:
+    def _load_cached_champion(self) -> bool:
+        """Load the cache's last champion; True when it is served."""
         path = read_pointer(self.settings.model_cache_dir, self.name)
         if path is None:
-            if not registry_reachable:
-                log.warning(
-                    "registry unreachable and no cached champion: not ready until the "
-                    "registry answers"
-                )
-            return
+            return False
         began = time.perf_counter()
         try:
             model = self._bind(
@@ -292,16 +302,16 @@ class ModelManager:
             )
         except Exception as exc:
             self._load_failed("champion", path.name, "cache", str(exc), exc)
-            return
+            return False
         self.metrics.model_loads.labels("champion", "cache", "success").inc()
         self.metrics.model_load_latency.labels("champion").observe(time.perf_counter() - began)
-        log.warning(
-            "started from the local cache: %s v%s (registry %s)",
+        log.info(
+            "started from the local cache: %s v%s (the registry is asked next)",
             model.name,
             model.version,
-            "reachable" if registry_reachable else "unreachable",
         )
         self._swap("champion", model)
+        return True
 
     # --- the swap -------------------------------------------------------------------------
     def _swap(self, role: str, model: LoadedModel | None) -> None:

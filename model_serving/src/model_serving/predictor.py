@@ -17,17 +17,17 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-from dataclasses import dataclass
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any, Protocol, TypedDict
 
-import anyio
-import anyio.to_thread
 from prometheus_client import Histogram
 
 from mlops_common.events import serving as events
 from model_serving.answers import AnswerMemory, ModelRef, model_ref
+from model_serving.breaker import BreakerLimits, BreakerOpen, Breakers
 from model_serving.features import FeatureRead, FeatureReader, FeatureValue, OnlineStoreError
 from model_serving.lifecycle import ServingState
 from model_serving.metrics import ServingMetrics, VersionMetrics
@@ -128,10 +128,18 @@ class ReadLimits:
 
     timeout_s: float = 0.08
     threads: int = 8
+    breaker: BreakerLimits = field(default_factory=BreakerLimits)
 
     @classmethod
     def from_settings(cls, settings: ServingSettings) -> ReadLimits:
-        return cls(settings.serving_feature_read_timeout_s, settings.serving_feature_read_threads)
+        return cls(
+            settings.serving_feature_read_timeout_s,
+            settings.serving_feature_read_threads,
+            BreakerLimits(
+                settings.serving_online_store_stall_s,
+                settings.serving_online_store_probe_interval_s,
+            ),
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -222,10 +230,12 @@ class Predictor:
         answers: AnswerMemory,
         traffic: Traffic,
         limits: ReadLimits | None = None,
+        breakers: Breakers | None = None,
     ) -> None:
         self._models = models
         self._limits = limits or ReadLimits()
-        self._limiter: anyio.CapacityLimiter | None = None
+        self.breakers = breakers or Breakers(self._limits.breaker)
+        self._pool: ThreadPoolExecutor | None = None
         self._metrics = metrics
         self._sink = sink
         self._shadow = shadow
@@ -260,23 +270,24 @@ class Predictor:
         return self._answer(routing, ids, read, per_version)
 
     async def predict_async(self, routing: Routing, ids: list[int]) -> PredictAnswer:
-        """``predict`` for the event loop: the read runs in a bounded thread pool and has a
-        deadline; past it, ``OnlineStoreUnavailable`` (the thread finishes on its own, within
-        the store's socket timeout)."""
+        """``predict`` for the event loop: the read runs in a bounded thread pool, through the
+        store's circuit breaker (``model_serving.breaker``), within the deadline; past it, or
+        while the breaker is open, ``OnlineStoreUnavailable`` at once (an abandoned read's
+        thread finishes on its own, within the store's socket timeout)."""
         model = routing.model
         per_version = self._metrics.version(model.version, model.alias)
-        if self._limiter is None:
-            self._limiter = anyio.CapacityLimiter(self._limits.threads)
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self._limits.threads, "feature-read")
+        breaker = self.breakers.of(model.reader)
         try:
-            with anyio.fail_after(self._limits.timeout_s):
-                fetched = await anyio.to_thread.run_sync(
-                    self._fetch, model.reader, ids, limiter=self._limiter, abandon_on_cancel=True
-                )
-        except TimeoutError:
+            fetched = await breaker.call(
+                self._pool, partial(self._fetch, model.reader, ids), self._limits.timeout_s
+            )
+        except BreakerOpen as exc:
+            if breaker.is_open:
+                breaker.probe(self._pool, model.reader.ping)
             self._metrics.feature_read_timeouts.inc()
-            raise OnlineStoreUnavailable(
-                f"online store did not answer within {self._limits.timeout_s}s"
-            ) from None
+            raise OnlineStoreUnavailable(f"online store unavailable (circuit {exc})") from None
         read = self._read(model, ids, per_version, fetched)
         return self._answer(routing, ids, read, per_version)
 

@@ -5,9 +5,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from model_serving.breaker import Breaker
 from model_serving.features import OnlineStoreError
 from model_serving.lifecycle import RegistryStatus, ServingState
 from model_serving.models import LoadedModel
@@ -22,6 +24,8 @@ class Readiness:
     settings: ServingSettings
     registry: RegistryStatus
     sink: EventSink
+    #: the online store's circuit breaker of a reader: while open, no ping (answered at once)
+    breaker_of: Callable[[object], Breaker] | None = None
 
     def check(self, state: ServingState) -> tuple[bool, dict[str, Check]]:
         """(ready, the checks: model, online_store when a model is loaded, registry, events,
@@ -56,8 +60,10 @@ class Readiness:
             f"{s.serving_model_name!r} yet"
         )
 
-    @staticmethod
-    def _online_store(champion: LoadedModel) -> Check:
+    def _online_store(self, champion: LoadedModel) -> Check:
+        breaker = self.breaker_of(champion.reader) if self.breaker_of else None
+        if breaker is not None and breaker.is_open:
+            return {"ok": False, "detail": f"circuit {breaker.describe()}"}
         try:
             return {"ok": True, "detail": champion.reader.ping()}
         except OnlineStoreError as exc:

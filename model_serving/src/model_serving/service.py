@@ -48,7 +48,7 @@ class ServingService:
             ReadLimits.from_settings(s),
         )
         self.feedback = FeedbackRecorder(self.answers, self.metrics, self.sink)
-        self.readiness = Readiness(s, self.manager.registry, self.sink)
+        self.readiness = Readiness(s, self.manager.registry, self.sink, self.predictor.breakers.of)
         self.keys = KeyRing(
             s.serving_api_key.get_secret_value(),
             KeyStore.from_settings(s),
@@ -96,4 +96,5 @@ def event_sink(settings: ServingSettings, metrics: ServingMetrics) -> EventSink:
         bound=settings.serving_events_buffer,
         maxlen=settings.serving_events_stream_maxlen,
         metrics=metrics,
+        wal=settings.events_wal_path,
     )

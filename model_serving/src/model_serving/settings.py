@@ -13,6 +13,8 @@ default) the service refuses to start without one.
 
 from __future__ import annotations
 
+import socket
+from pathlib import Path
 from typing import ClassVar, Literal
 
 from pydantic import Field, SecretStr, model_validator
@@ -75,6 +77,13 @@ class ServingSettings(FeatureStoreSettings):
     serving_feature_read_timeout_s: float = Field(default=0.25, gt=0, le=30)
     #: threads reading the online store (the event loop never waits on a socket)
     serving_feature_read_threads: int = Field(default=8, ge=1, le=64)
+    #: circuit breaker of the online store (model_serving.breaker): a read waiting this long
+    #: while nothing comes back and another read waits is a stall (the breaker opens). 0.25 s
+    #: (the read deadline: no stall verdict before it) by default: 0.07 s met the 100 ms target
+    #: of a stopped Redis but opened it hundreds of times on a CPU-starved host (load 30, 2 cores)
+    serving_online_store_stall_s: float = Field(default=0.25, gt=0, le=30)
+    #: ... and while open, a background PING asks this often whether the store is back
+    serving_online_store_probe_interval_s: float = Field(default=0.5, gt=0, le=60)
 
     # --- events ----------------------------------------------------------------------------
     #: Redis of the event streams (empty: MLOPS_REDIS_URL, else the online store's Redis)
@@ -83,6 +92,9 @@ class ServingSettings(FeatureStoreSettings):
     serving_events_feedback_stream: str = "mlops:serving:feedback"
     #: events held in memory while the sink is slow or down; more are dropped and counted
     serving_events_buffer: int = Field(default=10_000, ge=1)
+    #: write-ahead log of unsent events (<state dir>/events.<host>.wal): an answered request's
+    #: event survives a kill -9 of serving (replayed at the next start)
+    serving_events_wal: bool = True
     #: approximate length each stream is trimmed to (XADD MAXLEN ~)
     serving_events_stream_maxlen: int = Field(default=1_000_000, ge=1000)
     #: feedback is accepted for the last this many answered request ids ...
@@ -109,6 +121,13 @@ class ServingSettings(FeatureStoreSettings):
     #: where serving keeps its own state: ``<MLOPS_DATA_DIR>/serving``
     state_dir: ClassVar[DataPath] = DataPath("serving")
     model_cache_dir: ClassVar[DataPath] = state_dir / "model-cache"
+
+    @property
+    def events_wal_path(self) -> Path | None:
+        """The event sink's write-ahead log, one per host (replicas may share a data folder)."""
+        if not self.serving_events_wal:
+            return None
+        return self.state_dir / f"events.{socket.gethostname()}.wal"
 
     @property
     def events_redis_url(self) -> str:

@@ -24,6 +24,11 @@ error      airflow_refused         Airflow answered an unexpected status, e.g. u
 Decisions are serialised (one at a time), so two webhooks arriving together trigger at most one
 run. The cooldown counts from the last ``triggered`` decision, which survives restarts.
 
+A decision names its run (``dag_run_id`` ``retraining__<uuid>``) and retries the POST (tenacity,
+``TRIGGER_ATTEMPTS``) when Airflow's answer is lost: a retry answered 409 means an earlier attempt
+created the run, which is then looked up and counts as triggered (the cooldown starts). A lost
+answer can therefore neither leave the cooldown unstarted nor create a second run.
+
 The run's conf is ``{"alert": {...}, "reason": "..."}`` (the DAG's params ``alert`` and
 ``reason``), plus ``window_days`` when ``MONITORING_TRIGGER_WINDOW_DAYS`` is set. ``alert`` is the
 first firing alert (labels, annotations, startsAt, fingerprint, generatorURL) plus ``group``
@@ -36,9 +41,12 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
+
+from tenacity import retry, retry_if_exception, stop_after_attempt, wait_exponential
 
 from mlops_common.airflow import AirflowClient, AirflowError
 from mlops_common.events.alerts import AlertmanagerAlert, AlertmanagerWebhook
@@ -49,6 +57,8 @@ from monitoring_service.store import Store
 log = logging.getLogger("monitoring_service.trigger")
 
 Decision = Literal["triggered", "skipped", "error"]
+#: POSTs of one decision's run when Airflow's answer is lost (connection dropped, timeout)
+TRIGGER_ATTEMPTS = 3
 
 
 @dataclass(frozen=True)
@@ -207,7 +217,37 @@ class RetrainingTrigger:
                     )
                 conf = run_conf(payload, firing, s.monitoring_trigger_window_days)
                 airflow.unpause(dag_id)
-                run_id = airflow.trigger(dag_id, conf)
+                run_id = trigger_once(airflow, dag_id, conf, f"retraining__{uuid.uuid4().hex}")
         except AirflowError as exc:
             return out("error", exc.reason, exc.detail)
         return out("triggered", "alert", f"{dag_id} run {run_id}: {conf['reason']}", run_id)
+
+
+def _lost(exc: BaseException) -> bool:
+    return isinstance(exc, AirflowError) and exc.reason == "airflow_unreachable"
+
+
+def trigger_once(airflow: AirflowClient, dag_id: str, conf: dict[str, Any], run_id: str) -> str:
+    """Create the run ``run_id``, retrying when the answer is lost; a retry answered 409 means an
+    earlier attempt created it (looked up: ``AirflowError`` if it is not there after all)."""
+    attempts = 0
+
+    @retry(
+        retry=retry_if_exception(_lost),
+        stop=stop_after_attempt(TRIGGER_ATTEMPTS),
+        wait=wait_exponential(multiplier=0.5, max=2),
+        reraise=True,
+    )
+    def post() -> str:
+        nonlocal attempts
+        attempts += 1
+        try:
+            return airflow.trigger(dag_id, conf, run_id=run_id)
+        except AirflowError as exc:
+            if exc.status != 409 or attempts == 1:
+                raise
+        state = airflow.run_state(dag_id, run_id)
+        log.info("run %s was created by an attempt whose answer was lost (%s)", run_id, state)
+        return run_id
+
+    return post()
