@@ -64,6 +64,7 @@ class ServingMetrics:
         self._registry(m)
         self._events(m)
         self._keys(m)
+        self._experiments(m)
         for alias in ("champion", "challenger"):
             self.model_loaded.labels(alias).set(0)
         self.registry_up.set(0)
@@ -87,6 +88,29 @@ class ServingMetrics:
             buckets=LATENCY_BUCKETS,
         )
         self.in_flight = m.gauge("serving_requests_in_flight", "Requests being handled right now")
+
+    def _experiments(self, m: MetricFactory) -> None:
+        """The running experiment: its allocation and the requests it routed."""
+        self.experiment_requests = m.counter(
+            "serving_experiment_requests_total",
+            "Predict requests routed by a running experiment, by experiment and arm",
+            labels=("experiment", "arm"),
+        )
+        self.experiment_weight = m.gauge(
+            "serving_experiment_allocation",
+            "Share of the traffic each arm of the running experiment gets (fixed split or the "
+            "bandit's latest allocation)",
+            labels=("experiment", "arm"),
+        )
+        self.experiment_active = m.gauge(
+            "serving_experiment_active",
+            "1 while a running experiment routes requests (all its arms loaded), else 0",
+        )
+        self.experiment_refresh_errors = m.counter(
+            "serving_experiment_refresh_errors_total",
+            "Reads of the experiment store, or loads of an arm's model, that failed (what was "
+            "routed stays as it was)",
+        )
 
     def _predictions(self, m: MetricFactory) -> None:
         """One prediction: feature read, model call, outcome."""
