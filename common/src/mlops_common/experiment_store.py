@@ -30,10 +30,18 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import SQLAlchemyError as StoreUnavailable
 
 from mlops_common.experiments import Experiment, ExperimentError, ExperimentSpec
 from mlops_common.postgres import database_url, ensure_database, make_engine
 from mlops_common.settings import PlatformSettings
+
+__all__ = [
+    "ExperimentConflict",
+    "ExperimentNotFound",
+    "ExperimentStore",
+    "StoreUnavailable",
+]
 
 COMPONENT = "experiments"
 
