@@ -190,4 +190,4 @@ def planned_samples(
         high *= 2
         if high > 1e9:
             raise ValueError("the lift is too small to detect")
-    return math.ceil(brentq(shortfall, 2.0, high))
+    return math.ceil(float(brentq(shortfall, 2.0, high)))

@@ -48,6 +48,7 @@ class MonitoringMetrics:
         self._quality()
         self._reference()
         self._trigger()
+        self._experiments()
         self.consumer_up.set(0)
         self.registry_up.set(0)
 
@@ -256,4 +257,53 @@ class MonitoringMetrics:
             "monitoring_webhook_requests_total",
             "Requests to the alert webhook by HTTP status",
             labels=("status",),
+        )
+
+    def _experiments(self) -> None:
+        """The running experiments' A/B readout (``monitoring_service.abtest``)."""
+        arm = ("experiment", "arm")
+        self.experiment_requests = self._m.gauge(
+            "monitoring_experiment_requests",
+            "Predictions an experiment routed to an arm",
+            labels=arm,
+        )
+        self.experiment_outcomes = self._m.gauge(
+            "monitoring_experiment_outcomes", "Labelled outcomes (feedback) of an arm", labels=arm
+        )
+        self.experiment_rate = self._m.gauge(
+            "monitoring_experiment_completion_rate",
+            "Trip completion rate of an arm's labelled outcomes, with bound=estimate, the Wilson "
+            "interval's lower and upper",
+            labels=(*arm, "bound"),
+        )
+        self.experiment_p_value = self._m.gauge(
+            "monitoring_experiment_p_value",
+            "Always-valid (mSPRT) p-value of an arm's difference to the control arm",
+            labels=arm,
+        )
+        self.experiment_difference = self._m.gauge(
+            "monitoring_experiment_difference",
+            "An arm's completion rate minus the control arm's",
+            labels=arm,
+        )
+        self.experiment_verdict = self._m.gauge(
+            "monitoring_experiment_verdict",
+            "1 for an experiment's current verdict (running, winner, no difference, harmful), "
+            "0 for the others",
+            labels=("experiment", "verdict"),
+        )
+        self.experiment_srm = self._m.gauge(
+            "monitoring_experiment_srm",
+            "1 when the requests per arm do not match the fixed allocation (chi-square p < "
+            "0.001): the assignment is broken",
+            labels=("experiment",),
+        )
+        self.experiment_allocation = self._m.gauge(
+            "monitoring_experiment_allocation",
+            "The allocation a bandit experiment's Thompson sampling wrote (share per arm)",
+            labels=arm,
+        )
+        self.experiment_errors = self._m.counter(
+            "monitoring_experiment_readout_errors_total",
+            "Readouts of the experiments that failed (the store did not answer, ...)",
         )
