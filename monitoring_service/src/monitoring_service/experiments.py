@@ -80,6 +80,7 @@ class ExperimentReadouts:
             for experiment in running:
                 self.last[experiment.name] = self.read(experiment)
         except Exception as exc:  # the worker outlives a store outage
+            log.debug("readout", exc_info=True)
             self._metrics.experiment_errors.inc()
             log.warning("experiment readout failed: %s: %s", type(exc).__name__, exc)
         return self.last
@@ -115,9 +116,6 @@ class ExperimentReadouts:
             if arm.p_value is not None:
                 m.experiment_p_value.labels(name, arm.arm).set(arm.p_value)
                 m.experiment_difference.labels(name, arm.arm).set(arm.difference or 0.0)
-        about = result.arm or ""
         for verdict in VERDICTS:
-            m.experiment_verdict.labels(
-                name, verdict, about if verdict == result.verdict else ""
-            ).set(1 if verdict == result.verdict else 0)
+            m.experiment_verdict.labels(name, verdict).set(1 if verdict == result.verdict else 0)
         m.experiment_srm.labels(name).set(1 if result.srm else 0)

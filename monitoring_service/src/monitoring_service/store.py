@@ -448,10 +448,15 @@ class Store:
 
     def experiment_arms(self, experiment: str) -> dict[str, tuple[int, int, int]]:
         """Arm -> (requests, labelled outcomes, completions) of an experiment's events."""
-        rows = self.connection().execute(
-            "SELECT arm, requests, outcomes, completions FROM experiment_arms WHERE experiment = ?",
-            (experiment,),
-        ).fetchall()
+        rows = (
+            self.connection()
+            .execute(
+                "SELECT arm, requests, outcomes, completions FROM experiment_arms "
+                "WHERE experiment = ?",
+                (experiment,),
+            )
+            .fetchall()
+        )
         return {str(arm): (int(r), int(o), int(c)) for arm, r, o, c in rows}
 
     def close_expired(self, watermark: float, now: float | None = None) -> list[Window]:
