@@ -8,14 +8,17 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 from mon_fixtures import Traffic
 from prometheus_client import generate_latest
 from sqlalchemy import create_engine
 
 from mlops_common.experiment_store import ExperimentStore
 from mlops_common.experiments import ExperimentSpec, ExperimentTag
+from monitoring_service.cli import main
 from monitoring_service.experiments import ExperimentReadouts
 from monitoring_service.metrics import MonitoringMetrics
+from monitoring_service.settings import MonitoringSettings
 from monitoring_service.store import Parsed, Store
 from monitoring_service.windows import WindowPolicy
 
@@ -37,10 +40,8 @@ def tagged(n: int, arm: str, rate: float, seed: int) -> list[Parsed]:
     return out
 
 
-def setup(tmp_path: Path, allocation: str) -> tuple[Store, ExperimentStore, ExperimentReadouts]:
-    store = Store(tmp_path / "state.db", WindowPolicy(size=10_000, seconds=3600, label_grace_s=60))
-    experiments = ExperimentStore(create_engine(f"sqlite:///{tmp_path / 'experiments.db'}"))
-    spec = ExperimentSpec.model_validate(
+def spec(allocation: str) -> ExperimentSpec:
+    return ExperimentSpec.model_validate(
         {
             "name": "ab1",
             "model_name": "m",
@@ -53,7 +54,12 @@ def setup(tmp_path: Path, allocation: str) -> tuple[Store, ExperimentStore, Expe
             "stopping": {"max_samples_per_arm": 5000, "minimum_detectable_effect": 0.1},
         }
     )
-    experiments.create(spec)
+
+
+def setup(tmp_path: Path, allocation: str) -> tuple[Store, ExperimentStore, ExperimentReadouts]:
+    store = Store(tmp_path / "state.db", WindowPolicy(size=10_000, seconds=3600, label_grace_s=60))
+    experiments = ExperimentStore(create_engine(f"sqlite:///{tmp_path / 'experiments.db'}"))
+    experiments.create(spec(allocation))
     experiments.start("ab1")
     readouts = ExperimentReadouts(store, lambda: experiments, MonitoringMetrics(), 60.0, seed=1)
     return store, experiments, readouts
@@ -81,3 +87,23 @@ def test_a_bandit_moves_traffic_to_the_better_arm(tmp_path: Path) -> None:
     assert weights["treatment"] > 0.9 and weights["control"] >= 0.05 - 1e-9
     text = generate_latest(readouts._metrics.registry).decode()
     assert 'monitoring_experiment_allocation{arm="treatment",experiment="ab1"}' in text
+
+
+def test_the_cli_prints_the_verdict(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("MLOPS_DATA_DIR", str(tmp_path / "data"))
+    settings = MonitoringSettings.load()
+    settings.db_path.parent.mkdir(parents=True, exist_ok=True)
+    store = Store(settings.db_path, settings.window_policy)
+    store.apply(tagged(600, "control", 0.5, seed=5) + tagged(600, "treatment", 0.3, seed=6))
+    store.close()
+    experiments = ExperimentStore.from_settings(settings)
+    experiments.create(spec("fixed"))
+    experiments.close()
+    assert main(["experiment", "ab1"]) == 0
+    out = capsys.readouterr().out
+    assert "ab1 (created, fixed): harmful (treatment)" in out
+    assert "sample ratio check: p = 1" in out
+    assert main(["experiment", "nope"]) == 1
+    assert "no experiment named 'nope'" in capsys.readouterr().err
