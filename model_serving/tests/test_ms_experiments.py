@@ -5,7 +5,9 @@ on SQLite in the test's data folder (its PostgreSQL side is tested in common/tes
 
 from __future__ import annotations
 
+import json
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,6 +15,7 @@ from ms_fixtures import metric_value, wait_for
 from ms_harness import Harness, SettingsFactory, Streams, auth
 
 from mlops_common.events import serving as events
+from model_serving.cli import main
 
 pytestmark = pytest.mark.integration
 
@@ -130,3 +133,35 @@ def test_bad_experiments_are_refused_and_the_running_one_is_untouched(
     assert running is not None and running.name == "ab1"
     predict_only = api.client.get("/v1/experiments", headers={"X-API-Key": "wrong"})
     assert predict_only.status_code in (401, 403)
+
+
+def test_the_cli_creates_starts_lists_and_refuses_bad_input(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    mlflow_server: Any,
+    shared_model: str,
+) -> None:
+    monkeypatch.setenv("MLOPS_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server.url)
+    monkeypatch.setenv("SERVING_MODEL_NAME", shared_model)
+    spec = tmp_path / "ab.json"
+    spec.write_text(json.dumps(AB))
+    assert main(["experiments", "create", str(spec)]) == 0
+    assert main(["experiments", "start", "ab1"]) == 0
+    capsys.readouterr()
+    assert main(["experiments", "list"]) == 0
+    listed = capsys.readouterr().out
+    assert "ab1" in listed and "running" in listed and "control=0.500" in listed
+    missing = {
+        **AB,
+        "name": "ab2",
+        "arms": [AB["arms"][0], {"name": "t", "version": "42", "weight": 0.5}],
+    }
+    spec.write_text(json.dumps(missing))
+    assert main(["experiments", "create", str(spec)]) == 1
+    assert "no version 42" in capsys.readouterr().err
+    spec.write_text(json.dumps({**AB, "name": "ab3"}))
+    assert main(["experiments", "create", str(spec)]) == 0
+    assert main(["experiments", "start", "ab3"]) == 1
+    assert "already running" in capsys.readouterr().err

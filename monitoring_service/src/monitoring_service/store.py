@@ -394,8 +394,7 @@ class Store:
             "SELECT time FROM feedback WHERE request_id = ?", (event.request_id,)
         ).fetchall():
             result.delays.append((version, float(label_time) - when))
-        if event.experiment is not None:
-            self._count_arm(db, event.experiment.experiment, event.experiment.arm, requests=1)
+        self._count_arm(db, event)
         result.applied["prediction"] += 1
         result.newest_event = max(result.newest_event or when, when)
         current = self._get(db, window_id)
@@ -423,27 +422,25 @@ class Store:
             if state == "final" or (deadline is not None and when > float(deadline)):
                 result.late[str(version)] += 1
                 self._bump(db, "labels_late", str(version))
-        if event.experiment is not None:
-            done = int(event.trip_completed)
-            tag = event.experiment
-            self._count_arm(db, tag.experiment, tag.arm, outcomes=1, completions=done)
+        self._count_arm(db, event)
         result.applied["feedback"] += 1
 
     @staticmethod
-    def _count_arm(
-        db: sqlite3.Connection,
-        experiment: str,
-        arm: str,
-        requests: int = 0,
-        outcomes: int = 0,
-        completions: int = 0,
-    ) -> None:
+    def _count_arm(db: sqlite3.Connection, event: PredictionEvent | FeedbackEvent) -> None:
+        """An event of an experiment's arm: a request (prediction) or an outcome (feedback)."""
+        tag = event.experiment
+        if tag is None:
+            return
+        if isinstance(event, PredictionEvent):
+            requests, outcomes, completions = 1, 0, 0
+        else:
+            requests, outcomes, completions = 0, 1, int(event.trip_completed)
         db.execute(
             "INSERT INTO experiment_arms (experiment, arm, requests, outcomes, completions) "
             "VALUES (?, ?, ?, ?, ?) ON CONFLICT (experiment, arm) DO UPDATE SET "
             "requests = requests + excluded.requests, outcomes = outcomes + excluded.outcomes, "
             "completions = completions + excluded.completions",
-            (experiment, arm, requests, outcomes, completions),
+            (tag.experiment, tag.arm, requests, outcomes, completions),
         )
 
     def experiment_arms(self, experiment: str) -> dict[str, tuple[int, int, int]]:
