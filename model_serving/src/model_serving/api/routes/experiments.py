@@ -77,7 +77,7 @@ def experiments_router(auth: ApiKeyAuth, router_: ExperimentRouter, model_name: 
     )
     def create(body: Annotated[dict[str, Any], Body(examples=[EXAMPLE])]) -> Response:
         try:
-            spec = ExperimentSpec.model_validate({"model_name": model_name, **body})
+            spec = ExperimentSpec.model_validate({**body, "model_name": model_name})
         except ValidationError as exc:
             message = "; ".join(
                 f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in exc.errors()
