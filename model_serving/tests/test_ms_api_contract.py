@@ -240,6 +240,7 @@ def test_metrics_cover_requests_latency_model_and_registry(api: Harness) -> None
         ("POST", "/v1/predict", {"driver_ids": [1]}),
         ("POST", "/v1/feedback", {"request_id": "r", "driver_id": 1, "trip_completed": True}),
         ("GET", "/v1/model", None),
+        ("GET", "/v1/experiments", None),
     ],
 )
 def test_v1_routes_need_the_api_key(api: Harness, method: str, path: str, body: Any) -> None:

@@ -39,7 +39,7 @@ def test_prediction_round_trip_through_stream_fields() -> None:
     event = prediction()
     fields = events.encode(event)
     assert set(fields) == {"type", "schema_version", "data"}
-    assert fields["type"] == "prediction" and fields["schema_version"] == "1"
+    assert fields["type"] == "prediction" and fields["schema_version"] == "2"
     raw = {k.encode(): v.encode() for k, v in fields.items()}  # as redis-py returns them
     back = events.decode(raw)
     assert back == event
@@ -56,7 +56,7 @@ def test_feedback_round_trip() -> None:
 @pytest.mark.parametrize(
     ("change", "reason"),
     [
-        ({"schema_version": "2"}, "schema_version: '2' is not a version this consumer knows"),
+        ({"schema_version": "3"}, "schema_version: '3' is not a version this consumer knows"),
         ({"type": "other"}, "type: 'other' is neither"),
         ({"data": "{not json"}, "data: not JSON"),
         ({"data": json.dumps({"type": "prediction"})}, "request_id: Field required"),
@@ -88,7 +88,7 @@ def test_naive_times_and_bad_ids_are_refused() -> None:
 
 
 def test_the_schema_is_versioned_and_frozen() -> None:
-    assert events.SCHEMA_VERSION == 1
+    assert events.SCHEMA_VERSION == 2
     event = prediction()
     with pytest.raises(ValueError, match="frozen"):
         event.request_id = "x"  # type: ignore[misc]

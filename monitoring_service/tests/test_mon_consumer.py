@@ -62,7 +62,7 @@ def test_events_flow_and_malformed_entries_are_dead_lettered(
     future = Traffic(start=datetime.now(UTC) + timedelta(hours=1)).predictions(1)[0][0]
     [too_new] = streams.add([future])
     wrong_version = streams.add_raw(
-        streams.feedback, {"type": "feedback", "schema_version": "2", "data": "{}"}
+        streams.feedback, {"type": "feedback", "schema_version": "3", "data": "{}"}
     )
     misplaced = streams.add_raw(streams.predictions, encode(feedback[0]))
 

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TypedDict
 
+from mlops_common.experiments import ExperimentTag
 from model_serving.models import LoadedModel
 
 
@@ -36,6 +37,8 @@ class Answer:
     model: ModelRef
     drivers: array[int]
     at: float
+    #: the experiment and arm that routed the request, when one did
+    experiment: ExperimentTag | None = None
 
 
 class AnswerMemory:
@@ -52,12 +55,18 @@ class AnswerMemory:
         self._clock = clock
         self._answered: dict[str, Answer] = {}
 
-    def remember(self, request_id: str, model: ModelRef, drivers: Iterable[int] = ()) -> None:
+    def remember(
+        self,
+        request_id: str,
+        model: ModelRef,
+        drivers: Iterable[int] = (),
+        experiment: ExperimentTag | None = None,
+    ) -> None:
         if self.limit <= 0:
             return
         answered = self._answered
         answered.pop(request_id, None)  # a repeated id counts from its last answer
-        answered[request_id] = Answer(model, array("q", drivers), self._clock())
+        answered[request_id] = Answer(model, array("q", drivers), self._clock(), experiment)
         if len(answered) > self.limit:
             del answered[next(iter(answered))]
 

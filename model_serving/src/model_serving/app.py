@@ -1,9 +1,9 @@
 """The prediction API: the app factory. It only wires; the parts live elsewhere.
 
-Routes: ``POST /v1/predict``, ``POST /v1/feedback``, ``GET /v1/model`` (an API key with the
-route's scope: predict, feedback, admin),
-``GET /health/live``, ``GET /health/ready``, ``GET /metrics`` (open), ``/docs`` (Swagger UI from
-local assets) and ``/openapi.json``.
+Routes: ``POST /v1/predict``, ``POST /v1/feedback``, ``GET /v1/model``, ``GET|POST
+/v1/experiments``, ``POST /v1/experiments/start|stop`` (an API key with the route's scope:
+predict, feedback, admin), ``GET /health/live``, ``GET /health/ready``, ``GET /metrics``
+(open), ``/docs`` (Swagger UI from local assets) and ``/openapi.json``.
 
 - ``model_serving.service``: the process's parts (model manager, sink, shadow scorer, feature
   binder) and the domain objects the routes call (``Predictor``, ``FeedbackRecorder``,
@@ -29,6 +29,7 @@ from model_serving.api.dependencies import LoadedModels
 from model_serving.api.docs import mount_docs
 from model_serving.api.edge import EdgeMiddleware
 from model_serving.api.errors import install_error_handlers
+from model_serving.api.routes.experiments import experiments_router
 from model_serving.api.routes.feedback import feedback_router
 from model_serving.api.routes.health import health_router
 from model_serving.api.routes.model import model_router
@@ -81,6 +82,7 @@ def create_app(
     app.include_router(predict_router(auth, service.predictor, settings.serving_max_candidates))
     app.include_router(feedback_router(auth, service.feedback))
     app.include_router(model_router(auth, loaded, service.manager.registry, settings))
+    app.include_router(experiments_router(auth, service.experiments, settings.serving_model_name))
     app.include_router(health_router(loaded, service.readiness, service.metrics))
     auth.bind(app)
     mount_docs(app)

@@ -8,6 +8,11 @@
     model-serving keys list                       names, scopes, created, end of the key id
     model-serving keys revoke NAME                delete a key (serving stops accepting it
                                                   within SERVING_API_KEYS_REFRESH_S)
+    model-serving experiments create FILE|-        an experiment from JSON (arms checked against
+                                                  the registry; model_name defaults to
+                                                  SERVING_MODEL_NAME)
+    model-serving experiments start|stop NAME     start (at most one per model) or stop it
+    model-serving experiments list                every experiment, its status and allocation
     model-serving batch-predict [--drivers F] [--interval-start T] [--interval-end T]
                                 [--output DIR]    score drivers with the champion for one interval
                                                   (the batch DAG's step)
@@ -22,6 +27,7 @@ import json
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mlops_common import cli as shared
@@ -141,6 +147,54 @@ def add_keys_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.set_defaults(func=keys)
 
 
+def experiments(args: argparse.Namespace) -> int:
+    """The experiment store of the settings (as the serving API uses it)."""
+    from pydantic import ValidationError
+
+    from mlops_common.experiment_store import ExperimentStore, StoreUnavailable
+    from mlops_common.experiments import ExperimentError, ExperimentSpec
+    from mlops_common.registry import RegistryUnavailable, make_client
+    from model_serving.experiments import check_arms
+
+    settings = _settings()
+    prefix = f"model-serving experiments {args.action}"
+    try:
+        store = ExperimentStore.from_settings(settings)
+        if args.action == "create":
+            raw = sys.stdin.read() if args.file == "-" else Path(args.file).read_text()
+            spec = ExperimentSpec.model_validate(
+                {"model_name": settings.serving_model_name, **json.loads(raw)}
+            )
+            check_arms(make_client(settings.tracking_uri), spec)
+            found = [store.create(spec)]
+        elif args.action == "list":
+            found = store.list()
+        else:
+            found = [store.start(args.name) if args.action == "start" else store.stop(args.name)]
+    except ValidationError as exc:
+        print(f"{prefix}: invalid experiment: {exc}", file=sys.stderr)
+        return 1
+    except (ExperimentError, RegistryUnavailable, StoreUnavailable, OSError, ValueError) as exc:
+        print(f"{prefix}: {exc}", file=sys.stderr)
+        return 1
+    print(f"{'name':<24} {'model':<20} {'status':<8} {'allocation':<9} weights")
+    for e in found:
+        weights = ",".join(f"{arm}={w:.3f}" for arm, w in e.weights.items())
+        print(f"{e.name:<24} {e.model_name:<20} {e.status:<8} {e.allocation:<9} {weights}")
+    return 0
+
+
+def add_experiments_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("experiments", help="create, start, stop and list experiments (A/B, bandit)")
+    actions = p.add_subparsers(dest="action", required=True)
+    create = actions.add_parser("create", help="create an experiment from a JSON file")
+    create.add_argument("file", help="the experiment as JSON (- reads standard input)")
+    for action in ("start", "stop"):
+        actions.add_parser(action, help=f"{action} an experiment").add_argument("name")
+    actions.add_parser("list", help="every experiment: status, allocation")
+    p.set_defaults(func=experiments)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="model-serving", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -148,6 +202,7 @@ def build_parser() -> argparse.ArgumentParser:
         sub, what="prediction API", port_variable="SERVING_PORT", serve=serve, check=check
     )
     add_keys_parser(sub)
+    add_experiments_parser(sub)
     p = sub.add_parser("batch-predict", help="score drivers with the champion, write a table")
     p.add_argument(
         "--drivers",

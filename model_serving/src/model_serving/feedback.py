@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from mlops_common.events import serving as events
-from model_serving.answers import AnswerMemory, ModelRef
+from model_serving.answers import Answer, AnswerMemory, ModelRef
 from model_serving.metrics import ServingMetrics
 from model_serving.sink import EventSubmitter
 
@@ -38,7 +38,8 @@ class FeedbackRecorder:
 
     def record(self, request_id: str, driver_id: int, trip_completed: bool) -> ModelRef:
         """Check, count and emit one label; returns the model that answered ``request_id``."""
-        model = self._check(request_id, driver_id)
+        answer = self._check(request_id, driver_id)
+        model = answer.model
         now = datetime.now(UTC)
         self.metrics.feedback.labels(str(trip_completed).lower(), model["version"]).inc()
 
@@ -49,12 +50,13 @@ class FeedbackRecorder:
                 driver_id=driver_id,
                 trip_completed=trip_completed,
                 model=events.ModelRef.model_validate(model),
+                experiment=answer.experiment,
             )
 
         self.sink.submit(events.FEEDBACK, build)
         return model
 
-    def _check(self, request_id: str, driver_id: int) -> ModelRef:
+    def _check(self, request_id: str, driver_id: int) -> Answer:
         answer = self.answers.answer(request_id)
         if answer is None:
             raise self._rejected(
@@ -73,7 +75,7 @@ class FeedbackRecorder:
                 NOT_A_CANDIDATE,
                 f"driver {driver_id} is not one of the drivers ranked for request {request_id!r}",
             )
-        return answer.model
+        return answer
 
     def _rejected(self, reason: str, message: str) -> FeedbackRejected:
         self.metrics.feedback_rejected.labels(reason).inc()

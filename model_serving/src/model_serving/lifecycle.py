@@ -228,6 +228,13 @@ class ModelManager:
                 return model.with_alias(role)
         return None
 
+    def load_arm(self, version: str, label: str) -> LoadedModel | None:
+        """An experiment arm's model: the served champion or challenger when it is that
+        version, else loaded like them (the same cache, checks and warm-up), served under
+        ``label``; None when it cannot be loaded (``registry.load_errors`` says why)."""
+        model = self._reuse(version, "experiment") or self._load("experiment", version)
+        return None if model is None else model.with_alias(label)
+
     def _load(self, role: str, version: str, *, source: str = "registry") -> LoadedModel | None:
         s = self.settings
         began = time.perf_counter()

@@ -87,6 +87,42 @@ class ServingMetrics(MetricSet):
         ),
     ]
 
+    # The running experiment: its allocation and the requests it routed.
+    experiment_requests: Annotated[
+        Counter,
+        Metric(
+            "serving_experiment_requests_total",
+            "Predict requests routed by a running experiment, by experiment and arm",
+            ("experiment", "arm"),
+        ),
+    ]
+    experiment_weight: Annotated[
+        Gauge,
+        Metric(
+            "serving_experiment_allocation",
+            "Share of the traffic each arm of the running experiment gets (fixed split or the "
+            "bandit's latest allocation)",
+            ("experiment", "arm"),
+        ),
+    ]
+    experiment_active: Annotated[
+        Gauge,
+        Metric(
+            "serving_experiment_active",
+            "1 while a running experiment routes requests (all its arms loaded), else 0",
+            (),
+        ),
+    ]
+    experiment_refresh_errors: Annotated[
+        Counter,
+        Metric(
+            "serving_experiment_refresh_errors_total",
+            "Reads of the experiment store, or loads of an arm's model, that failed (what was "
+            "routed stays as it was)",
+            (),
+        ),
+    ]
+
     # One prediction: feature read, model call, outcome.
     feature_read_latency: Annotated[
         Histogram,

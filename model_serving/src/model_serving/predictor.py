@@ -1,7 +1,8 @@
 """The prediction itself, with no HTTP: route to a model, read features, score, rank, emit.
 
 ``Predictor.route`` takes the serving state snapshot once (the request uses it to the end),
-refuses when no model is loaded and picks the answering model: the champion, or the challenger
+refuses when no model is loaded and picks the answering model: the arm of a running experiment
+(``model_serving.experiments``; sticky per request id), else the champion, or the challenger
 for a sticky canary share of request ids. ``Predictor.predict`` reads the candidates' online
 features through the model's reader, scores the scorable ones, ranks them, remembers which model
 answered and hands the prediction event to the sink (with shadow scoring on: to the shadow
@@ -26,8 +27,10 @@ from typing import Any, Protocol, TypedDict
 from prometheus_client import Histogram
 
 from mlops_common.events import serving as events
+from mlops_common.experiments import ExperimentTag
 from model_serving.answers import AnswerMemory, ModelRef, model_ref
 from model_serving.breaker import BreakerLimits, BreakerOpen, Breakers
+from model_serving.experiments import ActiveExperiment
 from model_serving.features import FeatureRead, FeatureReader, FeatureValue, OnlineStoreError
 from model_serving.lifecycle import ServingState
 from model_serving.metrics import ServingMetrics, VersionMetrics
@@ -101,6 +104,13 @@ class ModelFailed(PredictionError):
 # --- collaborators and results --------------------------------------------------------------
 
 
+class RoutesExperiments(Protocol):
+    """Where the running experiment comes from (``ExperimentRouter``)."""
+
+    @property
+    def active(self) -> ActiveExperiment | None: ...
+
+
 class ServesModels(Protocol):
     """Where the current serving state comes from (``ModelManager``)."""
 
@@ -153,6 +163,8 @@ class Routing:
     began: float
     #: the name of the API key that asked (recorded in the prediction event)
     client: str | None = None
+    #: the experiment and arm that routed the request, when one did
+    experiment: ExperimentTag | None = None
 
 
 class ScoreEntry(TypedDict):
@@ -184,6 +196,7 @@ class PredictionRecord:
     read: FeatureRead
     latency_ms: float
     client: str | None = None
+    experiment: ExperimentTag | None = None
 
     def event(self, shadow: dict[str, Any] | None = None) -> events.PredictionEvent:
         read = self.read
@@ -199,6 +212,7 @@ class PredictionRecord:
                 "shadow": shadow,
                 "latency_ms": self.latency_ms,
                 "client": self.client,
+                "experiment": self.experiment,
             }
         )
 
@@ -231,7 +245,9 @@ class Predictor:
         traffic: Traffic,
         limits: ReadLimits | None = None,
         breakers: Breakers | None = None,
+        experiments: RoutesExperiments | None = None,
     ) -> None:
+        self._experiments = experiments
         self._models = models
         self._limits = limits or ReadLimits()
         self.breakers = breakers or Breakers(self._limits.breaker)
@@ -252,6 +268,11 @@ class Predictor:
         model = state.champion
         if model is None:
             raise NoModel("no model is loaded yet (see /health/ready for why)")
+        active = None if self._experiments is None else self._experiments.active
+        if active is not None:
+            tag, model = active.route(request_id)
+            self._metrics.experiment_requests.labels(tag.experiment, tag.arm).inc()
+            return Routing(request_id, model, None, began, client, tag)
         challenger = state.challenger
         if (
             challenger is not None
@@ -298,7 +319,9 @@ class Predictor:
         scored = [i for i in ids if i in read.rows] if len(read.rows) < len(ids) else ids
         ranking = self._rank(model, scored, read, per_version)
         ref = model_ref(model)
-        self._answers.remember(routing.request_id, ref, [driver for driver, _ in ranking])
+        self._answers.remember(
+            routing.request_id, ref, [driver for driver, _ in ranking], routing.experiment
+        )
         answer: PredictAnswer = {
             "request_id": routing.request_id,
             "best_driver_id": ranking[0][0],
@@ -309,7 +332,14 @@ class Predictor:
         }
         latency_ms = (time.perf_counter() - routing.began) * 1000
         record = PredictionRecord(
-            routing.request_id, datetime.now(UTC), model, ranking, read, latency_ms, routing.client
+            routing.request_id,
+            datetime.now(UTC),
+            model,
+            ranking,
+            read,
+            latency_ms,
+            routing.client,
+            routing.experiment,
         )
         self._emit(record, routing.shadow, scored)
         return answer

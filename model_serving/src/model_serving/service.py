@@ -8,8 +8,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from mlops_common.events import serving as events
+from mlops_common.experiment_store import ExperimentStore
 from model_serving.answers import AnswerMemory
 from model_serving.binding import FeatureBinder, StoreFactory
+from model_serving.experiments import ExperimentRouter
 from model_serving.feedback import FeedbackRecorder
 from model_serving.keys import KeyRing, KeyStore
 from model_serving.lifecycle import ModelManager
@@ -35,9 +37,16 @@ class ServingService:
     feedback: FeedbackRecorder = field(init=False)
     readiness: Readiness = field(init=False)
     keys: KeyRing = field(init=False)
+    experiments: ExperimentRouter = field(init=False)
 
     def __post_init__(self) -> None:
         s = self.settings
+        self.experiments = ExperimentRouter(
+            self.manager,
+            self.metrics,
+            lambda: ExperimentStore.from_settings(s),
+            s.serving_experiments_refresh_s,
+        )
         self.predictor = Predictor(
             self.manager,
             self.metrics,
@@ -46,6 +55,7 @@ class ServingService:
             self.answers,
             Traffic.from_settings(s),
             ReadLimits.from_settings(s),
+            experiments=self.experiments,
         )
         self.feedback = FeedbackRecorder(self.answers, self.metrics, self.sink)
         self.readiness = Readiness(s, self.manager.registry, self.sink, self.predictor.breakers.of)
@@ -77,8 +87,10 @@ class ServingService:
         self.sink.start()
         self.shadow.start()
         self.manager.start()
+        self.experiments.start()
 
     def stop(self) -> None:
+        self.experiments.stop()
         self.manager.stop()
         self.shadow.stop()
         self.sink.stop()

@@ -65,6 +65,9 @@ class ServingSettings(FeatureStoreSettings):
     #: score every champion-answered request with the challenger too, off the request path
     serving_shadow: bool = False
     serving_shadow_queue: int = Field(default=1000, ge=1)
+    #: how often serving reads the running experiment of its model from the experiment store
+    #: (its arms, a bandit's allocation), seconds
+    serving_experiments_refresh_s: float = Field(default=10.0, gt=0, le=300)
 
     # --- features --------------------------------------------------------------------------
     #: auto: direct Redis read when the online store is Redis, else Feast's SDK

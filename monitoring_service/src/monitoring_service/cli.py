@@ -7,6 +7,10 @@
     monitoring-service windows [--limit N] [--json]  recent windows from the state database
     monitoring-service report WINDOW [--kind K] [--output FILE]
                                                      a window's Evidently HTML report
+    monitoring-service experiment NAME [--json]      an experiment's A/B readout: per arm
+                                                     requests, outcomes, completion rate and
+                                                     Wilson interval, always-valid p-value,
+                                                     SRM check, verdict
 
 Exit codes: 0 ok, 1 a problem the message names, 2 usage.
 """
@@ -145,6 +149,46 @@ def report(args: argparse.Namespace) -> int:
     return 0
 
 
+def experiment(args: argparse.Namespace) -> int:
+    from dataclasses import asdict
+
+    from mlops_common.experiment_store import ExperimentStore, StoreUnavailable
+    from mlops_common.experiments import ExperimentError
+    from monitoring_service.abtest import readout
+    from monitoring_service.experiments import arm_counts
+
+    settings = _settings()
+    try:
+        found = ExperimentStore.from_settings(settings).get(args.name)
+    except (ExperimentError, StoreUnavailable) as exc:
+        print(f"{PROG} experiment: {exc}", file=sys.stderr)
+        return 1
+    result = readout(found, arm_counts(_store(settings), found))
+    if args.json:
+        print(json.dumps(asdict(result), indent=2))
+        return 0
+    print(
+        f"experiment {result.experiment} ({found.status}, {found.allocation}): {result.verdict}"
+        + (f" ({result.arm})" if result.arm else "")
+    )
+    print(
+        f"{'arm':<16} {'requests':>9} {'outcomes':>9} {'rate':>7} {'95% CI':>15} "
+        f"{'diff':>7} {'p (always valid)':>17}"
+    )
+    for arm in result.arms:
+        interval = f"[{_num(arm.ci_low, 3)}, {_num(arm.ci_high, 3)}]"
+        print(
+            f"{arm.arm:<16} {arm.requests:>9} {arm.outcomes:>9} {_num(arm.rate, 3):>7} "
+            f"{interval:>15} {_num(arm.difference, 3):>7} {_num(arm.p_value, 4):>17}"
+        )
+    if result.srm_p_value is not None:
+        print(
+            f"sample ratio check: p = {result.srm_p_value:.4g}"
+            + (" MISMATCH" if result.srm else "")
+        )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=PROG, description=(__doc__ or "").split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -160,6 +204,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--kind", choices=("drift", "quality"), default="drift")
     p.add_argument("--output", default=None, help="file (default: stdout)")
     p.set_defaults(func=report)
+    p = sub.add_parser("experiment", help="an experiment's A/B readout and verdict")
+    p.add_argument("name")
+    p.add_argument("--json", action="store_true", help="the readout as JSON")
+    p.set_defaults(func=experiment)
     return parser
 
 

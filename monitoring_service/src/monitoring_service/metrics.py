@@ -359,6 +359,82 @@ class MonitoringMetrics(MetricSet):
             ("status",),
         ),
     ]
+    # The running experiments' A/B readout (monitoring_service.abtest).
+    experiment_requests: Annotated[
+        Gauge,
+        Metric(
+            "monitoring_experiment_requests",
+            "Predictions an experiment routed to an arm",
+            ("experiment", "arm"),
+        ),
+    ]
+    experiment_outcomes: Annotated[
+        Gauge,
+        Metric(
+            "monitoring_experiment_outcomes",
+            "Labelled outcomes (feedback) of an arm",
+            ("experiment", "arm"),
+        ),
+    ]
+    experiment_rate: Annotated[
+        Gauge,
+        Metric(
+            "monitoring_experiment_completion_rate",
+            "Trip completion rate of an arm's labelled outcomes, with bound=estimate, the Wilson "
+            "interval's lower and upper",
+            ("experiment", "arm", "bound"),
+        ),
+    ]
+    experiment_p_value: Annotated[
+        Gauge,
+        Metric(
+            "monitoring_experiment_p_value",
+            "Always-valid (mSPRT) p-value of an arm's difference to the control arm",
+            ("experiment", "arm"),
+        ),
+    ]
+    experiment_difference: Annotated[
+        Gauge,
+        Metric(
+            "monitoring_experiment_difference",
+            "An arm's completion rate minus the control arm's",
+            ("experiment", "arm"),
+        ),
+    ]
+    experiment_verdict: Annotated[
+        Gauge,
+        Metric(
+            "monitoring_experiment_verdict",
+            "1 for an experiment's current verdict (running, winner, no difference, harmful), "
+            "0 for the others",
+            ("experiment", "verdict"),
+        ),
+    ]
+    experiment_srm: Annotated[
+        Gauge,
+        Metric(
+            "monitoring_experiment_srm",
+            "1 when the requests per arm do not match the fixed allocation (chi-square p < "
+            "0.001): the assignment is broken",
+            ("experiment",),
+        ),
+    ]
+    experiment_allocation: Annotated[
+        Gauge,
+        Metric(
+            "monitoring_experiment_allocation",
+            "The allocation a bandit experiment's Thompson sampling wrote (share per arm)",
+            ("experiment", "arm"),
+        ),
+    ]
+    experiment_errors: Annotated[
+        Counter,
+        Metric(
+            "monitoring_experiment_readout_errors_total",
+            "Readouts of the experiments that failed (the store did not answer, ...)",
+            (),
+        ),
+    ]
 
     def __init__(self) -> None:
         super().__init__()

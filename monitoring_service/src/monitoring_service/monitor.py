@@ -1,7 +1,8 @@
 """The monitoring service as one object: its state and its workers, and what they report.
 
 Threads: the event consumer (Redis → SQLite), the evaluator (Evidently per window), the
-reference watcher (the champion alias in MLflow). The HTTP routers get this object through a
+reference watcher (the champion alias in MLflow), the experiment readouts (A/B statistics,
+bandit allocations). The HTTP routers get this object through a
 dependency (``monitoring_service.api.deps``) and only read from it; the webhook hands its
 payload to the trigger.
 """
@@ -13,8 +14,10 @@ from typing import Any
 
 import redis
 
+from mlops_common.experiment_store import ExperimentStore
 from monitoring_service.consumer import EventConsumer
 from monitoring_service.evaluator import Evaluator
+from monitoring_service.experiments import ExperimentReadouts
 from monitoring_service.metrics import MonitoringMetrics
 from monitoring_service.reference import ReferenceStore
 from monitoring_service.reports import ReportFiles
@@ -51,6 +54,13 @@ class Monitor:
             on_closed=self.evaluator.wake,
         )
         self.trigger = RetrainingTrigger(settings, self.store, self.metrics)
+        self.experiments = ExperimentReadouts(
+            self.store,
+            lambda: ExperimentStore.from_settings(settings),
+            self.metrics,
+            settings.monitoring_experiments_interval_s,
+            settings.monitoring_bandit_seed,
+        )
         self.evaluator.restore_gauges()
         self.started_at = time.time()
 
@@ -74,6 +84,7 @@ class Monitor:
         self.references.start()
         self.evaluator.start()
         self.consumer.start()
+        self.experiments.start()
 
     def stop(self) -> None:
         """Stop the consumer (it finishes its batch), then the others without waiting long:
@@ -81,6 +92,7 @@ class Monitor:
         state database)."""
         self.evaluator.stop(timeout=0)
         self.references.stop(timeout=0)
+        self.experiments.stop(timeout=5.0)
         self.consumer.join(timeout=15.0)
         deadline = time.monotonic() + 5.0
         self.evaluator.stop(timeout=max(0.0, deadline - time.monotonic()))

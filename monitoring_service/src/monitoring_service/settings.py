@@ -155,6 +155,11 @@ class MonitoringSettings(PlatformSettings):
     )
     #: how often the registry is asked where the champion alias points, seconds
     monitoring_poll_interval_s: float = Field(default=10.0, gt=0, le=300)
+    #: how often the running experiments are read out (A/B statistics as metrics) and a
+    #: bandit's allocation is recomputed from the labelled outcomes, seconds
+    monitoring_experiments_interval_s: float = Field(default=30.0, gt=0, le=3600)
+    #: seed of the Thompson sampling's random draws (None: a fresh one per process)
+    monitoring_bandit_seed: int | None = None
     monitoring_registry_timeout_s: float = Field(default=5.0, gt=0, le=120)
 
     # --- the retraining trigger -----------------------------------------------------------------

@@ -101,6 +101,14 @@ CREATE TABLE IF NOT EXISTS counters (
     value INTEGER NOT NULL,
     PRIMARY KEY (name, label)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS experiment_arms (
+    experiment TEXT NOT NULL,
+    arm TEXT NOT NULL,
+    requests INTEGER NOT NULL DEFAULT 0,
+    outcomes INTEGER NOT NULL DEFAULT 0,
+    completions INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (experiment, arm)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS decisions (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     time REAL NOT NULL,
@@ -386,6 +394,7 @@ class Store:
             "SELECT time FROM feedback WHERE request_id = ?", (event.request_id,)
         ).fetchall():
             result.delays.append((version, float(label_time) - when))
+        self._count_arm(db, event)
         result.applied["prediction"] += 1
         result.newest_event = max(result.newest_event or when, when)
         current = self._get(db, window_id)
@@ -413,7 +422,39 @@ class Store:
             if state == "final" or (deadline is not None and when > float(deadline)):
                 result.late[str(version)] += 1
                 self._bump(db, "labels_late", str(version))
+        self._count_arm(db, event)
         result.applied["feedback"] += 1
+
+    @staticmethod
+    def _count_arm(db: sqlite3.Connection, event: PredictionEvent | FeedbackEvent) -> None:
+        """An event of an experiment's arm: a request (prediction) or an outcome (feedback)."""
+        tag = event.experiment
+        if tag is None:
+            return
+        if isinstance(event, PredictionEvent):
+            requests, outcomes, completions = 1, 0, 0
+        else:
+            requests, outcomes, completions = 0, 1, int(event.trip_completed)
+        db.execute(
+            "INSERT INTO experiment_arms (experiment, arm, requests, outcomes, completions) "
+            "VALUES (?, ?, ?, ?, ?) ON CONFLICT (experiment, arm) DO UPDATE SET "
+            "requests = requests + excluded.requests, outcomes = outcomes + excluded.outcomes, "
+            "completions = completions + excluded.completions",
+            (tag.experiment, tag.arm, requests, outcomes, completions),
+        )
+
+    def experiment_arms(self, experiment: str) -> dict[str, tuple[int, int, int]]:
+        """Arm -> (requests, labelled outcomes, completions) of an experiment's events."""
+        rows = (
+            self.connection()
+            .execute(
+                "SELECT arm, requests, outcomes, completions FROM experiment_arms "
+                "WHERE experiment = ?",
+                (experiment,),
+            )
+            .fetchall()
+        )
+        return {str(arm): (int(r), int(o), int(c)) for arm, r, o, c in rows}
 
     def close_expired(self, watermark: float, now: float | None = None) -> list[Window]:
         """Close the open windows whose span ended before the consumer's watermark."""

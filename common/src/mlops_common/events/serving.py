@@ -1,4 +1,4 @@
-"""Prediction and feedback events: the one schema (version 1) of what the serving API did.
+"""Prediction and feedback events: the one schema (version 2) of what the serving API did.
 
 The serving API (producer) and the monitoring service (consumer) both import this module;
 nothing else defines the events.
@@ -10,7 +10,7 @@ Two Redis streams (names in ``ServingSettings``; defaults ``mlops:serving:predic
 field           meaning
 ==============  ===============================================================================
 type            ``prediction`` or ``feedback``
-schema_version  ``"1"``; a consumer refuses versions it does not know (never guesses)
+schema_version  ``"2"`` (``"1"`` is still read); a consumer refuses versions it does not know
 data            the event as JSON (the models below), UTF-8
 ==============  ===============================================================================
 
@@ -26,6 +26,12 @@ and whether the trip was completed; ``model`` is the model that answered that re
 accepts feedback only for a request it answered, within its retention window, and one of that
 answer's ranked drivers; null only in events of older producers).
 
+Version 2 (experiments, ``mlops_common.experiments``): a prediction and its feedback carry
+``experiment`` (experiment, arm, what the assignment hashed) when an experiment routed the
+request, and ``model.alias`` is any alias (an experiment arm's model is served under the arm's
+alias, or ``experiment`` for an arm that names a version); version-1 events still decode (no
+experiment, alias champion or challenger).
+
 Versioning: a change that a version-1 consumer could misread (a renamed, removed or re-typed
 field) is a new ``schema_version``. Adding an optional field is not.
 """
@@ -39,15 +45,18 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from mlops_common.events.codec import MalformedEvent, UtcDatetime, describe, strict_text
+from mlops_common.experiments import ExperimentTag
 
-SCHEMA_VERSION: Literal[1] = 1
+SCHEMA_VERSION: Literal[2] = 2
+#: the versions ``decode`` reads
+READABLE_VERSIONS = ("1", "2")
 PREDICTION: Literal["prediction"] = "prediction"
 FEEDBACK: Literal["feedback"] = "feedback"
 
 DEFAULT_PREDICTION_STREAM = "mlops:serving:predictions"
 DEFAULT_FEEDBACK_STREAM = "mlops:serving:feedback"
 
-Role = Literal["champion", "challenger"]
+Role = Annotated[str, Field(min_length=1, max_length=64)]
 FeatureValue = float | int | str | bool | None
 
 
@@ -117,7 +126,7 @@ class _EventHead(BaseModel):
     model_config = _frozen
 
     type: str
-    schema_version: Literal[1] = SCHEMA_VERSION
+    schema_version: Literal[1, 2] = SCHEMA_VERSION
     request_id: str
     time: UtcDatetime
 
@@ -136,6 +145,8 @@ class PredictionEvent(_EventHead):
     #: the name of the API key that asked (added to version 1: optional, left out of the
     #: encoding when unknown, so such an event is exactly what a consumer that predates it reads)
     client: str | None = Field(default=None, exclude_if=lambda value: value is None)
+    #: the experiment that routed the request (version 2; absent when none did)
+    experiment: ExperimentTag | None = Field(default=None, exclude_if=lambda value: value is None)
 
 
 class FeedbackEvent(_EventHead):
@@ -143,6 +154,8 @@ class FeedbackEvent(_EventHead):
     driver_id: DriverId
     trip_completed: bool
     model: ModelRef | None = None
+    #: the experiment that routed the answered request (version 2; absent when none did)
+    experiment: ExperimentTag | None = Field(default=None, exclude_if=lambda value: value is None)
 
 
 Event = PredictionEvent | FeedbackEvent
@@ -159,10 +172,10 @@ def encode(event: Event) -> dict[str, str]:
 
 def decode(fields: Mapping[Any, Any]) -> Event:
     """Parse a stream entry's fields (bytes or str); raise ``MalformedEvent`` naming the
-    problem for anything that is not a version-1 prediction or feedback event."""
+    problem for anything that is not a version-1 or version-2 prediction or feedback event."""
     text = strict_text(fields)
     kind, version, data = text.get("type"), text.get("schema_version"), text.get("data")
-    if version != str(SCHEMA_VERSION):
+    if version not in READABLE_VERSIONS:
         raise MalformedEvent(f"schema_version: {version!r} is not a version this consumer knows")
     model: type[PredictionEvent] | type[FeedbackEvent]
     if kind == PREDICTION:
@@ -179,7 +192,15 @@ def decode(fields: Mapping[Any, Any]) -> Event:
         raise MalformedEvent(f"data: not JSON ({exc})") from None
     if not isinstance(payload, dict) or payload.get("type", kind) != kind:
         raise MalformedEvent("data: not an object of the entry's type")
+    payload.setdefault("schema_version", int(version))
     try:
-        return model.model_validate(payload)
+        event = model.model_validate(payload)
     except ValidationError as exc:
         raise MalformedEvent(describe(exc)) from None
+    if str(event.schema_version) != version:
+        raise MalformedEvent(
+            f"schema_version: entry says {version}, data says {event.schema_version}"
+        )
+    if version == "1" and event.experiment is not None:
+        raise MalformedEvent("experiment: not a field of schema version 1")
+    return event

@@ -580,7 +580,140 @@ QUALITY = Dashboard(
     ),
 )
 
-DASHBOARDS: tuple[Dashboard, ...] = (SERVING, DRIFT, QUALITY, PLATFORM)
+EXPERIMENTS = Dashboard(
+    uid="mlops-experiments",
+    title="Experiments",
+    description="Running A/B tests and bandits: the allocation per arm, outcomes and completion "
+    "rate with its Wilson interval, the always-valid p-value, the verdict and the sample ratio "
+    "check (monitoring_service/README.md#experiments). Zero while no experiment runs.",
+    rows=(
+        Row(
+            "Verdict",
+            (
+                Panel(
+                    "Verdict (1 = current)",
+                    (
+                        q(
+                            "max by (experiment, verdict) (monitoring_experiment_verdict) "
+                            "or vector(0)",
+                            "{{experiment}} {{verdict}}",
+                        ),
+                    ),
+                    kind="stat",
+                    width=12,
+                ),
+                Panel(
+                    "Sample ratio mismatch",
+                    (
+                        q(
+                            "max by (experiment) (monitoring_experiment_srm) or vector(0)",
+                            "{{experiment}}",
+                        ),
+                    ),
+                    kind="stat",
+                    width=6,
+                ),
+                Panel(
+                    "Experiment routing active in serving",
+                    (q("max(serving_experiment_active) or vector(0)", "active"),),
+                    kind="stat",
+                    width=6,
+                ),
+            ),
+        ),
+        Row(
+            "Per arm",
+            (
+                Panel(
+                    "Allocation (serving)",
+                    (
+                        q(
+                            "max by (experiment, arm) (serving_experiment_allocation) or vector(0)",
+                            "{{experiment}} {{arm}}",
+                        ),
+                    ),
+                    unit="percentunit",
+                ),
+                Panel(
+                    "Requests routed per second",
+                    (
+                        q(
+                            "sum by (experiment, arm) "
+                            "(rate(serving_experiment_requests_total[5m])) or vector(0)",
+                            "{{experiment}} {{arm}}",
+                        ),
+                    ),
+                    unit="reqps",
+                ),
+                Panel(
+                    "Completion rate and 95% interval",
+                    (
+                        q(
+                            "max by (experiment, arm, bound) "
+                            "(monitoring_experiment_completion_rate) or vector(0)",
+                            "{{experiment}} {{arm}} {{bound}}",
+                        ),
+                    ),
+                    unit="percentunit",
+                ),
+                Panel(
+                    "Labelled outcomes",
+                    (
+                        q(
+                            "max by (experiment, arm) (monitoring_experiment_outcomes) "
+                            "or vector(0)",
+                            "{{experiment}} {{arm}}",
+                        ),
+                    ),
+                ),
+                Panel(
+                    "Difference to the control",
+                    (
+                        q(
+                            "max by (experiment, arm) (monitoring_experiment_difference) "
+                            "or vector(0)",
+                            "{{experiment}} {{arm}}",
+                        ),
+                    ),
+                    unit="percentunit",
+                ),
+                Panel(
+                    "Always-valid p-value",
+                    (
+                        q(
+                            "min by (experiment, arm) (monitoring_experiment_p_value) or vector(1)",
+                            "{{experiment}} {{arm}}",
+                        ),
+                    ),
+                    min=0,
+                    max=1,
+                ),
+            ),
+        ),
+        Row(
+            "Guard metrics (all served versions)",
+            (
+                Panel(
+                    "Prediction p99 latency by version",
+                    (quantile(0.99, PREDICT_DURATION, "model_version", "v{{model_version}}"),),
+                    unit="s",
+                ),
+                Panel(
+                    "Unscorable candidates by version",
+                    (
+                        q(
+                            "sum by (model_version) "
+                            "(rate(serving_unscorable_drivers_total[5m])) or vector(0)",
+                            "v{{model_version}}",
+                        ),
+                    ),
+                ),
+            ),
+        ),
+    ),
+)
+
+DASHBOARDS: tuple[Dashboard, ...] = (SERVING, DRIFT, QUALITY, PLATFORM, EXPERIMENTS)
 
 
 # ------------------------------------------------------------------------------- rendering
