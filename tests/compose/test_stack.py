@@ -145,6 +145,18 @@ def all_healthy(stack: ComposeStack) -> bool:
     return bool(states) and not bad
 
 
+def limits_applied(stack: ComposeStack) -> None:
+    """The engine runs every container with the compose file's memory and CPU limit and rotated
+    json-file logs (compose honours mem_limit, cpus and logging)."""
+    ids = stack.containers("-a")
+    for c in json.loads(stack.docker("inspect", *ids).stdout):
+        host, name = c["HostConfig"], c["Name"]
+        assert host["Memory"] > 0 and host["NanoCpus"] > 0, f"{name}: no limits"
+        log = host["LogConfig"]
+        assert log["Type"] == "json-file", name
+        assert log["Config"] == {"max-size": "10m", "max-file": "3"}, name
+
+
 def nothing_left(stack: ComposeStack) -> None:
     label = f"label=com.docker.compose.project={stack.project}"
     assert stack.containers("-a") == []
@@ -201,8 +213,10 @@ def fire_test_alert(stack: ComposeStack) -> None:
 def test_compose_e2e(stack: ComposeStack) -> None:
     """The whole user path, from images to nothing left."""
     build_and_up(stack)
-    phase("up again (idempotent)", lambda: ok(stack.run("all", "up", timeout=900)))
+    again = phase("up again (idempotent)", lambda: ok(stack.run("all", "up", timeout=900)))
+    assert "* bootstrap: not needed (driver_ranking@champion is version 1)" in again.stdout
     phase("every healthcheck", lambda: wait_for("healthy", lambda: all_healthy(stack), 600))
+    limits_applied(stack)
     answers = phase("20 predictions", lambda: predict(stack, 20))
     assert {a["model"]["version"] for a in answers} == {"1"}
     phase("prometheus targets up", lambda: wait_for("targets", lambda: targets_up(stack), 180))
@@ -217,7 +231,21 @@ def test_compose_e2e(stack: ComposeStack) -> None:
     print(status.stdout[-4000:])
     assert status.returncode == 0, status.stdout + status.stderr
 
+    phase("all down (volumes kept)", lambda: _down_keeps_volumes(stack))
+    up = phase("all up after down", lambda: ok(stack.run("all", "up", timeout=1800)))
+    assert "* bootstrap: not needed (driver_ranking@champion is version 1)" in up.stdout
+    assert {a["model"]["version"] for a in predict(stack, 5)} == {"1"}
+
     down_and_nothing_left(stack)
+
+
+def _down_keeps_volumes(stack: ComposeStack) -> None:
+    label = f"label=com.docker.compose.project={stack.project}"
+    volumes = set(stack.docker("volume", "ls", "-q", "--filter", label).stdout.split())
+    assert volumes
+    ok(stack.run("all", "down", timeout=300))
+    assert stack.containers("-a") == []
+    assert set(stack.docker("volume", "ls", "-q", "--filter", label).stdout.split()) == volumes
 
 
 def _alert_reaches_webhook(stack: ComposeStack, before: float) -> None:
