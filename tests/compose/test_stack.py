@@ -28,7 +28,7 @@ from mlops_platform.launcher.paths import REPO_ROOT
 from mlops_platform.launcher.runtimes.docker import docker_environment
 from mlops_testing.stack import Stack, get_json, http_status
 
-pytestmark = [pytest.mark.compose, pytest.mark.timeout(3600)]
+pytestmark = [pytest.mark.compose, pytest.mark.timeout(5400)]
 
 PHASES: dict[str, float] = {}
 
