@@ -294,7 +294,7 @@ def test_no_docker_cli_and_no_compose_v2_are_named(
     runtime.env["FAKE_COMPOSE_VERSION"] = "1.29.2"
     compose, why = docker_runtime.find_compose(runtime.env)
     assert compose is None
-    assert why.startswith("the engine answers but no compose v2 was found (tried ")
+    assert why.startswith("no compose v2 was found (the engine answers; tried ")
     runtime.env["FAKE_COMPOSE_VERSION"] = "2.40.3"
     assert docker_runtime.find_compose(runtime.env)[0] is not None
 

@@ -111,7 +111,7 @@ def find_compose(env: Mapping[str, str] | None = None) -> tuple[list[str] | None
         if major is not None and major >= 2:
             return candidate, ""
     names = ", ".join(" ".join(c) for c in tried)
-    return None, f"the engine answers but no compose v2 was found (tried {names})"
+    return None, f"no compose v2 was found (the engine answers; tried {names})"
 
 
 def compose_command(env: Mapping[str, str] | None = None) -> list[str] | None:
