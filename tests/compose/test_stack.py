@@ -14,6 +14,8 @@ An isolated compose project (COMPOSE_PROJECT_NAME) on free loopback ports, its o
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import time
 import urllib.request
@@ -251,7 +253,7 @@ def test_compose_e2e(stack: ComposeStack) -> None:
     before = webhook_calls(stack)
     phase("test alert -> webhook", lambda: _alert_reaches_webhook(stack, before))
 
-    phase("docker kill postgres, back", lambda: _kill_and_recover(stack, "postgres"))
+    phase("postgres crash (kill -9), back", lambda: _kill_and_recover(stack, "postgres"))
     assert {a["model"]["version"] for a in predict(stack, 5)} == {"1"}
 
     status = phase("all status", lambda: stack.run("all", "status", timeout=300))
@@ -281,8 +283,11 @@ def _alert_reaches_webhook(stack: ComposeStack, before: float) -> None:
 
 
 def _kill_and_recover(stack: ComposeStack, service: str) -> None:
+    """A crash: SIGKILL to the container's main process from the host. (`docker kill` counts as
+    a manual stop, which `restart: unless-stopped` rightly does not undo.)"""
     [container] = stack.containers("--filter", f"label=com.docker.compose.service={service}")
-    ok(stack.docker("kill", container))
+    pid = int(ok(stack.docker("inspect", "--format", "{{.State.Pid}}", container)).stdout)
+    os.kill(pid, signal.SIGKILL)
     wait_for(f"{service} back", lambda: all_healthy(stack), 300)
     wait_for("serving ready", lambda: _ready(stack), 180)
 
