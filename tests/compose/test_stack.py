@@ -288,8 +288,15 @@ def _kill_and_recover(stack: ComposeStack, service: str) -> None:
     [container] = stack.containers("--filter", f"label=com.docker.compose.service={service}")
     pid = int(ok(stack.docker("inspect", "--format", "{{.State.Pid}}", container)).stdout)
     os.kill(pid, signal.SIGKILL)
+    wait_for(f"{service} restarted", lambda: _restarts(stack, container) >= 1, 120)
     wait_for(f"{service} back", lambda: all_healthy(stack), 300)
+    # every service's own check too: Airflow reports its metadatabase until it reconnects
+    wait_for("all status ok", lambda: stack.run("all", "status", timeout=300).returncode == 0, 300)
     wait_for("serving ready", lambda: _ready(stack), 180)
+
+
+def _restarts(stack: ComposeStack, container: str) -> int:
+    return int(stack.docker("inspect", "--format", "{{.RestartCount}}", container).stdout)
 
 
 def _ready(stack: ComposeStack) -> bool:
