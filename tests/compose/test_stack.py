@@ -209,7 +209,7 @@ def service_versions(stack: ComposeStack) -> dict[str, str]:
     versions = {
         "prometheus": prometheus["data"]["version"],
         "alertmanager": alertmanager["versionInfo"]["version"],
-        "postgres": exec_in(stack, "postgres", "psql --version").split()[-1],
+        "postgres": exec_in(stack, "postgres", "psql --version").split()[2],
         "redis": redis_info.split("redis_version:", 1)[1].split()[0],
         "mlflow": mlflow,
         "airflow": exec_in(stack, "airflow-scheduler", "airflow version").split()[-1],
