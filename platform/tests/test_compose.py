@@ -12,7 +12,9 @@ import json
 import os
 import re
 import shutil
+import socket
 import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -550,6 +552,53 @@ def test_postgres_init_script_creates_the_component_databases(db_prefix: str) ->
     )
     assert bad.returncode != 0
     assert "MLOPS_DATABASE_PREFIX" in bad.stderr
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize(
+    ("service", "job_type"),
+    [("airflow-triggerer", "TriggererJob"), ("airflow-dag-processor", "DagProcessorJob")],
+)
+def test_airflow_job_healthcheck_reads_the_heartbeat(
+    services: dict[str, dict[str, Any]], db_prefix: str, service: str, job_type: str
+) -> None:
+    """The compose health check of the Airflow roles with no HTTP endpoint, run against a `job`
+    table in the machine's PostgreSQL: healthy only for a running job of its type on this host
+    that heartbeat in the last 120 s."""
+    test = services[service]["healthcheck"]["test"]
+    assert test[:3] == ["CMD", "python", "-c"] and test[-1] == job_type
+    database = f"{db_prefix}_airflow"
+    admin = psycopg2.connect(dbname="postgres", **PG_SERVER)
+    admin.autocommit = True
+    with admin.cursor() as cur:
+        cur.execute(f'CREATE DATABASE "{database}"')
+    admin.close()
+    server = PG_SERVER
+    url = f"postgresql+psycopg2://{server['user']}@{server['host']}:{server['port']}/{database}"
+
+    def healthy(job: str, host: str, age_s: int, state: str = "running") -> bool:
+        conn = psycopg2.connect(dbname=database, **PG_SERVER)
+        with conn, conn.cursor() as cur:
+            cur.execute(
+                "CREATE TABLE IF NOT EXISTS job (job_type text, state text, hostname text,"
+                " latest_heartbeat timestamptz)"
+            )
+            cur.execute("DELETE FROM job")
+            cur.execute(
+                "INSERT INTO job VALUES (%s, %s, %s, now() - make_interval(secs => %s))",
+                (job, state, host, age_s),
+            )
+        conn.close()
+        env = {**os.environ, "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": url}
+        result = subprocess.run([sys.executable, *test[2:]], env=env, timeout=60, check=False)
+        return result.returncode == 0
+
+    here = socket.getfqdn()
+    assert healthy(job_type, here, 5)
+    assert not healthy(job_type, here, 300)  # no heartbeat for 5 minutes
+    assert not healthy(job_type, "another-host", 5)
+    assert not healthy("SchedulerJob", here, 5)
+    assert not healthy(job_type, here, 5, state="success")
 
 
 def test_every_writer_of_the_data_directory_shares_one_volume(

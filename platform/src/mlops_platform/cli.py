@@ -14,8 +14,8 @@ from mlops_platform.launcher.envfile import ensure_env_file
 from mlops_platform.launcher.paths import REPO_ROOT
 from mlops_platform.launcher.runtimes.docker import (
     DockerRuntime,
-    compose_command,
     docker_environment,
+    find_compose,
 )
 from mlops_platform.launcher.runtimes.local import LocalRuntime, PlatformError
 from mlops_platform.launcher.services import Context, Service, resolve, service_names
@@ -60,14 +60,13 @@ def parser() -> argparse.ArgumentParser:
 def choose_runtime(ctx: Context) -> Runtime:
     wanted = ctx.settings.mlops_runtime
     env = docker_environment() if wanted in ("auto", "docker") else {}
-    compose = compose_command(env) if wanted in ("auto", "docker") else None
+    compose, why = find_compose(env) if wanted in ("auto", "docker") else (None, "")
     engine_note = f", engine {env['DOCKER_HOST']}" if env.get("DOCKER_HOST") else ""
     if wanted == "docker":
         if compose is None:
             raise PlatformError(
-                "MLOPS_RUNTIME=docker but no working container engine with compose v2 was found "
-                "(`docker info` failed, or only compose v1); start the project's engine with "
-                "./run.sh engine up, or use MLOPS_RUNTIME=local"
+                f"MLOPS_RUNTIME=docker but {why}; start the project's engine with "
+                "./run.sh engine up (or point DOCKER_HOST at yours), or use MLOPS_RUNTIME=local"
             )
         print(f"runtime: docker (MLOPS_RUNTIME=docker{engine_note}, {' '.join(compose)})")
         return DockerRuntime(ctx, compose, env)

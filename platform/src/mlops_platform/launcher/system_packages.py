@@ -43,6 +43,11 @@ def ensure_binaries(packages: dict[str, str]) -> dict[str, str]:
     return {binary: str(path) for binary, path in found.items()}
 
 
+# Wait for another apt/dpkg (a second clone's setup on a shared machine) instead of failing at
+# once on its lock.
+APT_LOCK_WAIT = ["-o", "DPkg::Lock::Timeout=600"]
+
+
 def apt_install(packages: list[str]) -> None:
     global _apt_updated
     print(f"  installing Debian packages: {' '.join(packages)}", flush=True)
@@ -54,10 +59,18 @@ def apt_install(packages: list[str]) -> None:
         created_policy = True
     try:
         if not _apt_updated:
-            subprocess.run(["apt-get", "update", "-qq"], check=True, env=env)
+            subprocess.run(["apt-get", *APT_LOCK_WAIT, "update", "-qq"], check=True, env=env)
             _apt_updated = True
         subprocess.run(
-            ["apt-get", "install", "-y", "-qq", "--no-install-recommends", *packages],
+            [
+                "apt-get",
+                *APT_LOCK_WAIT,
+                "install",
+                "-y",
+                "-qq",
+                "--no-install-recommends",
+                *packages,
+            ],
             check=True,
             env=env,
         )

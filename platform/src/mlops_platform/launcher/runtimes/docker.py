@@ -11,6 +11,7 @@ import shutil
 import socket
 import subprocess
 import sys
+from collections import deque
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
@@ -30,12 +31,20 @@ def docker_environment(environ: Mapping[str, str] | None = None) -> dict[str, st
     return {**base, **engine.runtime_env(base)}
 
 
-def _engine_answers(docker: str, env: Mapping[str, str]) -> bool:
+def _engine_problem(docker: str, env: Mapping[str, str]) -> str | None:
+    """None when `docker info` answers, else why not (its last error line)."""
     try:
-        info = subprocess.run([docker, "info"], capture_output=True, timeout=10, env=dict(env))
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-    return info.returncode == 0
+        info = subprocess.run(
+            [docker, "info"], capture_output=True, text=True, timeout=10, env=dict(env)
+        )
+    except subprocess.TimeoutExpired:
+        return "`docker info` did not answer in 10 s"
+    except OSError as exc:
+        return f"`docker info` did not run: {exc}"
+    if info.returncode == 0:
+        return None
+    lines = info.stderr.strip().splitlines()
+    return f"`docker info` failed: {lines[-1] if lines else f'exit code {info.returncode}'}"
 
 
 def _compose_major(command: list[str], env: Mapping[str, str]) -> int | None:
@@ -83,19 +92,31 @@ def compose_candidates(docker: str, env: Mapping[str, str]) -> list[list[str]]:
     return candidates
 
 
-def compose_command(env: Mapping[str, str] | None = None) -> list[str] | None:
-    """A compose v2 (this compose file needs it: `required` dependencies, secrets from the
-    environment, the top-level name; Debian's docker-compose 1.29 rejects all three), when a
-    working engine answers."""
+def find_compose(env: Mapping[str, str] | None = None) -> tuple[list[str] | None, str]:
+    """A compose v2 command (this compose file needs it: `required` dependencies, secrets from
+    the environment, the top-level name; Debian's docker-compose 1.29 rejects all three) when a
+    working engine answers, else None and why: no docker CLI, the engine not answering, or no
+    compose v2."""
     env = docker_environment() if env is None else env
     docker = shutil.which("docker", path=env.get("PATH"))
-    if docker is None or not _engine_answers(docker, env):
-        return None
-    for candidate in compose_candidates(docker, env):
+    if docker is None:
+        return None, "no docker CLI on PATH"
+    problem = _engine_problem(docker, env)
+    if problem is not None:
+        host = env.get("DOCKER_HOST", "the default socket")
+        return None, f"the container engine is not answering at {host} ({problem})"
+    tried = compose_candidates(docker, env)
+    for candidate in tried:
         major = _compose_major(candidate, env)
         if major is not None and major >= 2:
-            return candidate
-    return None
+            return candidate, ""
+    names = ", ".join(" ".join(c) for c in tried)
+    return None, f"no compose v2 was found (the engine answers; tried {names})"
+
+
+def compose_command(env: Mapping[str, str] | None = None) -> list[str] | None:
+    """find_compose's command alone."""
+    return find_compose(env)[0]
 
 
 def _port_free(host: str, port: int) -> bool:
@@ -109,6 +130,8 @@ def _port_free(host: str, port: int) -> bool:
 
 
 MACHINE_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
+# How many of its last output lines an error shows (a failed build, an unhealthy service).
+BUILD_TAIL_LINES = 30
 # Services with no air-gapped stand-in (Grafana: no package on Debian, PyPI or npm).
 AIRGAP_LEFT_OUT = ("grafana",)
 
@@ -165,7 +188,7 @@ class DockerRuntime:
             raise PlatformError(f"docker compose {args[0]} failed with exit code {code}")
         return code
 
-    def last_logs(self, service: Service, lines: int = 20) -> str:
+    def last_logs(self, service: Service, lines: int = BUILD_TAIL_LINES) -> str:
         """The last log lines of a profile's containers (for an error message)."""
         result = self._capture([service], "logs", "--no-color", "--tail", str(lines))
         return (result.stdout + result.stderr).strip() or "(no log lines)"
@@ -186,11 +209,14 @@ class DockerRuntime:
             raise PlatformError(f"docker compose {args[0]} failed: {result.stderr.strip()}")
         return result.stdout
 
-    def ports_taken(self, services: list[Service]) -> list[str]:
+    def running(self, services: list[Service]) -> set[str]:
+        """The compose services of these profiles that run now."""
+        return set(self._output(services, "ps", "--services", "--status", "running").split())
+
+    def ports_taken(self, services: list[Service], running: set[str]) -> list[str]:
         """The published host ports of the services that are not running yet and that something
         else already holds ("<service> <host>:<port>")."""
         config = json.loads(self._output(services, "config", "--format", "json"))
-        running = set(self._output(services, "ps", "--services", "--status", "running").split())
         taken = []
         for name, service in config.get("services", {}).items():
             if name in running or name in self.left_out():
@@ -238,12 +264,18 @@ class DockerRuntime:
         build: bool,
         on_healthy: Callable[[str], None] | None = None,
     ) -> None:
-        taken = self.ports_taken(services)
+        """compose up -d, then each service's health checks in order. Nothing starts when a port
+        is taken or an image does not build; when compose up fails or a service never gets
+        healthy, what this up started is removed again (volumes kept)."""
+        running = self.running(services)
+        taken = self.ports_taken(services, running)
         if taken:
             raise PlatformError(
                 f"ports already in use, nothing started: {', '.join(taken)}; stop what holds "
                 "them or set the service's *_PORT in the env file"
             )
+        if build:
+            self.build_images(services)
         targets: list[str] = []
         if self.left_out():
             targets = self.compose_services(services)
@@ -251,7 +283,22 @@ class DockerRuntime:
                 f"air-gapped (MLOPS_AIRGAP): leaving out {', '.join(sorted(self.left_out()))}"
                 " (no stand-in image can be built here)"
             )
-        self._run(services, "up", "-d", *(["--build"] if build else []), *targets)
+        try:
+            self._run(services, "up", "-d", *targets)
+            self._wait_healthy(services, on_healthy)
+        except PlatformError:
+            self._remove_started(services, running)
+            raise
+        print("\nThe platform is up (docker):")
+        for service in services:
+            for line in service.endpoints(self.ctx):
+                if line.split(maxsplit=1)[0].lower() in self.left_out():
+                    line = f"{line.split(maxsplit=1)[0]:<20}left out (air-gapped: no image here)"
+                print(f"  {line}")
+
+    def _wait_healthy(
+        self, services: list[Service], on_healthy: Callable[[str], None] | None
+    ) -> None:
         for service in services:
             for check in self.checks(service):
                 health = wait_healthy(
@@ -264,17 +311,60 @@ class DockerRuntime:
                     )
             if on_healthy is not None:
                 on_healthy(service.name)
-        print("\nThe platform is up (docker):")
-        for service in services:
-            for line in service.endpoints(self.ctx):
-                if line.split(maxsplit=1)[0].lower() in self.left_out():
-                    line = f"{line.split(maxsplit=1)[0]:<20}left out (air-gapped: no image here)"
-                print(f"  {line}")
+
+    def _remove_started(self, services: list[Service], running: set[str]) -> None:
+        """Undo a failed up: `down` (volumes kept) when nothing of these profiles ran before,
+        else remove the containers of the services that were not running."""
+        if not running:
+            print("up failed: removing what it started (volumes kept)", flush=True)
+            self._run(services, "down", "--remove-orphans", check=False)
+            return
+        started = [name for name in self.compose_services(services) if name not in running]
+        if started:
+            print(f"up failed: removing what it started ({', '.join(started)})", flush=True)
+            self._run(services, "rm", "--stop", "--force", *started, check=False)
+
+    def built_services(self, services: list[Service]) -> list[str]:
+        """The compose services of these profiles with a `build:` section (each image once)."""
+        config = json.loads(self._output(services, "config", "--format", "json"))
+        return [
+            name
+            for name, service in config.get("services", {}).items()
+            if "build" in service and name not in self.left_out()
+        ]
+
+    def build_images(self, services: list[Service]) -> None:
+        """compose build, one service after the other, so that a failed build is named: "image
+        build failed for <service>" with its last BUILD_TAIL_LINES output lines."""
+        for name in self.built_services(services):
+            cmd = [*self._base_command(services), "build", name]
+            print("  $ " + " ".join(cmd[len(self.compose) :]), flush=True)
+            code, tail = self._stream(cmd)
+            if code != 0:
+                raise PlatformError(
+                    f"image build failed for {name} (exit code {code}), nothing started; "
+                    f"its last {len(tail)} lines:\n" + "\n".join(tail)
+                )
+
+    def _stream(self, cmd: list[str]) -> tuple[int, list[str]]:
+        """Run `cmd` with its output (stdout and stderr) printed as it comes; its exit code and
+        its last BUILD_TAIL_LINES lines."""
+        tail: deque[str] = deque(maxlen=BUILD_TAIL_LINES)
+        with subprocess.Popen(
+            cmd, env=self._env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        ) as process:
+            assert process.stdout is not None
+            for line in process.stdout:
+                sys.stdout.write(line)
+                tail.append(line.rstrip("\n"))
+            code = process.wait()
+        sys.stdout.flush()
+        return code, list(tail)
 
     def build(self, services: list[Service]) -> dict[str, int]:
         """Build the project's images of these profiles (an image several services share is
         built once: only one of them has a `build:` section) and print each image's size."""
-        self._run(services, "build")
+        self.build_images(services)
         sizes = self.image_sizes(services)
         print("\nimage sizes:")
         for image, size in sizes.items():
