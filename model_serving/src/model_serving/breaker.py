@@ -1,4 +1,4 @@
-"""A circuit breaker around the online-store read (ADR ``XXXX-faults-online-store-breaker``).
+"""A circuit breaker around the online-store read (ADR ``0013-online-store-breaker``).
 
 Closed: reads run (in the read threads, with the request's deadline). The breaker opens when a
 read fails, misses its deadline, or *stalls*: a read has been waiting ``stall_s`` while no read
