@@ -42,3 +42,30 @@ class Worker:
             return False
         self._thread = None
         return True
+
+
+class Periodic:
+    """Calls ``tick`` every ``interval_s`` seconds on a ``Worker`` thread until ``stop``.
+
+    The first call comes one interval after ``start`` (an owner that wants one at once calls
+    ``tick`` itself first); ``stop`` sets the stop signal and joins the thread.
+    """
+
+    def __init__(self, tick: Callable[[], object], interval_s: float, name: str) -> None:
+        self._tick = tick
+        self._interval_s = interval_s
+        self._stop = threading.Event()
+        self._worker = Worker(self._run, name)
+
+    def start(self) -> bool:
+        """Start the thread unless it runs already; True when this call started it."""
+        return self._worker.start()
+
+    def stop(self, timeout: float = 5.0) -> bool:
+        """Signal the thread and wait up to ``timeout`` s; True when it no longer runs."""
+        self._stop.set()
+        return self._worker.join(timeout)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._interval_s):
+            self._tick()

@@ -14,7 +14,6 @@ the next read drops it.
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -29,7 +28,7 @@ from mlops_common.experiments import (
     assign,
 )
 from mlops_common.registry import RegistryUnavailable, alias_version, is_not_found, short
-from mlops_common.threads import Worker
+from mlops_common.threads import Periodic
 from model_serving.lifecycle import ModelManager
 from model_serving.metrics import ServingMetrics
 from model_serving.models import LoadedModel
@@ -94,11 +93,9 @@ class ExperimentRouter:
         self._metrics = metrics
         self._store_factory = store
         self._store: ExperimentStore | None = None
-        self._interval_s = interval_s
         self.active: ActiveExperiment | None = None
         self.last_error: str | None = None
-        self._stop = threading.Event()
-        self._worker = Worker(self._watch, "experiment-watcher")
+        self._watcher = Periodic(self.refresh, interval_s, "experiment-watcher")
 
     def store(self) -> ExperimentStore:
         if self._store is None:
@@ -111,17 +108,12 @@ class ExperimentRouter:
 
     def start(self) -> None:
         self.refresh()
-        self._worker.start()
+        self._watcher.start()
 
     def stop(self, timeout: float = 5.0) -> None:
-        self._stop.set()
-        self._worker.join(timeout)
+        self._watcher.stop(timeout)
         if self._store is not None:
             self._store.close()
-
-    def _watch(self) -> None:
-        while not self._stop.wait(self._interval_s):
-            self.refresh()
 
     def refresh(self) -> None:
         """Read the running experiment and route by it (see the module's docstring)."""

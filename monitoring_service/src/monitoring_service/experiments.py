@@ -10,14 +10,13 @@ the store, where serving picks it up.
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable
 
 import numpy as np
 
 from mlops_common.experiment_store import ExperimentStore
 from mlops_common.experiments import Experiment
-from mlops_common.threads import Worker
+from mlops_common.threads import Periodic
 from monitoring_service.abtest import ArmCounts, Readout, readout
 from monitoring_service.bandit import thompson_allocation
 from monitoring_service.metrics import MonitoringMetrics
@@ -49,10 +48,8 @@ class ExperimentReadouts:
         self._factory = experiments
         self._experiments: ExperimentStore | None = None
         self._metrics = metrics
-        self._interval_s = interval_s
         self._rng = np.random.default_rng(seed)
-        self._stop = threading.Event()
-        self._worker = Worker(self._run, "experiment-readouts")
+        self._readouts = Periodic(self.tick, interval_s, "experiment-readouts")
         self.last: dict[str, Readout] = {}
 
     def experiment_store(self) -> ExperimentStore:
@@ -61,17 +58,12 @@ class ExperimentReadouts:
         return self._experiments
 
     def start(self) -> None:
-        self._worker.start()
+        self._readouts.start()
 
     def stop(self, timeout: float = 5.0) -> None:
-        self._stop.set()
-        self._worker.join(timeout)
+        self._readouts.stop(timeout)
         if self._experiments is not None:
             self._experiments.close()
-
-    def _run(self) -> None:
-        while not self._stop.wait(self._interval_s):
-            self.tick()
 
     def tick(self) -> dict[str, Readout]:
         """Read out every running experiment (and update the bandits' allocations)."""
