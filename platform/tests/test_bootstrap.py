@@ -56,6 +56,16 @@ def _dag_params() -> dict[str, set[str]]:
                 else:
                     continue
                 keys = set()
+                if isinstance(params, ast.Name):  # params=INTERVAL_PARAMS, a module-level dict
+                    params = next(
+                        (
+                            n.value
+                            for n in tree.body
+                            if isinstance(n, ast.Assign)
+                            and any(getattr(t, "id", "") == params.id for t in n.targets)
+                        ),
+                        None,
+                    )
                 if isinstance(params, ast.Dict):
                     keys = {str(k.value) for k in params.keys if isinstance(k, ast.Constant)}
                 found[dag_name] = keys
