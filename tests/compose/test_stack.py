@@ -81,6 +81,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ComposeStack]:
             "MLOPS_RUNTIME": "docker",
             "MLOPS_BOOTSTRAP": "auto",
             "COMPOSE_PROJECT_NAME": project,
+            # the shipped retraining alerts only: the test alert must reach the webhook without
+            # starting a training run that would promote a second version mid-test
+            "MONITORING_TRIGGER_ALERTNAMES": "DataDriftSustained,ModelQualityDegraded",
         },
     )
     ensure_env_file(REPO_ROOT / ".env.example", s.env_file)
