@@ -72,6 +72,18 @@ def test_a_retried_batch_is_written_once(stream: str) -> None:
     assert redis.Redis.from_url(REDIS_URL).xlen(stream) == 5
 
 
+def _sink_with_log(stream: str, wal: Path) -> EventSink:
+    """A serving process's sink on ``wal`` (started by the caller)."""
+    return EventSink(
+        REDIS_URL,
+        {events.PREDICTION: stream},
+        bound=100,
+        maxlen=10_000,
+        metrics=ServingMetrics(),
+        wal=wal,
+    )
+
+
 def test_events_of_answered_requests_survive_a_kill_through_the_write_ahead_log(
     stream: str, tmp_path: Path
 ) -> None:
@@ -89,14 +101,7 @@ def test_events_of_answered_requests_survive_a_kill_through_the_write_ahead_log(
         assert down.submit(events.PREDICTION, prediction)
     # kill -9: no stop, no flush; what was submitted is only in the log
 
-    restarted = EventSink(
-        REDIS_URL,
-        {events.PREDICTION: stream},
-        bound=100,
-        maxlen=10_000,
-        metrics=ServingMetrics(),
-        wal=wal,
-    )
+    restarted = _sink_with_log(stream, wal)
     restarted.start()
     try:
         assert wait_for(lambda: restarted.up is True and not restarted._buffer, 10)
@@ -104,14 +109,7 @@ def test_events_of_answered_requests_survive_a_kill_through_the_write_ahead_log(
     finally:
         restarted.stop()
     assert redis.Redis.from_url(REDIS_URL).xlen(stream) == 3
-    again = EventSink(
-        REDIS_URL,
-        {events.PREDICTION: stream},
-        bound=100,
-        maxlen=10_000,
-        metrics=ServingMetrics(),
-        wal=wal,
-    )
+    again = _sink_with_log(stream, wal)
     again.start()  # an empty log: nothing written twice
     again.stop()
     assert redis.Redis.from_url(REDIS_URL).xlen(stream) == 3

@@ -10,6 +10,7 @@ in the thread pool): the store and the registry block.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body
@@ -62,6 +63,18 @@ def _answer(experiment: Experiment, status: int = 200) -> Response:
     return JSONResponse(experiment.model_dump(mode="json"), status_code=status)
 
 
+def _transition(
+    router_: ExperimentRouter, change: Callable[[str], Experiment], name: str
+) -> Response:
+    """Start or stop ``name`` in the store, then route by it at once (not at the next refresh)."""
+    try:
+        changed = change(name)
+    except ExperimentError as exc:
+        return _error(exc)
+    router_.refresh()
+    return _answer(changed)
+
+
 def experiments_router(auth: ApiKeyAuth, router_: ExperimentRouter, model_name: str) -> APIRouter:
     router = auth.router("admin", tags=["experiments"])
 
@@ -95,20 +108,10 @@ def experiments_router(auth: ApiKeyAuth, router_: ExperimentRouter, model_name: 
         responses=RESPONSES,
     )
     def start(body: ExperimentName) -> Response:
-        try:
-            started = router_.store().start(body.name)
-        except ExperimentError as exc:
-            return _error(exc)
-        router_.refresh()
-        return _answer(started)
+        return _transition(router_, router_.store().start, body.name)
 
     @router.post("/experiments/stop", summary="Stop a running experiment", responses=RESPONSES)
     def stop(body: ExperimentName) -> Response:
-        try:
-            stopped = router_.store().stop(body.name)
-        except ExperimentError as exc:
-            return _error(exc)
-        router_.refresh()
-        return _answer(stopped)
+        return _transition(router_, router_.store().stop, body.name)
 
     return router
