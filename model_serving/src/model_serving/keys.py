@@ -22,7 +22,6 @@ import json
 import logging
 import re
 import secrets
-import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -31,7 +30,7 @@ from typing import Any
 import redis
 
 from mlops_common.redis import connect
-from mlops_common.threads import Worker
+from mlops_common.threads import Periodic
 from model_serving.settings import ServingSettings
 
 log = logging.getLogger("model_serving.keys")
@@ -193,8 +192,7 @@ class KeyRing:
         self._by_id: dict[str, StoredKey] = {}
         #: SHA-256 of a verified key -> the digest of the entry it matched
         self._verified: dict[bytes, bytes] = {}
-        self._stop = threading.Event()
-        self._worker = Worker(self._run, "api-keys")
+        self._refresher = Periodic(self.refresh, refresh_s, "api-keys")
 
     def refresh(self) -> bool:
         """Re-read the store; False (keeping the keys read last) when it cannot be read."""
@@ -244,12 +242,7 @@ class KeyRing:
     def start(self) -> None:
         self.refresh()
         if self.store is not None:
-            self._worker.start()
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.refresh_s):
-            self.refresh()
+            self._refresher.start()
 
     def stop(self) -> None:
-        self._stop.set()
-        self._worker.join(5)
+        self._refresher.stop(5)
